@@ -1,0 +1,9 @@
+"""Pulumi entry point: read config, build the fleet, export what later stages consume."""
+
+import pulumi
+
+from provisioning.cloud.program import fleet_from_config
+
+fleet = fleet_from_config(pulumi.Config("buildfleet"))
+pulumi.export("inventory", fleet.inventory)
+pulumi.export("placement", fleet.placement)

@@ -1,0 +1,1 @@
+"""The AWS target: a Pulumi program made of small components (see ``program.run``)."""

@@ -1,0 +1,75 @@
+"""Who can reach the hosts: a security group open only to allowedCidrs, and the SSH key.
+
+One ingress rule per CIDR and port, as resources of their own: the AWS provider docs
+advise against inline rules, which handle multiple CIDRs badly and cannot be tagged.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+
+import pulumi
+import pulumi_aws as aws
+
+SSH_PORT = 22
+
+
+@dataclass
+class AccessArgs:
+    vpc_id: pulumi.Input[str]
+    allowed_cidrs: tuple[str, ...]
+    buildkitd_port: int
+    ssh_public_key: str
+    tags: dict[str, str] = field(default_factory=dict)
+
+
+def _cidr_field(cidr: str) -> dict[str, str]:
+    key = "cidr_ipv6" if ipaddress.ip_network(cidr).version == 6 else "cidr_ipv4"
+    return {key: cidr}
+
+
+class Access(pulumi.ComponentResource):
+    security_group_id: pulumi.Output[str]
+    key_name: pulumi.Output[str]
+
+    def __init__(self, name: str, args: AccessArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("buildfleet:cloud:Access", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        group = aws.ec2.SecurityGroup(
+            f"{name}-sg",
+            vpc_id=args.vpc_id,
+            description="buildfleet build hosts: SSH and buildkitd (mTLS) from allowedCidrs only",
+            tags={**args.tags, "Name": f"{name}-sg"},
+            opts=child,
+        )
+        ports = {"ssh": SSH_PORT, "buildkitd": args.buildkitd_port}
+        for index, cidr in enumerate(args.allowed_cidrs):
+            for service, port in ports.items():
+                aws.vpc.SecurityGroupIngressRule(
+                    f"{name}-{service}-{index}",
+                    security_group_id=group.id,
+                    ip_protocol="tcp",
+                    from_port=port,
+                    to_port=port,
+                    description=f"{service} from {cidr}",
+                    tags=args.tags,
+                    opts=child,
+                    **_cidr_field(cidr),
+                )
+        # Hosts fetch packages and push images, so all egress is allowed.
+        for family, cidr in (("ipv4", "0.0.0.0/0"), ("ipv6", "::/0")):
+            aws.vpc.SecurityGroupEgressRule(
+                f"{name}-egress-{family}",
+                security_group_id=group.id,
+                ip_protocol="-1",
+                description=f"all {family} egress",
+                tags=args.tags,
+                opts=child,
+                **_cidr_field(cidr),
+            )
+        key = aws.ec2.KeyPair(f"{name}-key", public_key=args.ssh_public_key,
+                              tags={**args.tags, "Name": f"{name}-key"}, opts=child)
+        self.security_group_id = group.id
+        self.key_name = key.key_name
+        self.register_outputs({"securityGroupId": self.security_group_id, "keyName": self.key_name})

@@ -1,0 +1,74 @@
+"""The whole AWS fleet: network, access, one BuildHost per planned host, and the inventory."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pulumi
+
+from provisioning.cloud.access import Access, AccessArgs
+from provisioning.cloud.ami import IMAGE_SOURCES
+from provisioning.cloud.host import BuildHost, BuildHostArgs
+from provisioning.cloud.network import Network, NetworkArgs
+from provisioning.inventory import inventory_from_plan
+from provisioning.plan import Plan
+from provisioning.settings import Settings
+
+TARGET = "aws"
+
+
+@dataclass
+class FleetArgs:
+    settings: Settings
+    plan: Plan
+    tags: dict[str, str]
+
+
+class Fleet(pulumi.ComponentResource):
+    inventory: pulumi.Output[dict]
+    placement: list[dict[str, object]]
+
+    def __init__(self, name: str, args: FleetArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("buildfleet:cloud:Fleet", name, None, opts)
+        settings, plan, child = args.settings, args.plan, pulumi.ResourceOptions(parent=self)
+        network = Network(
+            f"{name}-net",
+            NetworkArgs(settings.create_vpc, settings.vpc_cidr, settings.availability_zone, args.tags),
+            opts=child,
+        )
+        access = Access(
+            f"{name}-access",
+            AccessArgs(network.vpc_id, settings.allowed_cidrs, settings.buildkitd_port,
+                       settings.ssh_public_key, args.tags),
+            opts=child,
+        )
+        hosts = {
+            spec.name: BuildHost(
+                f"{name}-{spec.name}",
+                BuildHostArgs(
+                    role=spec.role,
+                    instance_type=plan.instance_types[spec.name],
+                    image=settings.image,
+                    subnet_id=network.subnet_id,
+                    security_group_id=access.security_group_id,
+                    key_name=access.key_name,
+                    root_volume_gib=settings.root_volume_gib,
+                    spot=settings.spot,
+                    tags=args.tags,
+                ),
+                opts=child,
+            )
+            for spec in plan.hosts
+        }
+        ssh_user = IMAGE_SOURCES[settings.image].ssh_user
+        names = list(hosts)
+        addresses = pulumi.Output.all(
+            *[hosts[n].public_ip for n in names], *[hosts[n].private_ip for n in names]
+        )
+        self.inventory = addresses.apply(
+            lambda ips: inventory_from_plan(
+                plan, TARGET, {n: (ips[i], ips[len(names) + i]) for i, n in enumerate(names)}, ssh_user
+            ).to_dict()
+        )
+        self.placement = plan.placement.to_list()
+        self.register_outputs({"inventory": self.inventory, "placement": self.placement})

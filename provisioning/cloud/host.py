@@ -1,0 +1,62 @@
+"""One build host: an EC2 instance whose AMI matches its CPU architecture.
+
+Hardening that costs nothing is on by default: IMDSv2 only, with a hop limit of 1 so
+build containers cannot reach instance metadata; an encrypted gp3 root volume.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pulumi
+import pulumi_aws as aws
+
+from provisioning.catalog import InstanceType
+from provisioning.cloud.ami import lookup_ami
+
+
+@dataclass
+class BuildHostArgs:
+    role: str
+    instance_type: InstanceType
+    image: str
+    subnet_id: pulumi.Input[str]
+    security_group_id: pulumi.Input[str]
+    key_name: pulumi.Input[str]
+    root_volume_gib: int
+    spot: bool = False
+    tags: dict[str, str] = field(default_factory=dict)
+
+
+def _market_options(spot: bool) -> dict | None:
+    if not spot:
+        return None
+    return {"market_type": "spot", "spot_options": {"spot_instance_type": "one-time"}}
+
+
+class BuildHost(pulumi.ComponentResource):
+    public_ip: pulumi.Output[str]
+    private_ip: pulumi.Output[str]
+
+    def __init__(self, name: str, args: BuildHostArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("buildfleet:cloud:BuildHost", name, None, opts)
+        tags = {**args.tags, "Name": name, "buildfleet:role": args.role}
+        instance = aws.ec2.Instance(
+            f"{name}-vm",
+            ami=lookup_ami(args.image, args.instance_type.arch, pulumi.InvokeOptions(parent=self)),
+            instance_type=args.instance_type.name,
+            subnet_id=args.subnet_id,
+            vpc_security_group_ids=[args.security_group_id],
+            key_name=args.key_name,
+            associate_public_ip_address=True,
+            metadata_options={"http_endpoint": "enabled", "http_tokens": "required",
+                              "http_put_response_hop_limit": 1},
+            root_block_device={"volume_type": "gp3", "volume_size": args.root_volume_gib,
+                               "encrypted": True, "delete_on_termination": True, "tags": tags},
+            instance_market_options=_market_options(args.spot),
+            tags=tags,
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        self.public_ip = instance.public_ip
+        self.private_ip = instance.private_ip
+        self.register_outputs({"publicIp": self.public_ip, "privateIp": self.private_ip})

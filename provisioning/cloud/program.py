@@ -1,0 +1,31 @@
+"""The Pulumi program's steps: read ``buildfleet:`` config, check it, build the Fleet.
+
+Every config error is raised before the first resource is registered, as a
+``pulumi.RunError`` so the CLI shows one line instead of a Python traceback.
+"""
+
+from __future__ import annotations
+
+import pulumi
+
+from provisioning.cloud.fleet import Fleet, FleetArgs
+from provisioning.errors import BuildfleetError
+from provisioning.plan import plan_fleet
+from provisioning.settings import KEYS, NAMESPACE, Settings, require_cloud_access, settings_from_mapping
+
+
+def settings_from_pulumi(config: pulumi.Config) -> Settings:
+    """Pulumi hands every value over as a string; the shared schema parses and checks it."""
+    return settings_from_mapping({key: config.get(key) for key in KEYS})
+
+
+def fleet_from_config(config: pulumi.Config) -> Fleet:
+    try:
+        settings = settings_from_pulumi(config)
+        require_cloud_access(settings)
+        plan = plan_fleet(settings)
+    except BuildfleetError as error:
+        raise pulumi.RunError(str(error)) from None
+    stack = pulumi.get_stack()
+    tags = {"managed-by": NAMESPACE, "buildfleet:stack": stack}
+    return Fleet(f"{NAMESPACE}-{stack}", FleetArgs(settings, plan, tags))

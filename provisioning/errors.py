@@ -1,0 +1,21 @@
+"""One exception hierarchy, so the CLI can print one clear line for any user error."""
+
+
+class BuildfleetError(Exception):
+    """Base of every error buildfleet raises on purpose; its message is for the user."""
+
+
+class ConfigError(BuildfleetError):
+    """A configuration key has a bad value; the message names the key."""
+
+
+class PlatformError(ConfigError):
+    """A platform string is unknown or malformed; the message lists the valid ones."""
+
+
+class CatalogError(ConfigError):
+    """An instance type is not in the catalog and not declared as custom."""
+
+
+class PlacementError(BuildfleetError):
+    """A requested platform has no host that can build it."""

@@ -1,0 +1,112 @@
+"""The inventory: the one shape every target (aws, local, static) hands to later stages.
+
+Later stages read only this, never a target's internals. It round-trips through plain
+dicts so it can be a Pulumi stack output, a JSON file, or YAML written by hand.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+from provisioning.errors import ConfigError
+from provisioning.plan import Plan
+
+
+@dataclass(frozen=True)
+class HostPlatform:
+    platform: str
+    native: bool
+
+
+@dataclass(frozen=True)
+class InventoryHost:
+    name: str
+    role: str
+    arch: str
+    address: str  # where the operator connects (public IP on AWS, 127.0.0.1 locally)
+    private_address: str
+    ssh_user: str
+    ssh_port: int = 22
+    instance_type: str = ""
+    platforms: tuple[HostPlatform, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "role": self.role,
+            "arch": self.arch,
+            "address": self.address,
+            "privateAddress": self.private_address,
+            "sshUser": self.ssh_user,
+            "sshPort": self.ssh_port,
+            "instanceType": self.instance_type,
+            "platforms": [{"platform": p.platform, "native": p.native} for p in self.platforms],
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "InventoryHost":
+        try:
+            return cls(
+                name=str(data["name"]),
+                role=str(data["role"]),
+                arch=str(data["arch"]),
+                address=str(data["address"]),
+                private_address=str(data.get("privateAddress", "")),
+                ssh_user=str(data["sshUser"]),
+                ssh_port=int(data.get("sshPort", 22)),
+                instance_type=str(data.get("instanceType", "")),
+                platforms=tuple(
+                    HostPlatform(str(p["platform"]), bool(p["native"])) for p in data.get("platforms", [])
+                ),
+            )
+        except (KeyError, TypeError, ValueError) as error:
+            raise ConfigError(f"inventory host {data.get('name', '?')!r}: missing or bad field {error}") from None
+
+
+@dataclass(frozen=True)
+class Inventory:
+    target: str
+    hosts: tuple[InventoryHost, ...]
+
+    def host(self, name: str) -> InventoryHost:
+        for host in self.hosts:
+            if host.name == name:
+                return host
+        raise KeyError(name)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"target": self.target, "hosts": [h.to_dict() for h in self.hosts]}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "Inventory":
+        return cls(str(data["target"]), tuple(InventoryHost.from_dict(h) for h in data["hosts"]))
+
+
+def inventory_from_plan(
+    plan: Plan,
+    target: str,
+    addresses: Mapping[str, tuple[str, str]],
+    ssh_user: str,
+    ssh_port: int = 22,
+) -> Inventory:
+    """Join the plan with the addresses a target gave each host (name -> (address, private))."""
+    hosts = []
+    for spec in plan.hosts:
+        address, private = addresses[spec.name]
+        hosts.append(
+            InventoryHost(
+                name=spec.name,
+                role=spec.role,
+                arch=spec.arch,
+                address=address,
+                private_address=private,
+                ssh_user=ssh_user,
+                ssh_port=ssh_port,
+                instance_type=plan.instance_types[spec.name].name,
+                platforms=tuple(
+                    HostPlatform(str(a.platform), a.native) for a in plan.placement.for_host(spec.name)
+                ),
+            )
+        )
+    return Inventory(target, tuple(hosts))

@@ -1,0 +1,243 @@
+"""The ``buildfleet:`` configuration keys: their types, defaults, and validation.
+
+One schema serves every source: Pulumi stack config (``buildfleet:<key>``), a
+``buildfleet.yaml`` file, and ``--set key=value`` on the CLI. ``Pulumi.yaml`` declares the
+same keys and defaults (a test keeps the two equal). Everything is checked here, before
+any plan or resource exists, and each error names its key.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+from provisioning.catalog import Catalog, InstanceType
+from provisioning.errors import CatalogError, ConfigError
+from provisioning.platforms import Platform, parse_platforms
+
+NAMESPACE = "buildfleet"
+ROLES = ("amd64", "arm64", "emulation")
+IMAGES = ("ubuntu-24.04", "debian-12")
+WORLD = ("0.0.0.0/0", "::/0")
+SSH_KEY_TYPES = (
+    "ssh-ed25519",
+    "ssh-rsa",
+    "ecdsa-sha2-nistp256",
+    "ecdsa-sha2-nistp384",
+    "ecdsa-sha2-nistp521",
+    "sk-ssh-ed25519@openssh.com",
+)
+
+
+@dataclass(frozen=True)
+class Key:
+    """One configuration key as declared in Pulumi.yaml's ``config:`` block."""
+
+    type: str  # Pulumi's project-config types: string, integer, boolean, array
+    default: Any
+    description: str
+
+
+KEYS: dict[str, Key] = {
+    "platforms": Key("array", [
+        "linux/amd64", "linux/arm64", "linux/arm/v7", "linux/arm/v6",
+        "linux/386", "linux/ppc64le", "linux/s390x", "linux/riscv64",
+    ], "Platforms the builder builds; each goes to a native host if one exists, else QEMU."),
+    "amd64InstanceType": Key("string", "c7i.xlarge", "Instance type of the native linux/amd64 hosts."),
+    "amd64Count": Key("integer", 1, "Number of native amd64 hosts (0 or more)."),
+    "arm64InstanceType": Key("string", "c7g.xlarge",
+                             "Instance type of the native arm64 (Graviton) hosts; Graviton2/3 also run arm/v7 and arm/v6."),
+    "arm64Count": Key("integer", 1, "Number of native arm64 hosts (0 or more)."),
+    "emulationInstanceType": Key("string", "c7i.xlarge", "Instance type of the QEMU emulation hosts."),
+    "emulationCount": Key("integer", 1, "Number of emulation hosts (0 or more)."),
+    "customInstanceTypes": Key("array", [],
+                               "Extra instance types, each NAME=ARCH,VCPU,MEMORY_GIB,USD_PER_HOUR[,aarch32]."),
+    "allowedCidrs": Key("array", [], "CIDRs allowed to reach SSH and buildkitd (required for AWS)."),
+    "allowWorld": Key("boolean", False, "Allow 0.0.0.0/0 or ::/0 in allowedCidrs (not recommended)."),
+    "sshPublicKey": Key("string", "", "OpenSSH public key installed on the hosts (required for AWS)."),
+    "image": Key("string", "ubuntu-24.04", "Host OS image: ubuntu-24.04 or debian-12."),
+    "rootVolumeGiB": Key("integer", 50, "Size of each host's encrypted gp3 root volume."),
+    "spot": Key("boolean", False, "Run the hosts as spot instances."),
+    "createVpc": Key("boolean", False, "Create a VPC with one public subnet instead of using the default VPC."),
+    "vpcCidr": Key("string", "10.42.0.0/16", "CIDR of the created VPC (only with createVpc)."),
+    "availabilityZone": Key("string", "", "AZ of the created subnet (only with createVpc; empty = first available)."),
+    "buildkitdPort": Key("integer", 1234, "TCP port of each host's buildkitd (mTLS)."),
+}
+
+
+@dataclass(frozen=True)
+class RoleSpec:
+    """How many hosts of one role, on which instance type."""
+
+    role: str
+    instance_type: InstanceType
+    count: int
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Validated configuration; build it with ``settings_from_mapping``."""
+
+    platforms: tuple[Platform, ...]
+    roles: tuple[RoleSpec, ...]
+    allowed_cidrs: tuple[str, ...]
+    allow_world: bool
+    ssh_public_key: str
+    image: str
+    root_volume_gib: int
+    spot: bool
+    create_vpc: bool
+    vpc_cidr: str
+    availability_zone: str
+    buildkitd_port: int
+    catalog: Catalog = field(repr=False)
+
+    def role(self, name: str) -> RoleSpec:
+        return next(r for r in self.roles if r.role == name)
+
+
+def _coerce(key: str, value: Any) -> Any:
+    """Turn a raw value (typed YAML, or Pulumi's string form) into the key's declared type."""
+    kind = KEYS[key].type
+    if kind == "string":
+        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+            return str(value).strip()
+    elif kind == "integer":
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+            return int(value)
+    elif kind == "boolean":
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.strip().lower() in ("true", "false"):
+            return value.strip().lower() == "true"
+    elif kind == "array":
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                try:
+                    value = json.loads(text)
+                except json.JSONDecodeError:
+                    raise ConfigError(f"{NAMESPACE}:{key}: {value!r} is not a valid JSON list") from None
+            else:
+                value = [item.strip() for item in text.split(",") if item.strip()]
+        if isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
+            return [v.strip() for v in value]
+    raise ConfigError(f"{NAMESPACE}:{key}: expected {kind}, got {value!r}")
+
+
+def _raw_values(raw: Mapping[str, Any]) -> dict[str, Any]:
+    values = {key: spec.default for key, spec in KEYS.items()}
+    for name, value in raw.items():
+        key = str(name).removeprefix(f"{NAMESPACE}:")
+        if key not in KEYS:
+            raise ConfigError(f"unknown configuration key {NAMESPACE}:{key}; known keys: {', '.join(KEYS)}")
+        if value is not None:
+            values[key] = _coerce(key, value)
+    return values
+
+
+def _role_specs(values: dict[str, Any], catalog: Catalog) -> tuple[RoleSpec, ...]:
+    specs = []
+    for role in ROLES:
+        type_key, count_key = f"{role}InstanceType", f"{role}Count"
+        try:
+            instance_type = catalog.lookup(values[type_key])
+        except CatalogError as error:
+            raise CatalogError(f"{NAMESPACE}:{type_key}: {error}") from None
+        if role != "emulation" and instance_type.arch != role:
+            raise ConfigError(
+                f"{NAMESPACE}:{type_key}: {instance_type.name} is an {instance_type.arch} type, "
+                f"but the {role} role needs an {role} type"
+            )
+        if values[count_key] < 0:
+            raise ConfigError(f"{NAMESPACE}:{count_key}: must be 0 or more, got {values[count_key]}")
+        specs.append(RoleSpec(role, instance_type, values[count_key]))
+    if not any(spec.count for spec in specs):
+        raise ConfigError(f"the fleet has no hosts: set {NAMESPACE}:amd64Count, arm64Count or emulationCount above 0")
+    return tuple(specs)
+
+
+def _cidrs(values: dict[str, Any]) -> tuple[str, ...]:
+    cidrs = []
+    for text in values["allowedCidrs"]:
+        try:
+            network = ipaddress.ip_network(text, strict=True)
+        except ValueError as error:
+            raise ConfigError(f"{NAMESPACE}:allowedCidrs: {text!r} is not a CIDR ({error})") from None
+        if str(network) in WORLD and not values["allowWorld"]:
+            raise ConfigError(
+                f"{NAMESPACE}:allowedCidrs: {text} opens SSH and buildkitd to the whole internet; "
+                f"use your office or VPN CIDR, or set {NAMESPACE}:allowWorld true if you really mean it"
+            )
+        cidrs.append(str(network))
+    return tuple(cidrs)
+
+
+def _checked_choice(key: str, value: str, choices: tuple[str, ...]) -> str:
+    if value not in choices:
+        raise ConfigError(f"{NAMESPACE}:{key}: {value!r} is not one of {', '.join(choices)}")
+    return value
+
+
+def _checked_port(value: int) -> int:
+    if not 1 <= value <= 65535 or value == 22:
+        raise ConfigError(f"{NAMESPACE}:buildkitdPort: {value} is not a usable TCP port (1-65535, not 22)")
+    return value
+
+
+def _checked_ssh_key(value: str) -> str:
+    if value and value.split(" ", 1)[0] not in SSH_KEY_TYPES:
+        raise ConfigError(
+            f"{NAMESPACE}:sshPublicKey: not an OpenSSH public key (expected it to start with one of "
+            f"{', '.join(SSH_KEY_TYPES)}); paste the contents of your ~/.ssh/id_ed25519.pub"
+        )
+    return value
+
+
+def settings_from_mapping(raw: Mapping[str, Any], catalog: Catalog | None = None) -> Settings:
+    """Validate raw configuration (keys with or without the ``buildfleet:`` prefix)."""
+    values = _raw_values(raw)
+    catalog = (catalog or Catalog()).with_custom(values["customInstanceTypes"])
+    try:
+        platforms = parse_platforms(values["platforms"])
+    except ConfigError as error:
+        raise ConfigError(f"{NAMESPACE}:platforms: {error}") from None
+    try:
+        ipaddress.ip_network(values["vpcCidr"], strict=True)
+    except ValueError as error:
+        raise ConfigError(f"{NAMESPACE}:vpcCidr: {values['vpcCidr']!r} is not a CIDR ({error})") from None
+    if values["rootVolumeGiB"] < 8:
+        raise ConfigError(f"{NAMESPACE}:rootVolumeGiB: {values['rootVolumeGiB']} GiB is too small (8 or more)")
+    return Settings(
+        platforms=platforms,
+        roles=_role_specs(values, catalog),
+        allowed_cidrs=_cidrs(values),
+        allow_world=values["allowWorld"],
+        ssh_public_key=_checked_ssh_key(values["sshPublicKey"]),
+        image=_checked_choice("image", values["image"], IMAGES),
+        root_volume_gib=values["rootVolumeGiB"],
+        spot=values["spot"],
+        create_vpc=values["createVpc"],
+        vpc_cidr=values["vpcCidr"],
+        availability_zone=values["availabilityZone"],
+        buildkitd_port=_checked_port(values["buildkitdPort"]),
+        catalog=catalog,
+    )
+
+
+def require_cloud_access(settings: Settings) -> None:
+    """What AWS needs beyond a plan: who may connect, and with which key."""
+    if not settings.allowed_cidrs:
+        raise ConfigError(
+            f"{NAMESPACE}:allowedCidrs is empty: set it to the CIDRs that may reach SSH and buildkitd, e.g. "
+            f"pulumi config set --path '{NAMESPACE}:allowedCidrs[0]' 203.0.113.7/32"
+        )
+    if not settings.ssh_public_key:
+        raise ConfigError(
+            f"{NAMESPACE}:sshPublicKey is not set: "
+            f"pulumi config set {NAMESPACE}:sshPublicKey \"$(cat ~/.ssh/id_ed25519.pub)\""
+        )

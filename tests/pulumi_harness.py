@@ -1,0 +1,100 @@
+"""Runs the real Pulumi program (``__main__.py``) under Pulumi's mock runtime.
+
+The official unit-test method: ``pulumi.runtime.set_mocks`` replaces the engine and the
+AWS provider, so every resource registration and data-source call is recorded here.
+Mocks echo inputs back as outputs and fake the few values AWS would compute.
+"""
+
+from __future__ import annotations
+
+import json
+import runpy
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pulumi
+
+PROJECT_DIR = Path(__file__).resolve().parent.parent
+MAIN = PROJECT_DIR / "__main__.py"
+STACK = "test"
+
+
+@dataclass
+class Registered:
+    type: str
+    name: str
+    inputs: dict[str, Any]
+    urn: str
+
+
+@dataclass
+class RecordingMocks(pulumi.runtime.Mocks):
+    resources: list[Registered] = field(default_factory=list)
+    calls: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    parents: dict[str, str] = field(default_factory=dict)  # resource name -> parent's type
+
+    def record_parent(self, args: pulumi.ResourceTransformationArgs) -> None:
+        parent = args.opts.parent if args.opts else None
+        self.parents[args.name] = type(parent).__name__ if parent is not None else ""
+
+    def new_resource(self, args: pulumi.runtime.MockResourceArgs):
+        urn = f"urn:pulumi:{STACK}::buildfleet::{args.typ}::{args.name}"
+        self.resources.append(Registered(args.typ, args.name, dict(args.inputs), urn))
+        outputs = dict(args.inputs)
+        index = len(self.resources)
+        if args.typ == "aws:ec2/instance:Instance":
+            # Documentation ranges (RFC 5737): never contacted, only reported.
+            outputs.update(publicIp=f"203.0.113.{index}", privateIp=f"10.0.0.{index}")
+        if args.typ == "aws:ec2/keyPair:KeyPair":
+            outputs.setdefault("keyName", args.name)
+        return f"{args.name}-id", outputs
+
+    def call(self, args: pulumi.runtime.MockCallArgs):
+        self.calls.append((args.token, dict(args.args)))
+        if args.token == "aws:ec2/getAmi:getAmi":
+            arch = next(f["values"][0] for f in args.args["filters"] if f["name"] == "architecture")
+            return {"id": f"ami-{arch}", "architecture": arch}
+        if args.token == "aws:ec2/getVpc:getVpc":
+            return {"id": "vpc-default"}
+        if args.token == "aws:ec2/getSubnets:getSubnets":
+            return {"ids": ["subnet-b", "subnet-a"]}
+        if args.token == "aws:index/getAvailabilityZones:getAvailabilityZones":
+            return {"names": ["us-east-1a", "us-east-1b"]}
+        return {}
+
+    def of_type(self, typ: str) -> list[Registered]:
+        return [r for r in self.resources if r.type == typ]
+
+
+@dataclass
+class ProgramRun:
+    mocks: RecordingMocks
+    outputs: dict[str, Any]
+
+
+def _encode(value: Any) -> str:
+    """Pulumi passes every config value to the program as a string; arrays as JSON."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (list, dict)):
+        return json.dumps(value)
+    return str(value)
+
+
+def run_program(config: dict[str, Any], mocks: RecordingMocks | None = None) -> ProgramRun:
+    """Run ``__main__.py`` with ``buildfleet:`` config; return what it registered and exported."""
+    mocks = mocks if mocks is not None else RecordingMocks()
+    pulumi.runtime.set_mocks(mocks, project="buildfleet", stack=STACK, preview=False)
+    pulumi.runtime.set_all_config({f"buildfleet:{k}": _encode(v) for k, v in config.items()})
+    exported: dict[str, Any] = {}
+
+    @pulumi.runtime.test
+    def program():
+        pulumi.runtime.register_stack_transformation(mocks.record_parent)
+        runpy.run_path(str(MAIN), run_name="__main__")
+        stack_outputs = pulumi.runtime.get_root_resource().outputs
+        return pulumi.Output.from_input(stack_outputs).apply(exported.update)
+
+    program()
+    return ProgramRun(mocks, exported)

@@ -1,0 +1,72 @@
+"""`buildfleet plan`: the first command a new user runs, from configuration alone."""
+
+import json
+import shutil
+import subprocess
+
+import pytest
+
+from provisioning.cli import main
+
+
+def plan_json(capsys, *args):
+    assert main(["plan", "--json", *args]) == 0
+    return {row["platform"]: (row["host"], row["mode"]) for row in json.loads(capsys.readouterr().out)["placement"]}
+
+
+def test_default_config_builds_arm_v7_and_v6_natively_on_the_c7g_host(capsys, tmp_path):
+    placement = plan_json(capsys, "--project-dir", str(tmp_path))
+    assert placement["linux/arm64"] == ("arm64-0", "native")
+    assert placement["linux/arm/v7"] == ("arm64-0", "native")
+    assert placement["linux/arm/v6"] == ("arm64-0", "native")
+    assert placement["linux/amd64"] == ("amd64-0", "native")
+    assert placement["linux/386"] == ("amd64-0", "native")
+    assert placement["linux/s390x"] == ("emulation-0", "qemu")
+
+
+def test_graviton4_arm64_role_sends_arm_v7_and_v6_to_qemu(capsys, tmp_path):
+    placement = plan_json(capsys, "--project-dir", str(tmp_path), "--set", "arm64InstanceType=c8g.xlarge")
+    assert placement["linux/arm64"] == ("arm64-0", "native")
+    assert placement["linux/arm/v7"] == ("emulation-0", "qemu")
+    assert placement["linux/arm/v6"] == ("emulation-0", "qemu")
+
+
+def test_reads_buildfleet_yaml_and_pulumi_stack_files(capsys, tmp_path):
+    (tmp_path / "Pulumi.dev.yaml").write_text(
+        "config:\n  aws:region: eu-west-1\n  buildfleet:arm64InstanceType: m8g.2xlarge\n")
+    (tmp_path / "buildfleet.yaml").write_text("platforms: [linux/arm64, linux/arm/v7]\n")
+    placement = plan_json(capsys, "--project-dir", str(tmp_path), "--stack", "dev")
+    assert placement == {"linux/arm64": ("arm64-0", "native"), "linux/arm/v7": ("emulation-0", "qemu")}
+
+
+def test_table_names_every_platform_and_says_native_or_qemu(capsys, tmp_path):
+    assert main(["plan", "--project-dir", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    for platform in ("linux/amd64", "linux/arm64", "linux/arm/v7", "linux/s390x"):
+        assert platform in out
+    assert "native" in out and "QEMU" in out
+
+
+@pytest.mark.parametrize(
+    ("args", "culprit"),
+    [
+        (["--set", "platforms=linux/vax"], "buildfleet:platforms"),
+        (["--set", "arm64InstanceType=c7i.xlarge"], "buildfleet:arm64InstanceType"),
+        (["--set", "emulationCount=0", "--set", "platforms=s390x"], "linux/s390x"),
+        (["--set", "novalue"], "novalue"),
+        (["--stack", "missing"], "Pulumi.missing.yaml"),
+    ],
+)
+def test_bad_input_is_one_line_naming_the_culprit_and_exit_2(capsys, tmp_path, args, culprit):
+    assert main(["plan", "--project-dir", str(tmp_path), *args]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert culprit in captured.err
+    assert len(captured.err.strip().splitlines()) == 1
+
+
+def test_console_script_is_installed_and_runs(tmp_path):
+    exe = shutil.which("buildfleet")
+    assert exe, "pip install -e . installs the buildfleet console script"
+    result = subprocess.run([exe, "plan", "--json"], cwd=tmp_path, capture_output=True, text=True, check=True)
+    assert json.loads(result.stdout)["hosts"][1]["instanceType"] == "c7g.xlarge"

@@ -1,0 +1,155 @@
+"""The AWS program, run for real under Pulumi's mock runtime (AWS and the engine are mocked).
+
+Each assertion names the resource URN it is about.
+"""
+
+import pulumi
+import pytest
+
+from pulumi_harness import RecordingMocks, run_program
+
+INSTANCE = "aws:ec2/instance:Instance"
+INGRESS = "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule"
+KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIB0gtjcjM8J7G9h2c0y9Fv0yS5oG3s3M3s3M3s3M3s3M ops@example"
+BASE = {"allowedCidrs": ["198.51.100.0/24", "2001:db8::/48"], "sshPublicKey": KEY}
+EC2_ARCH = {"c7i.xlarge": "x86_64", "c7g.xlarge": "arm64", "c8g.2xlarge": "arm64", "m7i.2xlarge": "x86_64"}
+
+
+@pytest.fixture(scope="module")
+def default_run():
+    return run_program(BASE)
+
+
+def test_one_instance_per_configured_host_with_the_right_type():
+    run = run_program({**BASE, "amd64Count": 2, "arm64InstanceType": "c8g.2xlarge",
+                       "emulationInstanceType": "m7i.2xlarge"})
+    types = sorted(r.inputs["instanceType"] for r in run.mocks.of_type(INSTANCE))
+    assert types == ["c7i.xlarge", "c7i.xlarge", "c8g.2xlarge", "m7i.2xlarge"]
+
+
+def test_every_instance_boots_an_ami_of_its_own_architecture(default_run):
+    instances = default_run.mocks.of_type(INSTANCE)
+    assert len(instances) == 3
+    for r in instances:
+        # the mock AMI id carries the architecture filter the program asked for
+        assert r.inputs["ami"] == f"ami-{EC2_ARCH[r.inputs['instanceType']]}", r.urn
+
+
+def test_ami_lookups_pin_the_publisher_and_filter_on_architecture(default_run):
+    lookups = [args for token, args in default_run.mocks.calls if token == "aws:ec2/getAmi:getAmi"]
+    assert len(lookups) == 3
+    for args in lookups:
+        filters = {f["name"]: f["values"] for f in args["filters"]}
+        assert args["owners"] == ["099720109477"]
+        assert args["mostRecent"] is True
+        name_arch = "arm64" if filters["architecture"] == ["arm64"] else "amd64"
+        assert filters["name"] == [f"ubuntu/images/hvm-ssd-gp3/ubuntu-noble-24.04-{name_arch}-server-*"]
+
+
+def test_debian_image_uses_debian_owner_and_admin_user():
+    run = run_program({**BASE, "image": "debian-12"})
+    owners = {tuple(a["owners"]) for t, a in run.mocks.calls if t == "aws:ec2/getAmi:getAmi"}
+    assert owners == {("136693071363",)}
+    assert {h["sshUser"] for h in run.outputs["inventory"]["hosts"]} == {"admin"}
+
+
+def test_ingress_only_from_allowed_cidrs_on_ssh_and_buildkitd(default_run):
+    rules = default_run.mocks.of_type(INGRESS)
+    assert len(rules) == 4  # 2 CIDRs x (ssh, buildkitd)
+    seen = set()
+    for r in rules:
+        cidr = r.inputs.get("cidrIpv4") or r.inputs.get("cidrIpv6")
+        assert cidr in BASE["allowedCidrs"], r.urn
+        assert r.inputs["fromPort"] == r.inputs["toPort"] and r.inputs["ipProtocol"] == "tcp", r.urn
+        seen.add((cidr, r.inputs["fromPort"]))
+    assert seen == {(c, p) for c in BASE["allowedCidrs"] for p in (22, 1234)}
+    groups = default_run.mocks.of_type("aws:ec2/securityGroup:SecurityGroup")
+    assert len(groups) == 1 and "ingress" not in groups[0].inputs, groups[0].urn
+
+
+def test_imdsv2_required_and_root_volume_encrypted_gp3(default_run):
+    for r in default_run.mocks.of_type(INSTANCE):
+        assert r.inputs["metadataOptions"]["httpTokens"] == "required", r.urn
+        assert r.inputs["metadataOptions"]["httpPutResponseHopLimit"] == 1, r.urn
+        root = r.inputs["rootBlockDevice"]
+        assert root["encrypted"] is True and root["volumeType"] == "gp3" and root["volumeSize"] == 50, r.urn
+        assert "instanceMarketOptions" not in r.inputs, r.urn
+
+
+def test_spot_is_optional():
+    run = run_program({**BASE, "spot": True, "arm64Count": 0})
+    for r in run.mocks.of_type(INSTANCE):
+        assert r.inputs["instanceMarketOptions"]["marketType"] == "spot", r.urn
+
+
+def test_every_aws_resource_is_tagged(default_run):
+    tagged = [r for r in default_run.mocks.resources if r.type.startswith("aws:")]
+    assert tagged
+    for r in tagged:
+        assert r.inputs.get("tags", {}).get("managed-by") == "buildfleet", r.urn
+        assert r.inputs["tags"]["buildfleet:stack"] == "test", r.urn
+
+
+def test_every_resource_hangs_under_its_component(default_run):
+    parents = default_run.mocks.parents
+    assert parents["buildfleet-test"] == ""  # the Fleet sits directly under the stack
+    for r in default_run.mocks.resources:
+        assert r.name in parents, r.urn
+        if r.type in ("buildfleet:cloud:Network", "buildfleet:cloud:Access", "buildfleet:cloud:BuildHost"):
+            assert parents[r.name] == "Fleet", r.urn
+        elif r.type == INSTANCE:
+            assert parents[r.name] == "BuildHost", r.urn
+        elif r.type.startswith("aws:ec2/securityGroup") or r.type.startswith("aws:vpc/") or "keyPair" in r.type:
+            assert parents[r.name] == "Access", r.urn
+
+
+def test_default_vpc_uses_a_stable_default_subnet(default_run):
+    subnets = {r.inputs["subnetId"] for r in default_run.mocks.of_type(INSTANCE)}
+    assert subnets == {"subnet-a"}
+    assert not default_run.mocks.of_type("aws:ec2/vpc:Vpc")
+
+
+def test_create_vpc_makes_a_public_subnet_with_a_route_out():
+    run = run_program({**BASE, "createVpc": True})
+    (vpc,) = run.mocks.of_type("aws:ec2/vpc:Vpc")
+    (subnet,) = run.mocks.of_type("aws:ec2/subnet:Subnet")
+    (routes,) = run.mocks.of_type("aws:ec2/routeTable:RouteTable")
+    assert vpc.inputs["cidrBlock"] == "10.42.0.0/16", vpc.urn
+    assert subnet.inputs["mapPublicIpOnLaunch"] is True and subnet.inputs["availabilityZone"] == "us-east-1a", subnet.urn
+    assert routes.inputs["routes"][0]["cidrBlock"] == "0.0.0.0/0", routes.urn
+    assert {r.inputs["subnetId"] for r in run.mocks.of_type(INSTANCE)} == {f"{subnet.name}-id"}
+
+
+def test_outputs_have_the_inventory_shape(default_run):
+    inventory = default_run.outputs["inventory"]
+    assert inventory["target"] == "aws"
+    hosts = {h["name"]: h for h in inventory["hosts"]}
+    assert set(hosts) == {"amd64-0", "arm64-0", "emulation-0"}
+    for host in hosts.values():
+        assert set(host) == {"name", "role", "arch", "address", "privateAddress", "sshUser", "sshPort",
+                             "instanceType", "platforms"}
+        assert host["address"].startswith("203.0.113.") and host["sshUser"] == "ubuntu"
+    assert {p["platform"]: p["native"] for p in hosts["arm64-0"]["platforms"]} == {
+        "linux/arm64": True, "linux/arm/v7": True, "linux/arm/v6": True}
+    assert all(not p["native"] for p in hosts["emulation-0"]["platforms"])
+    placement = {row["platform"]: row["host"] for row in default_run.outputs["placement"]}
+    assert placement["linux/riscv64"] == "emulation-0"
+
+
+@pytest.mark.parametrize(
+    ("config", "message"),
+    [
+        ({**BASE, "platforms": ["linux/amd64", "linux/vax"]}, "buildfleet:platforms"),
+        ({**BASE, "arm64InstanceType": "c7i.xlarge"}, "buildfleet:arm64InstanceType"),
+        ({**BASE, "allowedCidrs": []}, "buildfleet:allowedCidrs is empty"),
+        ({**BASE, "allowedCidrs": ["0.0.0.0/0"]}, "allowWorld"),
+        ({"allowedCidrs": BASE["allowedCidrs"]}, "buildfleet:sshPublicKey"),
+        ({**BASE, "emulationCount": 0, "platforms": ["linux/s390x"]}, "linux/s390x"),
+    ],
+)
+def test_config_errors_fail_before_any_resource_exists(config, message):
+    mocks = RecordingMocks()
+    with pytest.raises(pulumi.RunError) as error:
+        run_program(config, mocks)
+    assert message in str(error.value)
+    assert mocks.resources == [] and mocks.calls == []
