@@ -37,7 +37,8 @@ def plan_table(plan: Plan) -> Table:
     roles = {host.name: host.role for host in plan.hosts}
     for a in plan.placement.assignments:
         runs = "native" if a.native else "QEMU (emulated)"
-        table.add_row(str(a.platform), a.host, roles[a.host], plan.instance_types[a.host].name, runs)
+        instance_type = plan.instance_types.get(a.host)
+        table.add_row(str(a.platform), a.host, roles[a.host], instance_type.name if instance_type else "-", runs)
     return table
 
 

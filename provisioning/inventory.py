@@ -30,6 +30,7 @@ class InventoryHost:
     ssh_port: int = 22
     instance_type: str = ""
     platforms: tuple[HostPlatform, ...] = ()
+    buildkitd_port: int = 1234  # where the operator reaches this host's buildkitd
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -41,6 +42,7 @@ class InventoryHost:
             "sshUser": self.ssh_user,
             "sshPort": self.ssh_port,
             "instanceType": self.instance_type,
+            "buildkitdPort": self.buildkitd_port,
             "platforms": [{"platform": p.platform, "native": p.native} for p in self.platforms],
         }
 
@@ -56,6 +58,7 @@ class InventoryHost:
                 ssh_user=str(data["sshUser"]),
                 ssh_port=int(data.get("sshPort", 22)),
                 instance_type=str(data.get("instanceType", "")),
+                buildkitd_port=int(data.get("buildkitdPort", 1234)),
                 platforms=tuple(
                     HostPlatform(str(p["platform"]), bool(p["native"])) for p in data.get("platforms", [])
                 ),
@@ -83,30 +86,36 @@ class Inventory:
         return cls(str(data["target"]), tuple(InventoryHost.from_dict(h) for h in data["hosts"]))
 
 
-def inventory_from_plan(
-    plan: Plan,
-    target: str,
-    addresses: Mapping[str, tuple[str, str]],
-    ssh_user: str,
-    ssh_port: int = 22,
-) -> Inventory:
-    """Join the plan with the addresses a target gave each host (name -> (address, private))."""
+@dataclass(frozen=True)
+class Endpoint:
+    """Where a target put one host: how the operator reaches its SSH and buildkitd."""
+
+    address: str
+    private_address: str
+    ssh_port: int = 22
+    buildkitd_port: int = 1234
+
+
+def inventory_from_plan(plan: Plan, target: str, endpoints: Mapping[str, Endpoint], ssh_user: str) -> Inventory:
+    """Join the plan with the endpoint a target gave each host."""
     hosts = []
     for spec in plan.hosts:
-        address, private = addresses[spec.name]
+        endpoint = endpoints[spec.name]
+        instance_type = plan.instance_types.get(spec.name)
         hosts.append(
             InventoryHost(
                 name=spec.name,
                 role=spec.role,
                 arch=spec.arch,
-                address=address,
-                private_address=private,
+                address=endpoint.address,
+                private_address=endpoint.private_address,
                 ssh_user=ssh_user,
-                ssh_port=ssh_port,
-                instance_type=plan.instance_types[spec.name].name,
+                ssh_port=endpoint.ssh_port,
+                instance_type=instance_type.name if instance_type else "",
                 platforms=tuple(
                     HostPlatform(str(a.platform), a.native) for a in plan.placement.for_host(spec.name)
                 ),
+                buildkitd_port=endpoint.buildkitd_port,
             )
         )
     return Inventory(target, tuple(hosts))

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Mapping
 
 from provisioning.catalog import InstanceType
+from provisioning.errors import ConfigError
 from provisioning.placement import HostSpec, Placement, place
 from provisioning.settings import Settings
 
@@ -17,7 +18,7 @@ from provisioning.settings import Settings
 @dataclass(frozen=True)
 class Plan:
     hosts: tuple[HostSpec, ...]
-    instance_types: Mapping[str, InstanceType]  # host name -> its instance type
+    instance_types: Mapping[str, InstanceType]  # host name -> its type; cloud hosts only
     placement: Placement
 
     def to_dict(self) -> dict[str, object]:
@@ -27,7 +28,7 @@ class Plan:
                     "name": host.name,
                     "role": host.role,
                     "arch": host.arch,
-                    "instanceType": self.instance_types[host.name].name,
+                    "instanceType": self.instance_types[host.name].name if host.name in self.instance_types else "",
                     "aarch32": host.aarch32,
                 }
                 for host in self.hosts
@@ -41,6 +42,7 @@ def host_name(role: str, index: int) -> str:
 
 
 def plan_fleet(settings: Settings) -> Plan:
+    """The cloud plan: each host's CPU is the one its instance type has."""
     hosts, types = [], {}
     for spec in settings.roles:
         for index in range(spec.count):
@@ -48,3 +50,20 @@ def plan_fleet(settings: Settings) -> Plan:
             hosts.append(HostSpec(name, spec.role, spec.instance_type.arch, spec.instance_type.aarch32))
             types[name] = spec.instance_type
     return Plan(tuple(hosts), types, place(settings.platforms, hosts))
+
+
+def plan_on_machine(settings: Settings, arch: str) -> Plan:
+    """The plan for hosts that all run on one machine of CPU ``arch`` (the local target).
+
+    No second CPU exists here, so a role asking for another arch is refused by name
+    instead of being faked.
+    """
+    hosts = []
+    for spec in settings.roles:
+        if spec.count and spec.role not in ("emulation", arch):
+            raise ConfigError(
+                f"buildfleet:{spec.role}Count is {spec.count}, but this machine is {arch} and the local target "
+                f"cannot make native {spec.role} hosts; set {spec.role}Count to 0 (QEMU builds {spec.role} here)"
+            )
+        hosts.extend(HostSpec(host_name(spec.role, i), spec.role, arch) for i in range(spec.count))
+    return Plan(tuple(hosts), {}, place(settings.platforms, hosts))

@@ -10,7 +10,7 @@ from provisioning.cloud.access import Access, AccessArgs
 from provisioning.cloud.ami import IMAGE_SOURCES
 from provisioning.cloud.host import BuildHost, BuildHostArgs
 from provisioning.cloud.network import Network, NetworkArgs
-from provisioning.inventory import inventory_from_plan
+from provisioning.inventory import Endpoint, inventory_from_plan
 from provisioning.plan import Plan
 from provisioning.settings import Settings
 
@@ -65,9 +65,13 @@ class Fleet(pulumi.ComponentResource):
         addresses = pulumi.Output.all(
             *[hosts[n].public_ip for n in names], *[hosts[n].private_ip for n in names]
         )
+        port = settings.buildkitd_port
         self.inventory = addresses.apply(
             lambda ips: inventory_from_plan(
-                plan, TARGET, {n: (ips[i], ips[len(names) + i]) for i, n in enumerate(names)}, ssh_user
+                plan,
+                TARGET,
+                {n: Endpoint(ips[i], ips[len(names) + i], 22, port) for i, n in enumerate(names)},
+                ssh_user,
             ).to_dict()
         )
         self.placement = plan.placement.to_list()

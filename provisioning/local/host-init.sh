@@ -1,0 +1,23 @@
+#!/bin/sh
+# PID 1 of a local build host container: make the kernel interfaces Docker-in-a-container
+# needs writable (the container runs without --privileged, which this machine refuses),
+# give the host its own SSH host keys and the operator's key, then become sshd.
+set -eu
+mount -o remount,rw /sys 2>/dev/null || true
+if [ "$(stat -fc %T /sys/fs/cgroup)" = "cgroup2fs" ]; then
+    mount -o remount,rw /sys/fs/cgroup 2>/dev/null || true
+else
+    for dir in /sys/fs/cgroup/*/; do
+        mount -o remount,bind,rw "$dir" 2>/dev/null || true
+    done
+fi
+ssh-keygen -A >/dev/null
+install -d -m 0700 /root/.ssh
+printf '%s\n' "${BUILDFLEET_AUTHORIZED_KEY:?BUILDFLEET_AUTHORIZED_KEY is not set}" > /root/.ssh/authorized_keys
+chmod 0600 /root/.ssh/authorized_keys
+# Services buildfleet installed (dockerd, buildkitd) come back when the container restarts.
+for service in /etc/buildfleet/boot.d/*; do
+    [ -x "$service" ] && "$service" || true
+done
+mkdir -p /run/sshd
+exec /usr/sbin/sshd -D -e

@@ -1,0 +1,177 @@
+"""The local target: one container per planned host on this machine's Docker engine.
+
+The containers are real SSH hosts (the same code path configures them as EC2 hosts).
+They run without --privileged, which this machine refuses, but with every capability
+except CAP_SYS_RESOURCE and unconfined seccomp/AppArmor so Docker and buildkitd can run
+inside. Everything made carries the fleet's label, so ``down`` removes exactly that.
+"""
+
+from __future__ import annotations
+
+import platform
+import shutil
+import socket
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from provisioning.errors import BuildfleetError
+from provisioning.inventory import Endpoint, Inventory, inventory_from_plan
+from provisioning.local.docker import Docker
+from provisioning.local.image import HostImageRecipe, debian_mirror, ensure_host_image
+from provisioning.plan import Plan
+from provisioning.state import FleetState
+
+TARGET = "local"
+LABEL = "io.buildfleet.fleet"
+HOST_LABEL = "io.buildfleet.host"
+SSH_USER = "root"
+LOOPBACK = "127.0.0.1"
+SSH_WAIT_SECONDS = 60
+VOLUMES = ("docker", "buildkit")  # /var/lib/<name>: overlayfs cannot nest, so these are volumes
+_UNAME_ARCH = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64"}
+
+
+def machine_arch() -> str:
+    machine = platform.machine()
+    try:
+        return _UNAME_ARCH[machine]
+    except KeyError:
+        raise BuildfleetError(f"the local target does not support this machine's CPU ({machine})") from None
+
+
+def run_flags(container: str, network: str, fleet: str, host: str, buildkitd_port: int, public_key: str) -> list[str]:
+    """``docker run`` arguments for one host (everything but the image)."""
+    return [
+        "--detach", "--name", container, "--hostname", host,
+        "--label", f"{LABEL}={fleet}", "--label", f"{HOST_LABEL}={host}",
+        "--network", network,
+        "--publish", f"{LOOPBACK}::22", "--publish", f"{LOOPBACK}::{buildkitd_port}",
+        "--cap-add", "ALL", "--cap-drop", "SYS_RESOURCE",
+        "--security-opt", "seccomp=unconfined", "--security-opt", "apparmor=unconfined",
+        "--security-opt", "systempaths=unconfined", "--device-cgroup-rule", "a *:* rwm",
+        "--tmpfs", "/run", "--tmpfs", "/tmp",
+        *[arg for name in VOLUMES for arg in ("--volume", f"{container}-{name}:/var/lib/{name}")],
+        "--env", f"BUILDFLEET_AUTHORIZED_KEY={public_key}",
+    ]
+
+
+def _published_port(info: dict, port: int) -> int:
+    bindings = (info.get("NetworkSettings", {}).get("Ports") or {}).get(f"{port}/tcp") or []
+    for binding in bindings:
+        if binding.get("HostIp") in (LOOPBACK, "") and binding.get("HostPort"):
+            return int(binding["HostPort"])
+    raise BuildfleetError(f"container {info.get('Name', '?').lstrip('/')} does not publish port {port} on {LOOPBACK}")
+
+
+def wait_for_ssh(port: int, deadline: float) -> None:
+    """Until sshd sends its banner on 127.0.0.1:port (a TCP accept alone is Docker's proxy)."""
+    last = "no answer"
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection((LOOPBACK, port), timeout=2) as sock:
+                sock.settimeout(2)
+                if sock.recv(4).startswith(b"SSH-"):
+                    return
+                last = "no SSH banner"
+        except OSError as error:
+            last = str(error)
+        time.sleep(0.3)
+    raise BuildfleetError(f"sshd on {LOOPBACK}:{port} did not answer within {SSH_WAIT_SECONDS}s ({last})")
+
+
+@dataclass(frozen=True)
+class LocalTarget:
+    fleet: str
+    state: FleetState
+    cache_dir: Path
+    buildkitd_port: int = 1234
+    docker: Docker = Docker()
+
+    @property
+    def network(self) -> str:
+        return f"buildfleet-{self.fleet}"
+
+    def container(self, host: str) -> str:
+        return f"buildfleet-{self.fleet}-{host}"
+
+    def up(self, plan: Plan) -> Inventory:
+        """Create what is missing, start what is stopped, remove hosts the plan dropped."""
+        self.docker.ping()
+        image = ensure_host_image(self.docker, HostImageRecipe(debian_mirror()), self.cache_dir)
+        public_key = self.state.ensure_ssh_key()
+        if self.docker.inspect("network", self.network) is None:
+            self.docker.run(["network", "create", "--label", f"{LABEL}={self.fleet}", self.network])
+        wanted = {self.container(h.name): h.name for h in plan.hosts}
+        for stale in set(self.docker.names("container", f"{LABEL}={self.fleet}")) - set(wanted):
+            self._remove_container(stale)
+        for container, host in wanted.items():
+            info = self.docker.inspect("container", container)
+            if info is None:
+                self._ensure_volumes(container)
+                flags = run_flags(container, self.network, self.fleet, host, self.buildkitd_port, public_key)
+                self.docker.run(["run", *flags, image])
+            elif not info["State"]["Running"]:
+                self.docker.run(["start", container])
+        endpoints, host_keys = self._endpoints(wanted)
+        self.state.write_known_hosts(host_keys)
+        inventory = inventory_from_plan(plan, TARGET, endpoints, SSH_USER)
+        self.state.save_inventory(inventory)
+        return inventory
+
+    def _endpoints(self, wanted: dict[str, str]) -> tuple[dict[str, Endpoint], dict[tuple[str, int], str]]:
+        deadline = time.monotonic() + SSH_WAIT_SECONDS
+        endpoints, host_keys = {}, {}
+        for container, host in wanted.items():
+            info = self.docker.inspect("container", container) or {}
+            ssh_port = _published_port(info, 22)
+            wait_for_ssh(ssh_port, deadline)
+            networks = info["NetworkSettings"]["Networks"]
+            endpoints[host] = Endpoint(LOOPBACK, networks[self.network]["IPAddress"], ssh_port,
+                                       _published_port(info, self.buildkitd_port))
+            host_keys[(LOOPBACK, ssh_port)] = self._host_key(container)
+        return endpoints, host_keys
+
+    def _host_key(self, container: str) -> str:
+        """The host's own Ed25519 key, read through the Docker engine (a trusted channel)."""
+        result = self.docker.run(["exec", container, "cat", "/etc/ssh/ssh_host_ed25519_key.pub"])
+        key_type, key, *_ = result.stdout.split()
+        return f"{key_type} {key}"
+
+    def _ensure_volumes(self, container: str) -> None:
+        for suffix in VOLUMES:
+            if self.docker.inspect("volume", f"{container}-{suffix}") is None:
+                self.docker.run(["volume", "create", "--label", f"{LABEL}={self.fleet}", f"{container}-{suffix}"])
+
+    def _remove_container(self, container: str) -> None:
+        self.docker.run(["rm", "--force", "--volumes", container])
+        for suffix in VOLUMES:
+            self.docker.run(["volume", "rm", "--force", f"{container}-{suffix}"], check=False)
+
+    def status(self) -> list[dict[str, str]]:
+        rows = []
+        for container in self.docker.names("container", f"{LABEL}={self.fleet}"):
+            info = self.docker.inspect("container", container) or {}
+            rows.append({
+                "host": info.get("Config", {}).get("Labels", {}).get(HOST_LABEL, ""),
+                "container": container,
+                "state": info.get("State", {}).get("Status", "missing"),
+            })
+        return rows
+
+    def down(self) -> list[str]:
+        """Remove every container, volume and network of this fleet, and its state files."""
+        removed = []
+        for container in self.docker.names("container", f"{LABEL}={self.fleet}"):
+            self._remove_container(container)
+            removed.append(f"container {container}")
+        for volume in self.docker.names("volume", f"{LABEL}={self.fleet}"):
+            self.docker.run(["volume", "rm", "--force", volume])
+            removed.append(f"volume {volume}")
+        for network in self.docker.names("network", f"{LABEL}={self.fleet}"):
+            self.docker.run(["network", "rm", network])
+            removed.append(f"network {network}")
+        if self.state.root.exists():
+            shutil.rmtree(self.state.root)
+            removed.append(f"state {self.state.root}")
+        return removed

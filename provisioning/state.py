@@ -1,0 +1,87 @@
+"""Files a fleet keeps on the operator's machine: SSH keys, known_hosts, certs, inventory.
+
+Private keys never leave this directory (mode 0700) except the buildkitd server key,
+which goes to its own host. Default location: ~/.local/state/buildfleet/<fleet>
+(override with BUILDFLEET_STATE_DIR).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ed25519
+
+from provisioning.inventory import Inventory
+
+
+def default_state_root() -> Path:
+    env = os.environ.get("BUILDFLEET_STATE_DIR")
+    if env:
+        return Path(env)
+    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(base) / "buildfleet"
+
+
+def _write_private(path: Path, data: bytes) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(data)
+
+
+@dataclass(frozen=True)
+class FleetState:
+    root: Path
+
+    @classmethod
+    def for_fleet(cls, fleet: str, base: Path | None = None) -> "FleetState":
+        return cls((base or default_state_root()) / fleet)
+
+    @property
+    def ssh_key(self) -> Path:
+        return self.root / "ssh" / "id_ed25519"
+
+    @property
+    def known_hosts(self) -> Path:
+        return self.root / "ssh" / "known_hosts"
+
+    @property
+    def inventory_file(self) -> Path:
+        return self.root / "inventory.json"
+
+    def ensure(self) -> None:
+        (self.root / "ssh").mkdir(parents=True, exist_ok=True)
+        os.chmod(self.root, 0o700)
+        os.chmod(self.root / "ssh", 0o700)
+
+    def ensure_ssh_key(self) -> str:
+        """Create the fleet's Ed25519 key once; return its OpenSSH public line."""
+        self.ensure()
+        if not self.ssh_key.exists():
+            key = ed25519.Ed25519PrivateKey.generate()
+            _write_private(self.ssh_key, key.private_bytes(
+                serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH, serialization.NoEncryption()))
+            public = key.public_key().public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
+            self.ssh_key.with_suffix(".pub").write_text(public.decode() + " buildfleet\n")
+        return self.ssh_key.with_suffix(".pub").read_text().strip()
+
+    def write_known_hosts(self, entries: dict[tuple[str, int], str]) -> None:
+        """Pin each host key as reported by the target: ``(address, port) -> 'type base64'``."""
+        self.ensure()
+        lines = []
+        for (address, port), key in sorted(entries.items()):
+            host = address if port == 22 else f"[{address}]:{port}"
+            lines.append(f"{host} {key}")
+        self.known_hosts.write_text("".join(f"{line}\n" for line in lines))
+
+    def save_inventory(self, inventory: Inventory) -> None:
+        self.ensure()
+        self.inventory_file.write_text(json.dumps(inventory.to_dict(), indent=2) + "\n")
+
+    def load_inventory(self) -> Inventory | None:
+        if not self.inventory_file.exists():
+            return None
+        return Inventory.from_dict(json.loads(self.inventory_file.read_text()))
