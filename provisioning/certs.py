@@ -1,0 +1,124 @@
+"""The fleet's mTLS material for buildkitd: one CA, a server cert per host, a client cert.
+
+Made with ``cryptography`` (EC P-256, as shown to work with buildkitd here). Files are
+kept in the fleet's state directory and reused, so a re-run writes identical bytes and
+no host restarts buildkitd for nothing. A server cert is remade only when the names it
+must carry change.
+"""
+
+from __future__ import annotations
+
+import datetime
+import ipaddress
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+VALID_DAYS = 825
+
+
+@dataclass(frozen=True)
+class Pem:
+    cert: bytes
+    key: bytes
+
+
+def _name(common_name: str) -> x509.Name:
+    return x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "buildfleet"),
+                      x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+
+
+def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
+    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                             serialization.NoEncryption())
+
+
+def _write(path: Path, data: bytes, mode: int) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(data)
+
+
+def _load(directory: Path) -> Pem | None:
+    cert, key = directory / "cert.pem", directory / "key.pem"
+    if cert.exists() and key.exists():
+        return Pem(cert.read_bytes(), key.read_bytes())
+    return None
+
+
+def _save(directory: Path, pem: Pem) -> Pem:
+    _write(directory / "cert.pem", pem.cert, 0o644)
+    _write(directory / "key.pem", pem.key, 0o600)
+    return pem
+
+
+def _validity(builder: x509.CertificateBuilder) -> x509.CertificateBuilder:
+    now = datetime.datetime.now(datetime.timezone.utc)
+    return builder.not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(
+        now + datetime.timedelta(days=VALID_DAYS))
+
+
+@dataclass(frozen=True)
+class FleetCA:
+    directory: Path  # <state>/tls
+
+    def ca(self) -> Pem:
+        existing = _load(self.directory / "ca")
+        if existing:
+            return existing
+        key = ec.generate_private_key(ec.SECP256R1())
+        builder = _validity(x509.CertificateBuilder().subject_name(_name("buildfleet CA")).issuer_name(
+            _name("buildfleet CA")).public_key(key.public_key()).serial_number(x509.random_serial_number()))
+        builder = builder.add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True).add_extension(
+            x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True)
+        cert = builder.sign(key, hashes.SHA256())
+        return _save(self.directory / "ca", Pem(cert.public_bytes(serialization.Encoding.PEM), _key_pem(key)))
+
+    def _issue(self, common_name: str, usage: x509.ObjectIdentifier, sans: list[x509.GeneralName]) -> Pem:
+        ca = self.ca()
+        ca_cert = x509.load_pem_x509_certificate(ca.cert)
+        ca_key = serialization.load_pem_private_key(ca.key, None)
+        key = ec.generate_private_key(ec.SECP256R1())
+        builder = _validity(x509.CertificateBuilder().subject_name(_name(common_name)).issuer_name(
+            ca_cert.subject).public_key(key.public_key()).serial_number(x509.random_serial_number()))
+        builder = builder.add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        builder = builder.add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
+        if sans:
+            builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
+        cert = builder.sign(ca_key, hashes.SHA256())
+        return Pem(cert.public_bytes(serialization.Encoding.PEM), _key_pem(key))
+
+    def server(self, host: str, names: Iterable[str]) -> Pem:
+        """Server cert for ``host`` valid for every address/name the operator may dial."""
+        sans: list[x509.GeneralName] = []
+        for name in dict.fromkeys(n for n in names if n):
+            try:
+                sans.append(x509.IPAddress(ipaddress.ip_address(name)))
+            except ValueError:
+                sans.append(x509.DNSName(name))
+        directory = self.directory / "hosts" / host
+        existing = _load(directory)
+        if existing and _sans(existing.cert) == set(sans):
+            return existing
+        return _save(directory, self._issue(host, ExtendedKeyUsageOID.SERVER_AUTH, sans))
+
+    def client(self) -> Pem:
+        """The certificate buildx (the operator, or a CI job) presents to every node."""
+        existing = _load(self.directory / "client")
+        return existing or _save(self.directory / "client",
+                                 self._issue("buildfleet client", ExtendedKeyUsageOID.CLIENT_AUTH, []))
+
+
+def _sans(cert_pem: bytes) -> set[x509.GeneralName]:
+    cert = x509.load_pem_x509_certificate(cert_pem)
+    try:
+        return set(cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value)
+    except x509.ExtensionNotFound:
+        return set()

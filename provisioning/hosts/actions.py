@@ -1,0 +1,82 @@
+"""What an operation asks the executor to do; plain data, so decisions are testable."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Artifact:
+    """A file buildfleet puts on hosts, fetched and checked on the operator's side."""
+
+    name: str
+    version: str
+    path: Path
+    sha256: str
+
+
+@dataclass(frozen=True)
+class Run:
+    """Run a command (argument list) as root on the host."""
+
+    argv: tuple[str, ...]
+    why: str
+
+
+@dataclass(frozen=True)
+class Upload:
+    """Copy a local file to ``dest``; the host checks ``sha256`` before it is moved in place."""
+
+    source: Path
+    dest: str
+    sha256: str
+    mode: str = "0755"
+    why: str = ""
+
+
+@dataclass(frozen=True)
+class WriteFile:
+    """Write ``content`` to ``dest`` (same checked path as an upload)."""
+
+    dest: str
+    content: bytes = field(repr=False)
+    mode: str = "0644"
+    why: str = ""
+
+    @property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.content).hexdigest()
+
+
+Action = Run | Upload | WriteFile
+
+
+@dataclass(frozen=True)
+class Decision:
+    """An operation's answer: the actions needed, or why none are; or why it cannot proceed."""
+
+    actions: tuple[Action, ...] = ()
+    reason: str = ""
+    error: str = ""
+
+    @property
+    def changes(self) -> bool:
+        return bool(self.actions)
+
+
+def no_change(reason: str) -> Decision:
+    return Decision((), reason)
+
+
+def refuse(error: str) -> Decision:
+    return Decision((), "", error)
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

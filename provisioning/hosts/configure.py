@@ -1,0 +1,74 @@
+"""What each host should run, from the inventory alone: the steps ``configure`` applies."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from provisioning.certs import FleetCA
+from provisioning.hosts.actions import Artifact
+from provisioning.hosts.executor import FleetReport, run_fleet
+from provisioning.hosts.operations import (BuildkitdDesired, DockerDesired, Step, binfmt_step, buildkitd_step,
+                                           buildx_step, docker_step)
+from provisioning.hosts.transport import SSHTransport
+from provisioning.inventory import Inventory, InventoryHost
+from provisioning.placement import EMULATION
+from provisioning.platforms import parse_platform
+from provisioning.state import FleetState
+
+def buildkitd_config(host: InventoryHost) -> bytes:
+    """buildkitd.toml: the OCI worker advertises exactly what the placement gave this host.
+
+    Listing platforms keeps buildkitd from guessing emulators with its own probe binaries
+    (which Debian's source build does not carry) and makes ``debug workers`` show them.
+    """
+    platforms = ", ".join(f'"{p.platform}"' for p in host.platforms)
+    return (
+        "# managed by buildfleet\n"
+        "# RUN --network=host is allowed only when a build asks for it (--allow network.host).\n"
+        'insecure-entitlements = ["network.host"]\n\n'
+        "[worker.oci]\n  enabled = true\n  gc = true\n"
+        f"  platforms = [{platforms}]\n\n"
+        "[worker.containerd]\n  enabled = false\n"
+    ).encode()
+
+
+class ArtifactSource(Protocol):
+    def buildx(self, arch: str) -> Artifact: ...
+
+    def buildkit(self, arch: str) -> tuple[Artifact, Artifact]: ...
+
+
+@dataclass(frozen=True)
+class ConfigureOptions:
+    buildkitd_port: int = 1234       # where buildkitd listens on the host itself
+    allow_docker_upgrade: bool = True
+    binfmt_on_native_hosts: bool = False
+
+
+def qemu_arches(host: InventoryHost) -> tuple[str, ...]:
+    """QEMU interpreters a host needs: one per platform the placement gave it to emulate."""
+    return tuple(sorted({parse_platform(p.platform).qemu_arch for p in host.platforms if not p.native}))
+
+
+def steps_for(host: InventoryHost, artifacts: ArtifactSource, ca: FleetCA, options: ConfigureOptions) -> list[Step]:
+    steps = [docker_step(DockerDesired(host.ssh_user, options.allow_docker_upgrade)), buildx_step(artifacts.buildx)]
+    arches = qemu_arches(host)
+    if arches and (host.role == EMULATION or options.binfmt_on_native_hosts):
+        steps.append(binfmt_step(arches))
+    server = ca.server(host.name, [host.address, host.private_address, "127.0.0.1", host.name])
+    steps.append(buildkitd_step(BuildkitdDesired(
+        binaries=artifacts.buildkit, port=options.buildkitd_port, ca_pem=ca.ca().cert,
+        cert_pem=server.cert, key_pem=server.key, config=buildkitd_config(host))))
+    return steps
+
+
+def configure(inventory: Inventory, state: FleetState, artifacts: ArtifactSource,
+              options: ConfigureOptions = ConfigureOptions()) -> FleetReport:
+    ca = FleetCA(state.root / "tls")
+    ca.client()  # made before the hosts so the builder stage finds it
+    return run_fleet(
+        inventory.hosts,
+        lambda host: SSHTransport(host, state.ssh_key, state.known_hosts),
+        lambda host: steps_for(host, artifacts, ca, options),
+    )

@@ -1,0 +1,181 @@
+"""Runs steps on hosts: all hosts in parallel, each host's steps in order.
+
+It decides nothing: facts go to each step's ``decide``, its actions are applied, then
+the facts are read again and the step must ask for nothing more. Every outcome is data
+(per host, per step: changed / unchanged / failed / skipped, with the command, exit code
+and stderr tail of a failure); one host failing never hides another's result.
+"""
+
+from __future__ import annotations
+
+import shlex
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping, Sequence
+
+from provisioning.errors import BuildfleetError
+from provisioning.hosts.actions import Action, Run, Upload, WriteFile
+from provisioning.hosts.facts import Fact
+from provisioning.hosts.operations import Step
+from provisioning.hosts.transport import CommandResult, Transport, tail
+from provisioning.inventory import InventoryHost
+
+CHANGED, UNCHANGED, FAILED, SKIPPED = "changed", "unchanged", "failed", "skipped"
+_MARK = "::buildfleet-fact::"
+
+# $1 sha256, $2 staged file, $3 destination, $4 mode: check, then move into place.
+_INSTALL = ('echo "$1  $2" | sha256sum -c --quiet - || { rm -f "$2"; echo "checksum mismatch for $3" >&2; exit 1; }; '
+            'mkdir -p "$(dirname "$3")" && install -m "$4" "$2" "$3"; rc=$?; rm -f "$2"; exit $rc')
+
+
+@dataclass(frozen=True)
+class StepResult:
+    host: str
+    step: str
+    status: str
+    detail: str
+    seconds: float
+    command: str = ""
+    exit_code: int | None = None
+    stderr_tail: str = ""
+
+
+@dataclass(frozen=True)
+class HostReport:
+    host: str
+    steps: tuple[StepResult, ...]
+
+    @property
+    def ok(self) -> bool:
+        return all(s.status in (CHANGED, UNCHANGED) for s in self.steps)
+
+
+@dataclass(frozen=True)
+class FleetReport:
+    hosts: tuple[HostReport, ...]
+
+    @property
+    def ok(self) -> bool:
+        return all(h.ok for h in self.hosts)
+
+    @property
+    def changes(self) -> int:
+        return sum(s.status == CHANGED for h in self.hosts for s in h.steps)
+
+    def failures(self) -> list[StepResult]:
+        return [s for h in self.hosts for s in h.steps if s.status == FAILED]
+
+
+class ActionFailed(BuildfleetError):
+    def __init__(self, action: Action, result: CommandResult):
+        self.result = result
+        super().__init__(f"{getattr(action, 'why', '') or 'command'} failed (exit {result.exit_code})")
+
+
+def batch_script(facts: Mapping[str, Fact]) -> str:
+    """One shell script printing every fact's output and exit code: one round trip a step."""
+    parts = []
+    for index, fact in enumerate(facts.values()):
+        parts.append(f"echo '{_MARK} {index}'; {shlex.join(fact.argv)} 2>/dev/null </dev/null; echo \"{_MARK} $?\"")
+    return "\n".join(parts)
+
+
+def parse_batch(facts: Mapping[str, Fact], stdout: str) -> dict[str, Any]:
+    values, lines, index = {}, stdout.splitlines(), 0
+    names = list(facts)
+    while index < len(lines):
+        if not lines[index].startswith(f"{_MARK} "):
+            index += 1
+            continue
+        position = int(lines[index].split()[1])
+        end = next(i for i in range(index + 1, len(lines)) if lines[i].startswith(f"{_MARK} "))
+        name = names[position]
+        values[name] = facts[name].parse(int(lines[end].split()[1]), "\n".join(lines[index + 1:end]) + "\n")
+        index = end + 1
+    missing = [n for n in names if n not in values]
+    if missing:
+        raise BuildfleetError(f"facts {', '.join(missing)} produced no output")
+    return values
+
+
+def gather(transport: Transport, facts: Mapping[str, Fact]) -> dict[str, Any]:
+    result = transport.run(("sh", "-c", batch_script(facts)), sudo=any(f.sudo for f in facts.values()))
+    return parse_batch(facts, result.stdout)
+
+
+def apply(transport: Transport, action: Action) -> None:
+    if isinstance(action, Run):
+        result = transport.run(action.argv, sudo=True)
+    else:
+        staged = f"/tmp/buildfleet-{uuid.uuid4().hex}"
+        if isinstance(action, Upload):
+            transport.put(action.source, staged)
+        else:
+            transport.put_bytes(action.content, staged)
+        result = transport.run(("sh", "-c", _INSTALL, "install", action.sha256, staged, action.dest, action.mode),
+                               sudo=True)
+    if not result.ok:
+        raise ActionFailed(action, result)
+
+
+def run_step(transport: Transport, step: Step) -> StepResult:
+    start = time.monotonic()
+    host = transport.host.name
+
+    def result(status: str, detail: str, **extra: Any) -> StepResult:
+        return StepResult(host, step.name, status, detail, round(time.monotonic() - start, 2), **extra)
+
+    try:
+        decision = step.decide(gather(transport, step.facts))
+        if decision.error:
+            return result(FAILED, decision.error)
+        if not decision.changes:
+            return result(UNCHANGED, f"no change: {decision.reason}")
+        for action in decision.actions:
+            apply(transport, action)
+        after = step.decide(gather(transport, step.facts))
+        if after.error or after.changes:
+            still = after.error or "; ".join(getattr(a, "why", "") for a in after.actions)
+            return result(FAILED, f"did not converge: still needs {still}")
+        return result(CHANGED, "; ".join(getattr(a, "why", "") for a in decision.actions))
+    except ActionFailed as error:
+        return result(FAILED, str(error), command=error.result.command, exit_code=error.result.exit_code,
+                      stderr_tail=tail(error.result.stderr or error.result.stdout))
+    except BuildfleetError as error:
+        return result(FAILED, str(error))
+    except Exception as error:  # an SSH channel dying mid-step must not take the other hosts down
+        return result(FAILED, f"{type(error).__name__}: {error}")
+
+
+def run_host(transport: Transport, steps: Sequence[Step]) -> HostReport:
+    """Steps in order; after a failure the rest are skipped (they build on it)."""
+    results: list[StepResult] = []
+    try:
+        for step in steps:
+            if results and results[-1].status in (FAILED, SKIPPED):
+                results.append(StepResult(transport.host.name, step.name, SKIPPED,
+                                          f"skipped: {results[-1].step} did not succeed", 0.0))
+                continue
+            results.append(run_step(transport, step))
+    finally:
+        transport.close()
+    return HostReport(transport.host.name, tuple(results))
+
+
+def run_fleet(
+    hosts: Sequence[InventoryHost],
+    connect: Callable[[InventoryHost], Transport],
+    steps_for: Callable[[InventoryHost], Sequence[Step]],
+) -> FleetReport:
+    """Every host at once; an exception on one host becomes that host's failed result."""
+
+    def one(host: InventoryHost) -> HostReport:
+        try:
+            return run_host(connect(host), steps_for(host))
+        except BuildfleetError as error:
+            return HostReport(host.name, (StepResult(host.name, "connect", FAILED, str(error), 0.0),))
+
+    with ThreadPoolExecutor(max_workers=max(1, len(hosts))) as pool:
+        return FleetReport(tuple(pool.map(one, hosts)))

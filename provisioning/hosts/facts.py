@@ -1,0 +1,231 @@
+"""What a host is and has, read over SSH: each fact is a command plus a pure parser.
+
+Parsers take the command's exit code and output and never touch the network, so they
+are tested against captured real outputs.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from provisioning.errors import BuildfleetError
+
+UNAME_TO_ARCH = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64",
+                 "armv7l": "arm", "armv6l": "arm", "ppc64le": "ppc64le", "s390x": "s390x",
+                 "riscv64": "riscv64", "i686": "386", "i386": "386"}
+BINFMT_DIR = "/proc/sys/fs/binfmt_misc"
+
+
+class FactError(BuildfleetError):
+    """A fact's output could not be read; the message shows what came back."""
+
+
+@dataclass(frozen=True, order=True)
+class Version:
+    parts: tuple[int, ...]
+
+    @classmethod
+    def parse(cls, text: str) -> "Version":
+        match = re.match(r"v?(\d+(?:\.\d+)*)", text.strip())
+        if not match:
+            raise FactError(f"not a version: {text!r}")
+        return cls(tuple(int(p) for p in match.group(1).split(".")))
+
+    def __str__(self) -> str:
+        return ".".join(str(p) for p in self.parts)
+
+
+class Fact:
+    """A command (argument list, or a constant script run by ``sh -c``) and its parser."""
+
+    command: ClassVar[tuple[str, ...]] = ()
+    sudo: ClassVar[bool] = False  # needs root (run through sudo for a non-root SSH user)
+
+    @property
+    def argv(self) -> list[str]:
+        return list(self.command)
+
+    def parse(self, exit_code: int, stdout: str) -> Any:
+        raise NotImplementedError
+
+
+class OsRelease(Fact):
+    command = ("cat", "/etc/os-release")
+
+    def parse(self, exit_code: int, stdout: str) -> dict[str, str]:
+        if exit_code != 0:
+            raise FactError("/etc/os-release is missing: not a Linux distribution buildfleet knows")
+        values = {}
+        for line in stdout.splitlines():
+            key, sep, value = line.partition("=")
+            if sep:
+                values[key.strip()] = value.strip().strip('"')
+        return values
+
+
+class Arch(Fact):
+    command = ("uname", "-m")
+
+    def parse(self, exit_code: int, stdout: str) -> str:
+        machine = stdout.strip()
+        if exit_code != 0 or machine not in UNAME_TO_ARCH:
+            raise FactError(f"unknown CPU architecture {machine!r} from uname -m")
+        return UNAME_TO_ARCH[machine]
+
+
+class InitSystem(Fact):
+    command = ("cat", "/proc/1/comm")
+
+    def parse(self, exit_code: int, stdout: str) -> str:
+        return "systemd" if stdout.strip() == "systemd" else "none"
+
+
+class DockerClient(Fact):
+    """Installed docker CLI version, or None when docker is absent."""
+
+    command = ("sh", "-c", "command -v docker >/dev/null || exit 127; docker --version")
+
+    def parse(self, exit_code: int, stdout: str) -> Version | None:
+        if exit_code == 127:
+            return None
+        match = re.search(r"Docker version (\S+?),?\s", stdout + " ")
+        if exit_code != 0 or not match:
+            raise FactError(f"cannot read docker --version output: {stdout.strip()!r}")
+        return Version.parse(match.group(1))
+
+
+class DockerServer(Fact):
+    """The running engine's version, or None when it does not answer."""
+
+    command = ("docker", "version", "--format", "{{.Server.Version}}")
+    sudo = True
+
+    def parse(self, exit_code: int, stdout: str) -> Version | None:
+        text = stdout.strip()
+        if exit_code != 0 or not text:
+            return None
+        return Version.parse(text)
+
+
+@dataclass(frozen=True)
+class PackageVersion(Fact):
+    """dpkg's version of an installed package, or None when it is not installed."""
+
+    package: str = ""
+
+    @property
+    def argv(self) -> list[str]:
+        return ["dpkg-query", "-W", "-f", "${Status}\\t${Version}\\n", self.package]
+
+    def parse(self, exit_code: int, stdout: str) -> str | None:
+        status, _, version = stdout.strip().partition("\t")
+        if exit_code != 0 or not status.endswith(" installed"):
+            return None
+        return version
+
+
+@dataclass(frozen=True)
+class UserGroups(Fact):
+    """Groups of the SSH user (to know whether it may use Docker)."""
+
+    user: str = ""
+
+    @property
+    def argv(self) -> list[str]:
+        return ["id", "-nG", self.user]
+
+    def parse(self, exit_code: int, stdout: str) -> frozenset[str]:
+        if exit_code != 0:
+            raise FactError(f"user {self.user!r} does not exist on the host")
+        return frozenset(stdout.split())
+
+
+@dataclass(frozen=True)
+class BinfmtEntry:
+    name: str
+    enabled: bool
+    interpreter: str
+    flags: str
+
+
+@dataclass(frozen=True)
+class Binfmt:
+    mounted: bool
+    entries: dict[str, BinfmtEntry] = field(default_factory=dict)
+
+
+class BinfmtStatus(Fact):
+    """Whether binfmt_misc is mounted, and every qemu-* interpreter with its flags."""
+
+    command = ("sh", "-c", (
+        f"[ -f {BINFMT_DIR}/status ] || {{ echo unmounted; exit 0; }}; echo mounted; "
+        f"for f in {BINFMT_DIR}/qemu-*; do [ -f \"$f\" ] || continue; echo \"== ${{f##*/}}\"; cat \"$f\"; done"
+    ))
+
+    def parse(self, exit_code: int, stdout: str) -> Binfmt:
+        lines = stdout.splitlines()
+        if exit_code != 0 or not lines or lines[0] not in ("mounted", "unmounted"):
+            raise FactError(f"cannot read binfmt_misc state: {stdout.strip()[:200]!r}")
+        if lines[0] == "unmounted":
+            return Binfmt(False)
+        entries, current, fields = {}, None, {}
+        for line in lines[1:] + ["== end"]:
+            if line.startswith("== "):
+                if current:
+                    entries[current] = BinfmtEntry(current, fields.get("state") == "enabled",
+                                                   fields.get("interpreter", ""), fields.get("flags", ""))
+                current, fields = line[3:].strip(), {}
+            elif line in ("enabled", "disabled"):
+                fields["state"] = line
+            elif ":" in line or " " in line:
+                key, _, value = line.replace(":", " ", 1).partition(" ")
+                fields.setdefault(key.strip(), value.strip())
+        return Binfmt(True, entries)
+
+
+@dataclass(frozen=True)
+class FileDigests(Fact):
+    """sha256 of files (None for a missing one): how installed artifacts are compared."""
+
+    paths: tuple[str, ...] = ()
+
+    @property
+    def argv(self) -> list[str]:
+        script = 'for f in "$@"; do if [ -f "$f" ]; then sha256sum "$f"; else echo "- $f"; fi; done'
+        return ["sh", "-c", script, "sh", *self.paths]
+
+    def parse(self, exit_code: int, stdout: str) -> dict[str, str | None]:
+        digests: dict[str, str | None] = {}
+        for line in stdout.splitlines():
+            digest, _, path = line.partition(" ")
+            digests[path.strip().lstrip("*")] = None if digest == "-" else digest
+        missing = [p for p in self.paths if p not in digests]
+        if exit_code != 0 or missing:
+            raise FactError(f"cannot read digests of {', '.join(missing) or 'files'}: {stdout.strip()[:200]!r}")
+        return digests
+
+
+class BuildkitdWorkers(Fact):
+    """Platforms of buildkitd's workers over its local socket, or None when it does not answer."""
+
+    command = ("sh", "-c", "buildctl --addr unix:///run/buildkit/buildkitd.sock debug workers --format "
+                           "'{{range .}}{{range .Platforms}}{{.OS}}/{{.Architecture}}{{if .Variant}}/{{.Variant}}{{end}} "
+                           "{{end}}{{end}}'")
+    sudo = True
+
+    def parse(self, exit_code: int, stdout: str) -> tuple[str, ...] | None:
+        if exit_code != 0:
+            return None
+        return tuple(stdout.split())
+
+
+class FreeDisk(Fact):
+    command = ("df", "-Pk", "/var/lib")
+
+    def parse(self, exit_code: int, stdout: str) -> float:
+        rows = stdout.strip().splitlines()
+        if exit_code != 0 or len(rows) < 2:
+            raise FactError(f"cannot read free disk space: {stdout.strip()!r}")
+        return round(int(rows[1].split()[3]) / 1024 / 1024, 1)  # GiB available

@@ -1,0 +1,221 @@
+"""Operations: compare a host's facts with the desired state, return only what is needed.
+
+Each step names the facts it reads and a pure ``decide(facts) -> Decision``. The executor
+applies the decision, reads the facts again and decides again: a step has converged
+only when that second decision asks for nothing, which is how every step is verified.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping
+
+from provisioning.hosts import facts as f
+from provisioning.hosts.actions import Artifact, Decision, Run, Upload, WriteFile, no_change, refuse
+from provisioning.hosts.services import SUPERVISE, SUPERVISE_SCRIPT, Service
+
+MIN_DOCKER = f.Version((19, 3))
+APT = "apt-get -o DPkg::Lock::Timeout=600 -q"  # wait for cloud-init's apt instead of failing
+BUILDX_PLUGIN = "/usr/local/lib/docker/cli-plugins/docker-buildx"
+BUILDKIT_BIN = "/usr/local/bin"
+BUILDKIT_ETC = "/etc/buildkit"
+DOCKERD = Service("docker", ("/usr/sbin/dockerd",), "Docker Engine")
+POLICY_RC_D = "/usr/sbin/policy-rc.d"
+
+
+@dataclass(frozen=True)
+class Step:
+    name: str
+    facts: Mapping[str, f.Fact]
+    decide: Callable[[Mapping[str, Any]], Decision]
+
+
+def apt_install(*packages: str) -> tuple[str, ...]:
+    names = " ".join(packages)  # constants of this module, never user input
+    return ("sh", "-c", f"{APT} update && DEBIAN_FRONTEND=noninteractive {APT} install -y --no-install-recommends {names}")
+
+
+def _wait_for(check: str, what: str, seconds: int = 60) -> str:
+    return (f"i=0; until {check} >/dev/null 2>&1; do i=$((i+1)); "
+            f"[ $i -ge {seconds * 2} ] && {{ echo '{what} did not come up' >&2; exit 1; }}; sleep 0.5; done")
+
+
+# --- Docker --------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class DockerDesired:
+    ssh_user: str
+    allow_upgrade: bool = True
+
+
+def docker_step(desired: DockerDesired) -> Step:
+    facts = {"os": f.OsRelease(), "init": f.InitSystem(), "client": f.DockerClient(),
+             "server": f.DockerServer(), "groups": f.UserGroups(desired.ssh_user)}
+
+    def decide(got: Mapping[str, Any]) -> Decision:
+        os_id = got["os"].get("ID", "")
+        if os_id not in ("debian", "ubuntu") and "debian" not in got["os"].get("ID_LIKE", ""):
+            return refuse(f"unsupported OS {got['os'].get('PRETTY_NAME', os_id)!r}: buildfleet installs Docker with apt")
+        client: f.Version | None = got["client"]
+        if client is not None and client < MIN_DOCKER and not desired.allow_upgrade:
+            return refuse(f"Docker {client} is older than {MIN_DOCKER} and upgrades are disabled "
+                          "(allow them, or upgrade Docker by hand)")
+        supervised = got["init"] != "systemd"
+        install = client is None or client < MIN_DOCKER
+        actions: list = []
+        if install and supervised:
+            actions.append(WriteFile(POLICY_RC_D, b"#!/bin/sh\nexit 101\n", "0755",
+                                     "keep apt from starting daemons: there is no init system"))
+        if install:
+            why = "Docker is not installed" if client is None else f"Docker {client} is older than {MIN_DOCKER}"
+            actions.append(Run(apt_install("docker.io"), f"{why}: install docker.io"))
+        files = _supervised(DOCKERD, got["init"], got["files"]) if supervised else []
+        actions.extend(files)
+        if install or files or got["server"] is None:
+            start = DOCKERD.start_argv(got["init"], restart=install and client is not None)[-1]
+            actions.append(Run(("sh", "-c", f"{start} && {_wait_for('docker version', 'dockerd')}"),
+                               "start the Docker engine and wait until it answers"))
+        if desired.ssh_user != "root" and "docker" not in got["groups"]:
+            actions.append(Run(("usermod", "-aG", "docker", desired.ssh_user), f"let {desired.ssh_user} use Docker"))
+        return Decision(tuple(actions), f"Docker {client} ≥ {MIN_DOCKER}, engine {got['server']} running")
+
+    return Step("docker", facts | _service_files(DOCKERD), decide)
+
+
+def _service_files(service: Service) -> dict[str, f.Fact]:
+    return {"files": f.FileDigests((SUPERVISE, service.definition_path("none"), service.definition_path("systemd")))}
+
+
+def _supervised(service: Service, init: str, digests: Mapping[str, str | None]) -> list:
+    """Files that keep ``service`` running on a host without systemd, if not already there."""
+    wanted = [WriteFile(SUPERVISE, SUPERVISE_SCRIPT, "0755", "install the buildfleet supervisor"),
+              WriteFile(service.definition_path(init), service.definition(init), "0755",
+                        f"start {service.name} at boot")]
+    return [w for w in wanted if digests.get(w.dest) != w.sha256]
+
+
+# --- buildx ---------------------------------------------------------------------------
+
+def buildx_step(artifact_for: Callable[[str], Artifact]) -> Step:
+    facts = {"arch": f.Arch(), "files": f.FileDigests((BUILDX_PLUGIN,))}
+
+    def decide(got: Mapping[str, Any]) -> Decision:
+        artifact = artifact_for(got["arch"])
+        if got["files"][BUILDX_PLUGIN] == artifact.sha256:
+            return no_change(f"buildx {artifact.version} installed (sha256 matches)")
+        return Decision((Upload(artifact.path, BUILDX_PLUGIN, artifact.sha256, "0755",
+                                f"install buildx {artifact.version} for {got['arch']}"),))
+
+    return Step("buildx", facts, decide)
+
+
+# --- binfmt / QEMU ----------------------------------------------------------------------
+
+BINFMT_CONF = "/usr/lib/binfmt.d"
+REGISTER = (
+    # $1..: qemu arch names (validated platform data). Re-register an entry lacking F.
+    'cd /proc/sys/fs/binfmt_misc; for a in "$@"; do '
+    'conf=/usr/lib/binfmt.d/qemu-$a.conf; [ -f "$conf" ] || { echo "no $conf: QEMU lacks $a" >&2; exit 1; }; '
+    '[ -f qemu-$a ] && echo -1 > qemu-$a; cat "$conf" > register; done'
+)
+BINFMT_BOOT = "/etc/buildfleet/boot.d/20-binfmt"
+
+
+def binfmt_step(qemu_arches: tuple[str, ...]) -> Step:
+    facts = {"init": f.InitSystem(), "qemu": f.PackageVersion("qemu-user-static"), "binfmt": f.BinfmtStatus(),
+             "files": f.FileDigests((BINFMT_BOOT,))}
+
+    def decide(got: Mapping[str, Any]) -> Decision:
+        actions: list = []
+        if got["qemu"] is None:
+            actions.append(Run(apt_install("qemu-user-static"), "install QEMU user-mode emulators"))
+        binfmt: f.Binfmt = got["binfmt"]
+        if not binfmt.mounted:
+            actions.append(Run(("mount", "-t", "binfmt_misc", "binfmt_misc", f.BINFMT_DIR), "mount binfmt_misc"))
+        missing = tuple(a for a in qemu_arches if not _registered_with_f(binfmt, a))
+        if missing:
+            actions.append(Run(("sh", "-c", REGISTER, "register", *missing),
+                               f"register {', '.join(missing)} with the F flag"))
+        boot = _binfmt_boot_script(qemu_arches)
+        if got["init"] != "systemd" and got["files"][BINFMT_BOOT] != boot.sha256:
+            actions.append(boot)
+        # with systemd, systemd-binfmt registers /usr/lib/binfmt.d (F flag included) at boot
+        registered = ", ".join(qemu_arches)
+        return Decision(tuple(actions), f"qemu-user-static {got['qemu']}; {registered} registered with F")
+
+    return Step("binfmt", facts, decide)
+
+
+def _registered_with_f(binfmt: f.Binfmt, arch: str) -> bool:
+    entry = binfmt.entries.get(f"qemu-{arch}")
+    return bool(entry and entry.enabled and "F" in entry.flags)
+
+
+def _binfmt_boot_script(arches: tuple[str, ...]) -> WriteFile:
+    script = ("#!/bin/sh\n# Register QEMU interpreters at boot (managed by buildfleet)\n"
+              "mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc 2>/dev/null || true\n"
+              f"sh -c '{REGISTER}' register {' '.join(arches)}\n")
+    return WriteFile(BINFMT_BOOT, script.encode(), "0755", "re-register the interpreters at boot")
+
+
+# --- buildkitd --------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class BuildkitdDesired:
+    binaries: Callable[[str], tuple[Artifact, Artifact]]  # arch -> (buildkitd, buildctl)
+    port: int
+    ca_pem: bytes = field(repr=False)
+    cert_pem: bytes = field(repr=False)
+    key_pem: bytes = field(repr=False)
+    config: bytes = field(repr=False)
+
+
+def buildkitd_service(port: int) -> Service:
+    return Service(
+        "buildkitd",
+        (f"{BUILDKIT_BIN}/buildkitd", "--config", f"{BUILDKIT_ETC}/buildkitd.toml",
+         "--addr", "unix:///run/buildkit/buildkitd.sock", "--addr", f"tcp://0.0.0.0:{port}",
+         "--tlscacert", f"{BUILDKIT_ETC}/tls/ca.pem", "--tlscert", f"{BUILDKIT_ETC}/tls/cert.pem",
+         "--tlskey", f"{BUILDKIT_ETC}/tls/key.pem"),
+        "BuildKit daemon (mTLS)",
+    )
+
+
+def buildkitd_step(desired: BuildkitdDesired) -> Step:
+    service = buildkitd_service(desired.port)
+    paths = (f"{BUILDKIT_BIN}/buildkitd", f"{BUILDKIT_BIN}/buildctl", f"{BUILDKIT_ETC}/buildkitd.toml",
+             f"{BUILDKIT_ETC}/tls/ca.pem", f"{BUILDKIT_ETC}/tls/cert.pem", f"{BUILDKIT_ETC}/tls/key.pem",
+             SUPERVISE, service.definition_path("none"), service.definition_path("systemd"))
+    facts = {"arch": f.Arch(), "init": f.InitSystem(), "runc": f.PackageVersion("runc"),
+             "files": f.FileDigests(paths), "workers": f.BuildkitdWorkers()}
+
+    def decide(got: Mapping[str, Any]) -> Decision:
+        buildkitd, buildctl = desired.binaries(got["arch"])
+        digests = got["files"]
+        actions: list = []
+        if got["runc"] is None:
+            actions.append(Run(apt_install("runc"), "install runc (buildkitd's OCI worker needs it)"))
+        wanted = [
+            Upload(buildkitd.path, f"{BUILDKIT_BIN}/buildkitd", buildkitd.sha256, "0755", f"install buildkitd {buildkitd.version}"),
+            Upload(buildctl.path, f"{BUILDKIT_BIN}/buildctl", buildctl.sha256, "0755", f"install buildctl {buildctl.version}"),
+            WriteFile(f"{BUILDKIT_ETC}/buildkitd.toml", desired.config, "0644", "write buildkitd.toml"),
+            WriteFile(f"{BUILDKIT_ETC}/tls/ca.pem", desired.ca_pem, "0644", "install the fleet CA"),
+            WriteFile(f"{BUILDKIT_ETC}/tls/cert.pem", desired.cert_pem, "0644", "install the server certificate"),
+            WriteFile(f"{BUILDKIT_ETC}/tls/key.pem", desired.key_pem, "0600", "install the server key"),
+        ]
+        if got["init"] == "systemd":
+            wanted.append(WriteFile(service.definition_path("systemd"), service.unit(), "0644", "install the unit"))
+        else:
+            wanted.extend(_supervised(service, "none", digests))
+        changed = [w for w in wanted if digests.get(w.dest) != w.sha256]
+        actions.extend(changed)
+        healthy = got["workers"] is not None and len(got["workers"]) > 0
+        if changed or not healthy:
+            start = service.start_argv(got["init"], restart=bool(changed) and healthy)
+            actions.append(Run(("sh", "-c", f"{start[-1]} && {_wait_for(f.BuildkitdWorkers.command[-1], 'buildkitd')}"),
+                               "restart buildkitd (its files changed)" if changed and healthy else "start buildkitd"))
+        if not actions:
+            return no_change(f"buildkitd {buildkitd.version} up with workers for {' '.join(got['workers'])}")
+        return Decision(tuple(actions))
+
+    return Step("buildkitd", facts, decide)

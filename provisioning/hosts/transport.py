@@ -1,0 +1,101 @@
+"""How commands reach a host: one small interface, an SSH implementation on Fabric.
+
+Host keys are verified against the fleet's known_hosts (RejectPolicy): a host whose key
+is not pinned is refused, never added on first sight.
+"""
+
+from __future__ import annotations
+
+import shlex
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol, Sequence
+
+import paramiko
+from fabric import Connection
+
+from provisioning.errors import BuildfleetError
+from provisioning.inventory import InventoryHost
+
+
+def tail(text: str, lines: int = 5) -> str:
+    return "\n".join(text.strip().splitlines()[-lines:])
+
+
+@dataclass(frozen=True)
+class CommandResult:
+    command: str
+    exit_code: int
+    stdout: str
+    stderr: str
+
+    @property
+    def ok(self) -> bool:
+        return self.exit_code == 0
+
+
+class ConnectionFailed(BuildfleetError):
+    """The host could not be reached or authenticated; the message says which and why."""
+
+
+class Transport(Protocol):
+    host: InventoryHost
+
+    def run(self, argv: Sequence[str], sudo: bool = False, timeout: float | None = None) -> CommandResult: ...
+
+    def put(self, local: Path, remote: str) -> None: ...
+
+    def put_bytes(self, data: bytes, remote: str) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class SSHTransport:
+    """Fabric connection to one inventory host, keyed and pinned by the fleet's files."""
+
+    def __init__(self, host: InventoryHost, key_file: Path, known_hosts: Path, connect_timeout: float = 15):
+        self.host = host
+        self._connection = Connection(
+            host.address,
+            user=host.ssh_user,
+            port=host.ssh_port,
+            connect_timeout=connect_timeout,
+            connect_kwargs={"key_filename": str(key_file), "look_for_keys": False, "allow_agent": False},
+        )
+        client = self._connection.client
+        client.get_host_keys().clear()
+        client.load_host_keys(str(known_hosts))
+        client.set_missing_host_key_policy(paramiko.RejectPolicy())
+
+    def _open(self) -> None:
+        if self._connection.is_connected:
+            return
+        where = f"{self.host.name} ({self.host.ssh_user}@{self.host.address}:{self.host.ssh_port})"
+        try:
+            self._connection.open()
+        except paramiko.SSHException as error:
+            raise ConnectionFailed(f"{where}: SSH refused: {error} (host keys are pinned in known_hosts)") from None
+        except (socket.error, OSError) as error:
+            raise ConnectionFailed(f"{where}: cannot connect: {error}") from None
+
+    def run(self, argv: Sequence[str], sudo: bool = False, timeout: float | None = None) -> CommandResult:
+        self._open()
+        command = shlex.join(argv)
+        if sudo and self.host.ssh_user != "root":
+            command = shlex.join(["sudo", "-n", "--", *argv])
+        result = self._connection.run(command, hide=True, warn=True, in_stream=False, timeout=timeout)
+        return CommandResult(command, result.exited, result.stdout, result.stderr)
+
+    def put(self, local: Path, remote: str) -> None:
+        self._open()
+        self._connection.put(str(local), remote)
+
+    def put_bytes(self, data: bytes, remote: str) -> None:
+        self._open()
+        sftp = self._connection.sftp()
+        with sftp.file(remote, "wb") as handle:
+            handle.write(data)
+
+    def close(self) -> None:
+        self._connection.close()
