@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Sequence
@@ -14,8 +15,14 @@ from rich.table import Table
 
 from provisioning.configfile import DEFAULT_FILE, load_raw_config
 from provisioning.errors import BuildfleetError
-from provisioning.plan import Plan, plan_fleet
-from provisioning.settings import settings_from_mapping
+from provisioning.hosts.executor import CHANGED, FAILED, FleetReport
+from provisioning.plan import Plan, plan_fleet, plan_on_machine
+from provisioning.settings import Settings, settings_from_mapping
+from provisioning.state import FleetState
+
+# The local target has no native arm64 CPU: its fleet is an amd64 host and an emulation host.
+LOCAL_DEFAULTS = {"arm64Count": 0}
+STATUS_STYLE = {"changed": "yellow", "unchanged": "green", "failed": "bold red", "skipped": "dim"}
 
 
 def _add_config_options(parser: argparse.ArgumentParser) -> None:
@@ -42,9 +49,123 @@ def plan_table(plan: Plan) -> Table:
     return table
 
 
-def _cmd_plan(args: argparse.Namespace, console: Console) -> int:
+def _settings(args: argparse.Namespace, target: str) -> Settings:
     raw = load_raw_config(args.project_dir, args.config, args.stack, args.overrides)
-    plan = plan_fleet(settings_from_mapping(raw))
+    if target == "local":
+        raw = {**LOCAL_DEFAULTS, **raw}
+    return settings_from_mapping(raw)
+
+
+def _plan_for(args: argparse.Namespace, target: str) -> Plan:
+    settings = _settings(args, target)
+    if target == "local":
+        from provisioning.local.target import machine_arch
+        return plan_on_machine(settings, machine_arch())
+    return plan_fleet(settings)
+
+
+def report_table(report: FleetReport) -> Table:
+    table = Table(title="buildfleet configure: per host, per step")
+    for column in ("host", "step", "result", "s", "detail"):
+        table.add_column(column, overflow="fold")
+    for host in report.hosts:
+        for step in host.steps:
+            detail = step.detail
+            if step.status == FAILED and step.command:
+                detail += f"\n$ {step.command}\nexit {step.exit_code}: {step.stderr_tail}"
+            table.add_row(step.host, step.step, f"[{STATUS_STYLE[step.status]}]{step.status}[/]",
+                          f"{step.seconds:.1f}", escape(detail))
+    return table
+
+
+def _print_report(console: Console, report: FleetReport, as_json: bool) -> int:
+    if as_json:
+        console.print_json(json.dumps({"ok": report.ok, "changes": report.changes, "hosts": [
+            {"host": h.host, "steps": [s.__dict__ for s in h.steps]} for h in report.hosts]}))
+    else:
+        console.print(report_table(report))
+        summary = (f"{report.changes} step(s) changed" if report.changes
+                   else "nothing to change: the fleet is configured")
+        console.print(summary if report.ok else f"[bold red]{len(report.failures())} step(s) failed[/]")
+    return 0 if report.ok else 1
+
+
+def _local_target(args: argparse.Namespace, settings: Settings | None = None):
+    from provisioning.local.target import LocalTarget
+    return LocalTarget(args.fleet, FleetState.for_fleet(args.fleet), _cache_dir(args),
+                       buildkitd_port=settings.buildkitd_port if settings else 1234)
+
+
+def default_cache_dir() -> Path:
+    """Slow artefacts (host image, buildx, buildkitd) outlive clones and fleets."""
+    env = os.environ.get("BUILDFLEET_CACHE")
+    if env:
+        return Path(env)
+    return Path("/var/cache/buildfleet") if os.geteuid() == 0 else Path.home() / ".cache" / "buildfleet"
+
+
+def _cache_dir(args: argparse.Namespace) -> Path:
+    return args.cache_dir
+
+
+def _configure(args: argparse.Namespace, console: Console, state: FleetState, settings: Settings) -> int:
+    from provisioning.artifacts import LocalArtifacts
+    from provisioning.hosts.configure import ConfigureOptions, configure
+    inventory = state.load_inventory()
+    if inventory is None:
+        raise BuildfleetError(f"fleet {args.fleet!r} has no inventory in {state.root}: run buildfleet up first")
+    options = ConfigureOptions(buildkitd_port=settings.buildkitd_port,
+                               allow_docker_upgrade=not args.no_docker_upgrade)
+    with console.status(f"configuring {len(inventory.hosts)} host(s) in parallel"):
+        report = configure(inventory, state, LocalArtifacts(args.artifacts), options)
+    return _print_report(console, report, args.json)
+
+
+def _cmd_up(args: argparse.Namespace, console: Console) -> int:
+    if args.target != "local":
+        raise BuildfleetError(f"up --target {args.target} is not available yet; use --target local")
+    settings = _settings(args, "local")
+    plan = _plan_for(args, "local")
+    with console.status(f"creating {len(plan.hosts)} local host(s)"):
+        inventory = _local_target(args, settings).up(plan)
+    console.print(f"fleet {args.fleet!r}: {', '.join(h.name for h in inventory.hosts)} up")
+    return _configure(args, console, FleetState.for_fleet(args.fleet), settings)
+
+
+def _cmd_configure(args: argparse.Namespace, console: Console) -> int:
+    return _configure(args, console, FleetState.for_fleet(args.fleet), _settings(args, "local"))
+
+
+def _cmd_status(args: argparse.Namespace, console: Console) -> int:
+    state = FleetState.for_fleet(args.fleet)
+    inventory = state.load_inventory()
+    containers = _local_target(args).status() if inventory is None or inventory.target == "local" else []
+    if args.json:
+        console.print_json(json.dumps({"fleet": args.fleet, "inventory": inventory.to_dict() if inventory else None,
+                                       "containers": containers}))
+        return 0
+    if inventory is None:
+        console.print(f"fleet {args.fleet!r} is not up")
+        return 0
+    table = Table(title=f"fleet {args.fleet!r} ({inventory.target})")
+    for column in ("host", "role", "arch", "ssh", "buildkitd", "platforms"):
+        table.add_column(column)
+    for host in inventory.hosts:
+        platforms = ", ".join(f"{p.platform}{'' if p.native else ' (QEMU)'}" for p in host.platforms)
+        table.add_row(host.name, host.role, host.arch, f"{host.ssh_user}@{host.address}:{host.ssh_port}",
+                      f"{host.address}:{host.buildkitd_port}", platforms)
+    console.print(table)
+    return 0
+
+
+def _cmd_down(args: argparse.Namespace, console: Console) -> int:
+    removed = _local_target(args).down()
+    console.print("\n".join(removed) if removed else f"fleet {args.fleet!r}: nothing to remove")
+    return 0
+
+
+def _cmd_plan(args: argparse.Namespace, console: Console) -> int:
+    plan = _plan_for(args, args.target)
     if args.json:
         console.print_json(json.dumps(plan.to_dict()))
     else:
@@ -65,9 +186,48 @@ def build_parser() -> argparse.ArgumentParser:
                     "builds it and whether natively or under QEMU. Reads configuration only.",
     )
     _add_config_options(plan)
+    plan.add_argument("--target", choices=("aws", "local"), default="aws",
+                      help="plan for AWS instance types (default) or for hosts on this machine")
     plan.add_argument("--json", action="store_true", help="print the plan as JSON")
     plan.set_defaults(handler=_cmd_plan)
+
+    up = commands.add_parser("up", help="create the fleet's hosts and configure them",
+                             description="Create the hosts (local: containers on this machine's Docker engine), "
+                                         "then configure Docker, buildx, QEMU/binfmt and buildkitd on each.")
+    up.add_argument("--target", choices=("local",), default="local", help="where the hosts live (default: local)")
+    _add_config_options(up)
+    _add_fleet_options(up)
+    up.set_defaults(handler=_cmd_up)
+
+    configure = commands.add_parser("configure", help="(re)configure the fleet's hosts; changes only what differs",
+                                    description="Read each host's facts over SSH and apply only what differs from "
+                                                "the desired state; a configured fleet reports no change.")
+    _add_config_options(configure)
+    _add_fleet_options(configure)
+    configure.set_defaults(handler=_cmd_configure)
+
+    status = commands.add_parser("status", help="show the fleet's hosts, endpoints and platforms")
+    _add_fleet_options(status, configure_flags=False)
+    status.set_defaults(handler=_cmd_status)
+
+    down = commands.add_parser("down", help="remove every host, volume, network and key the fleet made")
+    _add_fleet_options(down, configure_flags=False)
+    down.set_defaults(handler=_cmd_down)
     return parser
+
+
+def _add_fleet_options(parser: argparse.ArgumentParser, configure_flags: bool = True) -> None:
+    group = parser.add_argument_group("fleet")
+    group.add_argument("--fleet", default="default", metavar="NAME",
+                       help="fleet name: keeps several fleets apart (default: default)")
+    group.add_argument("--cache-dir", type=Path, default=default_cache_dir(), metavar="DIR",
+                       help="where host images are cached (default: %(default)s)")
+    if configure_flags:
+        group.add_argument("--artifacts", type=Path, default=default_cache_dir(), metavar="DIR",
+                           help="buildx/buildkit artifact directory (default: %(default)s)")
+        group.add_argument("--no-docker-upgrade", action="store_true",
+                           help="refuse, instead of upgrading, a Docker older than 19.03")
+    group.add_argument("--json", action="store_true", help="print results as JSON")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -24,17 +24,20 @@ class FactError(BuildfleetError):
 
 @dataclass(frozen=True, order=True)
 class Version:
+    """Compared numerically, shown as the tool printed it (18.09.1 stays 18.09.1)."""
+
     parts: tuple[int, ...]
+    text: str = field(default="", compare=False)
 
     @classmethod
     def parse(cls, text: str) -> "Version":
         match = re.match(r"v?(\d+(?:\.\d+)*)", text.strip())
         if not match:
             raise FactError(f"not a version: {text!r}")
-        return cls(tuple(int(p) for p in match.group(1).split(".")))
+        return cls(tuple(int(p) for p in match.group(1).split(".")), match.group(1))
 
     def __str__(self) -> str:
-        return ".".join(str(p) for p in self.parts)
+        return self.text or ".".join(str(p) for p in self.parts)
 
 
 class Fact:
@@ -104,8 +107,8 @@ class DockerServer(Fact):
 
     def parse(self, exit_code: int, stdout: str) -> Version | None:
         text = stdout.strip()
-        if exit_code != 0 or not text:
-            return None
+        if exit_code != 0 or not re.fullmatch(r"v?\d+(\.\d+)*\S*", text):
+            return None  # not running, or a docker too old to know --format
         return Version.parse(text)
 
 

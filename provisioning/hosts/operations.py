@@ -14,7 +14,7 @@ from provisioning.hosts import facts as f
 from provisioning.hosts.actions import Artifact, Decision, Run, Upload, WriteFile, no_change, refuse
 from provisioning.hosts.services import SUPERVISE, SUPERVISE_SCRIPT, Service
 
-MIN_DOCKER = f.Version((19, 3))
+MIN_DOCKER = f.Version((19, 3), "19.03")
 APT = "apt-get -o DPkg::Lock::Timeout=600 -q"  # wait for cloud-init's apt instead of failing
 BUILDX_PLUGIN = "/usr/local/lib/docker/cli-plugins/docker-buildx"
 BUILDKIT_BIN = "/usr/local/bin"

@@ -1,0 +1,82 @@
+"""Real hosts for the integration tests: local-target fleets on this machine's Docker.
+
+Needs what .ci/run prepares (a running Docker engine, mmdebstrap, the buildx and
+buildkit artifacts in $BUILDFLEET_CACHE). Every fleet made here is removed afterwards,
+and the removal itself is checked.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from provisioning.artifacts import LocalArtifacts
+from provisioning.hosts.configure import ConfigureOptions, configure
+from provisioning.hosts.executor import FleetReport
+from provisioning.inventory import Inventory
+from provisioning.local.docker import Docker
+from provisioning.local.target import LABEL, LocalTarget, machine_arch
+from provisioning.plan import Plan, plan_on_machine
+from provisioning.settings import settings_from_mapping
+from provisioning.state import FleetState
+
+CACHE = Path(os.environ.get("BUILDFLEET_CACHE", "/var/cache/buildfleet"))
+
+
+@dataclass
+class LiveFleet:
+    target: LocalTarget
+    plan: Plan
+    inventory: Inventory
+    artifacts: LocalArtifacts
+
+    @property
+    def state(self) -> FleetState:
+        return self.target.state
+
+    def configure(self, **options) -> FleetReport:
+        return configure(self.inventory, self.state, self.artifacts, ConfigureOptions(**options))
+
+    def exec(self, host: str, *argv: str) -> str:
+        result = self.target.docker.run(["exec", self.target.container(host), *argv])
+        return result.stdout
+
+
+def leftovers(fleet: str) -> list[str]:
+    docker = Docker()
+    return [f"{kind} {name}" for kind in ("container", "volume", "network")
+            for name in docker.names(kind, f"{LABEL}={fleet}")]
+
+
+@pytest.fixture(scope="session")
+def machine_ready():
+    Docker().ping()
+    artifacts = LocalArtifacts(CACHE)
+    artifacts.buildx(machine_arch())
+    artifacts.buildkit(machine_arch())
+    return artifacts
+
+
+def make_fleet(tmp_path_factory, artifacts: LocalArtifacts, config: dict) -> LiveFleet:
+    name = f"it{uuid.uuid4().hex[:6]}"
+    state = FleetState(tmp_path_factory.mktemp("state") / name)
+    settings = settings_from_mapping({"arm64Count": 0, **config})
+    target = LocalTarget(name, state, CACHE, settings.buildkitd_port)
+    plan = plan_on_machine(settings, machine_arch())
+    return LiveFleet(target, plan, target.up(plan), artifacts)
+
+
+@pytest.fixture(scope="session")
+def fleet(tmp_path_factory, machine_ready):
+    """The default local fleet (amd64 host + emulation host), configured once."""
+    live = make_fleet(tmp_path_factory, machine_ready, {})
+    try:
+        live.first_report = live.configure()
+        yield live
+    finally:
+        live.target.down()
+    assert leftovers(live.target.fleet) == []

@@ -1,0 +1,150 @@
+"""The local fleet, brought up and configured for real, checked on the hosts over SSH."""
+
+import json
+import subprocess
+
+import pytest
+
+from provisioning.hosts.executor import CHANGED, FAILED, SKIPPED, UNCHANGED
+from provisioning.hosts.transport import SSHTransport
+from provisioning.inventory import InventoryHost
+
+from elf import aarch64_exit
+
+from .conftest import CACHE, leftovers, make_fleet
+
+pytestmark = pytest.mark.integration
+
+
+def ssh(fleet, host_name, *argv):
+    host = fleet.inventory.host(host_name)
+    transport = SSHTransport(host, fleet.state.ssh_key, fleet.state.known_hosts)
+    try:
+        return transport.run(argv)
+    finally:
+        transport.close()
+
+
+def test_up_gives_an_amd64_host_and_an_emulation_host_on_loopback(fleet):
+    hosts = {h.name: h for h in fleet.inventory.hosts}
+    assert set(hosts) == {"amd64-0", "emulation-0"}
+    assert {h.address for h in hosts.values()} == {"127.0.0.1"}
+    assert {p.platform: p.native for p in hosts["emulation-0"].platforms}["linux/arm64"] is False
+
+
+def test_first_configure_succeeds_on_every_host(fleet):
+    report = fleet.first_report
+    assert report.ok, [(f.host, f.step, f.detail, f.stderr_tail) for f in report.failures()]
+    steps = {(s.host, s.step) for h in report.hosts for s in h.steps}
+    assert ("emulation-0", "binfmt") in steps and ("amd64-0", "binfmt") not in steps
+
+
+def test_docker_is_at_least_19_03_and_answers(fleet):
+    for host in ("amd64-0", "emulation-0"):
+        result = ssh(fleet, host, "docker", "version", "--format", "{{.Server.Version}}")
+        assert result.ok, result.stderr
+        major, minor = (int(x) for x in result.stdout.strip().split(".")[:2])
+        assert (major, minor) >= (19, 3)
+
+
+def test_buildx_plugin_is_the_pinned_version(fleet):
+    for host in ("amd64-0", "emulation-0"):
+        result = ssh(fleet, host, "docker", "buildx", "version")
+        assert result.ok and " 0.13.1" in result.stdout, result.stdout + result.stderr
+
+
+def test_emulation_host_registers_its_platforms_with_the_f_flag(fleet):
+    for arch in ("aarch64", "arm", "ppc64le", "s390x", "riscv64"):
+        entry = ssh(fleet, "emulation-0", "cat", f"/proc/sys/fs/binfmt_misc/qemu-{arch}").stdout
+        assert "enabled" in entry.splitlines()[0], arch
+        flags = next(line for line in entry.splitlines() if line.startswith("flags:"))
+        assert "F" in flags.split(":", 1)[1], (arch, flags)
+
+
+def test_a_foreign_binary_runs_through_qemu_on_the_emulation_host(fleet):
+    host = fleet.inventory.host("emulation-0")
+    transport = SSHTransport(host, fleet.state.ssh_key, fleet.state.known_hosts)
+    try:
+        transport.put_bytes(aarch64_exit(42), "/root/exit42-arm64")
+        assert transport.run(["chmod", "+x", "/root/exit42-arm64"]).ok
+        assert transport.run(["/root/exit42-arm64"]).exit_code == 42
+    finally:
+        transport.close()
+
+
+def _buildctl(fleet, host: InventoryHost, *tls: str) -> subprocess.CompletedProcess:
+    buildctl = CACHE / "buildkit" / "0.13.2" / "amd64" / "buildctl"
+    return subprocess.run([str(buildctl), "--addr", f"tcp://127.0.0.1:{host.buildkitd_port}", *tls,
+                           "debug", "workers", "--format", "{{json .}}"],
+                          capture_output=True, text=True, timeout=60)
+
+
+def test_buildkitd_answers_over_mtls_with_the_planned_platforms(fleet):
+    tls = fleet.state.root / "tls"
+    for host in fleet.inventory.hosts:
+        result = _buildctl(fleet, host, "--tlscacert", str(tls / "ca" / "cert.pem"),
+                           "--tlscert", str(tls / "client" / "cert.pem"), "--tlskey", str(tls / "client" / "key.pem"),
+                           "--tlsservername", "127.0.0.1")
+        assert result.returncode == 0, result.stderr
+        platforms = {f"{p['os']}/{p['architecture']}" + (f"/{p['variant']}" if p.get("variant") else "")
+                     for w in json.loads(result.stdout) for p in w["platforms"]}
+        assert {p.platform for p in host.platforms} <= platforms, host.name
+
+
+def test_buildkitd_refuses_a_client_without_a_certificate(fleet):
+    tls = fleet.state.root / "tls"
+    host = fleet.inventory.host("amd64-0")
+    result = _buildctl(fleet, host, "--tlscacert", str(tls / "ca" / "cert.pem"), "--tlsservername", "127.0.0.1")
+    assert result.returncode != 0
+    assert "certificate required" in result.stderr or "bad certificate" in result.stderr, result.stderr
+
+
+def test_second_configure_changes_nothing_and_says_so(fleet):
+    report = fleet.configure()
+    assert report.ok and report.changes == 0
+    for host in report.hosts:
+        for step in host.steps:
+            assert step.status == UNCHANGED and step.detail.startswith("no change: "), step
+
+
+def test_a_crashed_buildkitd_is_restarted_by_its_supervisor(fleet):
+    before = ssh(fleet, "amd64-0", "pgrep", "-x", "buildkitd").stdout.split()
+    assert before
+    assert ssh(fleet, "amd64-0", "pkill", "-x", "buildkitd").ok
+    result = ssh(fleet, "amd64-0", "sh", "-c",
+                 "for i in $(seq 40); do p=$(pgrep -x buildkitd) && [ \"$p\" != \"$1\" ] && "
+                 "buildctl --addr unix:///run/buildkit/buildkitd.sock debug workers >/dev/null 2>&1 && exit 0; "
+                 "sleep 0.5; done; exit 1", "wait", before[0])
+    assert result.ok, "buildkitd did not come back within 20 s"
+
+
+def test_services_come_back_when_the_host_restarts(fleet):
+    fleet.target.docker.run(["restart", "--time", "2", fleet.target.container("emulation-0")])
+    fleet.inventory = fleet.target.up(fleet.plan)  # re-reads the published ports
+    report = fleet.configure()
+    assert report.ok and report.changes == 0, [(s.step, s.status, s.detail) for h in report.hosts for s in h.steps]
+
+
+def test_one_unreachable_host_does_not_hide_the_others(fleet):
+    ghost = InventoryHost("ghost-0", "amd64", "amd64", "127.0.0.1", "", "root", ssh_port=1)
+    fleet_with_ghost = type(fleet.inventory)(fleet.inventory.target, fleet.inventory.hosts + (ghost,))
+    from provisioning.hosts.configure import configure
+    report = configure(fleet_with_ghost, fleet.state, fleet.artifacts)
+    by_host = {h.host: h for h in report.hosts}
+    assert not by_host["ghost-0"].ok
+    assert by_host["ghost-0"].steps[0].status == FAILED and "cannot connect" in by_host["ghost-0"].steps[0].detail
+    assert all(s.status == SKIPPED for s in by_host["ghost-0"].steps[1:])
+    assert by_host["amd64-0"].ok and by_host["emulation-0"].ok
+
+
+def test_a_host_key_that_is_not_pinned_is_refused(fleet, tmp_path):
+    host = fleet.inventory.host("amd64-0")
+    other = fleet.inventory.host("emulation-0")
+    wrong = tmp_path / "known_hosts"
+    # pin the other host's key for this host's address: a man in the middle, as far as SSH knows
+    line = next(l for l in fleet.state.known_hosts.read_text().splitlines() if l.startswith(f"[127.0.0.1]:{other.ssh_port} "))
+    wrong.write_text(line.replace(f":{other.ssh_port}]", f":{host.ssh_port}]") + "\n")
+    transport = SSHTransport(host, fleet.state.ssh_key, wrong)
+    with pytest.raises(Exception) as error:
+        transport.run(["true"])
+    assert "SSH refused" in str(error.value)
