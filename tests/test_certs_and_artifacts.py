@@ -1,0 +1,90 @@
+"""mTLS material and artifacts: made once, reused byte for byte, and checked by sha256."""
+
+import hashlib
+import ipaddress
+import subprocess
+
+import pytest
+from cryptography import x509
+from cryptography.x509.oid import ExtendedKeyUsageOID
+
+from provisioning.artifacts import ArtifactError, LocalArtifacts, UpstreamArtifacts
+from provisioning.certs import FleetCA
+from provisioning.hosts.executor import batch_script, parse_batch
+from provisioning.hosts import facts as f
+from provisioning.hosts.services import Service
+
+
+def load(pem: bytes) -> x509.Certificate:
+    return x509.load_pem_x509_certificate(pem)
+
+
+def test_server_cert_carries_every_address_and_is_signed_by_the_fleet_ca(tmp_path):
+    ca = FleetCA(tmp_path)
+    server = load(ca.server("amd64-0", ["127.0.0.1", "203.0.113.5", "amd64-0", "127.0.0.1"]).cert)
+    sans = server.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert set(sans.get_values_for_type(x509.IPAddress)) == {ipaddress.ip_address("127.0.0.1"),
+                                                             ipaddress.ip_address("203.0.113.5")}
+    assert sans.get_values_for_type(x509.DNSName) == ["amd64-0"]
+    assert ExtendedKeyUsageOID.SERVER_AUTH in server.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    server.verify_directly_issued_by(load(ca.ca().cert))
+
+
+def test_client_cert_is_for_client_auth(tmp_path):
+    client = load(FleetCA(tmp_path).client().cert)
+    assert ExtendedKeyUsageOID.CLIENT_AUTH in client.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+
+
+def test_certs_are_reused_until_the_names_change(tmp_path):
+    ca = FleetCA(tmp_path)
+    first = ca.server("h", ["127.0.0.1"])
+    assert FleetCA(tmp_path).server("h", ["127.0.0.1"]) == first
+    assert ca.server("h", ["127.0.0.1", "198.51.100.9"]).cert != first.cert
+    assert oct((tmp_path / "hosts" / "h" / "key.pem").stat().st_mode & 0o777) == "0o600"
+
+
+def test_systemd_unit_restarts_and_starts_at_boot():
+    unit = Service("buildkitd", ("/usr/local/bin/buildkitd", "--addr", "tcp://0.0.0.0:1234"), "BuildKit").unit().decode()
+    assert "Restart=always" in unit and "WantedBy=multi-user.target" in unit
+    assert "ExecStart=/usr/local/bin/buildkitd --addr tcp://0.0.0.0:1234" in unit
+
+
+def test_batched_facts_run_in_one_shell_and_parse_back():
+    facts = {"arch": f.Arch(), "missing": f.PackageVersion("no-such-package-here"),
+             "digests": f.FileDigests(("/etc/hostname", "/nonexistent"))}
+    result = subprocess.run(["sh", "-c", batch_script(facts)], capture_output=True, text=True)
+    values = parse_batch(facts, result.stdout)
+    assert values["arch"] in ("amd64", "arm64")
+    assert values["missing"] is None
+    assert values["digests"]["/nonexistent"] is None and len(values["digests"]["/etc/hostname"]) == 64
+
+
+def write_local(root, tool, version, arch, name, data, listing, recorded=None):
+    directory = root / tool / version / arch
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / name).write_bytes(data)
+    (directory / listing).write_text(f"{recorded or hashlib.sha256(data).hexdigest()}  {name}\n")
+
+
+def test_local_artifacts_are_checked_against_their_recorded_sums(tmp_path):
+    write_local(tmp_path, "buildx", "0.13.1", "amd64", "docker-buildx", b"plugin", "docker-buildx.sha256")
+    assert LocalArtifacts(tmp_path).buildx("amd64").sha256 == hashlib.sha256(b"plugin").hexdigest()
+    write_local(tmp_path, "buildx", "0.13.1", "arm64", "docker-buildx", b"tampered", "docker-buildx.sha256", "0" * 64)
+    with pytest.raises(ArtifactError, match="expected 0000"):
+        LocalArtifacts(tmp_path).buildx("arm64")
+    with pytest.raises(ArtifactError, match="no buildkitd"):
+        LocalArtifacts(tmp_path).buildkit("amd64")
+
+
+def test_upstream_downloads_are_accepted_only_with_the_pinned_sum(tmp_path, monkeypatch):
+    source = tmp_path / "release"
+    source.write_bytes(b"release binary")
+    monkeypatch.setattr("provisioning.artifacts.UPSTREAM_BUILDX", source.as_uri())
+    good = UpstreamArtifacts(tmp_path / "cache", {("buildx", "0.13.1", "amd64"): hashlib.sha256(b"release binary").hexdigest()})
+    assert good.buildx("amd64").path.read_bytes() == b"release binary"
+    bad = UpstreamArtifacts(tmp_path / "cache2", {("buildx", "0.13.1", "amd64"): "f" * 64})
+    with pytest.raises(ArtifactError, match="refusing it"):
+        bad.buildx("amd64")
+    assert not list((tmp_path / "cache2").rglob("docker-buildx*"))
+    with pytest.raises(ArtifactError, match="no pinned sha256 for buildkit"):
+        UpstreamArtifacts(tmp_path / "cache3").buildkit("arm64")

@@ -1,0 +1,93 @@
+"""Fact parsers, fed with outputs captured from real hosts (tests/data/facts).
+
+fresh-*: a new local host before configure; configured-*: the emulation host after it;
+machine-*: this development machine.
+"""
+
+from pathlib import Path
+
+import pytest
+
+from provisioning.hosts import facts as f
+from provisioning.hosts.operations import BUILDX_PLUGIN
+
+DATA = Path(__file__).parent / "data" / "facts"
+
+
+def captured(name: str) -> tuple[int, str]:
+    text = (DATA / f"{name}.txt").read_text()
+    first, _, rest = text.partition("\n")
+    return int(first.removeprefix("# exit ")), rest
+
+
+def parse(fact: f.Fact, name: str):
+    return fact.parse(*captured(name))
+
+
+def test_os_release():
+    os = parse(f.OsRelease(), "fresh-os-release")
+    assert (os["ID"], os["VERSION_ID"], os["VERSION_CODENAME"]) == ("debian", "12", "bookworm")
+
+
+def test_arch_from_uname():
+    assert parse(f.Arch(), "fresh-uname") == "amd64"
+    assert f.Arch().parse(0, "aarch64\n") == "arm64"
+    with pytest.raises(f.FactError, match="sparc64"):
+        f.Arch().parse(0, "sparc64\n")
+
+
+def test_init_system_is_systemd_only_when_pid_1_is_systemd():
+    assert parse(f.InitSystem(), "configured-init") == "none"
+    assert f.InitSystem().parse(0, "systemd\n") == "systemd"
+
+
+def test_docker_client_absent_or_versioned():
+    assert parse(f.DockerClient(), "fresh-docker-client") is None
+    assert parse(f.DockerClient(), "configured-docker-client") == f.Version((20, 10, 24))
+    assert parse(f.DockerClient(), "machine-docker-client") >= f.Version((28,))
+    old = f.DockerClient().parse(0, "Docker version 18.09.1, build 4c52b90\n")
+    assert old < f.Version((19, 3)) and str(old) == "18.09.1"
+
+
+def test_docker_server_none_unless_it_answers_with_a_version():
+    assert parse(f.DockerServer(), "fresh-docker-server") is None
+    assert parse(f.DockerServer(), "configured-docker-server") == f.Version((20, 10, 24))
+    assert f.DockerServer().parse(0, "Docker version 18.09.1, build 4c52b90\n") is None
+
+
+def test_package_version():
+    assert parse(f.PackageVersion("qemu-user-static"), "fresh-pkg-qemu") is None
+    assert parse(f.PackageVersion("qemu-user-static"), "configured-pkg-qemu").startswith("1:7.2")
+    assert f.PackageVersion("x").parse(0, "deinstall ok config-files\t1.0\n") is None
+
+
+def test_user_groups():
+    assert parse(f.UserGroups("root"), "fresh-groups-root") == {"root"}
+    with pytest.raises(f.FactError, match="ubuntu"):
+        f.UserGroups("ubuntu").parse(1, "")
+
+
+def test_binfmt_unmounted_and_registered_entries_with_flags():
+    assert parse(f.BinfmtStatus(), "fresh-binfmt") == f.Binfmt(False)
+    binfmt = parse(f.BinfmtStatus(), "configured-binfmt")
+    assert binfmt.mounted
+    assert {"qemu-aarch64", "qemu-arm", "qemu-s390x"} <= set(binfmt.entries)
+    aarch64 = binfmt.entries["qemu-aarch64"]
+    assert aarch64.enabled and "F" in aarch64.flags
+    assert aarch64.interpreter == "/usr/libexec/qemu-binfmt/aarch64-binfmt-P"
+
+
+def test_file_digests_mark_missing_files():
+    fact = f.FileDigests((BUILDX_PLUGIN, "/nonexistent"))
+    assert parse(fact, "fresh-digests") == {BUILDX_PLUGIN: None, "/nonexistent": None}
+    configured = parse(fact, "configured-digests")
+    assert len(configured[BUILDX_PLUGIN]) == 64 and configured["/nonexistent"] is None
+
+
+def test_buildkitd_workers():
+    assert parse(f.BuildkitdWorkers(), "fresh-workers") is None
+    assert "linux/arm64" in parse(f.BuildkitdWorkers(), "configured-workers")
+
+
+def test_free_disk_in_gib():
+    assert parse(f.FreeDisk(), "fresh-df") > 0

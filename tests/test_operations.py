@@ -1,0 +1,159 @@
+"""Operations decide from facts alone: golden cases (facts, desired) -> actions or why not.
+
+Facts come from outputs captured on real hosts (see test_facts), so idempotence is
+checked here without a host; the integration tier runs the same steps on real ones.
+"""
+
+import hashlib
+from pathlib import Path
+
+import pytest
+
+from provisioning.hosts import facts as f
+from provisioning.hosts.actions import Artifact, Run, Upload, WriteFile
+from provisioning.hosts.operations import (BUILDX_PLUGIN, DOCKERD, POLICY_RC_D, BuildkitdDesired, DockerDesired,
+                                           binfmt_step, buildkitd_service, buildkitd_step, buildx_step, docker_step)
+from provisioning.hosts.services import SUPERVISE, SUPERVISE_SCRIPT
+
+from test_facts import parse
+
+DEBIAN = parse(f.OsRelease(), "fresh-os-release")
+SHA = lambda data: hashlib.sha256(data).hexdigest()  # noqa: E731
+
+
+def kinds(decision):
+    return [(type(a).__name__, getattr(a, "dest", "") or " ".join(a.argv)[:40]) for a in decision.actions]
+
+
+def docker_facts(**changes):
+    facts = {"os": DEBIAN, "init": "none", "client": None, "server": None, "groups": frozenset({"root"}),
+             "files": {SUPERVISE: None, DOCKERD.definition_path("none"): None, DOCKERD.definition_path("systemd"): None}}
+    facts.update(changes)
+    return facts
+
+
+def configured_supervision():
+    return {SUPERVISE: SHA(SUPERVISE_SCRIPT), DOCKERD.definition_path("none"): SHA(DOCKERD.boot_script()),
+            DOCKERD.definition_path("systemd"): None}
+
+
+def test_fresh_host_without_init_gets_docker_installed_supervised_and_started():
+    decision = docker_step(DockerDesired("root")).decide(docker_facts())
+    names = [a.dest if isinstance(a, WriteFile) else a.why for a in decision.actions]
+    assert names == [POLICY_RC_D, "Docker is not installed: install docker.io", SUPERVISE,
+                     DOCKERD.definition_path("none"), "start the Docker engine and wait until it answers"]
+
+
+def test_configured_docker_host_needs_nothing():
+    decision = docker_step(DockerDesired("root")).decide(docker_facts(
+        client=f.Version((20, 10, 24)), server=f.Version((20, 10, 24)), files=configured_supervision()))
+    assert not decision.changes and decision.reason.startswith("Docker 20.10.24 ≥ 19.03")
+
+
+def test_systemd_host_uses_systemctl_not_the_supervisor():
+    decision = docker_step(DockerDesired("root")).decide(docker_facts(init="systemd"))
+    assert [type(a) for a in decision.actions] == [Run, Run]
+    assert "systemctl enable docker" in decision.actions[1].argv[-1]
+
+
+def test_old_docker_is_refused_when_upgrades_are_off_and_upgraded_otherwise():
+    old = dict(client=f.Version.parse("18.09.1"), server=None, files=configured_supervision())
+    refused = docker_step(DockerDesired("root", allow_upgrade=False)).decide(docker_facts(**old))
+    assert refused.error.startswith("Docker 18.09.1 is older than 19.03 and upgrades are disabled")
+    upgrade = docker_step(DockerDesired("root")).decide(docker_facts(**old))
+    assert "older than 19.03: install docker.io" in upgrade.actions[1].why
+    assert "buildfleet-supervise restart docker" in upgrade.actions[-1].argv[-1]
+
+
+def test_a_non_root_ssh_user_joins_the_docker_group():
+    decision = docker_step(DockerDesired("ubuntu")).decide(docker_facts(
+        init="systemd", client=f.Version((24, 0, 7)), server=f.Version((24, 0, 7)), groups=frozenset({"ubuntu"})))
+    assert [a.argv for a in decision.actions] == [("usermod", "-aG", "docker", "ubuntu")]
+
+
+def test_an_os_without_apt_is_refused_by_name():
+    decision = docker_step(DockerDesired("root")).decide(docker_facts(os={"ID": "alpine", "PRETTY_NAME": "Alpine 3.20"}))
+    assert "Alpine 3.20" in decision.error
+
+
+def artifact(name, data=b"binary"):
+    return Artifact(name, "1.0", Path(f"/cache/{name}"), SHA(data))
+
+
+def test_buildx_is_uploaded_only_when_its_digest_differs():
+    step = buildx_step(lambda arch: artifact(f"buildx-{arch}"))
+    same = step.decide({"arch": "amd64", "files": {BUILDX_PLUGIN: SHA(b"binary")}})
+    assert not same.changes and "sha256 matches" in same.reason
+    other = step.decide({"arch": "arm64", "files": {BUILDX_PLUGIN: None}})
+    (upload,) = other.actions
+    assert isinstance(upload, Upload) and upload.source == Path("/cache/buildx-arm64") and upload.dest == BUILDX_PLUGIN
+
+
+BINFMT_CONFIGURED = parse(f.BinfmtStatus(), "configured-binfmt")
+
+
+def test_fresh_emulation_host_installs_qemu_mounts_and_registers():
+    step = binfmt_step(("aarch64", "s390x"))
+    decision = step.decide({"init": "none", "qemu": None, "binfmt": parse(f.BinfmtStatus(), "fresh-binfmt"),
+                            "files": {"/etc/buildfleet/boot.d/20-binfmt": None}})
+    assert [a.why for a in decision.actions] == [
+        "install QEMU user-mode emulators", "mount binfmt_misc", "register aarch64, s390x with the F flag",
+        "re-register the interpreters at boot"]
+
+
+def test_registered_entries_without_f_are_registered_again():
+    entries = dict(BINFMT_CONFIGURED.entries)
+    entries["qemu-aarch64"] = f.BinfmtEntry("qemu-aarch64", True, "/usr/bin/qemu-aarch64", "OC")
+    decision = binfmt_step(("aarch64", "s390x")).decide({
+        "init": "systemd", "qemu": "1:7.2", "binfmt": f.Binfmt(True, entries), "files": {}})
+    (register,) = decision.actions
+    assert register.argv[-1] == "aarch64" and "s390x" not in register.argv
+
+
+def test_binfmt_already_right_needs_nothing():
+    boot = binfmt_step(("aarch64",)).decide({"init": "none", "qemu": None, "binfmt": BINFMT_CONFIGURED,
+                                             "files": {"/etc/buildfleet/boot.d/20-binfmt": None}}).actions[-1]
+    decision = binfmt_step(("aarch64",)).decide({"init": "none", "qemu": "1:7.2", "binfmt": BINFMT_CONFIGURED,
+                                                 "files": {boot.dest: boot.sha256}})
+    assert not decision.changes
+
+
+def buildkitd_desired(config=b"config"):
+    return BuildkitdDesired(lambda arch: (artifact("buildkitd"), artifact("buildctl")), 1234,
+                            b"ca", b"cert", b"key", config)
+
+
+def buildkitd_files(desired, init="none"):
+    service = buildkitd_service(desired.port)
+    digests = {"/usr/local/bin/buildkitd": SHA(b"binary"), "/usr/local/bin/buildctl": SHA(b"binary"),
+               "/etc/buildkit/buildkitd.toml": SHA(desired.config), "/etc/buildkit/tls/ca.pem": SHA(b"ca"),
+               "/etc/buildkit/tls/cert.pem": SHA(b"cert"), "/etc/buildkit/tls/key.pem": SHA(b"key"),
+               SUPERVISE: SHA(SUPERVISE_SCRIPT), service.definition_path("none"): SHA(service.boot_script()),
+               service.definition_path("systemd"): SHA(service.unit()) if init == "systemd" else None}
+    return digests
+
+
+@pytest.mark.parametrize("init", ["none", "systemd"])
+def test_healthy_buildkitd_with_the_same_files_needs_nothing(init):
+    desired = buildkitd_desired()
+    decision = buildkitd_step(desired).decide({"arch": "amd64", "init": init, "runc": "1.1", "workers": ("linux/amd64",),
+                                               "files": buildkitd_files(desired, init)})
+    assert not decision.changes and "workers for linux/amd64" in decision.reason
+
+
+def test_a_changed_config_is_written_and_buildkitd_restarted():
+    old = buildkitd_desired(b"old")
+    decision = buildkitd_step(buildkitd_desired(b"new")).decide({
+        "arch": "amd64", "init": "none", "runc": "1.1", "workers": ("linux/amd64",), "files": buildkitd_files(old)})
+    assert [getattr(a, "dest", a.why) for a in decision.actions] == [
+        "/etc/buildkit/buildkitd.toml", "restart buildkitd (its files changed)"]
+
+
+def test_a_fresh_host_gets_runc_files_and_a_start():
+    decision = buildkitd_step(buildkitd_desired()).decide({
+        "arch": "amd64", "init": "systemd", "runc": None, "workers": None, "files": {}})
+    whys = [a.why for a in decision.actions]
+    assert whys[0].startswith("install runc") and whys[-1] == "start buildkitd"
+    assert "/etc/buildkit/tls/key.pem" in [getattr(a, "dest", "") for a in decision.actions]
+    key = next(a for a in decision.actions if getattr(a, "dest", "") == "/etc/buildkit/tls/key.pem")
+    assert key.mode == "0600"
