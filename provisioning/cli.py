@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import sys
 from pathlib import Path
 from typing import Sequence
@@ -51,7 +52,7 @@ def plan_table(plan: Plan) -> Table:
 
 def _settings(args: argparse.Namespace, target: str) -> Settings:
     raw = load_raw_config(args.project_dir, args.config, args.stack, args.overrides)
-    if target == "local":
+    if target in ("local", "static"):
         raw = {**LOCAL_DEFAULTS, **raw}
     return settings_from_mapping(raw)
 
@@ -122,14 +123,20 @@ def _configure(args: argparse.Namespace, console: Console, state: FleetState, se
 
 
 def _cmd_up(args: argparse.Namespace, console: Console) -> int:
-    if args.target != "local":
-        raise BuildfleetError(f"up --target {args.target} is not available yet; use --target local")
-    settings = _settings(args, "local")
-    plan = _plan_for(args, "local")
-    with console.status(f"creating {len(plan.hosts)} local host(s)"):
-        inventory = _local_target(args, settings).up(plan)
-    console.print(f"fleet {args.fleet!r}: {', '.join(h.name for h in inventory.hosts)} up")
-    return _configure(args, console, FleetState.for_fleet(args.fleet), settings)
+    settings = _settings(args, args.target)
+    state = FleetState.for_fleet(args.fleet)
+    if args.target == "static":
+        from provisioning.static import StaticTarget
+        if args.inventory is None:
+            raise BuildfleetError("up --target static needs --inventory FILE (a YAML list of existing hosts)")
+        with console.status("reading the static inventory and detecting each host's CPU over SSH"):
+            inventory = StaticTarget(args.inventory, state).up(settings.platforms)
+    else:
+        plan = _plan_for(args, "local")
+        with console.status(f"creating {len(plan.hosts)} local host(s)"):
+            inventory = _local_target(args, settings).up(plan)
+    console.print(f"fleet {args.fleet!r} ({inventory.target}): {', '.join(h.name for h in inventory.hosts)} up")
+    return _configure(args, console, state, settings)
 
 
 def _cmd_configure(args: argparse.Namespace, console: Console) -> int:
@@ -159,6 +166,13 @@ def _cmd_status(args: argparse.Namespace, console: Console) -> int:
 
 
 def _cmd_down(args: argparse.Namespace, console: Console) -> int:
+    state = FleetState.for_fleet(args.fleet)
+    inventory = state.load_inventory()
+    if inventory is not None and inventory.target == "static":
+        # the hosts were there before buildfleet and stay; only its local files go
+        shutil.rmtree(state.root)
+        console.print(f"state {state.root} (the static hosts themselves are left as they are)")
+        return 0
     removed = _local_target(args).down()
     console.print("\n".join(removed) if removed else f"fleet {args.fleet!r}: nothing to remove")
     return 0
@@ -194,7 +208,9 @@ def build_parser() -> argparse.ArgumentParser:
     up = commands.add_parser("up", help="create the fleet's hosts and configure them",
                              description="Create the hosts (local: containers on this machine's Docker engine), "
                                          "then configure Docker, buildx, QEMU/binfmt and buildkitd on each.")
-    up.add_argument("--target", choices=("local",), default="local", help="where the hosts live (default: local)")
+    up.add_argument("--target", choices=("local", "static"), default="local",
+                    help="local: containers on this machine (default); static: hosts listed in --inventory")
+    up.add_argument("--inventory", type=Path, metavar="FILE", help="the static target's YAML host list")
     _add_config_options(up)
     _add_fleet_options(up)
     up.set_defaults(handler=_cmd_up)

@@ -31,6 +31,7 @@ class InventoryHost:
     instance_type: str = ""
     platforms: tuple[HostPlatform, ...] = ()
     buildkitd_port: int = 1234  # where the operator reaches this host's buildkitd
+    ssh_key: str = ""  # operator-side private key for this host; empty: the fleet's own key
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -43,6 +44,7 @@ class InventoryHost:
             "sshPort": self.ssh_port,
             "instanceType": self.instance_type,
             "buildkitdPort": self.buildkitd_port,
+            "sshKey": self.ssh_key,
             "platforms": [{"platform": p.platform, "native": p.native} for p in self.platforms],
         }
 
@@ -59,6 +61,7 @@ class InventoryHost:
                 ssh_port=int(data.get("sshPort", 22)),
                 instance_type=str(data.get("instanceType", "")),
                 buildkitd_port=int(data.get("buildkitdPort", 1234)),
+                ssh_key=str(data.get("sshKey", "")),
                 platforms=tuple(
                     HostPlatform(str(p["platform"]), bool(p["native"])) for p in data.get("platforms", [])
                 ),

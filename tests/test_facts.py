@@ -91,3 +91,11 @@ def test_buildkitd_workers():
 
 def test_free_disk_in_gib():
     assert parse(f.FreeDisk(), "fresh-df") > 0
+
+
+def test_aarch32_from_lscpu_op_modes():
+    assert parse(f.Aarch32(), "fresh-lscpu") is True
+    graviton4 = "Architecture:        aarch64\nCPU op-mode(s):      64-bit\nByte Order:          Little Endian\n"
+    assert f.Aarch32().parse(0, graviton4) is False
+    with pytest.raises(f.FactError):
+        f.Aarch32().parse(0, "Architecture: aarch64\n")

@@ -127,7 +127,7 @@ def test_outputs_have_the_inventory_shape(default_run):
     assert set(hosts) == {"amd64-0", "arm64-0", "emulation-0"}
     for host in hosts.values():
         assert set(host) == {"name", "role", "arch", "address", "privateAddress", "sshUser", "sshPort",
-                             "instanceType", "buildkitdPort", "platforms"}
+                             "instanceType", "buildkitdPort", "sshKey", "platforms"}
         assert host["address"].startswith("203.0.113.") and host["sshUser"] == "ubuntu"
     assert {p["platform"]: p["native"] for p in hosts["arm64-0"]["platforms"]} == {
         "linux/arm64": True, "linux/arm/v7": True, "linux/arm/v6": True}

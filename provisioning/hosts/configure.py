@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Protocol
 
 from provisioning.certs import FleetCA
@@ -63,12 +64,17 @@ def steps_for(host: InventoryHost, artifacts: ArtifactSource, ca: FleetCA, optio
     return steps
 
 
+def connect(host: InventoryHost, state: FleetState) -> SSHTransport:
+    key = Path(host.ssh_key).expanduser() if host.ssh_key else state.ssh_key
+    return SSHTransport(host, key, state.known_hosts)
+
+
 def configure(inventory: Inventory, state: FleetState, artifacts: ArtifactSource,
               options: ConfigureOptions = ConfigureOptions()) -> FleetReport:
     ca = FleetCA(state.root / "tls")
     ca.client()  # made before the hosts so the builder stage finds it
     return run_fleet(
         inventory.hosts,
-        lambda host: SSHTransport(host, state.ssh_key, state.known_hosts),
+        lambda host: connect(host, state),
         lambda host: steps_for(host, artifacts, ca, options),
     )

@@ -78,6 +78,22 @@ class Arch(Fact):
         return UNAME_TO_ARCH[machine]
 
 
+class Aarch32(Fact):
+    """Whether the CPU runs 32-bit code natively (lscpu's "CPU op-mode(s)": 32-bit, 64-bit).
+
+    Graviton2/3 keep AArch32 at EL0 and report both modes; Graviton4 reports 64-bit only.
+    """
+
+    command = ("lscpu",)
+
+    def parse(self, exit_code: int, stdout: str) -> bool:
+        for line in stdout.splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "CPU op-mode(s)":
+                return "32-bit" in value
+        raise FactError(f"lscpu did not report the CPU op-modes: {stdout.strip()[:200]!r}")
+
+
 class InitSystem(Fact):
     command = ("cat", "/proc/1/comm")
 

@@ -1,0 +1,149 @@
+"""The static target: hosts that already exist, listed in a YAML inventory file.
+
+For an on-prem Graviton box, a Raspberry Pi, or EC2 made elsewhere. The file says how to
+reach each host and its role; the CPU (and whether it runs 32-bit ARM natively) is
+detected over SSH, never taken from the file. Host keys must be pinned, either in the
+file (``hostKey``) or in the operator's ~/.ssh/known_hosts; none is accepted on sight.
+
+    hosts:
+      - name: graviton
+        address: 203.0.113.20
+        user: ubuntu
+        role: arm64                # amd64 | arm64 | emulation
+        key: ~/.ssh/id_ed25519     # optional (default: ~/.ssh/id_ed25519)
+        port: 22                   # optional
+        hostKey: ssh-ed25519 AAAA… # optional if ~/.ssh/known_hosts knows the host
+        buildkitdPort: 1234        # optional
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import paramiko
+import yaml
+
+from provisioning.errors import ConfigError
+from provisioning.hosts import facts as f
+from provisioning.hosts.executor import gather
+from provisioning.hosts.transport import SSHTransport
+from provisioning.inventory import HostPlatform, Inventory, InventoryHost
+from provisioning.placement import HostSpec, Placement, place
+from provisioning.platforms import Platform
+from provisioning.settings import ROLES
+from provisioning.state import FleetState
+
+TARGET = "static"
+REQUIRED = ("name", "address", "user", "role")
+OPTIONAL = ("key", "port", "hostKey", "buildkitdPort")
+
+
+@dataclass(frozen=True)
+class StaticHost:
+    name: str
+    address: str
+    user: str
+    role: str
+    key: Path
+    port: int = 22
+    host_key: str = ""
+    buildkitd_port: int = 1234
+
+
+def parse_static_hosts(document: Any, source: str) -> tuple[StaticHost, ...]:
+    """Validate the file's entries; each error names the host and the key."""
+    entries = document.get("hosts") if isinstance(document, Mapping) else None
+    if not isinstance(entries, list) or not entries:
+        raise ConfigError(f"{source}: expected a non-empty 'hosts:' list")
+    hosts, names = [], set()
+    for position, entry in enumerate(entries):
+        label = f"{source}: host #{position + 1}"
+        if not isinstance(entry, Mapping):
+            raise ConfigError(f"{label}: expected a mapping of {', '.join(REQUIRED)}")
+        label = f"{source}: host {entry.get('name', f'#{position + 1}')!r}"
+        unknown = sorted(set(entry) - set(REQUIRED) - set(OPTIONAL))
+        if unknown:
+            raise ConfigError(f"{label}: unknown key {unknown[0]!r} (known: {', '.join(REQUIRED + OPTIONAL)})")
+        for key in REQUIRED:
+            if not entry.get(key):
+                raise ConfigError(f"{label}: '{key}' is required")
+        if entry["role"] not in ROLES:
+            raise ConfigError(f"{label}: role {entry['role']!r} is not one of {', '.join(ROLES)}")
+        if entry["name"] in names:
+            raise ConfigError(f"{label}: the name is used twice")
+        names.add(entry["name"])
+        try:
+            port, buildkitd_port = int(entry.get("port", 22)), int(entry.get("buildkitdPort", 1234))
+        except (TypeError, ValueError):
+            raise ConfigError(f"{label}: 'port' and 'buildkitdPort' must be numbers") from None
+        hosts.append(StaticHost(str(entry["name"]), str(entry["address"]), str(entry["user"]), str(entry["role"]),
+                                Path(str(entry.get("key", "~/.ssh/id_ed25519"))).expanduser(), port,
+                                str(entry.get("hostKey", "")).strip(), buildkitd_port))
+    return tuple(hosts)
+
+
+def load_static_hosts(path: Path) -> tuple[StaticHost, ...]:
+    try:
+        document = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"static inventory {path} does not exist") from None
+    except yaml.YAMLError as error:
+        raise ConfigError(f"static inventory {path} is not valid YAML: {error}") from None
+    return parse_static_hosts(document, str(path))
+
+
+def pinned_key(host: StaticHost, user_known_hosts: Path) -> str:
+    """'type base64' for the host, from the file or the operator's known_hosts."""
+    if host.host_key:
+        parts = host.host_key.split()
+        if len(parts) < 2:
+            raise ConfigError(f"host {host.name!r}: hostKey must be 'TYPE BASE64' as in known_hosts")
+        return f"{parts[0]} {parts[1]}"
+    lookup = host.address if host.port == 22 else f"[{host.address}]:{host.port}"
+    known = paramiko.HostKeys(str(user_known_hosts)) if user_known_hosts.exists() else paramiko.HostKeys()
+    entry = known.lookup(lookup)
+    if entry:
+        key_type = sorted(entry.keys())[0]
+        return f"{key_type} {entry[key_type].get_base64()}"
+    raise ConfigError(
+        f"host {host.name!r} ({lookup}): no pinned host key; add hostKey: to the inventory "
+        f"(the host's /etc/ssh/ssh_host_ed25519_key.pub, read over a channel you trust)"
+    )
+
+
+@dataclass(frozen=True)
+class StaticTarget:
+    path: Path
+    state: FleetState
+    user_known_hosts: Path = Path("~/.ssh/known_hosts").expanduser()
+
+    def up(self, platforms: Sequence[Platform]) -> Inventory:
+        hosts = load_static_hosts(self.path)
+        self.state.write_known_hosts({(h.address, h.port): pinned_key(h, self.user_known_hosts) for h in hosts})
+        specs = [self._detect(h) for h in hosts]
+        placement = place(platforms, specs)
+        inventory = Inventory(TARGET, tuple(self._inventory_host(h, s, placement) for h, s in zip(hosts, specs)))
+        self.state.save_inventory(inventory)
+        return inventory
+
+    def _detect(self, host: StaticHost) -> HostSpec:
+        probe = InventoryHost(host.name, host.role, "", host.address, "", host.user, host.port)
+        transport = SSHTransport(probe, host.key, self.state.known_hosts)
+        try:
+            found = gather(transport, {"arch": f.Arch(), "aarch32": f.Aarch32()})
+        finally:
+            transport.close()
+        if host.role != "emulation" and found["arch"] != host.role:
+            raise ConfigError(f"host {host.name!r} is declared role {host.role} but its CPU is {found['arch']} "
+                              "(detected over SSH); fix its role")
+        return HostSpec(host.name, host.role, found["arch"], found["aarch32"] and found["arch"] == "arm64")
+
+    @staticmethod
+    def _inventory_host(host: StaticHost, spec: HostSpec, placement: Placement) -> InventoryHost:
+        return InventoryHost(
+            name=host.name, role=host.role, arch=spec.arch, address=host.address, private_address=host.address,
+            ssh_user=host.user, ssh_port=host.port, buildkitd_port=host.buildkitd_port, ssh_key=str(host.key),
+            platforms=tuple(HostPlatform(str(a.platform), a.native) for a in placement.for_host(host.name)),
+        )

@@ -1,0 +1,72 @@
+"""Benchmark: configure time for 1 host vs 3 hosts, and a re-run on a configured fleet.
+
+Run: python3 tests/bench_configure.py   (needs what .ci/run prepares; takes ~2 min)
+Targets (issue #3): 3-host / 1-host ratio <= 1.3 (hosts are configured in parallel);
+re-run <= 5 % of the first run. Prints figures; asserts nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+from provisioning.artifacts import LocalArtifacts
+from provisioning.hosts.configure import configure
+from provisioning.local.target import LocalTarget, machine_arch
+from provisioning.plan import plan_on_machine
+from provisioning.settings import settings_from_mapping
+from provisioning.state import FleetState
+
+CACHE = Path(os.environ.get("BUILDFLEET_CACHE", "/var/cache/buildfleet"))
+
+
+def timed_configure(target: LocalTarget, inventory, artifacts) -> float:
+    start = time.monotonic()
+    report = configure(inventory, target.state, artifacts)
+    seconds = time.monotonic() - start
+    if not report.ok:
+        raise SystemExit(f"configure failed: {[(s.host, s.step, s.detail) for s in report.failures()]}")
+    steps = {}
+    for host in report.hosts:
+        for step in host.steps:
+            steps.setdefault(step.step, []).append(step.seconds)
+    print(f"  {len(report.hosts)} host(s), {seconds:.2f} s; slowest host per step: "
+          + ", ".join(f"{name} {max(times):.1f} s" for name, times in steps.items()))
+    return seconds
+
+
+def run(hosts: int, root: Path, artifacts: LocalArtifacts) -> tuple[float, float]:
+    name = f"bench{hosts}-{uuid.uuid4().hex[:4]}"
+    settings = settings_from_mapping({"amd64Count": hosts, "arm64Count": 0, "emulationCount": 0,
+                                      "platforms": ["linux/amd64"]})
+    target = LocalTarget(name, FleetState(root / name), CACHE, settings.buildkitd_port)
+    try:
+        inventory = target.up(plan_on_machine(settings, machine_arch()))
+        first = timed_configure(target, inventory, artifacts)
+        again = timed_configure(target, inventory, artifacts)
+        return first, again
+    finally:
+        target.down()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.parse_args()
+    artifacts = LocalArtifacts(CACHE)
+    with tempfile.TemporaryDirectory() as tmp:
+        one_first, one_again = run(1, Path(tmp), artifacts)
+        three_first, three_again = run(3, Path(tmp), artifacts)
+    print(f"configure, 1 host (fresh):        {one_first:6.1f} s")
+    print(f"configure, 3 hosts (fresh):       {three_first:6.1f} s")
+    print(f"  ratio 3/1:                      {three_first / one_first:6.2f}   (target <= 1.3)")
+    print(f"re-run, 1 host (configured):      {one_again:6.2f} s = {100 * one_again / one_first:4.1f} % of first")
+    print(f"re-run, 3 hosts (configured):     {three_again:6.2f} s = {100 * three_again / three_first:4.1f} % of first"
+          "   (target <= 5 %)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,42 @@
+"""The buildfleet command itself: up, status, configure again, down, as a user runs them."""
+
+import json
+import os
+import subprocess
+import uuid
+
+import pytest
+
+from .conftest import leftovers
+
+pytestmark = pytest.mark.integration
+
+
+def buildfleet(*args, env):
+    return subprocess.run(["buildfleet", *args], capture_output=True, text=True, env=env, timeout=600)
+
+
+def test_up_status_configure_down(tmp_path, machine_ready):
+    fleet = f"cli{uuid.uuid4().hex[:6]}"
+    env = {**os.environ, "BUILDFLEET_STATE_DIR": str(tmp_path), "COLUMNS": "200"}
+    one_host = ["--fleet", fleet, "--project-dir", str(tmp_path),
+                "--set", "emulationCount=0", "--set", "platforms=linux/amd64,linux/386"]
+    try:
+        up = buildfleet("up", *one_host, env=env)
+        assert up.returncode == 0, up.stdout + up.stderr
+        assert "amd64-0" in up.stdout and "changed" in up.stdout
+
+        status = json.loads(buildfleet("status", "--fleet", fleet, "--json", env=env).stdout)
+        (host,) = status["inventory"]["hosts"]
+        assert [p["platform"] for p in host["platforms"]] == ["linux/amd64", "linux/386"]
+        assert status["containers"][0]["state"] == "running"
+
+        again = buildfleet("configure", *one_host, "--json", env=env)
+        assert again.returncode == 0, again.stderr
+        assert json.loads(again.stdout)["changes"] == 0
+    finally:
+        down = buildfleet("down", "--fleet", fleet, env=env)
+    assert down.returncode == 0 and f"container buildfleet-{fleet}-amd64-0" in down.stdout
+    assert leftovers(fleet) == [] and not (tmp_path / fleet).exists()
+    gone = buildfleet("down", "--fleet", fleet, env=env)
+    assert gone.returncode == 0 and "nothing to remove" in gone.stdout

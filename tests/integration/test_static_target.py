@@ -1,0 +1,44 @@
+"""The static target against hosts that already exist (the session fleet's, reached by SSH)."""
+
+import pytest
+import yaml
+
+from provisioning.errors import ConfigError
+from provisioning.hosts.configure import configure
+from provisioning.platforms import parse_platforms
+from provisioning.state import FleetState
+from provisioning.static import StaticTarget
+
+pytestmark = pytest.mark.integration
+
+
+def static_file(fleet, tmp_path, roles):
+    known = dict(line.split(" ", 1) for line in fleet.state.known_hosts.read_text().splitlines())
+    hosts = []
+    for host in fleet.inventory.hosts:
+        hosts.append({"name": f"existing-{host.name}", "address": "127.0.0.1", "port": host.ssh_port,
+                      "user": "root", "role": roles[host.name], "key": str(fleet.state.ssh_key),
+                      "hostKey": known[f"[127.0.0.1]:{host.ssh_port}"], "buildkitdPort": host.buildkitd_port})
+    path = tmp_path / "inventory.yaml"
+    path.write_text(yaml.safe_dump({"hosts": hosts}))
+    return path
+
+
+def test_static_hosts_get_arch_detected_placement_and_configure(fleet, tmp_path):
+    path = static_file(fleet, tmp_path, {"amd64-0": "amd64", "emulation-0": "emulation"})
+    state = FleetState(tmp_path / "static-state")
+    inventory = StaticTarget(path, state, tmp_path / "no-known-hosts").up(parse_platforms(["amd64", "arm64", "s390x"]))
+    hosts = {h.name: h for h in inventory.hosts}
+    assert {h.arch for h in hosts.values()} == {"amd64"}
+    assert [(p.platform, p.native) for p in hosts["existing-amd64-0"].platforms] == [("linux/amd64", True)]
+    assert [(p.platform, p.native) for p in hosts["existing-emulation-0"].platforms] == [
+        ("linux/arm64", False), ("linux/s390x", False)]
+    report = configure(inventory, state, fleet.artifacts)
+    assert report.ok, [(s.host, s.step, s.detail) for s in report.failures()]
+
+
+def test_a_declared_role_that_contradicts_the_cpu_is_refused(fleet, tmp_path):
+    path = static_file(fleet, tmp_path, {"amd64-0": "arm64", "emulation-0": "emulation"})
+    target = StaticTarget(path, FleetState(tmp_path / "s"), tmp_path / "none")
+    with pytest.raises(ConfigError, match="'existing-amd64-0' is declared role arm64 but its CPU is amd64"):
+        target.up(parse_platforms(["amd64"]))

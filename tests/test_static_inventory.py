@@ -1,0 +1,43 @@
+"""The static target's inventory file: validated up front, every error naming host and key."""
+
+import pytest
+
+from provisioning.errors import ConfigError
+from provisioning.static import StaticHost, parse_static_hosts, pinned_key
+
+GOOD = {"name": "pi", "address": "192.0.2.10", "user": "pi", "role": "arm64"}
+
+
+def test_a_minimal_entry_gets_defaults():
+    (host,) = parse_static_hosts({"hosts": [GOOD]}, "inv.yaml")
+    assert (host.port, host.buildkitd_port, host.key.name) == (22, 1234, "id_ed25519")
+
+
+@pytest.mark.parametrize(
+    ("document", "culprit"),
+    [
+        ({}, "'hosts:' list"),
+        ({"hosts": ["pi"]}, "host #1"),
+        ({"hosts": [{**GOOD, "user": ""}]}, "host 'pi': 'user' is required"),
+        ({"hosts": [{**GOOD, "role": "gpu"}]}, "host 'pi': role 'gpu'"),
+        ({"hosts": [{**GOOD, "arch": "arm64"}]}, "host 'pi': unknown key 'arch'"),
+        ({"hosts": [{**GOOD, "port": "ssh"}]}, "host 'pi': 'port'"),
+        ({"hosts": [GOOD, GOOD]}, "host 'pi': the name is used twice"),
+    ],
+)
+def test_bad_entries_name_the_host_and_key(document, culprit):
+    with pytest.raises(ConfigError) as error:
+        parse_static_hosts(document, "inv.yaml")
+    assert culprit in str(error.value) and "inv.yaml" in str(error.value)
+
+
+def test_host_key_comes_from_the_file_or_known_hosts_never_from_the_host(tmp_path):
+    host = StaticHost("pi", "192.0.2.10", "pi", "arm64", tmp_path / "key", 2222)
+    known = tmp_path / "known_hosts"
+    with pytest.raises(ConfigError, match="no pinned host key"):
+        pinned_key(host, known)
+    key = "AAAAC3NzaC1lZDI1NTE5AAAAIOu/kG5AWbCdh9M8puUW83ae90YbK6+i65j5XSt0kfMl"
+    known.write_text(f"[192.0.2.10]:2222 ssh-ed25519 {key}\n")
+    assert pinned_key(host, known) == f"ssh-ed25519 {key}"
+    from dataclasses import replace
+    assert pinned_key(replace(host, host_key=f"ssh-ed25519 {key} comment"), tmp_path / "none") == f"ssh-ed25519 {key}"
