@@ -64,7 +64,11 @@ KEYS: dict[str, Key] = {
     "vpcCidr": Key("string", "10.42.0.0/16", "CIDR of the created VPC (only with createVpc)."),
     "availabilityZone": Key("string", "", "AZ of the created subnet (only with createVpc; empty = first available)."),
     "buildkitdPort": Key("integer", 1234, "TCP port of each host's buildkitd (mTLS)."),
+    "qemuSource": Key("string", "auto",
+                      "QEMU on emulation hosts: pinned (static QEMU 10, fastest), distro (qemu-user-static), "
+                      "or auto (pinned when its artifact is there)."),
 }
+QEMU_SOURCES = ("auto", "pinned", "distro")
 
 
 @dataclass(frozen=True)
@@ -92,6 +96,7 @@ class Settings:
     vpc_cidr: str
     availability_zone: str
     buildkitd_port: int
+    qemu_source: str
     catalog: Catalog = field(repr=False)
 
     def role(self, name: str) -> RoleSpec:
@@ -225,6 +230,7 @@ def settings_from_mapping(raw: Mapping[str, Any], catalog: Catalog | None = None
         vpc_cidr=values["vpcCidr"],
         availability_zone=values["availabilityZone"],
         buildkitd_port=_checked_port(values["buildkitdPort"]),
+        qemu_source=_checked_choice("qemuSource", values["qemuSource"], QEMU_SOURCES),
         catalog=catalog,
     )
 

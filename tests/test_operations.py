@@ -12,7 +12,8 @@ import pytest
 from provisioning.hosts import facts as f
 from provisioning.hosts.actions import Artifact, Run, Upload, WriteFile
 from provisioning.hosts.operations import (BUILDX_PLUGIN, DOCKERD, POLICY_RC_D, BuildkitdDesired, DockerDesired,
-                                           binfmt_step, buildkitd_service, buildkitd_step, buildx_step, docker_step)
+                                           PinnedQemu, QemuDesired, binfmt_step, buildkitd_service, buildkitd_step,
+                                           buildx_step, docker_step, with_interpreter)
 from provisioning.hosts.services import SUPERVISE, SUPERVISE_SCRIPT
 
 from test_facts import parse
@@ -89,33 +90,75 @@ def test_buildx_is_uploaded_only_when_its_digest_differs():
     assert isinstance(upload, Upload) and upload.source == Path("/cache/buildx-arm64") and upload.dest == BUILDX_PLUGIN
 
 
-BINFMT_CONFIGURED = parse(f.BinfmtStatus(), "configured-binfmt")
+BINFMT_CONFIGURED = parse(f.BinfmtStatus(), "configured-binfmt")  # distro QEMU, /usr/libexec/qemu-binfmt
+BOOT = "/etc/buildfleet/boot.d/20-binfmt"
 
 
-def test_fresh_emulation_host_installs_qemu_mounts_and_registers():
-    step = binfmt_step(("aarch64", "s390x"))
-    decision = step.decide({"init": "none", "qemu": None, "binfmt": parse(f.BinfmtStatus(), "fresh-binfmt"),
-                            "files": {"/etc/buildfleet/boot.d/20-binfmt": None}})
+def binfmt_facts(**changes):
+    facts = {"arch": "amd64", "init": "none", "qemu": None, "binfmt": parse(f.BinfmtStatus(), "fresh-binfmt"),
+             "files": {BOOT: None}}
+    facts.update(changes)
+    return facts
+
+
+def test_fresh_emulation_host_installs_distro_qemu_mounts_and_registers():
+    decision = binfmt_step(QemuDesired(("aarch64", "s390x"))).decide(binfmt_facts())
     assert [a.why for a in decision.actions] == [
         "install QEMU user-mode emulators", "mount binfmt_misc", "register aarch64, s390x with the F flag",
         "re-register the interpreters at boot"]
+    assert decision.actions[2].argv[-3:] == ("/usr/lib/binfmt.d", "aarch64", "s390x")
 
 
 def test_registered_entries_without_f_are_registered_again():
     entries = dict(BINFMT_CONFIGURED.entries)
-    entries["qemu-aarch64"] = f.BinfmtEntry("qemu-aarch64", True, "/usr/bin/qemu-aarch64", "OC")
-    decision = binfmt_step(("aarch64", "s390x")).decide({
-        "init": "systemd", "qemu": "1:7.2", "binfmt": f.Binfmt(True, entries), "files": {}})
+    entries["qemu-aarch64"] = f.BinfmtEntry("qemu-aarch64", True, "/usr/libexec/qemu-binfmt/aarch64-binfmt-P", "OC")
+    decision = binfmt_step(QemuDesired(("aarch64", "s390x"))).decide(
+        binfmt_facts(init="systemd", qemu="1:7.2", binfmt=f.Binfmt(True, entries)))
     (register,) = decision.actions
     assert register.argv[-1] == "aarch64" and "s390x" not in register.argv
 
 
-def test_binfmt_already_right_needs_nothing():
-    boot = binfmt_step(("aarch64",)).decide({"init": "none", "qemu": None, "binfmt": BINFMT_CONFIGURED,
-                                             "files": {"/etc/buildfleet/boot.d/20-binfmt": None}}).actions[-1]
-    decision = binfmt_step(("aarch64",)).decide({"init": "none", "qemu": "1:7.2", "binfmt": BINFMT_CONFIGURED,
-                                                 "files": {boot.dest: boot.sha256}})
-    assert not decision.changes
+def test_distro_binfmt_already_right_needs_nothing():
+    desired = QemuDesired(("aarch64",))
+    boot = binfmt_step(desired).decide(binfmt_facts(binfmt=BINFMT_CONFIGURED)).actions[-1]
+    decision = binfmt_step(desired).decide(binfmt_facts(qemu="1:7.2", binfmt=BINFMT_CONFIGURED,
+                                                        files={BOOT: boot.sha256}))
+    assert not decision.changes and decision.reason.startswith("qemu-user-static (distro)")
+
+
+LINE = rb":qemu-aarch64:M::\x7f\x45\x4c\x46\x02:\xff\xff\xff\xff\xff:/usr/libexec/qemu-binfmt/aarch64-binfmt-P:OPF" + b"\n"
+PINNED = PinnedQemu("10.0.13", {"aarch64": artifact("qemu-aarch64")}, {"aarch64": LINE})
+
+
+def test_pinned_qemu_is_uploaded_persisted_and_registered_at_its_own_path():
+    desired = QemuDesired(("aarch64",), lambda arch: PINNED)
+    decision = binfmt_step(desired).decide(binfmt_facts(binfmt=BINFMT_CONFIGURED))
+    upload, conf, register, boot = decision.actions
+    assert upload.dest == "/usr/local/lib/buildfleet/qemu/aarch64-binfmt-P"
+    assert conf.dest == "/etc/binfmt.d/qemu-aarch64.conf"
+    assert conf.content.split(b":")[6] == b"/usr/local/lib/buildfleet/qemu/aarch64-binfmt-P"
+    # the distro entry points elsewhere, so it is replaced
+    assert register.argv[-2:] == ("/etc/binfmt.d", "aarch64")
+    assert not any("install QEMU" in getattr(a, "why", "") for a in decision.actions)
+
+
+def test_a_new_pinned_binary_is_registered_again_even_if_the_entry_looks_right():
+    desired = QemuDesired(("aarch64",), lambda arch: PINNED)
+    interpreter = "/usr/local/lib/buildfleet/qemu/aarch64-binfmt-P"
+    entries = {"qemu-aarch64": f.BinfmtEntry("qemu-aarch64", True, interpreter, "POF")}
+    conf = with_interpreter(LINE, interpreter)
+    decision = binfmt_step(desired).decide(binfmt_facts(binfmt=f.Binfmt(True, entries), init="systemd", files={
+        interpreter: "old-digest", "/etc/binfmt.d/qemu-aarch64.conf": SHA(conf), BOOT: None}))
+    assert [type(a).__name__ for a in decision.actions] == ["Upload", "Run"]
+    assert decision.actions[1].argv[-1] == "aarch64"
+    same = binfmt_step(desired).decide(binfmt_facts(binfmt=f.Binfmt(True, entries), init="systemd", files={
+        interpreter: SHA(b"binary"), "/etc/binfmt.d/qemu-aarch64.conf": SHA(conf), BOOT: None}))
+    assert not same.changes and "static QEMU 10.0.13" in same.reason
+
+
+def test_qemu_for_the_hosts_own_cpu_is_refused():
+    decision = binfmt_step(QemuDesired(("x86_64",))).decide(binfmt_facts())
+    assert "own CPU (amd64)" in decision.error
 
 
 def buildkitd_desired(config=b"config"):

@@ -10,6 +10,7 @@ hosts without internet egress still work. Two sources:
 
 from __future__ import annotations
 
+import functools
 import tarfile
 import urllib.request
 from dataclasses import dataclass, field
@@ -17,9 +18,11 @@ from pathlib import Path
 
 from provisioning.errors import BuildfleetError
 from provisioning.hosts.actions import Artifact, sha256_file
+from provisioning.hosts.operations import PinnedQemu
 
 BUILDX_VERSION = "0.13.1"
 BUILDKIT_VERSION = "0.13.2"
+QEMU_VERSION = "10.0.13"  # Debian trixie's static qemu-user (debian/fetch-qemu.sh)
 
 UPSTREAM_BUILDX = "https://github.com/docker/buildx/releases/download/v{version}/buildx-v{version}.linux-{arch}"
 UPSTREAM_BUILDKIT = "https://github.com/moby/buildkit/releases/download/v{version}/buildkit-v{version}.linux-{arch}.tar.gz"
@@ -67,12 +70,36 @@ class LocalArtifacts:
         _checked(directory / name, expected, f"{name} {version} {arch}")
         return Artifact(name, version, directory / name, expected)
 
+    # Each artifact is hashed once per process: configure asks for it per host and step.
+    @functools.lru_cache(maxsize=None)
     def buildx(self, arch: str) -> Artifact:
         return self._artifact("buildx", BUILDX_VERSION, arch, "docker-buildx", "docker-buildx.sha256")
 
+    @functools.lru_cache(maxsize=None)
     def buildkit(self, arch: str) -> tuple[Artifact, Artifact]:
         return tuple(self._artifact("buildkit", BUILDKIT_VERSION, arch, name, "SHA256SUMS")  # type: ignore[return-value]
                      for name in ("buildkitd", "buildctl"))
+
+    def has_qemu(self, arch: str) -> bool:
+        return (self.root / "qemu" / QEMU_VERSION / arch / "SHA256SUMS").exists()
+
+    @functools.lru_cache(maxsize=None)
+    def qemu(self, arch: str) -> PinnedQemu:
+        """Static QEMU for hosts of CPU ``arch``: every emulator it has, with its binfmt line."""
+        directory = self.root / "qemu" / QEMU_VERSION / arch
+        sums = _recorded_sums(directory, "SHA256SUMS")
+        if not sums:
+            raise ArtifactError(f"no static QEMU {QEMU_VERSION} for {arch} hosts in {directory}: "
+                                "make it with provisioning/artifacts/debian/fetch-qemu.sh, or use qemuSource distro")
+        binaries, registrations = {}, {}
+        for name, expected in sums.items():
+            _checked(directory / name, expected, f"QEMU {name}")
+            if name.endswith("-binfmt-P"):
+                emulated = name.removesuffix("-binfmt-P")
+                binaries[emulated] = Artifact(f"qemu-{emulated}", QEMU_VERSION, directory / name, expected)
+            elif name.startswith("binfmt/"):
+                registrations[name.removeprefix("binfmt/").removesuffix(".conf")] = (directory / name).read_bytes()
+        return PinnedQemu(QEMU_VERSION, binaries, registrations)
 
 
 @dataclass(frozen=True)

@@ -9,8 +9,8 @@ from typing import Protocol
 from provisioning.certs import FleetCA
 from provisioning.hosts.actions import Artifact
 from provisioning.hosts.executor import FleetReport, run_fleet
-from provisioning.hosts.operations import (BuildkitdDesired, DockerDesired, Step, binfmt_step, buildkitd_step,
-                                           buildx_step, docker_step)
+from provisioning.hosts.operations import (BuildkitdDesired, DockerDesired, PinnedQemu, QemuDesired, Step,
+                                           binfmt_step, buildkitd_step, buildx_step, docker_step)
 from provisioning.hosts.transport import SSHTransport
 from provisioning.inventory import Inventory, InventoryHost
 from provisioning.placement import EMULATION
@@ -39,12 +39,17 @@ class ArtifactSource(Protocol):
 
     def buildkit(self, arch: str) -> tuple[Artifact, Artifact]: ...
 
+    def has_qemu(self, arch: str) -> bool: ...
+
+    def qemu(self, arch: str) -> PinnedQemu: ...
+
 
 @dataclass(frozen=True)
 class ConfigureOptions:
     buildkitd_port: int = 1234       # where buildkitd listens on the host itself
     allow_docker_upgrade: bool = True
     binfmt_on_native_hosts: bool = False
+    qemu_source: str = "auto"        # pinned (static QEMU 10) | distro (qemu-user-static) | auto
 
 
 def qemu_arches(host: InventoryHost) -> tuple[str, ...]:
@@ -52,11 +57,20 @@ def qemu_arches(host: InventoryHost) -> tuple[str, ...]:
     return tuple(sorted({parse_platform(p.platform).qemu_arch for p in host.platforms if not p.native}))
 
 
+def _qemu_source(host: InventoryHost, artifacts: ArtifactSource, options: ConfigureOptions):
+    """The fastest QEMU available: the pinned static build unless told or forced otherwise."""
+    if options.qemu_source == "distro":
+        return None
+    if options.qemu_source == "pinned" or artifacts.has_qemu(host.arch):
+        return artifacts.qemu
+    return None
+
+
 def steps_for(host: InventoryHost, artifacts: ArtifactSource, ca: FleetCA, options: ConfigureOptions) -> list[Step]:
     steps = [docker_step(DockerDesired(host.ssh_user, options.allow_docker_upgrade)), buildx_step(artifacts.buildx)]
     arches = qemu_arches(host)
     if arches and (host.role == EMULATION or options.binfmt_on_native_hosts):
-        steps.append(binfmt_step(arches))
+        steps.append(binfmt_step(QemuDesired(arches, _qemu_source(host, artifacts, options))))
     server = ca.server(host.name, [host.address, host.private_address, "127.0.0.1", host.name])
     steps.append(buildkitd_step(BuildkitdDesired(
         binaries=artifacts.buildkit, port=options.buildkitd_port, ca_pem=ca.ca().cert,

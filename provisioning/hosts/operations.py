@@ -111,50 +111,108 @@ def buildx_step(artifact_for: Callable[[str], Artifact]) -> Step:
 
 # --- binfmt / QEMU ----------------------------------------------------------------------
 
-BINFMT_CONF = "/usr/lib/binfmt.d"
+DISTRO_CONF_DIR = "/usr/lib/binfmt.d"            # qemu-user-static's registration lines
+DISTRO_INTERPRETER = "/usr/libexec/qemu-binfmt/{arch}-binfmt-P"
+PINNED_DIR = "/usr/local/lib/buildfleet/qemu"   # pinned static QEMU, uploaded by buildfleet
+PINNED_CONF_DIR = "/etc/binfmt.d"                # same names: they override /usr/lib/binfmt.d
 REGISTER = (
-    # $1..: qemu arch names (validated platform data). Re-register an entry lacking F.
-    'cd /proc/sys/fs/binfmt_misc; for a in "$@"; do '
-    'conf=/usr/lib/binfmt.d/qemu-$a.conf; [ -f "$conf" ] || { echo "no $conf: QEMU lacks $a" >&2; exit 1; }; '
+    # $1: directory of qemu-<arch>.conf lines; $2..: qemu arch names (platform data).
+    # An existing entry is removed first: with F the kernel keeps its old file open.
+    'dir=$1; shift; cd /proc/sys/fs/binfmt_misc; for a in "$@"; do '
+    'conf=$dir/qemu-$a.conf; [ -f "$conf" ] || { echo "no $conf: QEMU lacks $a" >&2; exit 1; }; '
     '[ -f qemu-$a ] && echo -1 > qemu-$a; cat "$conf" > register; done'
 )
 BINFMT_BOOT = "/etc/buildfleet/boot.d/20-binfmt"
 
 
-def binfmt_step(qemu_arches: tuple[str, ...]) -> Step:
-    facts = {"init": f.InitSystem(), "qemu": f.PackageVersion("qemu-user-static"), "binfmt": f.BinfmtStatus(),
-             "files": f.FileDigests((BINFMT_BOOT,))}
+@dataclass(frozen=True)
+class PinnedQemu:
+    """Static QEMU for one host arch: per emulated arch, the binary and its binfmt line."""
+
+    version: str
+    binaries: Mapping[str, Artifact]
+    registrations: Mapping[str, bytes]
+
+
+def with_interpreter(registration: bytes, interpreter: str) -> bytes:
+    """A binfmt_misc line (:name:type:offset:magic:mask:interpreter:flags) pointing elsewhere."""
+    fields = registration.decode().strip().split(":")
+    if len(fields) != 8:
+        raise ValueError(f"not a binfmt_misc registration line: {registration[:80]!r}")
+    fields[6] = interpreter
+    return (":".join(fields) + "\n").encode()
+
+
+@dataclass(frozen=True)
+class QemuDesired:
+    arches: tuple[str, ...]                  # QEMU names (aarch64, arm, s390x, ...)
+    pinned: Callable[[str], PinnedQemu] | None = None  # host arch -> pinned QEMU; None: distro package
+
+    def conf_dir(self) -> str:
+        return PINNED_CONF_DIR if self.pinned else DISTRO_CONF_DIR
+
+    def interpreter(self, arch: str) -> str:
+        return f"{PINNED_DIR}/{arch}-binfmt-P" if self.pinned else DISTRO_INTERPRETER.format(arch=arch)
+
+
+def binfmt_step(desired: QemuDesired) -> Step:
+    arches = desired.arches
+    paths = (BINFMT_BOOT, *(desired.interpreter(a) for a in arches),
+             *(f"{PINNED_CONF_DIR}/qemu-{a}.conf" for a in arches))
+    facts = {"arch": f.Arch(), "init": f.InitSystem(), "qemu": f.PackageVersion("qemu-user-static"),
+             "binfmt": f.BinfmtStatus(), "files": f.FileDigests(paths)}
 
     def decide(got: Mapping[str, Any]) -> Decision:
+        if any(f.UNAME_TO_ARCH.get(a) == got["arch"] for a in arches):
+            return refuse(f"refusing to register QEMU for this host's own CPU ({got['arch']}): "
+                          "it would run every native binary under emulation")
         actions: list = []
-        if got["qemu"] is None:
-            actions.append(Run(apt_install("qemu-user-static"), "install QEMU user-mode emulators"))
+        source = "qemu-user-static (distro)"
+        if desired.pinned is None:
+            if got["qemu"] is None:
+                actions.append(Run(apt_install("qemu-user-static"), "install QEMU user-mode emulators"))
+            replaced: set[str] = set()
+        else:
+            pinned = desired.pinned(got["arch"])
+            source = f"static QEMU {pinned.version}"
+            wanted = []
+            for a in arches:
+                binary = pinned.binaries[a]
+                wanted.append(Upload(binary.path, desired.interpreter(a), binary.sha256, "0755",
+                                     f"install static QEMU {pinned.version} for {a}"))
+                wanted.append(WriteFile(f"{PINNED_CONF_DIR}/qemu-{a}.conf",
+                                        with_interpreter(pinned.registrations[a], desired.interpreter(a)),
+                                        "0644", f"persist the {a} registration"))
+            changed = [w for w in wanted if got["files"].get(w.dest) != w.sha256]
+            actions.extend(changed)
+            replaced = {a for a in arches if any(isinstance(w, Upload) and w.dest == desired.interpreter(a)
+                                                 for w in changed)}
         binfmt: f.Binfmt = got["binfmt"]
         if not binfmt.mounted:
             actions.append(Run(("mount", "-t", "binfmt_misc", "binfmt_misc", f.BINFMT_DIR), "mount binfmt_misc"))
-        missing = tuple(a for a in qemu_arches if not _registered_with_f(binfmt, a))
-        if missing:
-            actions.append(Run(("sh", "-c", REGISTER, "register", *missing),
-                               f"register {', '.join(missing)} with the F flag"))
-        boot = _binfmt_boot_script(qemu_arches)
+        stale = tuple(a for a in arches
+                      if a in replaced or not _registered(binfmt, a, desired.interpreter(a)))
+        if stale:
+            actions.append(Run(("sh", "-c", REGISTER, "register", desired.conf_dir(), *stale),
+                               f"register {', '.join(stale)} with the F flag"))
+        boot = _binfmt_boot_script(desired)
         if got["init"] != "systemd" and got["files"][BINFMT_BOOT] != boot.sha256:
             actions.append(boot)
-        # with systemd, systemd-binfmt registers /usr/lib/binfmt.d (F flag included) at boot
-        registered = ", ".join(qemu_arches)
-        return Decision(tuple(actions), f"qemu-user-static {got['qemu']}; {registered} registered with F")
+        # with systemd, systemd-binfmt registers the binfmt.d lines (F flag included) at boot
+        return Decision(tuple(actions), f"{source}; {', '.join(arches)} registered with F")
 
     return Step("binfmt", facts, decide)
 
 
-def _registered_with_f(binfmt: f.Binfmt, arch: str) -> bool:
+def _registered(binfmt: f.Binfmt, arch: str, interpreter: str) -> bool:
     entry = binfmt.entries.get(f"qemu-{arch}")
-    return bool(entry and entry.enabled and "F" in entry.flags)
+    return bool(entry and entry.enabled and "F" in entry.flags and entry.interpreter == interpreter)
 
 
-def _binfmt_boot_script(arches: tuple[str, ...]) -> WriteFile:
+def _binfmt_boot_script(desired: QemuDesired) -> WriteFile:
     script = ("#!/bin/sh\n# Register QEMU interpreters at boot (managed by buildfleet)\n"
               "mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc 2>/dev/null || true\n"
-              f"sh -c '{REGISTER}' register {' '.join(arches)}\n")
+              f"sh -c '{REGISTER}' register {desired.conf_dir()} {' '.join(desired.arches)}\n")
     return WriteFile(BINFMT_BOOT, script.encode(), "0755", "re-register the interpreters at boot")
 
 

@@ -26,15 +26,28 @@ run=/run/buildfleet; log=/var/log/buildfleet
 pidfile=$run/$name.pid
 mkdir -p "$run" "$log"
 running() { [ -f "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null; }
+# Kill the daemon (the loop's child) and wait until it is gone, so whoever waits for the
+# service next sees the new daemon, never the old one still answering.
+kill_daemon() {
+    children=$(pgrep -P "$(cat "$pidfile")" || true)
+    [ -n "$children" ] || return 0
+    kill $children 2>/dev/null || true
+    for _ in $(seq 60); do
+        alive=0; for c in $children; do kill -0 "$c" 2>/dev/null && alive=1; done
+        [ $alive -eq 0 ] && return 0; sleep 0.5
+    done
+    kill -9 $children 2>/dev/null || true
+}
 case "$action" in
 stop)
-    if running; then pkill -P "$(cat "$pidfile")" || true; kill "$(cat "$pidfile")" || true; fi
+    if running; then loop=$(cat "$pidfile"); children=$(pgrep -P "$loop" || true); kill "$loop" || true
+        [ -z "$children" ] || kill $children 2>/dev/null || true; fi
     rm -f "$pidfile"; exit 0 ;;
 restart)
-    if running; then pkill -P "$(cat "$pidfile")" || true; exit 0; fi ;;
+    if running; then kill_daemon; exit 0; fi ;;
 esac
 running && exit 0
-nohup setsid sh -c 'while :; do "$@"; echo "buildfleet-supervise: exited with $?, restarting in 2s"; sleep 2; done' \\
+nohup setsid sh -c 'while :; do "$@"; echo "buildfleet-supervise: exited with $?, restarting in 1s"; sleep 1; done' \\
     "supervise-$name" "$@" >>"$log/$name.log" 2>&1 </dev/null &
 echo $! > "$pidfile"
 """

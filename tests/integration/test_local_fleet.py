@@ -59,6 +59,8 @@ def test_emulation_host_registers_its_platforms_with_the_f_flag(fleet):
         assert "enabled" in entry.splitlines()[0], arch
         flags = next(line for line in entry.splitlines() if line.startswith("flags:"))
         assert "F" in flags.split(":", 1)[1], (arch, flags)
+        # the pinned static QEMU 10 (the default when its artifact exists, as .ci/prepare makes it)
+        assert f"interpreter /usr/local/lib/buildfleet/qemu/{arch}-binfmt-P" in entry, entry
 
 
 def test_a_foreign_binary_runs_through_qemu_on_the_emulation_host(fleet):
