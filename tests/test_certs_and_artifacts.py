@@ -49,14 +49,33 @@ def test_systemd_unit_restarts_and_starts_at_boot():
     assert "ExecStart=/usr/local/bin/buildkitd --addr tcp://0.0.0.0:1234" in unit
 
 
-def test_batched_facts_run_in_one_shell_and_parse_back():
+def test_batched_facts_run_in_one_shell_and_parse_back(tmp_path):
     facts = {"arch": f.Arch(), "missing": f.PackageVersion("no-such-package-here"),
-             "digests": f.FileDigests(("/etc/hostname", "/nonexistent"))}
+             "digests": f.FileDigests(("/etc/hostname", "/nonexistent"), cache=str(tmp_path / "digests"))}
     result = subprocess.run(["sh", "-c", batch_script(facts)], capture_output=True, text=True)
     values = parse_batch(facts, result.stdout)
     assert values["arch"] in ("amd64", "arm64")
     assert values["missing"] is None
-    assert values["digests"]["/nonexistent"] is None and len(values["digests"]["/etc/hostname"]) == 64
+    assert values["digests"]["/nonexistent"] is None
+    assert values["digests"]["/etc/hostname"] == hashlib.sha256(open("/etc/hostname", "rb").read()).hexdigest()
+
+
+def test_file_digests_are_cached_until_the_file_changes(tmp_path):
+    target = tmp_path / "binary"
+    target.write_bytes(b"one")
+    fact = f.FileDigests((str(target),), cache=str(tmp_path / "cache" / "digests"))
+
+    def digest():
+        result = subprocess.run(fact.argv, capture_output=True, text=True, check=True)
+        return fact.parse(result.returncode, result.stdout)[str(target)]
+
+    assert digest() == hashlib.sha256(b"one").hexdigest()
+    assert (tmp_path / "cache" / "digests").read_text().startswith(hashlib.sha256(b"one").hexdigest())
+    cache = tmp_path / "cache" / "digests"
+    cache.write_text(cache.read_text().replace(hashlib.sha256(b"one").hexdigest(), "c" * 64))
+    assert digest() == "c" * 64                              # answered from the cache, not hashed
+    target.write_bytes(b"two")                               # same size, new ctime
+    assert digest() == hashlib.sha256(b"two").hexdigest()
 
 
 def write_local(root, tool, version, arch, name, data, listing, recorded=None):
