@@ -93,8 +93,10 @@ def _print_report(console: Console, report: FleetReport, as_json: bool) -> int:
 
 def _local_target(args: argparse.Namespace, settings: Settings | None = None):
     from provisioning.local.target import LocalTarget
+    if settings is None:
+        return LocalTarget(args.fleet, FleetState.for_fleet(args.fleet), _cache_dir(args))
     return LocalTarget(args.fleet, FleetState.for_fleet(args.fleet), _cache_dir(args),
-                       buildkitd_port=settings.buildkitd_port if settings else 1234)
+                       buildkitd_port=settings.buildkitd_port, init=settings.local_init)
 
 
 def default_cache_dir() -> Path:

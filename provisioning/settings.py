@@ -67,8 +67,12 @@ KEYS: dict[str, Key] = {
     "qemuSource": Key("string", "auto",
                       "QEMU on emulation hosts: pinned (static QEMU 10, fastest), distro (qemu-user-static), "
                       "or auto (pinned when its artifact is there)."),
+    "localInit": Key("string", "systemd",
+                     "Local target only: hosts boot systemd, as EC2 hosts do (systemd), or run without an "
+                     "init system (none)."),
 }
 QEMU_SOURCES = ("auto", "pinned", "distro")
+LOCAL_INITS = ("systemd", "none")
 
 
 @dataclass(frozen=True)
@@ -97,6 +101,7 @@ class Settings:
     availability_zone: str
     buildkitd_port: int
     qemu_source: str
+    local_init: str
     catalog: Catalog = field(repr=False)
 
     def role(self, name: str) -> RoleSpec:
@@ -231,6 +236,7 @@ def settings_from_mapping(raw: Mapping[str, Any], catalog: Catalog | None = None
         availability_zone=values["availabilityZone"],
         buildkitd_port=_checked_port(values["buildkitdPort"]),
         qemu_source=_checked_choice("qemuSource", values["qemuSource"], QEMU_SOURCES),
+        local_init=_checked_choice("localInit", values["localInit"], LOCAL_INITS),
         catalog=catalog,
     )
 

@@ -91,68 +91,84 @@ def test_buildx_is_uploaded_only_when_its_digest_differs():
 
 
 BINFMT_CONFIGURED = parse(f.BinfmtStatus(), "configured-binfmt")  # distro QEMU, /usr/libexec/qemu-binfmt
-BOOT = "/etc/buildfleet/boot.d/20-binfmt"
 
 
 def binfmt_facts(**changes):
     facts = {"arch": "amd64", "init": "none", "qemu": None, "binfmt": parse(f.BinfmtStatus(), "fresh-binfmt"),
-             "files": {BOOT: None}}
+             "files": {}}
     facts.update(changes)
     return facts
 
 
-def test_fresh_emulation_host_installs_distro_qemu_mounts_and_registers():
+def boot_files(desired, init):
+    """Digests of the boot-time registration files as a previous run left them."""
+    decision = binfmt_step(desired).decide(binfmt_facts(init=init))
+    return {a.dest: a.sha256 for a in decision.actions if isinstance(a, WriteFile) and "boot" in a.why}
+
+
+def whys(decision):
+    return [a.why for a in decision.actions]
+
+
+def test_fresh_emulation_host_installs_distro_qemu_mounts_registers_and_persists():
     decision = binfmt_step(QemuDesired(("aarch64", "s390x"))).decide(binfmt_facts())
-    assert [a.why for a in decision.actions] == [
+    assert whys(decision) == [
         "install QEMU user-mode emulators", "mount binfmt_misc", "register aarch64, s390x with the F flag",
-        "re-register the interpreters at boot"]
+        "install the boot-time registration script", "register at boot (boot.d)"]
     assert decision.actions[2].argv[-3:] == ("/usr/lib/binfmt.d", "aarch64", "s390x")
 
 
+def test_systemd_hosts_persist_with_an_enabled_oneshot_unit():
+    decision = binfmt_step(QemuDesired(("aarch64",))).decide(binfmt_facts(init="systemd"))
+    unit = next(a for a in decision.actions if getattr(a, "dest", "").endswith("buildfleet-binfmt.service"))
+    assert b"Type=oneshot" in unit.content and b"WantedBy=multi-user.target" in unit.content
+    assert whys(decision)[-1] == "enable the registration at boot"
+
+
 def test_registered_entries_without_f_are_registered_again():
+    desired = QemuDesired(("aarch64", "s390x"))
     entries = dict(BINFMT_CONFIGURED.entries)
     entries["qemu-aarch64"] = f.BinfmtEntry("qemu-aarch64", True, "/usr/libexec/qemu-binfmt/aarch64-binfmt-P", "OC")
-    decision = binfmt_step(QemuDesired(("aarch64", "s390x"))).decide(
-        binfmt_facts(init="systemd", qemu="1:7.2", binfmt=f.Binfmt(True, entries)))
+    decision = binfmt_step(desired).decide(binfmt_facts(
+        init="systemd", qemu="1:7.2", binfmt=f.Binfmt(True, entries), files=boot_files(desired, "systemd")))
     (register,) = decision.actions
     assert register.argv[-1] == "aarch64" and "s390x" not in register.argv
 
 
 def test_distro_binfmt_already_right_needs_nothing():
     desired = QemuDesired(("aarch64",))
-    boot = binfmt_step(desired).decide(binfmt_facts(binfmt=BINFMT_CONFIGURED)).actions[-1]
     decision = binfmt_step(desired).decide(binfmt_facts(qemu="1:7.2", binfmt=BINFMT_CONFIGURED,
-                                                        files={BOOT: boot.sha256}))
+                                                        files=boot_files(desired, "none")))
     assert not decision.changes and decision.reason.startswith("qemu-user-static (distro)")
 
 
 LINE = rb":qemu-aarch64:M::\x7f\x45\x4c\x46\x02:\xff\xff\xff\xff\xff:/usr/libexec/qemu-binfmt/aarch64-binfmt-P:OPF" + b"\n"
 PINNED = PinnedQemu("10.0.13", {"aarch64": artifact("qemu-aarch64")}, {"aarch64": LINE})
+PINNED_PATH = "/usr/local/lib/buildfleet/qemu/aarch64-binfmt-P"
 
 
 def test_pinned_qemu_is_uploaded_persisted_and_registered_at_its_own_path():
     desired = QemuDesired(("aarch64",), lambda arch: PINNED)
-    decision = binfmt_step(desired).decide(binfmt_facts(binfmt=BINFMT_CONFIGURED))
-    upload, conf, register, boot = decision.actions
-    assert upload.dest == "/usr/local/lib/buildfleet/qemu/aarch64-binfmt-P"
+    decision = binfmt_step(desired).decide(binfmt_facts(binfmt=BINFMT_CONFIGURED, files=boot_files(desired, "none")))
+    upload, conf, register = decision.actions
+    assert upload.dest == PINNED_PATH
     assert conf.dest == "/etc/binfmt.d/qemu-aarch64.conf"
-    assert conf.content.split(b":")[6] == b"/usr/local/lib/buildfleet/qemu/aarch64-binfmt-P"
+    assert conf.content.split(b":")[6] == PINNED_PATH.encode()
     # the distro entry points elsewhere, so it is replaced
     assert register.argv[-2:] == ("/etc/binfmt.d", "aarch64")
-    assert not any("install QEMU" in getattr(a, "why", "") for a in decision.actions)
 
 
 def test_a_new_pinned_binary_is_registered_again_even_if_the_entry_looks_right():
     desired = QemuDesired(("aarch64",), lambda arch: PINNED)
-    interpreter = "/usr/local/lib/buildfleet/qemu/aarch64-binfmt-P"
-    entries = {"qemu-aarch64": f.BinfmtEntry("qemu-aarch64", True, interpreter, "POF")}
-    conf = with_interpreter(LINE, interpreter)
-    decision = binfmt_step(desired).decide(binfmt_facts(binfmt=f.Binfmt(True, entries), init="systemd", files={
-        interpreter: "old-digest", "/etc/binfmt.d/qemu-aarch64.conf": SHA(conf), BOOT: None}))
-    assert [type(a).__name__ for a in decision.actions] == ["Upload", "Run"]
-    assert decision.actions[1].argv[-1] == "aarch64"
-    same = binfmt_step(desired).decide(binfmt_facts(binfmt=f.Binfmt(True, entries), init="systemd", files={
-        interpreter: SHA(b"binary"), "/etc/binfmt.d/qemu-aarch64.conf": SHA(conf), BOOT: None}))
+    entries = {"qemu-aarch64": f.BinfmtEntry("qemu-aarch64", True, PINNED_PATH, "POF")}
+    conf = {"/etc/binfmt.d/qemu-aarch64.conf": SHA(with_interpreter(LINE, PINNED_PATH))}
+    facts = dict(binfmt=f.Binfmt(True, entries), init="systemd")
+    stale = binfmt_step(desired).decide(binfmt_facts(**facts, files={
+        PINNED_PATH: "old-digest", **conf, **boot_files(desired, "systemd")}))
+    assert [type(a).__name__ for a in stale.actions] == ["Upload", "Run"]
+    assert stale.actions[1].argv[-1] == "aarch64"
+    same = binfmt_step(desired).decide(binfmt_facts(**facts, files={
+        PINNED_PATH: SHA(b"binary"), **conf, **boot_files(desired, "systemd")}))
     assert not same.changes and "static QEMU 10.0.13" in same.reason
 
 

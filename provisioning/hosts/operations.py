@@ -122,7 +122,9 @@ REGISTER = (
     'conf=$dir/qemu-$a.conf; [ -f "$conf" ] || { echo "no $conf: QEMU lacks $a" >&2; exit 1; }; '
     '[ -f qemu-$a ] && echo -1 > qemu-$a; cat "$conf" > register; done'
 )
-BINFMT_BOOT = "/etc/buildfleet/boot.d/20-binfmt"
+BINFMT_SCRIPT = "/usr/local/lib/buildfleet/register-binfmt"
+BINFMT_SERVICE = Service("buildfleet-binfmt", (BINFMT_SCRIPT,), "Register QEMU interpreters with binfmt_misc",
+                         after=("local-fs.target",), oneshot=True)
 
 
 @dataclass(frozen=True)
@@ -157,7 +159,8 @@ class QemuDesired:
 
 def binfmt_step(desired: QemuDesired) -> Step:
     arches = desired.arches
-    paths = (BINFMT_BOOT, *(desired.interpreter(a) for a in arches),
+    boot_paths = (BINFMT_SCRIPT, BINFMT_SERVICE.definition_path("none"), BINFMT_SERVICE.definition_path("systemd"))
+    paths = (*boot_paths, *(desired.interpreter(a) for a in arches),
              *(f"{PINNED_CONF_DIR}/qemu-{a}.conf" for a in arches))
     facts = {"arch": f.Arch(), "init": f.InitSystem(), "qemu": f.PackageVersion("qemu-user-static"),
              "binfmt": f.BinfmtStatus(), "files": f.FileDigests(paths)}
@@ -195,11 +198,8 @@ def binfmt_step(desired: QemuDesired) -> Step:
         if stale:
             actions.append(Run(("sh", "-c", REGISTER, "register", desired.conf_dir(), *stale),
                                f"register {', '.join(stale)} with the F flag"))
-        boot = _binfmt_boot_script(desired)
-        if got["init"] != "systemd" and got["files"][BINFMT_BOOT] != boot.sha256:
-            actions.append(boot)
-        # with systemd, systemd-binfmt registers the binfmt.d lines (F flag included) at boot
-        return Decision(tuple(actions), f"{source}; {', '.join(arches)} registered with F")
+        actions.extend(_binfmt_at_boot(desired, got["init"], got["files"]))
+        return Decision(tuple(actions), f"{source}; {', '.join(arches)} registered with F, again at boot")
 
     return Step("binfmt", facts, decide)
 
@@ -209,11 +209,26 @@ def _registered(binfmt: f.Binfmt, arch: str, interpreter: str) -> bool:
     return bool(entry and entry.enabled and "F" in entry.flags and entry.interpreter == interpreter)
 
 
-def _binfmt_boot_script(desired: QemuDesired) -> WriteFile:
-    script = ("#!/bin/sh\n# Register QEMU interpreters at boot (managed by buildfleet)\n"
-              "mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc 2>/dev/null || true\n"
-              f"sh -c '{REGISTER}' register {desired.conf_dir()} {' '.join(desired.arches)}\n")
-    return WriteFile(BINFMT_BOOT, script.encode(), "0755", "re-register the interpreters at boot")
+def _binfmt_at_boot(desired: QemuDesired, init: str, digests: Mapping[str, str | None]) -> list:
+    """Register again at every boot, with buildfleet's own script: systemd-binfmt may be
+    conditioned out (it is in containers), and tonistiigi/binfmt does not persist at all."""
+    script = WriteFile(BINFMT_SCRIPT, (
+        "#!/bin/sh\n# Register QEMU interpreters (managed by buildfleet)\nset -e\n"
+        "[ -f /proc/sys/fs/binfmt_misc/status ] || mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc\n"
+        f"sh -c '{REGISTER}' register {desired.conf_dir()} {' '.join(desired.arches)}\n").encode(),
+        "0755", "install the boot-time registration script")
+    wanted = [script]
+    if init == "systemd":
+        wanted.append(WriteFile(BINFMT_SERVICE.definition_path("systemd"), BINFMT_SERVICE.unit(), "0644",
+                                "register at boot (unit)"))
+    else:
+        wanted.append(WriteFile(BINFMT_SERVICE.definition_path("none"), f"#!/bin/sh\nexec {BINFMT_SCRIPT}\n".encode(),
+                                "0755", "register at boot (boot.d)"))
+    changed = [w for w in wanted if digests.get(w.dest) != w.sha256]
+    if changed and init == "systemd":
+        changed.append(Run(("sh", "-c", "systemctl daemon-reload && systemctl enable buildfleet-binfmt.service"),
+                           "enable the registration at boot"))
+    return changed
 
 
 # --- buildkitd --------------------------------------------------------------------------

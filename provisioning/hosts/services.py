@@ -61,9 +61,12 @@ class Service:
     argv: tuple[str, ...]
     description: str
     after: tuple[str, ...] = ("network-online.target",)
+    oneshot: bool = False  # a boot-time task rather than a daemon
 
     def unit(self) -> bytes:
-        """A systemd unit that restarts on failure and starts at boot."""
+        """A systemd unit that starts at boot and, for a daemon, restarts on failure."""
+        lifecycle = ("Type=oneshot\nRemainAfterExit=yes\n" if self.oneshot
+                     else "Restart=always\nRestartSec=2\nLimitNOFILE=infinity\n")
         return (
             "[Unit]\n"
             f"Description={self.description} (managed by buildfleet)\n"
@@ -71,7 +74,7 @@ class Service:
             f"Wants={' '.join(self.after)}\n\n"
             "[Service]\n"
             f"ExecStart={shlex.join(self.argv)}\n"
-            "Restart=always\nRestartSec=2\nLimitNOFILE=1048576\n\n"
+            f"{lifecycle}\n"
             "[Install]\nWantedBy=multi-user.target\n"
         ).encode()
 

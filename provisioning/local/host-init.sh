@@ -1,7 +1,9 @@
 #!/bin/sh
 # PID 1 of a local build host container: make the kernel interfaces Docker-in-a-container
 # needs writable (the container runs without --privileged, which this machine refuses),
-# give the host its own SSH host keys and the operator's key, then become sshd.
+# give the host its own SSH host keys and the operator's key, then boot:
+# BUILDFLEET_INIT=systemd execs systemd (like an EC2 host), anything else runs the
+# services buildfleet installed from /etc/buildfleet/boot.d and becomes sshd.
 set -eu
 mount -o remount,rw /sys 2>/dev/null || true
 if [ "$(stat -fc %T /sys/fs/cgroup)" = "cgroup2fs" ]; then
@@ -15,7 +17,9 @@ ssh-keygen -A >/dev/null
 install -d -m 0700 /root/.ssh
 printf '%s\n' "${BUILDFLEET_AUTHORIZED_KEY:?BUILDFLEET_AUTHORIZED_KEY is not set}" > /root/.ssh/authorized_keys
 chmod 0600 /root/.ssh/authorized_keys
-# Services buildfleet installed (dockerd, buildkitd) come back when the container restarts.
+if [ "${BUILDFLEET_INIT:-none}" = "systemd" ]; then
+    exec /lib/systemd/systemd
+fi
 for service in /etc/buildfleet/boot.d/*; do
     [ -x "$service" ] && "$service" || true
 done

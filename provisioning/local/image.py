@@ -1,7 +1,7 @@
 """The local hosts' image: Debian bookworm from the Debian mirror, no Docker Hub needed.
 
-mmdebstrap writes a minimal root filesystem (sshd, python3 for Fabric-side tooling,
-iptables and kmod for the inner Docker), which ``docker import`` turns into an image.
+mmdebstrap writes a minimal root filesystem (sshd, iptables and kmod for the inner
+Docker, systemd for hosts that boot it), which ``docker import`` turns into an image.
 The tarball is cached by a digest of everything that goes into it, so a second run
 on the same machine imports in seconds and a change to the recipe rebuilds.
 """
@@ -21,6 +21,7 @@ SUITE = "bookworm"
 PACKAGES = (
     "openssh-server", "iproute2", "procps", "ca-certificates", "python3", "sudo",
     "iptables", "kmod", "curl", "gnupg", "xz-utils",
+    "systemd-sysv", "dbus",  # hosts can boot systemd, as EC2 hosts do (localInit systemd)
 )
 INIT_PATH = "/usr/local/sbin/buildfleet-host-init"
 REPOSITORY = "buildfleet/host"

@@ -40,8 +40,11 @@ def machine_arch() -> str:
         raise BuildfleetError(f"the local target does not support this machine's CPU ({machine})") from None
 
 
-def run_flags(container: str, network: str, fleet: str, host: str, buildkitd_port: int, public_key: str) -> list[str]:
+def run_flags(container: str, network: str, fleet: str, host: str, buildkitd_port: int, public_key: str,
+              init: str = "none") -> list[str]:
     """``docker run`` arguments for one host (everything but the image)."""
+    systemd = ["--env", "container=docker", "--tmpfs", "/run/lock",
+               "--stop-signal", "SIGRTMIN+3"] if init == "systemd" else []  # systemd's clean shutdown
     return [
         "--detach", "--name", container, "--hostname", host,
         "--label", f"{LABEL}={fleet}", "--label", f"{HOST_LABEL}={host}",
@@ -52,7 +55,8 @@ def run_flags(container: str, network: str, fleet: str, host: str, buildkitd_por
         "--security-opt", "systempaths=unconfined", "--device-cgroup-rule", "a *:* rwm",
         "--tmpfs", "/run", "--tmpfs", "/tmp",
         *[arg for name in VOLUMES for arg in ("--volume", f"{container}-{name}:/var/lib/{name}")],
-        "--env", f"BUILDFLEET_AUTHORIZED_KEY={public_key}",
+        "--env", f"BUILDFLEET_AUTHORIZED_KEY={public_key}", "--env", f"BUILDFLEET_INIT={init}",
+        *systemd,
     ]
 
 
@@ -86,6 +90,7 @@ class LocalTarget:
     state: FleetState
     cache_dir: Path
     buildkitd_port: int = 1234
+    init: str = "none"  # what the hosts boot: none (sshd as PID 1) or systemd
     docker: Docker = Docker()
 
     @property
@@ -109,7 +114,8 @@ class LocalTarget:
             info = self.docker.inspect("container", container)
             if info is None:
                 self._ensure_volumes(container)
-                flags = run_flags(container, self.network, self.fleet, host, self.buildkitd_port, public_key)
+                flags = run_flags(container, self.network, self.fleet, host, self.buildkitd_port, public_key,
+                                  self.init)
                 self.docker.run(["run", *flags, image])
             elif not info["State"]["Running"]:
                 self.docker.run(["start", container])

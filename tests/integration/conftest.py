@@ -65,15 +65,16 @@ def make_fleet(tmp_path_factory, artifacts: LocalArtifacts, config: dict) -> Liv
     name = f"it{uuid.uuid4().hex[:6]}"
     state = FleetState(tmp_path_factory.mktemp("state") / name)
     settings = settings_from_mapping({"arm64Count": 0, **config})
-    target = LocalTarget(name, state, CACHE, settings.buildkitd_port)
+    target = LocalTarget(name, state, CACHE, settings.buildkitd_port, settings.local_init)
     plan = plan_on_machine(settings, machine_arch())
     return LiveFleet(target, plan, target.up(plan), artifacts)
 
 
-@pytest.fixture(scope="session")
-def fleet(tmp_path_factory, machine_ready):
-    """The default local fleet (amd64 host + emulation host), configured once."""
-    live = make_fleet(tmp_path_factory, machine_ready, {})
+@pytest.fixture(scope="session", params=["systemd", "none"], ids=["systemd-hosts", "init-less-hosts"])
+def fleet(request, tmp_path_factory, machine_ready):
+    """The default local fleet (amd64 host + emulation host), configured once per kind of
+    host: booting systemd like an EC2 host, or with no init system at all (supervisor)."""
+    live = make_fleet(tmp_path_factory, machine_ready, {"localInit": request.param})
     try:
         live.first_report = live.configure()
         yield live

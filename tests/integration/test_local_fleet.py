@@ -32,6 +32,11 @@ def test_up_gives_an_amd64_host_and_an_emulation_host_on_loopback(fleet):
     assert {p.platform: p.native for p in hosts["emulation-0"].platforms}["linux/arm64"] is False
 
 
+def test_hosts_boot_the_init_system_asked_for(fleet):
+    expected = "systemd" if fleet.target.init == "systemd" else "sshd"
+    assert ssh(fleet, "amd64-0", "cat", "/proc/1/comm").stdout.strip() == expected
+
+
 def test_first_configure_succeeds_on_every_host(fleet):
     report = fleet.first_report
     assert report.ok, [(f.host, f.step, f.detail, f.stderr_tail) for f in report.failures()]
@@ -109,7 +114,7 @@ def test_second_configure_changes_nothing_and_says_so(fleet):
             assert step.status == UNCHANGED and step.detail.startswith("no change: "), step
 
 
-def test_a_crashed_buildkitd_is_restarted_by_its_supervisor(fleet):
+def test_a_crashed_buildkitd_is_restarted_by_systemd_or_the_supervisor(fleet):
     before = ssh(fleet, "amd64-0", "pgrep", "-x", "buildkitd").stdout.split()
     assert before
     assert ssh(fleet, "amd64-0", "pkill", "-x", "buildkitd").ok
