@@ -119,7 +119,7 @@ def _configure(args: argparse.Namespace, console: Console, state: FleetState, se
         raise BuildfleetError(f"fleet {args.fleet!r} has no inventory in {state.root}: run buildfleet up first")
     options = ConfigureOptions(buildkitd_port=settings.buildkitd_port,
                                allow_docker_upgrade=not args.no_docker_upgrade,
-                               qemu_source=settings.qemu_source)
+                               qemu_source=settings.qemu_source, docker_source=settings.docker_source)
     with console.status(f"configuring {len(inventory.hosts)} host(s) in parallel"):
         report = configure(inventory, state, LocalArtifacts(args.artifacts), options)
     return _print_report(console, report, args.json)

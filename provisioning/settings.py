@@ -67,12 +67,16 @@ KEYS: dict[str, Key] = {
     "qemuSource": Key("string", "auto",
                       "QEMU on emulation hosts: pinned (static QEMU 10, fastest), distro (qemu-user-static), "
                       "or auto (pinned when its artifact is there)."),
+    "dockerSource": Key("string", "distro",
+                        "Where Docker comes from when a host lacks it: distro (docker.io) or docker "
+                        "(Docker's apt repository, docker-ce)."),
     "localInit": Key("string", "systemd",
                      "Local target only: hosts boot systemd, as EC2 hosts do (systemd), or run without an "
                      "init system (none)."),
 }
 QEMU_SOURCES = ("auto", "pinned", "distro")
 LOCAL_INITS = ("systemd", "none")
+DOCKER_SOURCES = ("distro", "docker")
 
 
 @dataclass(frozen=True)
@@ -102,6 +106,7 @@ class Settings:
     buildkitd_port: int
     qemu_source: str
     local_init: str
+    docker_source: str
     catalog: Catalog = field(repr=False)
 
     def role(self, name: str) -> RoleSpec:
@@ -237,6 +242,7 @@ def settings_from_mapping(raw: Mapping[str, Any], catalog: Catalog | None = None
         buildkitd_port=_checked_port(values["buildkitdPort"]),
         qemu_source=_checked_choice("qemuSource", values["qemuSource"], QEMU_SOURCES),
         local_init=_checked_choice("localInit", values["localInit"], LOCAL_INITS),
+        docker_source=_checked_choice("dockerSource", values["dockerSource"], DOCKER_SOURCES),
         catalog=catalog,
     )
 

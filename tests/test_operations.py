@@ -216,3 +216,12 @@ def test_a_fresh_host_gets_runc_files_and_a_start():
     assert "/etc/buildkit/tls/key.pem" in [getattr(a, "dest", "") for a in decision.actions]
     key = next(a for a in decision.actions if getattr(a, "dest", "") == "/etc/buildkit/tls/key.pem")
     assert key.mode == "0600"
+
+
+def test_docker_can_come_from_dockers_own_apt_repository():
+    decision = docker_step(DockerDesired("ubuntu", source="docker")).decide(docker_facts(
+        init="systemd", os={"ID": "ubuntu", "VERSION_CODENAME": "noble"}, groups=frozenset({"ubuntu"})))
+    install = decision.actions[0]
+    assert install.why == "Docker is not installed: install docker-ce from Docker's apt repository"
+    assert install.argv[-2:] == ("ubuntu", "noble")  # passed as arguments, never spliced into the script
+    assert "download.docker.com/linux/$1" in install.argv[2] and "$2 stable" in install.argv[2]

@@ -50,6 +50,7 @@ class ConfigureOptions:
     allow_docker_upgrade: bool = True
     binfmt_on_native_hosts: bool = False
     qemu_source: str = "auto"        # pinned (static QEMU 10) | distro (qemu-user-static) | auto
+    docker_source: str = "distro"    # distro (docker.io) | docker (Docker's apt repository)
 
 
 def qemu_arches(host: InventoryHost) -> tuple[str, ...]:
@@ -67,7 +68,8 @@ def _qemu_source(host: InventoryHost, artifacts: ArtifactSource, options: Config
 
 
 def steps_for(host: InventoryHost, artifacts: ArtifactSource, ca: FleetCA, options: ConfigureOptions) -> list[Step]:
-    steps = [docker_step(DockerDesired(host.ssh_user, options.allow_docker_upgrade)), buildx_step(artifacts.buildx)]
+    steps = [docker_step(DockerDesired(host.ssh_user, options.allow_docker_upgrade, options.docker_source)),
+             buildx_step(artifacts.buildx)]
     arches = qemu_arches(host)
     if arches and (host.role == EMULATION or options.binfmt_on_native_hosts):
         steps.append(binfmt_step(QemuDesired(arches, _qemu_source(host, artifacts, options))))

@@ -42,10 +42,29 @@ def _wait_for(check: str, what: str, seconds: int = 60) -> str:
 
 # --- Docker --------------------------------------------------------------------------
 
+# Docker's own apt repository (docs.docker.com/engine/install/debian and /ubuntu): $1 is
+# the distribution ID (debian|ubuntu), $2 its codename, both read from /etc/os-release.
+DOCKER_REPO_INSTALL = (
+    'set -e; install -m 0755 -d /etc/apt/keyrings; '
+    'curl -fsSL "https://download.docker.com/linux/$1/gpg" -o /etc/apt/keyrings/docker.asc; '
+    'chmod a+r /etc/apt/keyrings/docker.asc; '
+    'echo "deb [arch=$(dpkg --print-architecture) signed-by=/etc/apt/keyrings/docker.asc] '
+    'https://download.docker.com/linux/$1 $2 stable" > /etc/apt/sources.list.d/docker.list; '
+    f'{APT} update && DEBIAN_FRONTEND=noninteractive {APT} install -y docker-ce docker-ce-cli containerd.io'
+)
+
+
 @dataclass(frozen=True)
 class DockerDesired:
     ssh_user: str
     allow_upgrade: bool = True
+    source: str = "distro"  # distro: the OS's docker.io; docker: Docker's apt repository (docker-ce)
+
+    def install(self, os_release: Mapping[str, str]) -> Run:
+        if self.source == "docker":
+            return Run(("sh", "-c", DOCKER_REPO_INSTALL, "docker-repo", os_release.get("ID", ""),
+                        os_release.get("VERSION_CODENAME", "")), "install docker-ce from Docker's apt repository")
+        return Run(apt_install("docker.io"), "install docker.io")
 
 
 def docker_step(desired: DockerDesired) -> Step:
@@ -68,7 +87,8 @@ def docker_step(desired: DockerDesired) -> Step:
                                      "keep apt from starting daemons: there is no init system"))
         if install:
             why = "Docker is not installed" if client is None else f"Docker {client} is older than {MIN_DOCKER}"
-            actions.append(Run(apt_install("docker.io"), f"{why}: install docker.io"))
+            package = desired.install(got["os"])
+            actions.append(Run(package.argv, f"{why}: {package.why}"))
         files = _supervised(DOCKERD, got["init"], got["files"]) if supervised else []
         actions.extend(files)
         if install or files or got["server"] is None:
