@@ -7,6 +7,7 @@ import json
 import os
 import shutil
 import sys
+import time
 from pathlib import Path
 from typing import Sequence
 
@@ -18,6 +19,7 @@ from provisioning.configfile import DEFAULT_FILE, load_raw_config
 from provisioning.errors import BuildfleetError
 from provisioning.hosts.executor import CHANGED, FAILED, FleetReport
 from provisioning.plan import Plan, plan_fleet, plan_on_machine
+from provisioning.platforms import parse_platform
 from provisioning.settings import Settings, settings_from_mapping
 from provisioning.state import FleetState
 
@@ -139,7 +141,10 @@ def _cmd_up(args: argparse.Namespace, console: Console) -> int:
         with console.status(f"creating {len(plan.hosts)} local host(s)"):
             inventory = _local_target(args, settings).up(plan)
     console.print(f"fleet {args.fleet!r} ({inventory.target}): {', '.join(h.name for h in inventory.hosts)} up")
-    return _configure(args, console, state, settings)
+    status = _configure(args, console, state, settings)
+    if status == 0:
+        _ensure_builder(args, console, state)
+    return status
 
 
 def _cmd_configure(args: argparse.Namespace, console: Console) -> int:
@@ -151,8 +156,10 @@ def _cmd_status(args: argparse.Namespace, console: Console) -> int:
     inventory = state.load_inventory()
     containers = _local_target(args).status() if inventory is None or inventory.target == "local" else []
     if args.json:
+        builder = _builder_name(args) if _fleet_builder(args, state).owned() else None
         console.print_json(json.dumps({"fleet": args.fleet, "inventory": inventory.to_dict() if inventory else None,
-                                       "containers": containers}))
+                                       "registry": inventory.registry if inventory else None,
+                                       "builder": builder, "containers": containers}))
         return 0
     if inventory is None:
         console.print(f"fleet {args.fleet!r} is not up")
@@ -168,8 +175,102 @@ def _cmd_status(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
+def _builder_name(args: argparse.Namespace) -> str:
+    return args.builder or f"buildfleet-{args.fleet}"
+
+
+def _fleet_builder(args: argparse.Namespace, state: FleetState):
+    from provisioning.builder.builder import FleetBuilder
+    return FleetBuilder(_builder_name(args), state.root / "builder.json")
+
+
+def _ensure_builder(args: argparse.Namespace, console: Console, state: FleetState) -> None:
+    from provisioning.builder.nodes import TLSFiles, desired_nodes
+    inventory = _inventory(args, state)
+    builder = _fleet_builder(args, state)
+    changes = builder.ensure(desired_nodes(builder.name, inventory, TLSFiles.in_state(state.root / "tls")),
+                             use=getattr(args, "use", False))
+    console.print(f"builder {builder.name!r}: " + ("; ".join(c.describe() for c in changes) if changes
+                                                    else "no change: its nodes match the fleet"))
+
+
+def _inventory(args: argparse.Namespace, state: FleetState):
+    inventory = state.load_inventory()
+    if inventory is None:
+        raise BuildfleetError(f"fleet {args.fleet!r} has no inventory in {state.root}: run buildfleet up first")
+    return inventory
+
+
+def _cmd_builder(args: argparse.Namespace, console: Console) -> int:
+    state = FleetState.for_fleet(args.fleet)
+    builder = _fleet_builder(args, state)
+    if args.action == "rm":
+        removed = builder.remove()
+        console.print(f"builder {builder.name!r} removed" if removed
+                      else f"builder {builder.name!r}: buildfleet did not make it here; left as it is")
+        return 0
+    if args.action == "create":
+        _ensure_builder(args, console, state)
+    inventory = _inventory(args, state)
+    inspected = builder.inspect(bootstrap=True)
+    if inspected is None:
+        raise BuildfleetError(f"builder {builder.name!r} does not exist: run buildfleet builder create")
+    modes = {p.platform: p.native for h in inventory.hosts for p in h.platforms}
+    rows = [{"node": n.name, "endpoint": n.endpoint, "status": n.status, "buildkit": n.buildkit,
+             "platforms": [{"platform": p, "native": modes.get(p, False)} for p in n.pinned]}
+            for n in inspected.nodes]
+    if args.json:
+        console.print_json(json.dumps({"builder": builder.name, "driver": inspected.driver, "nodes": rows}))
+        return 0
+    table = Table(title=f"builder {builder.name!r} ({inspected.driver} driver, mTLS)")
+    for column in ("node", "endpoint", "status", "platforms"):
+        table.add_column(column)
+    for row in rows:
+        platforms = ", ".join(f"{p['platform']} ({'native' if p['native'] else 'QEMU'})" for p in row["platforms"])
+        table.add_row(row["node"], row["endpoint"], row["status"], platforms)
+    console.print(table)
+    return 0
+
+
+def _cmd_sample(args: argparse.Namespace, console: Console) -> int:
+    import tempfile
+    from provisioning.builder.builder import Buildx
+    from provisioning.builder.preflight import check_emulation
+    from provisioning.builder.sample import build_sample, prepare_context, time_each, verify_sample
+    from provisioning.hosts.configure import connect
+    state = FleetState.for_fleet(args.fleet)
+    inventory = _inventory(args, state)
+    platforms = [parse_platform(p.platform) for h in inventory.hosts for p in h.platforms]
+    check_emulation(inventory, lambda host: connect(host, state))
+    busybox = sorted(args.artifacts.glob("busybox/*"))
+    if not busybox:
+        raise BuildfleetError(f"no static busybox in {args.artifacts}/busybox: run .ci/prepare")
+    tag = time.strftime("%Y%m%d-%H%M%S")
+    with tempfile.TemporaryDirectory() as tmp:
+        context = prepare_context(Path(tmp) / "context", busybox[-1], platforms)
+        with console.status(f"building {len(platforms)} platforms through {_builder_name(args)}"):
+            image, seconds = build_sample(Buildx(), _builder_name(args), inventory, context, platforms, tag)
+            each = time_each(Buildx(), _builder_name(args), context, platforms) if args.time_each else {}
+    results = verify_sample(inventory, tag, platforms)
+    if args.json:
+        console.print_json(json.dumps({"image": image, "seconds": seconds, "platforms": [
+            {**r.__dict__, "seconds_alone": each.get(r.platform)} for r in results]}))
+    else:
+        table = Table(title=f"{image}: {len(platforms)} platforms in {seconds:.1f} s")
+        for column in ("platform", "planned node", "runs", "uname -m", "ran on", "alone (s)", "check"):
+            table.add_column(column)
+        for r in results:
+            table.add_row(r.platform, r.host, "native" if r.native else "QEMU", r.uname, r.ran_on,
+                          f"{each[r.platform]:.2f}" if r.platform in each else "-",
+                          "[green]ok[/]" if r.ok else f"[bold red]{escape(r.problem)}[/]")
+        console.print(table)
+    return 0 if all(r.ok for r in results) else 1
+
+
 def _cmd_down(args: argparse.Namespace, console: Console) -> int:
     state = FleetState.for_fleet(args.fleet)
+    if _fleet_builder(args, state).remove():
+        console.print(f"builder {_builder_name(args)}")
     inventory = state.load_inventory()
     if inventory is not None and inventory.target == "static":
         # the hosts were there before buildfleet and stay; only its local files go
@@ -229,6 +330,26 @@ def build_parser() -> argparse.ArgumentParser:
     _add_fleet_options(status, configure_flags=False)
     status.set_defaults(handler=_cmd_status)
 
+    builder = commands.add_parser(
+        "builder", help="show (or create, or remove) the fleet's multi-node buildx builder",
+        description="The fleet's buildx builder: one remote-driver node per host over mTLS, each pinned to the "
+                    "platforms the placement gave it. Without an action: its nodes, endpoints, platforms "
+                    "(native or QEMU) and status. create: make or update it (idempotent). rm: remove it, only "
+                    "if buildfleet made it.")
+    builder.add_argument("action", nargs="?", choices=("show", "create", "rm"), default="show")
+    builder.add_argument("--use", action="store_true", help="with create: make it the default builder")
+    _add_fleet_options(builder, configure_flags=False)
+    builder.set_defaults(handler=_cmd_builder)
+
+    sample = commands.add_parser(
+        "sample", help="build the sample image for every platform through the builder and check where each ran",
+        description="Build the sample (a static busybox per platform; its RUN step records uname -m and the "
+                    "node's addresses) through the builder, push it to the fleet's registry, read the manifest "
+                    "list back and check each platform ran on the node the placement chose.")
+    sample.add_argument("--time-each", action="store_true", help="also time each platform built alone")
+    _add_fleet_options(sample)
+    sample.set_defaults(handler=_cmd_sample)
+
     down = commands.add_parser("down", help="remove every host, volume, network and key the fleet made")
     _add_fleet_options(down, configure_flags=False)
     down.set_defaults(handler=_cmd_down)
@@ -246,12 +367,14 @@ def _add_fleet_options(parser: argparse.ArgumentParser, configure_flags: bool = 
                            help="buildx/buildkit artifact directory (default: %(default)s)")
         group.add_argument("--no-docker-upgrade", action="store_true",
                            help="refuse, instead of upgrading, a Docker older than 19.03")
+    group.add_argument("--builder", metavar="NAME", help="buildx builder name (default: buildfleet-FLEET)")
     group.add_argument("--json", action="store_true", help="print results as JSON")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    console = Console()
+    # Piped output keeps full rows instead of folding at 80 columns.
+    console = Console() if sys.stdout.isatty() else Console(width=int(os.environ.get("COLUMNS", "160")))
     try:
         return args.handler(args, console)
     except BuildfleetError as error:

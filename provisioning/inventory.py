@@ -74,6 +74,7 @@ class InventoryHost:
 class Inventory:
     target: str
     hosts: tuple[InventoryHost, ...]
+    registry: str = ""  # host:port of a registry every node and the operator reach ("" if none)
 
     def host(self, name: str) -> InventoryHost:
         for host in self.hosts:
@@ -82,11 +83,12 @@ class Inventory:
         raise KeyError(name)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"target": self.target, "hosts": [h.to_dict() for h in self.hosts]}
+        return {"target": self.target, "hosts": [h.to_dict() for h in self.hosts], "registry": self.registry}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "Inventory":
-        return cls(str(data["target"]), tuple(InventoryHost.from_dict(h) for h in data["hosts"]))
+        return cls(str(data["target"]), tuple(InventoryHost.from_dict(h) for h in data["hosts"]),
+                   str(data.get("registry", "")))
 
 
 @dataclass(frozen=True)
@@ -99,7 +101,8 @@ class Endpoint:
     buildkitd_port: int = 1234
 
 
-def inventory_from_plan(plan: Plan, target: str, endpoints: Mapping[str, Endpoint], ssh_user: str) -> Inventory:
+def inventory_from_plan(plan: Plan, target: str, endpoints: Mapping[str, Endpoint], ssh_user: str,
+                        registry: str = "") -> Inventory:
     """Join the plan with the endpoint a target gave each host."""
     hosts = []
     for spec in plan.hosts:
@@ -121,4 +124,4 @@ def inventory_from_plan(plan: Plan, target: str, endpoints: Mapping[str, Endpoin
                 buildkitd_port=endpoint.buildkitd_port,
             )
         )
-    return Inventory(target, tuple(hosts))
+    return Inventory(target, tuple(hosts), registry)

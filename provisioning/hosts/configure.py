@@ -17,7 +17,7 @@ from provisioning.placement import EMULATION
 from provisioning.platforms import parse_platform
 from provisioning.state import FleetState
 
-def buildkitd_config(host: InventoryHost) -> bytes:
+def buildkitd_config(host: InventoryHost, registry: str = "") -> bytes:
     """buildkitd.toml: the OCI worker advertises exactly what the placement gave this host.
 
     Listing platforms keeps buildkitd from guessing emulators with its own probe binaries
@@ -31,6 +31,8 @@ def buildkitd_config(host: InventoryHost) -> bytes:
         "[worker.oci]\n  enabled = true\n  gc = true\n"
         f"  platforms = [{platforms}]\n\n"
         "[worker.containerd]\n  enabled = false\n"
+        + (f'\n# the fleet\'s own registry, plain HTTP on the fleet network\n[registry."{registry}"]\n'
+           "  http = true\n  insecure = true\n" if registry else "")
     ).encode()
 
 
@@ -67,7 +69,8 @@ def _qemu_source(host: InventoryHost, artifacts: ArtifactSource, options: Config
     return None
 
 
-def steps_for(host: InventoryHost, artifacts: ArtifactSource, ca: FleetCA, options: ConfigureOptions) -> list[Step]:
+def steps_for(host: InventoryHost, artifacts: ArtifactSource, ca: FleetCA, options: ConfigureOptions,
+              registry: str = "") -> list[Step]:
     steps = [docker_step(DockerDesired(host.ssh_user, options.allow_docker_upgrade, options.docker_source)),
              buildx_step(artifacts.buildx)]
     arches = qemu_arches(host)
@@ -76,7 +79,7 @@ def steps_for(host: InventoryHost, artifacts: ArtifactSource, ca: FleetCA, optio
     server = ca.server(host.name, [host.address, host.private_address, "127.0.0.1", host.name])
     steps.append(buildkitd_step(BuildkitdDesired(
         binaries=artifacts.buildkit, port=options.buildkitd_port, ca_pem=ca.ca().cert,
-        cert_pem=server.cert, key_pem=server.key, config=buildkitd_config(host))))
+        cert_pem=server.cert, key_pem=server.key, config=buildkitd_config(host, registry))))
     return steps
 
 
@@ -92,5 +95,5 @@ def configure(inventory: Inventory, state: FleetState, artifacts: ArtifactSource
     return run_fleet(
         inventory.hosts,
         lambda host: connect(host, state),
-        lambda host: steps_for(host, artifacts, ca, options),
+        lambda host: steps_for(host, artifacts, ca, options, inventory.registry),
     )

@@ -19,6 +19,7 @@ from provisioning.errors import BuildfleetError
 from provisioning.inventory import Endpoint, Inventory, inventory_from_plan
 from provisioning.local.docker import Docker
 from provisioning.local.image import HostImageRecipe, debian_mirror, ensure_host_image
+from provisioning.local.registry import LocalRegistry
 from provisioning.plan import Plan
 from provisioning.state import FleetState
 
@@ -121,9 +122,22 @@ class LocalTarget:
                 self.docker.run(["start", container])
         endpoints, host_keys = self._endpoints(wanted)
         self.state.write_known_hosts(host_keys)
-        inventory = inventory_from_plan(plan, TARGET, endpoints, SSH_USER)
+        registry = self.registry.ensure(self._gateway())
+        inventory = inventory_from_plan(plan, TARGET, endpoints, SSH_USER, registry)
         self.state.save_inventory(inventory)
         return inventory
+
+    @property
+    def registry(self) -> LocalRegistry:
+        return LocalRegistry(self.state.root / "registry")
+
+    def _gateway(self) -> str:
+        """The operator's address on the fleet network: reachable from both sides."""
+        info = self.docker.inspect("network", self.network) or {}
+        try:
+            return info["IPAM"]["Config"][0]["Gateway"]
+        except (KeyError, IndexError, TypeError):
+            raise BuildfleetError(f"network {self.network} has no gateway address for the registry") from None
 
     def _endpoints(self, wanted: dict[str, str]) -> tuple[dict[str, Endpoint], dict[tuple[str, int], str]]:
         deadline = time.monotonic() + SSH_WAIT_SECONDS
@@ -168,6 +182,9 @@ class LocalTarget:
     def down(self) -> list[str]:
         """Remove every container, volume and network of this fleet, and its state files."""
         removed = []
+        if self.registry.running():
+            self.registry.stop()
+            removed.append("registry process")
         for container in self.docker.names("container", f"{LABEL}={self.fleet}"):
             self._remove_container(container)
             removed.append(f"container {container}")

@@ -18,7 +18,8 @@ def buildfleet(*args, env):
 
 def test_up_status_configure_down(tmp_path, machine_ready):
     fleet = f"cli{uuid.uuid4().hex[:6]}"
-    env = {**os.environ, "BUILDFLEET_STATE_DIR": str(tmp_path), "COLUMNS": "200"}
+    env = {**os.environ, "BUILDFLEET_STATE_DIR": str(tmp_path), "COLUMNS": "200",
+           "DOCKER_CONFIG": str(tmp_path / "docker-config")}
     one_host = ["--fleet", fleet, "--project-dir", str(tmp_path),
                 "--set", "emulationCount=0", "--set", "platforms=linux/amd64,linux/386"]
     try:
@@ -26,7 +27,16 @@ def test_up_status_configure_down(tmp_path, machine_ready):
         assert up.returncode == 0, up.stdout + up.stderr
         assert "amd64-0" in up.stdout and "changed" in up.stdout
 
+        assert f"builder 'buildfleet-{fleet}': create node buildfleet-{fleet}-amd64-0" in up.stdout
+
+        sample = buildfleet("sample", "--fleet", fleet, "--json", env=env)
+        assert sample.returncode == 0, sample.stdout + sample.stderr
+        built = json.loads(sample.stdout)
+        assert [(p["platform"], p["ran_on"], p["ok"]) for p in built["platforms"]] == [
+            ("linux/amd64", "amd64-0", True), ("linux/386", "amd64-0", True)]
+
         status = json.loads(buildfleet("status", "--fleet", fleet, "--json", env=env).stdout)
+        assert status["builder"] == f"buildfleet-{fleet}" and status["registry"].count(":") == 1
         (host,) = status["inventory"]["hosts"]
         assert [p["platform"] for p in host["platforms"]] == ["linux/amd64", "linux/386"]
         assert status["containers"][0]["state"] == "running"
@@ -37,6 +47,7 @@ def test_up_status_configure_down(tmp_path, machine_ready):
     finally:
         down = buildfleet("down", "--fleet", fleet, env=env)
     assert down.returncode == 0 and f"container buildfleet-{fleet}-amd64-0" in down.stdout
+    assert f"builder buildfleet-{fleet}" in down.stdout and "registry process" in down.stdout
     assert leftovers(fleet) == [] and not (tmp_path / fleet).exists()
     gone = buildfleet("down", "--fleet", fleet, env=env)
     assert gone.returncode == 0 and "nothing to remove" in gone.stdout

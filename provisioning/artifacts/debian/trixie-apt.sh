@@ -11,6 +11,9 @@ debian_mirror() {
     echo "${uri%/}"
 }
 
+# Every architecture a build host or a sample userland may need (Debian's names).
+TRIXIE_ARCHES="amd64 arm64 armhf armel i386 ppc64el s390x riscv64"
+
 # trixie_apt ROOT ARGS...: run apt-get with state kept under ROOT.
 trixie_apt() {
     local root=$1; shift
@@ -26,13 +29,17 @@ trixie_apt() {
         -o Dir::Etc::preferencesparts="$root/preferences.d" \
         -o Dir::State::Lists="$root/lists" \
         -o Dir::Cache="$root/cache" \
-        -o APT::Architectures::=amd64 -o APT::Architectures::=arm64 -o APT::Sandbox::User=root \
+        $(for a in $TRIXIE_ARCHES; do printf -- '-o APT::Architectures::=%s ' "$a"; done) \
+        -o APT::Sandbox::User=root \
         "$@"
 }
 
-trixie_update() {  # refresh the private lists at most once a day
-    local root=$1
-    if [ -z "$(find "$root/lists" -maxdepth 1 -name '*Packages*' -mtime -1 2>/dev/null | head -n 1)" ]; then
-        trixie_apt "$root" update >&2
-    fi
+trixie_update() {  # refresh the private lists at most once a day, or when an arch is missing
+    local root=$1 arch
+    for arch in $TRIXIE_ARCHES; do
+        if [ -z "$(find "$root/lists" -maxdepth 1 -name "*binary-${arch}_Packages*" -mtime -1 2>/dev/null | head -n 1)" ]; then
+            trixie_apt "$root" update >&2
+            return
+        fi
+    done
 }

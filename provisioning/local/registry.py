@@ -1,0 +1,114 @@
+"""The local target's registry: Debian's docker-registry (distribution v2), run as a process.
+
+Both sides must reach it under one name, because buildx pushes the multi-platform
+manifest list from the operator's side while every node pushes its own image: so it
+listens on the fleet network's gateway address, which the operator has on its bridge
+and every host container routes to (127.0.0.1 inside a host is the host itself).
+Plain HTTP on that private bridge only; nodes are told it is insecure.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+from provisioning.errors import BuildfleetError
+
+BINARY = "docker-registry"
+
+
+@dataclass(frozen=True)
+class LocalRegistry:
+    directory: Path  # <state>/registry: config, data, pid, log
+
+    @property
+    def pidfile(self) -> Path:
+        return self.directory / "pid"
+
+    @property
+    def record(self) -> Path:
+        return self.directory / "address"
+
+    def address(self) -> str | None:
+        return self.record.read_text().strip() if self.record.exists() else None
+
+    def running(self) -> bool:
+        if not self.pidfile.exists():
+            return False
+        try:
+            os.kill(int(self.pidfile.read_text()), 0)
+        except (OSError, ValueError):
+            return False
+        return True
+
+    def answers(self, address: str) -> bool:
+        try:
+            with urllib.request.urlopen(f"http://{address}/v2/", timeout=2) as response:
+                return response.status == 200
+        except OSError:
+            return False
+
+    def ensure(self, host: str) -> str:
+        """Start the registry on ``host`` (a free port) unless it already runs there."""
+        current = self.address()
+        if current and current.rsplit(":", 1)[0] == host and self.running() and self.answers(current):
+            return current
+        self.stop()
+        self.directory.mkdir(parents=True, exist_ok=True)
+        address = f"{host}:{_free_port(host)}"
+        config = self.directory / "config.yml"
+        config.write_text(json.dumps({  # YAML is a superset of JSON
+            "version": 0.1,
+            "log": {"level": "warn"},
+            "storage": {"filesystem": {"rootdirectory": str(self.directory / "data")}, "delete": {"enabled": True}},
+            "http": {"addr": address},
+        }))
+        try:
+            with (self.directory / "log").open("ab") as log:
+                process = subprocess.Popen([BINARY, "serve", str(config)], stdout=log, stderr=log,
+                                           stdin=subprocess.DEVNULL, start_new_session=True)
+        except FileNotFoundError:
+            raise BuildfleetError(f"{BINARY} not found: install Debian's docker-registry package (.ci/prepare does)")
+        self.pidfile.write_text(str(process.pid))
+        self.record.write_text(address)
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            if self.answers(address):
+                return address
+            if process.poll() is not None:
+                break
+            time.sleep(0.2)
+        log = (self.directory / "log").read_text()[-500:]
+        self.stop()
+        raise BuildfleetError(f"the local registry did not start on {address}: {log}")
+
+    def stop(self) -> None:
+        if self.running():
+            pid = int(self.pidfile.read_text())
+            os.killpg(pid, signal.SIGTERM)
+            for _ in range(50):
+                try:
+                    if os.waitpid(pid, os.WNOHANG)[0] == pid:  # reaped: it was our child
+                        break
+                except ChildProcessError:
+                    pass  # started by an earlier buildfleet process
+                try:
+                    os.kill(pid, 0)
+                except OSError:
+                    break
+                time.sleep(0.1)
+        self.pidfile.unlink(missing_ok=True)
+        self.record.unlink(missing_ok=True)
+
+
+def _free_port(host: str) -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return sock.getsockname()[1]

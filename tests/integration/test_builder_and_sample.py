@@ -1,0 +1,100 @@
+"""The multi-node builder over the live fleet, and a real multi-platform build through it."""
+
+import uuid
+from dataclasses import dataclass
+
+import pytest
+
+from provisioning.builder.builder import Buildx, FleetBuilder
+from provisioning.builder.nodes import TLSFiles, desired_nodes
+from provisioning.builder.preflight import check_emulation
+from provisioning.builder.sample import build_sample, prepare_context, verify_sample
+from provisioning.errors import BuildfleetError
+from provisioning.hosts.configure import connect
+from provisioning.platforms import parse_platforms
+from provisioning.registry_client import RegistryClient
+
+from .conftest import CACHE
+
+pytestmark = pytest.mark.integration
+
+ISSUE_PLATFORMS = parse_platforms(["amd64", "arm64", "riscv64", "ppc64le", "s390x", "386", "arm/v7"])
+
+
+@pytest.fixture
+def buildx(tmp_path):
+    return Buildx(env={"DOCKER_CONFIG": str(tmp_path / "docker-config")})
+
+
+@dataclass
+class MadeBuilder:
+    builder: FleetBuilder
+    nodes: tuple
+    created: list
+
+
+@pytest.fixture
+def made(fleet, buildx):
+    builder = FleetBuilder(f"bf{uuid.uuid4().hex[:6]}", fleet.state.root / "builder.json", buildx)
+    nodes = desired_nodes(builder.name, fleet.inventory, TLSFiles.in_state(fleet.state.root / "tls"))
+    yield MadeBuilder(builder, nodes, builder.ensure(nodes))
+    assert builder.remove() and buildx.inspect(builder.name) is None
+
+
+def test_builder_has_a_node_per_host_pinned_to_its_platforms(fleet, made):
+    assert [c.kind for c in made.created] == ["create", "append"]
+    inspected = made.builder.inspect(bootstrap=True)
+    assert {n.name: n.status for n in inspected.nodes} == {n.name: "running" for n in made.nodes}
+    for node in inspected.nodes:
+        host = fleet.inventory.host(node.name.removeprefix(f"{made.builder.name}-"))
+        assert set(node.pinned) == {p.platform for p in host.platforms}
+
+
+def test_making_the_builder_again_changes_nothing(made):
+    assert made.builder.ensure(made.nodes) == []
+
+
+def test_a_builder_buildfleet_did_not_make_is_never_clobbered(fleet, buildx, tmp_path):
+    name = f"theirs{uuid.uuid4().hex[:6]}"
+    host = fleet.inventory.hosts[0]
+    buildx.run(["buildx", "create", "--name", name, "--driver", "remote", f"tcp://127.0.0.1:{host.buildkitd_port}"])
+    try:
+        ours = FleetBuilder(name, tmp_path / "builder.json", buildx)
+        with pytest.raises(BuildfleetError, match="already exists and buildfleet did not make it"):
+            ours.ensure(desired_nodes(name, fleet.inventory, TLSFiles.in_state(fleet.state.root / "tls")))
+        assert ours.remove() is False
+        assert buildx.inspect(name) is not None
+    finally:
+        buildx.run(["buildx", "rm", name])
+
+
+def test_seven_platforms_build_each_where_the_placement_said(fleet, made, buildx, tmp_path):
+    check_emulation(fleet.inventory, lambda host: connect(host, fleet.state))
+    busybox = sorted((CACHE / "busybox").iterdir())[-1]
+    context = prepare_context(tmp_path / "context", busybox, ISSUE_PLATFORMS)
+    image, seconds = build_sample(buildx, made.builder.name, fleet.inventory, context, ISSUE_PLATFORMS, "it")
+    results = verify_sample(fleet.inventory, "it", ISSUE_PLATFORMS)
+    assert all(r.ok for r in results), [(r.platform, r.problem) for r in results]
+    assert {r.platform: r.native for r in results} == {
+        "linux/amd64": True, "linux/386": True, "linux/arm64": False, "linux/riscv64": False,
+        "linux/ppc64le": False, "linux/s390x": False, "linux/arm/v7": False}
+    index = RegistryClient(fleet.inventory.registry).index("buildfleet-sample", "it")
+    listed = {(m["platform"]["architecture"], m["platform"].get("variant", "")) for m in index["manifests"]}
+    assert listed == {("amd64", ""), ("arm64", ""), ("riscv64", ""), ("ppc64le", ""), ("s390x", ""), ("386", ""),
+                      ("arm", "v7")}
+
+
+def test_a_platform_whose_interpreter_is_missing_stops_before_any_build(fleet):
+    emulation = fleet.inventory.host("emulation-0")
+    transport = connect(emulation, fleet.state)
+    try:
+        assert transport.run(["sh", "-c", "echo -1 > /proc/sys/fs/binfmt_misc/qemu-riscv64"]).ok
+    finally:
+        transport.close()
+    with pytest.raises(BuildfleetError) as error:
+        check_emulation(fleet.inventory, lambda host: connect(host, fleet.state))
+    assert str(error.value) == ("linux/riscv64 cannot be built on emulation-0: its QEMU interpreter qemu-riscv64 "
+                                "is not registered (run buildfleet configure)")
+    healed = fleet.configure()  # configure puts it back
+    assert healed.ok and "register riscv64" in next(
+        s.detail for h in healed.hosts for s in h.steps if s.step == "binfmt")

@@ -1,0 +1,96 @@
+"""The builder, decided without buildx: node arguments, reading inspect, planning changes."""
+
+from pathlib import Path
+
+import pytest
+
+from provisioning.builder.builder import plan_changes
+from provisioning.builder.inspect import InspectedBuilder, InspectedNode, parse_inspect
+from provisioning.builder.nodes import TLSFiles, desired_nodes
+from provisioning.builder.preflight import missing_interpreters
+from provisioning.errors import BuildfleetError
+from provisioning.hosts import facts as f
+from provisioning.inventory import HostPlatform, Inventory, InventoryHost
+
+from test_facts import parse
+
+DATA = Path(__file__).parent / "data" / "buildx"
+TLS = TLSFiles(Path("/s/ca.pem"), Path("/s/cert.pem"), Path("/s/key.pem"))
+
+
+def host(name, role, platforms, address="203.0.113.5", port=1234):
+    return InventoryHost(name, role, "amd64", address, "10.0.0.5", "ubuntu", buildkitd_port=port,
+                         platforms=tuple(HostPlatform(p, native) for p, native in platforms))
+
+
+INVENTORY = Inventory("aws", (
+    host("amd64-0", "amd64", [("linux/amd64", True), ("linux/386", True)]),
+    host("emulation-0", "emulation", [("linux/s390x", False)], address="203.0.113.6"),
+    host("idle-0", "emulation", []),
+))
+
+
+def test_each_host_with_platforms_is_a_remote_node_pinned_to_them():
+    nodes = desired_nodes("ci", INVENTORY, TLS)
+    assert [n.name for n in nodes] == ["ci-amd64-0", "ci-emulation-0"]  # idle hosts build nothing
+    first = nodes[0].create_args("ci", append=False)
+    assert first == ["buildx", "create", "--name", "ci", "--node", "ci-amd64-0", "--driver", "remote",
+                     "--driver-opt", "cacert=/s/ca.pem,cert=/s/cert.pem,key=/s/key.pem,servername=203.0.113.5",
+                     "--platform", "linux/amd64,linux/386", "tcp://203.0.113.5:1234"]
+    assert "--append" in nodes[1].create_args("ci", append=True)
+
+
+def test_inspect_output_is_read_per_node():
+    builder = parse_inspect((DATA / "inspect-two-nodes.txt").read_text())
+    assert (builder.name, builder.driver) == ("bf-dev", "remote")
+    amd64, emulation = builder.nodes
+    assert amd64.status == "running" and amd64.buildkit == "v0.13.2"
+    assert amd64.pinned == ("linux/amd64", "linux/386")
+    assert "linux/amd64/v2" in amd64.platforms and "linux/amd64/v2" not in amd64.pinned
+    assert emulation.pinned[0] == "linux/arm64" and emulation.endpoint.startswith("tcp://127.0.0.1:")
+    assert set(amd64.driver_opts) == {"cacert", "cert", "key", "servername"}
+
+
+def as_inspected(nodes):
+    return InspectedBuilder("ci", "remote", tuple(
+        InspectedNode(n.name, n.endpoint, "running", dict(n.driver_opts), n.platforms, n.platforms) for n in nodes))
+
+
+def test_a_new_builder_is_created_then_appended():
+    changes = plan_changes("ci", desired_nodes("ci", INVENTORY, TLS), None)
+    assert [(c.kind, c.node) for c in changes] == [("create", "ci-amd64-0"), ("append", "ci-emulation-0")]
+
+
+def test_the_same_fleet_changes_nothing():
+    nodes = desired_nodes("ci", INVENTORY, TLS)
+    assert plan_changes("ci", nodes, as_inspected(nodes)) == []
+
+
+def test_a_changed_fleet_touches_exactly_the_affected_nodes():
+    before = desired_nodes("ci", INVENTORY, TLS)
+    moved = Inventory("aws", (
+        INVENTORY.hosts[0],                                                   # unchanged
+        host("emulation-0", "emulation", [("linux/s390x", False), ("linux/riscv64", False)], address="203.0.113.6"),
+        host("arm64-0", "arm64", [("linux/arm64", True)], address="203.0.113.7"),
+    ))
+    changes = plan_changes("ci", desired_nodes("ci", moved, TLS), as_inspected(before))
+    assert [(c.kind, c.node) for c in changes] == [("update", "ci-emulation-0"), ("append", "ci-arm64-0")]
+    gone = Inventory("aws", INVENTORY.hosts[:1])
+    assert [(c.kind, c.node) for c in plan_changes("ci", desired_nodes("ci", gone, TLS), as_inspected(before))] == [
+        ("leave", "ci-emulation-0")]
+
+
+def test_a_fleet_that_builds_nothing_has_no_builder():
+    with pytest.raises(BuildfleetError, match="nothing to make a builder of"):
+        plan_changes("ci", (), None)
+
+
+def test_preflight_names_platform_host_and_interpreter():
+    configured = parse(f.BinfmtStatus(), "configured-binfmt")
+    emulation = host("emulation-0", "emulation", [("linux/s390x", False), ("linux/riscv64", False)])
+    assert missing_interpreters(emulation, configured) == []
+    entries = {k: v for k, v in configured.entries.items() if k != "qemu-riscv64"}
+    assert missing_interpreters(emulation, f.Binfmt(True, entries)) == [
+        "linux/riscv64 cannot be built on emulation-0: its QEMU interpreter qemu-riscv64 is not registered "
+        "(run buildfleet configure)"]
+    assert len(missing_interpreters(emulation, f.Binfmt(False))) == 2
