@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -24,9 +25,20 @@ from provisioning.errors import BuildfleetError
 BINARY = "docker-registry"
 
 
+def registry_binary(cache_dir: Path) -> str:
+    """Debian's docker-registry: on PATH, or unpacked into the cache by .ci/prepare."""
+    cached = cache_dir / "bin" / BINARY
+    found = shutil.which(BINARY) or (str(cached) if cached.exists() else None)
+    if found is None:
+        raise BuildfleetError(f"{BINARY} not found on PATH or in {cached}: run .ci/prepare "
+                              "(it unpacks Debian's docker-registry package there)")
+    return found
+
+
 @dataclass(frozen=True)
 class LocalRegistry:
     directory: Path  # <state>/registry: config, data, pid, log
+    binary: str = BINARY
 
     @property
     def pidfile(self) -> Path:
@@ -70,12 +82,9 @@ class LocalRegistry:
             "storage": {"filesystem": {"rootdirectory": str(self.directory / "data")}, "delete": {"enabled": True}},
             "http": {"addr": address},
         }))
-        try:
-            with (self.directory / "log").open("ab") as log:
-                process = subprocess.Popen([BINARY, "serve", str(config)], stdout=log, stderr=log,
-                                           stdin=subprocess.DEVNULL, start_new_session=True)
-        except FileNotFoundError:
-            raise BuildfleetError(f"{BINARY} not found: install Debian's docker-registry package (.ci/prepare does)")
+        with (self.directory / "log").open("ab") as log:
+            process = subprocess.Popen([self.binary, "serve", str(config)], stdout=log, stderr=log,
+                                       stdin=subprocess.DEVNULL, start_new_session=True)
         self.pidfile.write_text(str(process.pid))
         self.record.write_text(address)
         deadline = time.monotonic() + 15

@@ -19,7 +19,7 @@ from provisioning.errors import BuildfleetError
 from provisioning.inventory import Endpoint, Inventory, inventory_from_plan
 from provisioning.local.docker import Docker
 from provisioning.local.image import HostImageRecipe, debian_mirror, ensure_host_image
-from provisioning.local.registry import LocalRegistry
+from provisioning.local.registry import LocalRegistry, registry_binary
 from provisioning.plan import Plan
 from provisioning.state import FleetState
 
@@ -122,7 +122,7 @@ class LocalTarget:
                 self.docker.run(["start", container])
         endpoints, host_keys = self._endpoints(wanted)
         self.state.write_known_hosts(host_keys)
-        registry = self.registry.ensure(self._gateway())
+        registry = LocalRegistry(self.registry.directory, registry_binary(self.cache_dir)).ensure(self._gateway())
         inventory = inventory_from_plan(plan, TARGET, endpoints, SSH_USER, registry)
         self.state.save_inventory(inventory)
         return inventory
