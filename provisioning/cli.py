@@ -267,6 +267,30 @@ def _cmd_sample(args: argparse.Namespace, console: Console) -> int:
     return 0 if all(r.ok for r in results) else 1
 
 
+def _cmd_ci_config(args: argparse.Namespace, console: Console) -> int:
+    from provisioning.builder import ciconfig
+    from provisioning.builder.nodes import TLSFiles, desired_nodes
+    state = FleetState.for_fleet(args.fleet)
+    inventory = _inventory(args, state)
+    tls = TLSFiles.in_state(state.root / "tls")
+    nodes = desired_nodes(_builder_name(args), inventory, tls)
+    platforms = [p.platform for h in inventory.hosts for p in h.platforms]
+    secrets = ciconfig.secret_files(str(tls.ca), str(tls.cert), str(tls.key))
+    rendered = {
+        "github": lambda: ciconfig.github_actions(_builder_name(args), nodes),
+        "circleci": lambda: ciconfig.circleci(_builder_name(args), nodes, platforms),
+        "shell": lambda: ciconfig.shell_script(_builder_name(args), nodes, platforms),
+    }[args.format]()
+    if args.json:
+        console.print_json(json.dumps({"format": args.format, "config": rendered, "secrets": secrets}))
+        return 0
+    print(rendered, end="")  # plain, so it can be piped into a file or a shell
+    print("\n# secrets to create (name: file whose content is the value):", file=sys.stderr)
+    for name, path in secrets.items():
+        print(f"#   {name}: {path}", file=sys.stderr)
+    return 0
+
+
 def _cmd_down(args: argparse.Namespace, console: Console) -> int:
     state = FleetState.for_fleet(args.fleet)
     if _fleet_builder(args, state).remove():
@@ -349,6 +373,15 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--time-each", action="store_true", help="also time each platform built alone")
     _add_fleet_options(sample)
     sample.set_defaults(handler=_cmd_sample)
+
+    ci = commands.add_parser(
+        "ci-config", help="print what a CI job needs to use the builder (GitHub Actions, CircleCI, shell)",
+        description="Render, from the live inventory, a docker/setup-buildx-action step, a CircleCI job or a "
+                    "POSIX shell script that joins the fleet's builder with its remote nodes over mTLS, and list "
+                    "the three secrets to create (CA, client certificate, client key) with the files holding them.")
+    ci.add_argument("--format", choices=("github", "circleci", "shell"), default="github")
+    _add_fleet_options(ci, configure_flags=False)
+    ci.set_defaults(handler=_cmd_ci_config)
 
     down = commands.add_parser("down", help="remove every host, volume, network and key the fleet made")
     _add_fleet_options(down, configure_flags=False)

@@ -94,3 +94,27 @@ def test_preflight_names_platform_host_and_interpreter():
         "linux/riscv64 cannot be built on emulation-0: its QEMU interpreter qemu-riscv64 is not registered "
         "(run buildfleet configure)"]
     assert len(missing_interpreters(emulation, f.Binfmt(False))) == 2
+
+
+def test_github_actions_step_uses_the_documented_inputs_and_secret_names():
+    import yaml
+    from provisioning.builder.ciconfig import github_actions
+    (step,) = yaml.safe_load(github_actions("ci", desired_nodes("ci", INVENTORY, TLS)))
+    assert step["uses"].startswith("docker/setup-buildx-action@")
+    assert (step["with"]["driver"], step["with"]["endpoint"]) == ("remote", "tcp://203.0.113.5:1234")
+    assert step["with"]["platforms"] == "linux/amd64,linux/386"
+    (appended,) = yaml.safe_load(step["with"]["append"])
+    assert appended == {"endpoint": "tcp://203.0.113.6:1234", "platforms": "linux/s390x",
+                        "driver-opts": ["servername=203.0.113.6"]}
+    assert step["env"]["BUILDER_NODE_1_AUTH_TLS_KEY"] == "${{ secrets.BUILDFLEET_CLIENT_KEY }}"
+    assert set(step["env"]) == {f"BUILDER_NODE_{i}_AUTH_TLS_{k}" for i in (0, 1) for k in ("CACERT", "CERT", "KEY")}
+
+
+def test_circleci_job_writes_the_certs_then_builds_every_platform():
+    import yaml
+    from provisioning.builder.ciconfig import circleci
+    job = yaml.safe_load(circleci("ci", desired_nodes("ci", INVENTORY, TLS), ["linux/amd64", "linux/s390x"]))
+    join, build = job["jobs"]["multiarch"]["steps"][1:]
+    assert '"$BUILDFLEET_CLIENT_KEY" > "$tls/key.pem"' in join["run"]["command"]
+    assert "--append --driver remote" in join["run"]["command"]
+    assert build["run"]["command"].startswith("docker buildx build --builder ci --platform linux/amd64,linux/s390x --push")

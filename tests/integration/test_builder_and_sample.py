@@ -1,11 +1,13 @@
 """The multi-node builder over the live fleet, and a real multi-platform build through it."""
 
+import subprocess
 import uuid
 from dataclasses import dataclass
 
 import pytest
 
 from provisioning.builder.builder import Buildx, FleetBuilder
+from provisioning.builder.ciconfig import shell_script
 from provisioning.builder.nodes import TLSFiles, desired_nodes
 from provisioning.builder.preflight import check_emulation
 from provisioning.builder.sample import build_sample, prepare_context, verify_sample
@@ -98,3 +100,25 @@ def test_a_platform_whose_interpreter_is_missing_stops_before_any_build(fleet):
     healed = fleet.configure()  # configure puts it back
     assert healed.ok and "register riscv64" in next(
         s.detail for h in healed.hosts for s in h.steps if s.step == "binfmt")
+
+
+def test_the_emitted_shell_config_joins_a_real_shell_to_the_builder(fleet, tmp_path):
+    name = f"ci{uuid.uuid4().hex[:6]}"
+    tls = TLSFiles.in_state(fleet.state.root / "tls")
+    platforms = [str(p) for p in ISSUE_PLATFORMS]
+    script = shell_script(name, desired_nodes(name, fleet.inventory, tls), platforms)
+    env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": str(tmp_path), "DOCKER_CONFIG": str(tmp_path / "ci-docker"),
+           "BUILDFLEET_CA": tls.ca.read_text(), "BUILDFLEET_CLIENT_CERT": tls.cert.read_text(),
+           "BUILDFLEET_CLIENT_KEY": tls.key.read_text()}
+    joined = subprocess.run(["sh", "-c", script + '\necho "builder=$BUILDFLEET_BUILDER"\n'], env=env,
+                            capture_output=True, text=True, timeout=120)
+    assert joined.returncode == 0, joined.stderr
+    assert f"builder={name}" in joined.stdout and joined.stdout.count("Status:           running") == 2
+    ci_buildx = Buildx(env={"DOCKER_CONFIG": env["DOCKER_CONFIG"]})
+    try:
+        context = prepare_context(tmp_path / "context", sorted((CACHE / "busybox").iterdir())[-1], ISSUE_PLATFORMS)
+        build_sample(ci_buildx, name, fleet.inventory, context, ISSUE_PLATFORMS, "from-ci")
+        results = verify_sample(fleet.inventory, "from-ci", ISSUE_PLATFORMS)
+        assert all(r.ok for r in results), [(r.platform, r.problem) for r in results]
+    finally:
+        ci_buildx.run(["buildx", "rm", name])
