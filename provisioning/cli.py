@@ -180,16 +180,26 @@ def _builder_name(args: argparse.Namespace) -> str:
 
 
 def _fleet_builder(args: argparse.Namespace, state: FleetState):
-    from provisioning.builder.builder import FleetBuilder
-    return FleetBuilder(_builder_name(args), state.root / "builder.json")
+    from provisioning.builder.builder import Buildx, FleetBuilder
+    # The docker-container driver reaches hosts through plain ssh: give it the fleet's config.
+    env = {"PATH": f"{state.root / 'ssh-client'}:{os.environ.get('PATH', os.defpath)}"}
+    return FleetBuilder(_builder_name(args), state.root / "builder.json", Buildx(env=env))
 
 
 def _ensure_builder(args: argparse.Namespace, console: Console, state: FleetState) -> None:
-    from provisioning.builder.nodes import TLSFiles, desired_nodes
+    from provisioning.builder.nodes import DOCKER_CONTAINER, TLSFiles, desired_nodes
     inventory = _inventory(args, state)
     builder = _fleet_builder(args, state)
-    changes = builder.ensure(desired_nodes(builder.name, inventory, TLSFiles.in_state(state.root / "tls")),
-                             use=getattr(args, "use", False))
+    if getattr(args, "driver", "remote") == DOCKER_CONTAINER:
+        from provisioning.artifacts import LocalArtifacts
+        from provisioning.builder import docker_container
+        from provisioning.local.target import machine_arch
+        with console.status("loading the BuildKit image into each host's Docker over SSH"):
+            nodes = docker_container.prepare(builder.name, inventory, state, LocalArtifacts(args.artifacts),
+                                             builder.buildx, machine_arch())
+    else:
+        nodes = desired_nodes(builder.name, inventory, TLSFiles.in_state(state.root / "tls"))
+    changes = builder.ensure(nodes, use=getattr(args, "use", False))
     console.print(f"builder {builder.name!r}: " + ("; ".join(c.describe() for c in changes) if changes
                                                     else "no change: its nodes match the fleet"))
 
@@ -212,7 +222,7 @@ def _cmd_builder(args: argparse.Namespace, console: Console) -> int:
     if args.action == "create":
         _ensure_builder(args, console, state)
     inventory = _inventory(args, state)
-    inspected = builder.inspect(bootstrap=True)
+    inspected = builder.inspect(bootstrap=not args.no_bootstrap)
     if inspected is None:
         raise BuildfleetError(f"builder {builder.name!r} does not exist: run buildfleet builder create")
     modes = {p.platform: p.native for h in inventory.hosts for p in h.platforms}
@@ -222,7 +232,7 @@ def _cmd_builder(args: argparse.Namespace, console: Console) -> int:
     if args.json:
         console.print_json(json.dumps({"builder": builder.name, "driver": inspected.driver, "nodes": rows}))
         return 0
-    table = Table(title=f"builder {builder.name!r} ({inspected.driver} driver, mTLS)")
+    table = Table(title=f"builder {builder.name!r} ({inspected.driver} driver)")
     for column in ("node", "endpoint", "status", "platforms"):
         table.add_column(column)
     for row in rows:
@@ -234,7 +244,6 @@ def _cmd_builder(args: argparse.Namespace, console: Console) -> int:
 
 def _cmd_sample(args: argparse.Namespace, console: Console) -> int:
     import tempfile
-    from provisioning.builder.builder import Buildx
     from provisioning.builder.preflight import check_emulation
     from provisioning.builder.sample import build_sample, prepare_context, time_each, verify_sample
     from provisioning.hosts.configure import connect
@@ -248,9 +257,10 @@ def _cmd_sample(args: argparse.Namespace, console: Console) -> int:
     tag = time.strftime("%Y%m%d-%H%M%S")
     with tempfile.TemporaryDirectory() as tmp:
         context = prepare_context(Path(tmp) / "context", busybox[-1], platforms)
+        buildx = _fleet_builder(args, state).buildx
         with console.status(f"building {len(platforms)} platforms through {_builder_name(args)}"):
-            image, seconds = build_sample(Buildx(), _builder_name(args), inventory, context, platforms, tag)
-            each = time_each(Buildx(), _builder_name(args), context, platforms) if args.time_each else {}
+            image, seconds = build_sample(buildx, _builder_name(args), inventory, context, platforms, tag)
+            each = time_each(buildx, _builder_name(args), context, platforms) if args.time_each else {}
     results = verify_sample(inventory, tag, platforms)
     if args.json:
         console.print_json(json.dumps({"image": image, "seconds": seconds, "platforms": [
@@ -362,6 +372,11 @@ def build_parser() -> argparse.ArgumentParser:
                     "if buildfleet made it.")
     builder.add_argument("action", nargs="?", choices=("show", "create", "rm"), default="show")
     builder.add_argument("--use", action="store_true", help="with create: make it the default builder")
+    builder.add_argument("--driver", choices=("remote", "docker-container"), default="remote",
+                         help="with create: remote (buildkitd over mTLS, default) or docker-container over ssh")
+    builder.add_argument("--artifacts", type=Path, default=default_cache_dir(), metavar="DIR",
+                         help="buildkit artifacts for the docker-container driver's image (default: %(default)s)")
+    builder.add_argument("--no-bootstrap", action="store_true", help="show the nodes without starting them")
     _add_fleet_options(builder, configure_flags=False)
     builder.set_defaults(handler=_cmd_builder)
 

@@ -118,3 +118,22 @@ def test_circleci_job_writes_the_certs_then_builds_every_platform():
     assert '"$BUILDFLEET_CLIENT_KEY" > "$tls/key.pem"' in join["run"]["command"]
     assert "--append --driver remote" in join["run"]["command"]
     assert build["run"]["command"].startswith("docker buildx build --builder ci --platform linux/amd64,linux/s390x --push")
+
+
+def test_docker_container_nodes_go_through_ssh_aliases_on_the_host_network():
+    nodes = desired_nodes("ci", INVENTORY, TLS, driver="docker-container", image="buildfleet/buildkit:x",
+                          buildkitd_config="/s/buildkitd.toml")
+    args = nodes[1].create_args("ci", append=True)
+    assert args == ["buildx", "create", "--name", "ci", "--append", "--node", "ci-emulation-0",
+                    "--driver", "docker-container", "--driver-opt", "image=buildfleet/buildkit:x,network=host",
+                    "--buildkitd-config", "/s/buildkitd.toml", "--platform", "linux/s390x", "ssh://ci-emulation-0"]
+
+
+def test_ssh_config_pins_keys_and_host_keys_per_alias():
+    from provisioning.builder.sshconfig import render_ssh_config
+    text = render_ssh_config("ci", INVENTORY, Path("/state/ssh/id_ed25519"), Path("/state/ssh/known_hosts"))
+    block = text.split("\n\n")[1]
+    assert block.splitlines() == [
+        "Host ci-emulation-0", "  HostName 203.0.113.6", "  Port 22", "  User ubuntu",
+        "  IdentityFile /state/ssh/id_ed25519", "  IdentitiesOnly yes", "  UserKnownHostsFile /state/ssh/known_hosts",
+        "  StrictHostKeyChecking yes", "  BatchMode yes"]

@@ -99,3 +99,8 @@ def test_aarch32_from_lscpu_op_modes():
     assert f.Aarch32().parse(0, graviton4) is False
     with pytest.raises(f.FactError):
         f.Aarch32().parse(0, "Architecture: aarch64\n")
+
+
+def test_sys_resource_capability_from_the_bounding_set():
+    assert parse(f.SysResourceCapability(), "fresh-capbnd") is False   # a local host: a container without it
+    assert parse(f.SysResourceCapability(), "vm-capbnd") is True       # a VM's full set

@@ -5,6 +5,7 @@ checked here without a host; the integration tier runs the same steps on real on
 """
 
 import hashlib
+import json
 from pathlib import Path
 
 import pytest
@@ -13,7 +14,7 @@ from provisioning.hosts import facts as f
 from provisioning.hosts.actions import Artifact, Run, Upload, WriteFile
 from provisioning.hosts.operations import (BUILDX_PLUGIN, DOCKERD, POLICY_RC_D, BuildkitdDesired, DockerDesired,
                                            PinnedQemu, QemuDesired, binfmt_step, buildkitd_service, buildkitd_step,
-                                           buildx_step, docker_step, with_interpreter)
+                                           buildx_step, docker_step, privileged_step, with_interpreter)
 from provisioning.hosts.services import SUPERVISE, SUPERVISE_SCRIPT
 
 from test_facts import parse
@@ -225,3 +226,26 @@ def test_docker_can_come_from_dockers_own_apt_repository():
     assert install.why == "Docker is not installed: install docker-ce from Docker's apt repository"
     assert install.argv[-2:] == ("ubuntu", "noble")  # passed as arguments, never spliced into the script
     assert "download.docker.com/linux/$1" in install.argv[2] and "$2 stable" in install.argv[2]
+
+
+def privileged_facts(**changes):
+    facts = {"init": "systemd", "capable": False, "runtime": "runc", "files": {}}
+    facts.update(changes)
+    return facts
+
+
+def test_a_host_with_cap_sys_resource_is_left_exactly_as_it_is():
+    decision = privileged_step().decide(privileged_facts(capable=True))
+    assert not decision.changes and "holds CAP_SYS_RESOURCE" in decision.reason
+
+
+def test_a_container_host_gets_the_runc_wrapper_as_default_runtime_once():
+    first = privileged_step().decide(privileged_facts())
+    wrapper, daemon, restart = first.actions
+    assert wrapper.dest == "/usr/local/lib/buildfleet/runc-nosysres" and b"CAP_SYS_RESOURCE" in wrapper.content
+    assert json.loads(daemon.content) == {"runtimes": {"nosysres": {"path": wrapper.dest}},
+                                          "default-runtime": "nosysres"}
+    assert "systemctl restart docker" in restart.argv[-1]
+    done = privileged_step().decide(privileged_facts(runtime="nosysres", files={
+        wrapper.dest: wrapper.sha256, daemon.dest: daemon.sha256}))
+    assert not done.changes

@@ -38,9 +38,11 @@ class Buildx:
     docker: str = "docker"
     env: Mapping[str, str] = field(default_factory=dict)
 
+    def full_env(self) -> dict[str, str]:
+        return {**os.environ, **self.env}
+
     def run(self, args: Sequence[str], check: bool = True) -> subprocess.CompletedProcess:
-        result = subprocess.run([self.docker, *args], capture_output=True, text=True,
-                                env={**os.environ, **self.env})
+        result = subprocess.run([self.docker, *args], capture_output=True, text=True, env=self.full_env())
         if check and result.returncode != 0:
             tail = "\n".join(result.stderr.strip().splitlines()[-5:])
             raise BuildfleetError(f"docker {' '.join(args[:3])} failed (exit {result.returncode}): {tail}")

@@ -1,9 +1,12 @@
 """Builder nodes as data, and the ``docker buildx create`` argument lists for them. Pure.
 
-Driver: remote, i.e. each node is a host's buildkitd over mTLS (what CI jobs use too:
-no SSH keys needed there). buildx's own remote driver takes the CA, the client cert and
-key, and the server name to verify (the address the operator dials, which every server
-certificate carries as a SAN).
+Two drivers behind one shape (as buildx has them):
+- ``remote`` (default): each node is a host's buildkitd over mTLS — what CI jobs use
+  too, no SSH keys there. buildx takes the CA, the client cert and key, and the server
+  name to verify (the address the operator dials, which every server cert carries).
+- ``docker-container``: each node is ``ssh://ALIAS``, the host's Docker reached through
+  plain ssh, where buildx starts a BuildKit container. The alias, port, key and pinned
+  host key come from the fleet's generated ssh config (see sshconfig).
 """
 
 from __future__ import annotations
@@ -25,17 +28,25 @@ class TLSFiles:
         return cls(tls_dir / "ca" / "cert.pem", tls_dir / "client" / "cert.pem", tls_dir / "client" / "key.pem")
 
 
+REMOTE = "remote"
+DOCKER_CONTAINER = "docker-container"
+DRIVERS = (REMOTE, DOCKER_CONTAINER)
+
+
 @dataclass(frozen=True)
 class Node:
     name: str
     endpoint: str
     platforms: tuple[str, ...]
     driver_opts: tuple[tuple[str, str], ...]
+    driver: str = REMOTE
+    buildkitd_config: str = ""  # docker-container only: buildkitd.toml for the container
 
     def create_args(self, builder: str, append: bool) -> list[str]:
         opts = ",".join(f"{key}={value}" for key, value in self.driver_opts)
         return ["buildx", "create", "--name", builder, *(["--append"] if append else []),
-                "--node", self.name, "--driver", "remote", "--driver-opt", opts,
+                "--node", self.name, "--driver", self.driver, *(["--driver-opt", opts] if opts else []),
+                *(["--buildkitd-config", self.buildkitd_config] if self.buildkitd_config else []),
                 "--platform", ",".join(self.platforms), self.endpoint]
 
 
@@ -53,6 +64,27 @@ def remote_node(builder: str, host: InventoryHost, tls: TLSFiles) -> Node:
     )
 
 
-def desired_nodes(builder: str, inventory: Inventory, tls: TLSFiles) -> tuple[Node, ...]:
+def ssh_alias(builder: str, host: str) -> str:
+    return f"{builder}-{host}"
+
+
+def docker_container_node(builder: str, host: InventoryHost, image: str, buildkitd_config: str = "") -> Node:
+    """The BuildKit container shares the host's network, so builds reach what the host
+    reaches (the fleet's registry) and RUN --network=host sees the host's addresses."""
+    return Node(
+        name=node_name(builder, host.name),
+        endpoint=f"ssh://{ssh_alias(builder, host.name)}",
+        platforms=tuple(p.platform for p in host.platforms),
+        driver_opts=(("image", image), ("network", "host")),
+        driver=DOCKER_CONTAINER,
+        buildkitd_config=buildkitd_config,
+    )
+
+
+def desired_nodes(builder: str, inventory: Inventory, tls: TLSFiles, driver: str = REMOTE,
+                  image: str = "", buildkitd_config: str = "") -> tuple[Node, ...]:
     """One node per host that builds something; a host with no platform is left out."""
-    return tuple(remote_node(builder, h, tls) for h in inventory.hosts if h.platforms)
+    hosts = [h for h in inventory.hosts if h.platforms]
+    if driver == DOCKER_CONTAINER:
+        return tuple(docker_container_node(builder, h, image, buildkitd_config) for h in hosts)
+    return tuple(remote_node(builder, h, tls) for h in hosts)

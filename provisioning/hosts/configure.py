@@ -10,7 +10,7 @@ from provisioning.certs import FleetCA
 from provisioning.hosts.actions import Artifact
 from provisioning.hosts.executor import FleetReport, run_fleet
 from provisioning.hosts.operations import (BuildkitdDesired, DockerDesired, PinnedQemu, QemuDesired, Step,
-                                           binfmt_step, buildkitd_step, buildx_step, docker_step)
+                                           binfmt_step, buildkitd_step, buildx_step, docker_step, privileged_step)
 from provisioning.hosts.transport import SSHTransport
 from provisioning.inventory import Inventory, InventoryHost
 from provisioning.placement import EMULATION
@@ -72,7 +72,7 @@ def _qemu_source(host: InventoryHost, artifacts: ArtifactSource, options: Config
 def steps_for(host: InventoryHost, artifacts: ArtifactSource, ca: FleetCA, options: ConfigureOptions,
               registry: str = "") -> list[Step]:
     steps = [docker_step(DockerDesired(host.ssh_user, options.allow_docker_upgrade, options.docker_source)),
-             buildx_step(artifacts.buildx)]
+             privileged_step(), buildx_step(artifacts.buildx)]
     arches = qemu_arches(host)
     if arches and (host.role == EMULATION or options.binfmt_on_native_hosts):
         steps.append(binfmt_step(QemuDesired(arches, _qemu_source(host, artifacts, options))))

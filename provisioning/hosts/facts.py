@@ -95,6 +95,31 @@ class Aarch32(Fact):
         raise FactError(f"lscpu did not report the CPU op-modes: {stdout.strip()[:200]!r}")
 
 
+class SysResourceCapability(Fact):
+    """Whether the host may hold CAP_SYS_RESOURCE (bit 24 of its capability bounding set).
+
+    Hosts that are themselves containers without it cannot start privileged containers
+    (runc fails to apply the capability), which buildx's docker-container driver needs.
+    """
+
+    command = ("grep", "^CapBnd:", "/proc/self/status")
+
+    def parse(self, exit_code: int, stdout: str) -> bool:
+        if exit_code != 0 or ":" not in stdout:
+            raise FactError(f"cannot read the capability bounding set: {stdout.strip()!r}")
+        return bool(int(stdout.split(":", 1)[1].strip(), 16) >> 24 & 1)
+
+
+class DockerRuntime(Fact):
+    """The Docker engine's default OCI runtime, or None when the engine does not answer."""
+
+    command = ("docker", "info", "--format", "{{.DefaultRuntime}}")
+    sudo = True
+
+    def parse(self, exit_code: int, stdout: str) -> str | None:
+        return (stdout.strip() or None) if exit_code == 0 else None
+
+
 class InitSystem(Fact):
     command = ("cat", "/proc/1/comm")
 

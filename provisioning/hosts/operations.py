@@ -7,7 +7,9 @@ only when that second decision asks for nothing, which is how every step is veri
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
+from importlib import resources
 from typing import Any, Callable, Mapping
 
 from provisioning.hosts import facts as f
@@ -112,6 +114,40 @@ def _supervised(service: Service, init: str, digests: Mapping[str, str | None]) 
               WriteFile(service.definition_path(init), service.definition(init), "0755",
                         f"start {service.name} at boot")]
     return [w for w in wanted if digests.get(w.dest) != w.sha256]
+
+
+# --- privileged containers on hosts that lack CAP_SYS_RESOURCE --------------------------
+
+RUNC_WRAPPER = "/usr/local/lib/buildfleet/runc-nosysres"
+DAEMON_JSON = "/etc/docker/daemon.json"
+NOSYSRES = "nosysres"
+
+
+def privileged_step() -> Step:
+    """Let Docker start privileged containers where the host itself may not hold
+    CAP_SYS_RESOURCE (a host that is a container, as on the local target): a runc
+    wrapper drops that one capability from each container's spec. A host that has the
+    capability (any VM) needs nothing and is left exactly as it is."""
+    facts = {"init": f.InitSystem(), "capable": f.SysResourceCapability(), "runtime": f.DockerRuntime(),
+             "files": f.FileDigests((RUNC_WRAPPER, DAEMON_JSON))}
+
+    def decide(got: Mapping[str, Any]) -> Decision:
+        if got["capable"]:
+            return no_change("the host holds CAP_SYS_RESOURCE: privileged containers work as they are")
+        wrapper = resources.files("provisioning.hosts").joinpath("files", "runc-nosysres").read_bytes()
+        daemon = json.dumps({"runtimes": {NOSYSRES: {"path": RUNC_WRAPPER}}, "default-runtime": NOSYSRES},
+                            indent=2).encode() + b"\n"
+        wanted = [WriteFile(RUNC_WRAPPER, wrapper, "0755", "install runc without CAP_SYS_RESOURCE"),
+                  WriteFile(DAEMON_JSON, daemon, "0644", "make it Docker's default runtime")]
+        changed = [w for w in wanted if got["files"].get(w.dest) != w.sha256]
+        if changed or got["runtime"] != NOSYSRES:
+            restart = DOCKERD.start_argv(got["init"], restart=True)[-1]
+            changed.append(Run(("sh", "-c", f"{restart} && {_wait_for('docker version', 'dockerd')}"),
+                               "restart Docker with that runtime"))
+            return Decision(tuple(changed))
+        return no_change("the host lacks CAP_SYS_RESOURCE; Docker runs containers through runc-nosysres")
+
+    return Step("privileged", facts, decide)
 
 
 # --- buildx ---------------------------------------------------------------------------

@@ -18,10 +18,15 @@ def tail(text: str, lines: int = 5) -> str:
 class Docker:
     binary: str = "docker"
 
-    def run(self, args: Sequence[str], check: bool = True, input: str | None = None) -> subprocess.CompletedProcess:
+    def run(self, args: Sequence[str], check: bool = True, input_bytes: bytes | None = None) -> subprocess.CompletedProcess:
         command = [self.binary, *args]
         try:
-            result = subprocess.run(command, capture_output=True, text=True, input=input)
+            if input_bytes is None:
+                result = subprocess.run(command, capture_output=True, text=True)
+            else:
+                raw = subprocess.run(command, capture_output=True, input=input_bytes)
+                result = subprocess.CompletedProcess(command, raw.returncode, raw.stdout.decode(errors="replace"),
+                                                     raw.stderr.decode(errors="replace"))
         except FileNotFoundError:
             raise BuildfleetError(f"{self.binary} not found: the local target needs the docker CLI") from None
         if check and result.returncode != 0:

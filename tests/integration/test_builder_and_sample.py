@@ -122,3 +122,27 @@ def test_the_emitted_shell_config_joins_a_real_shell_to_the_builder(fleet, tmp_p
         assert all(r.ok for r in results), [(r.platform, r.problem) for r in results]
     finally:
         ci_buildx.run(["buildx", "rm", name])
+
+
+def test_the_docker_container_driver_over_ssh_builds_each_platform_where_placed(fleet, tmp_path):
+    from provisioning.builder import docker_container
+    from provisioning.local.target import machine_arch
+    name = f"dc{uuid.uuid4().hex[:6]}"
+    buildx = Buildx(env={"DOCKER_CONFIG": str(tmp_path / "docker-config"),
+                         "PATH": f"{fleet.state.root / 'ssh-client'}:/usr/local/bin:/usr/bin:/bin"})
+    builder = FleetBuilder(name, tmp_path / "builder.json", buildx)
+    nodes = docker_container.prepare(name, fleet.inventory, fleet.state, fleet.artifacts, buildx, machine_arch())
+    try:
+        assert [c.kind for c in builder.ensure(nodes)] == ["create", "append"]
+        assert builder.ensure(nodes) == []
+        inspected = builder.inspect(bootstrap=True)
+        assert [(n.endpoint, n.status) for n in inspected.nodes] == [
+            (f"ssh://{name}-amd64-0", "running"), (f"ssh://{name}-emulation-0", "running")]
+        context = prepare_context(tmp_path / "context", sorted((CACHE / "busybox").iterdir())[-1], ISSUE_PLATFORMS)
+        build_sample(buildx, name, fleet.inventory, context, ISSUE_PLATFORMS, "docker-container")
+        results = verify_sample(fleet.inventory, "docker-container", ISSUE_PLATFORMS)
+        assert all(r.ok for r in results), [(r.platform, r.problem) for r in results]
+    finally:
+        assert builder.remove()
+    for host in ("amd64-0", "emulation-0"):  # buildx removed its BuildKit containers from the hosts
+        assert "buildx_buildkit" not in fleet.exec(host, "docker", "ps", "-a", "--format", "{{.Names}}")
