@@ -17,7 +17,7 @@ from rich.table import Table
 
 from provisioning.configfile import DEFAULT_FILE, load_raw_config
 from provisioning.errors import BuildfleetError
-from provisioning.hosts.executor import CHANGED, FAILED, FleetReport
+from provisioning.hosts.executor import FAILED, FleetReport
 from provisioning.plan import Plan, plan_fleet, plan_on_machine
 from provisioning.platforms import parse_platform
 from provisioning.settings import Settings, settings_from_mapping
@@ -59,8 +59,7 @@ def _settings(args: argparse.Namespace, target: str) -> Settings:
     return settings_from_mapping(raw)
 
 
-def _plan_for(args: argparse.Namespace, target: str) -> Plan:
-    settings = _settings(args, target)
+def _plan_for(settings: Settings, target: str) -> Plan:
     if target == "local":
         from provisioning.local.target import machine_arch
         return plan_on_machine(settings, machine_arch())
@@ -96,8 +95,8 @@ def _print_report(console: Console, report: FleetReport, as_json: bool) -> int:
 def _local_target(args: argparse.Namespace, settings: Settings | None = None):
     from provisioning.local.target import LocalTarget
     if settings is None:
-        return LocalTarget(args.fleet, FleetState.for_fleet(args.fleet), _cache_dir(args))
-    return LocalTarget(args.fleet, FleetState.for_fleet(args.fleet), _cache_dir(args),
+        return LocalTarget(args.fleet, FleetState.for_fleet(args.fleet), args.cache_dir)
+    return LocalTarget(args.fleet, FleetState.for_fleet(args.fleet), args.cache_dir,
                        buildkitd_port=settings.buildkitd_port, init=settings.local_init)
 
 
@@ -109,16 +108,10 @@ def default_cache_dir() -> Path:
     return Path("/var/cache/buildfleet") if os.geteuid() == 0 else Path.home() / ".cache" / "buildfleet"
 
 
-def _cache_dir(args: argparse.Namespace) -> Path:
-    return args.cache_dir
-
-
 def _configure(args: argparse.Namespace, console: Console, state: FleetState, settings: Settings) -> int:
     from provisioning.artifacts import LocalArtifacts
     from provisioning.hosts.configure import ConfigureOptions, configure
-    inventory = state.load_inventory()
-    if inventory is None:
-        raise BuildfleetError(f"fleet {args.fleet!r} has no inventory in {state.root}: run buildfleet up first")
+    inventory = _inventory(args, state)
     options = ConfigureOptions(buildkitd_port=settings.buildkitd_port,
                                allow_docker_upgrade=not args.no_docker_upgrade,
                                qemu_source=settings.qemu_source, docker_source=settings.docker_source)
@@ -137,7 +130,7 @@ def _cmd_up(args: argparse.Namespace, console: Console) -> int:
         with console.status("reading the static inventory and detecting each host's CPU over SSH"):
             inventory = StaticTarget(args.inventory, state).up(settings.platforms)
     else:
-        plan = _plan_for(args, "local")
+        plan = _plan_for(settings, "local")
         with console.status(f"creating {len(plan.hosts)} local host(s)"):
             inventory = _local_target(args, settings).up(plan)
     console.print(f"fleet {args.fleet!r} ({inventory.target}): {', '.join(h.name for h in inventory.hosts)} up")
@@ -317,7 +310,7 @@ def _cmd_down(args: argparse.Namespace, console: Console) -> int:
 
 
 def _cmd_plan(args: argparse.Namespace, console: Console) -> int:
-    plan = _plan_for(args, args.target)
+    plan = _plan_for(_settings(args, args.target), args.target)
     if args.json:
         console.print_json(json.dumps(plan.to_dict()))
     else:
@@ -366,7 +359,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     builder = commands.add_parser(
         "builder", help="show (or create, or remove) the fleet's multi-node buildx builder",
-        description="The fleet's buildx builder: one remote-driver node per host over mTLS, each pinned to the "
+        description="The fleet's buildx builder: one node per host (remote driver: its buildkitd over mTLS; "
+                    "docker-container driver: its Docker over ssh), each pinned to the "
                     "platforms the placement gave it. Without an action: its nodes, endpoints, platforms "
                     "(native or QEMU) and status. create: make or update it (idempotent). rm: remove it, only "
                     "if buildfleet made it.")

@@ -41,7 +41,7 @@ def github_actions(builder: str, nodes: Sequence[Node]) -> str:
     lines = [
         "# docker/setup-buildx-action step: one remote node per buildfleet host (mTLS).",
         "# Create the repository secrets BUILDFLEET_CA, BUILDFLEET_CLIENT_CERT, BUILDFLEET_CLIENT_KEY first.",
-        f"- name: Set up the buildfleet builder",
+        "- name: Set up the buildfleet builder",
         "  uses: docker/setup-buildx-action@v3",
         "  with:",
         f"    name: {_q(builder)}",

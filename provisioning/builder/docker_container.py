@@ -3,7 +3,6 @@ the fleet's ssh config, the BuildKit image on every host, and buildkitd's config
 
 from __future__ import annotations
 
-from pathlib import Path
 
 from provisioning.artifacts import BUILDKIT_VERSION
 from provisioning.builder.builder import Buildx

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Sequence
 
 from provisioning.errors import BuildfleetError
-from provisioning.hosts.actions import Action, Run, Upload, WriteFile
+from provisioning.hosts.actions import Action, Run, Upload
 from provisioning.hosts.facts import Fact
 from provisioning.hosts.operations import Step
 from provisioning.hosts.transport import CommandResult, Transport, tail

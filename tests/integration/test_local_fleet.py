@@ -5,13 +5,13 @@ import subprocess
 
 import pytest
 
-from provisioning.hosts.executor import CHANGED, FAILED, SKIPPED, UNCHANGED
+from provisioning.hosts.executor import FAILED, SKIPPED, UNCHANGED
 from provisioning.hosts.transport import SSHTransport
 from provisioning.inventory import InventoryHost
 
 from elf import aarch64_exit
 
-from .conftest import CACHE, leftovers, make_fleet
+from .conftest import CACHE
 
 pytestmark = pytest.mark.integration
 
