@@ -176,7 +176,7 @@ def _fleet_builder(args: argparse.Namespace, state: FleetState):
     from provisioning.builder.builder import Buildx, FleetBuilder
     # The docker-container driver reaches hosts through plain ssh: give it the fleet's config.
     env = {"PATH": f"{state.root / 'ssh-client'}:{os.environ.get('PATH', os.defpath)}"}
-    return FleetBuilder(_builder_name(args), state.root / "builder.json", Buildx(env=env))
+    return FleetBuilder(_builder_name(args), state.root / "builders", Buildx(env=env))
 
 
 def _ensure_builder(args: argparse.Namespace, console: Console, state: FleetState) -> None:
@@ -296,8 +296,10 @@ def _cmd_ci_config(args: argparse.Namespace, console: Console) -> int:
 
 def _cmd_down(args: argparse.Namespace, console: Console) -> int:
     state = FleetState.for_fleet(args.fleet)
-    if _fleet_builder(args, state).remove():
-        console.print(f"builder {_builder_name(args)}")
+    for record in sorted((state.root / "builders").glob("*.json")):  # every builder made for this fleet
+        args.builder = record.stem
+        if _fleet_builder(args, state).remove():
+            console.print(f"builder {record.stem}")
     inventory = state.load_inventory()
     if inventory is not None and inventory.target == "static":
         # the hosts were there before buildfleet and stay; only its local files go

@@ -1,7 +1,8 @@
 """Create, update and remove the fleet's buildx builder, idempotently and only if ours.
 
-buildfleet records each builder it makes in the fleet's state; a builder of the same
-name without that record belongs to someone else and is never touched. Changes are
+buildfleet records each builder it makes in the fleet's state (one file per builder
+name); a builder of the same name without that record belongs to someone else and is
+never touched. Changes are
 decided from ``docker buildx inspect`` first, then applied with argument lists:
 create the first node, ``--append`` new or changed ones (buildx updates a node of the
 same name in place), ``--leave`` the ones no host wants any more.
@@ -85,8 +86,12 @@ def plan_changes(builder: str, desired: Sequence[Node], existing: InspectedBuild
 @dataclass(frozen=True)
 class FleetBuilder:
     name: str
-    record: Path  # <state>/builder.json: proof that buildfleet made this builder
+    records: Path  # <state>/builders: one <name>.json per builder buildfleet made
     buildx: Buildx = Buildx()
+
+    @property
+    def record(self) -> Path:
+        return self.records / f"{self.name}.json"
 
     def owned(self) -> bool:
         if not self.record.exists():

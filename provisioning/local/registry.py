@@ -38,7 +38,6 @@ def registry_binary(cache_dir: Path) -> str:
 @dataclass(frozen=True)
 class LocalRegistry:
     directory: Path  # <state>/registry: config, data, pid, log
-    binary: str = BINARY
 
     @property
     def pidfile(self) -> Path:
@@ -67,7 +66,7 @@ class LocalRegistry:
         except OSError:
             return False
 
-    def ensure(self, host: str) -> str:
+    def ensure(self, host: str, binary: str) -> str:
         """Start the registry on ``host`` (a free port) unless it already runs there."""
         current = self.address()
         if current and current.rsplit(":", 1)[0] == host and self.running() and self.answers(current):
@@ -83,7 +82,7 @@ class LocalRegistry:
             "http": {"addr": address},
         }))
         with (self.directory / "log").open("ab") as log:
-            process = subprocess.Popen([self.binary, "serve", str(config)], stdout=log, stderr=log,
+            process = subprocess.Popen([binary, "serve", str(config)], stdout=log, stderr=log,
                                        stdin=subprocess.DEVNULL, start_new_session=True)
         self.pidfile.write_text(str(process.pid))
         self.record.write_text(address)

@@ -122,7 +122,7 @@ class LocalTarget:
                 self.docker.run(["start", container])
         endpoints, host_keys = self._endpoints(wanted)
         self.state.write_known_hosts(host_keys)
-        registry = LocalRegistry(self.registry.directory, registry_binary(self.cache_dir)).ensure(self._gateway())
+        registry = self.registry.ensure(self._gateway(), registry_binary(self.cache_dir))
         inventory = inventory_from_plan(plan, TARGET, endpoints, SSH_USER, registry)
         self.state.save_inventory(inventory)
         return inventory

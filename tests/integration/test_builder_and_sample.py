@@ -37,7 +37,7 @@ class MadeBuilder:
 
 @pytest.fixture
 def made(fleet, buildx):
-    builder = FleetBuilder(f"bf{uuid.uuid4().hex[:6]}", fleet.state.root / "builder.json", buildx)
+    builder = FleetBuilder(f"bf{uuid.uuid4().hex[:6]}", fleet.state.root / "builders", buildx)
     nodes = desired_nodes(builder.name, fleet.inventory, TLSFiles.in_state(fleet.state.root / "tls"))
     yield MadeBuilder(builder, nodes, builder.ensure(nodes))
     assert builder.remove() and buildx.inspect(builder.name) is None
@@ -61,7 +61,7 @@ def test_a_builder_buildfleet_did_not_make_is_never_clobbered(fleet, buildx, tmp
     host = fleet.inventory.hosts[0]
     buildx.run(["buildx", "create", "--name", name, "--driver", "remote", f"tcp://127.0.0.1:{host.buildkitd_port}"])
     try:
-        ours = FleetBuilder(name, tmp_path / "builder.json", buildx)
+        ours = FleetBuilder(name, tmp_path / "builders", buildx)
         with pytest.raises(BuildfleetError, match="already exists and buildfleet did not make it"):
             ours.ensure(desired_nodes(name, fleet.inventory, TLSFiles.in_state(fleet.state.root / "tls")))
         assert ours.remove() is False
@@ -130,7 +130,7 @@ def test_the_docker_container_driver_over_ssh_builds_each_platform_where_placed(
     name = f"dc{uuid.uuid4().hex[:6]}"
     buildx = Buildx(env={"DOCKER_CONFIG": str(tmp_path / "docker-config"),
                          "PATH": f"{fleet.state.root / 'ssh-client'}:/usr/local/bin:/usr/bin:/bin"})
-    builder = FleetBuilder(name, tmp_path / "builder.json", buildx)
+    builder = FleetBuilder(name, tmp_path / "builders", buildx)
     nodes = docker_container.prepare(name, fleet.inventory, fleet.state, fleet.artifacts, buildx, machine_arch())
     try:
         assert [c.kind for c in builder.ensure(nodes)] == ["create", "append"]

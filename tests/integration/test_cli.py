@@ -41,6 +41,10 @@ def test_up_status_configure_down(tmp_path, machine_ready):
         assert [p["platform"] for p in host["platforms"]] == ["linux/amd64", "linux/386"]
         assert status["containers"][0]["state"] == "running"
 
+        extra = buildfleet("builder", "create", "--fleet", fleet, "--builder", f"{fleet}-extra", "--no-bootstrap",
+                           env=env)
+        assert extra.returncode == 0, extra.stderr
+
         again = buildfleet("configure", *one_host, "--json", env=env)
         assert again.returncode == 0, again.stderr
         assert json.loads(again.stdout)["changes"] == 0
@@ -48,6 +52,7 @@ def test_up_status_configure_down(tmp_path, machine_ready):
         down = buildfleet("down", "--fleet", fleet, env=env)
     assert down.returncode == 0 and f"container buildfleet-{fleet}-amd64-0" in down.stdout
     assert f"builder buildfleet-{fleet}" in down.stdout and "registry process" in down.stdout
+    assert f"builder {fleet}-extra" in down.stdout  # every builder made for the fleet goes with it
     assert leftovers(fleet) == [] and not (tmp_path / fleet).exists()
     gone = buildfleet("down", "--fleet", fleet, env=env)
     assert gone.returncode == 0 and "nothing to remove" in gone.stdout
