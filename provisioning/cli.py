@@ -148,8 +148,8 @@ def _cmd_status(args: argparse.Namespace, console: Console) -> int:
     state = FleetState.for_fleet(args.fleet)
     inventory = state.load_inventory()
     containers = _local_target(args).status() if inventory is None or inventory.target == "local" else []
+    builder = _builder_name(args) if _fleet_builder(args, state).owned() else None
     if args.json:
-        builder = _builder_name(args) if _fleet_builder(args, state).owned() else None
         console.print_json(json.dumps({"fleet": args.fleet, "inventory": inventory.to_dict() if inventory else None,
                                        "registry": inventory.registry if inventory else None,
                                        "builder": builder, "containers": containers}))
@@ -165,6 +165,7 @@ def _cmd_status(args: argparse.Namespace, console: Console) -> int:
         table.add_row(host.name, host.role, host.arch, f"{host.ssh_user}@{host.address}:{host.ssh_port}",
                       f"{host.address}:{host.buildkitd_port}", platforms)
     console.print(table)
+    console.print(f"registry: {inventory.registry or '-'}    builder: {builder or '- (buildfleet builder create)'}")
     return 0
 
 
