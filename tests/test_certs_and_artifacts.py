@@ -107,3 +107,10 @@ def test_upstream_downloads_are_accepted_only_with_the_pinned_sum(tmp_path, monk
     assert not list((tmp_path / "cache2").rglob("docker-buildx*"))
     with pytest.raises(ArtifactError, match="no pinned sha256 for buildkit"):
         UpstreamArtifacts(tmp_path / "cache3").buildkit("arm64")
+
+
+def test_a_batch_cut_short_names_the_facts_it_lost():
+    facts = {"arch": f.Arch(), "init": f.InitSystem()}
+    cut = "::buildfleet-fact:: 0\nx86_64\n::buildfleet-fact:: 0\n::buildfleet-fact:: 1\nsys"
+    with pytest.raises(Exception, match="facts init produced no output"):
+        parse_batch(facts, cut)

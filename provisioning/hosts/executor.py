@@ -90,7 +90,9 @@ def parse_batch(facts: Mapping[str, Fact], stdout: str) -> dict[str, Any]:
             index += 1
             continue
         position = int(lines[index].split()[1])
-        end = next(i for i in range(index + 1, len(lines)) if lines[i].startswith(f"{_MARK} "))
+        end = next((i for i in range(index + 1, len(lines)) if lines[i].startswith(f"{_MARK} ")), None)
+        if end is None:
+            break  # the shell stopped inside this fact: reported as missing below
         name = names[position]
         values[name] = facts[name].parse(int(lines[end].split()[1]), "\n".join(lines[index + 1:end]) + "\n")
         index = end + 1
