@@ -37,9 +37,21 @@ def apt_install(*packages: str) -> tuple[str, ...]:
     return ("sh", "-c", f"{APT} update && DEBIAN_FRONTEND=noninteractive {APT} install -y --no-install-recommends {names}")
 
 
+def differing(wanted: list, digests: Mapping[str, str | None]) -> list:
+    """The uploads/files whose content on the host is not already the wanted one."""
+    return [w for w in wanted if digests.get(w.dest) != w.sha256]
+
+
 def _wait_for(check: str, what: str, seconds: int = 60) -> str:
     return (f"i=0; until {check} >/dev/null 2>&1; do i=$((i+1)); "
             f"[ $i -ge {seconds * 2} ] && {{ echo '{what} did not come up' >&2; exit 1; }}; sleep 0.5; done")
+
+
+def start_and_wait(service: Service, init: str, restart: bool, check: str, why: str) -> Run:
+    """(Re)start a service, then wait until ``check`` succeeds, so the step's
+    verification sees the daemon that is running now."""
+    start = service.start_argv(init, restart)[-1]
+    return Run(("sh", "-c", f"{start} && {_wait_for(check, service.name)}"), why)
 
 
 # --- Docker --------------------------------------------------------------------------
@@ -94,9 +106,8 @@ def docker_step(desired: DockerDesired) -> Step:
         files = _supervised(DOCKERD, got["init"], got["files"]) if supervised else []
         actions.extend(files)
         if install or files or got["server"] is None:
-            start = DOCKERD.start_argv(got["init"], restart=install and client is not None)[-1]
-            actions.append(Run(("sh", "-c", f"{start} && {_wait_for('docker version', 'dockerd')}"),
-                               "start the Docker engine and wait until it answers"))
+            actions.append(start_and_wait(DOCKERD, got["init"], install and client is not None, "docker version",
+                                          "start the Docker engine and wait until it answers"))
         if desired.ssh_user != "root" and "docker" not in got["groups"]:
             actions.append(Run(("usermod", "-aG", "docker", desired.ssh_user), f"let {desired.ssh_user} use Docker"))
         return Decision(tuple(actions), f"Docker {client} ≥ {MIN_DOCKER}, engine {got['server']} running")
@@ -113,7 +124,7 @@ def _supervised(service: Service, init: str, digests: Mapping[str, str | None]) 
     wanted = [WriteFile(SUPERVISE, SUPERVISE_SCRIPT, "0755", "install the buildfleet supervisor"),
               WriteFile(service.definition_path(init), service.definition(init), "0755",
                         f"start {service.name} at boot")]
-    return [w for w in wanted if digests.get(w.dest) != w.sha256]
+    return differing(wanted, digests)
 
 
 # --- privileged containers on hosts that lack CAP_SYS_RESOURCE --------------------------
@@ -139,11 +150,10 @@ def privileged_step() -> Step:
                             indent=2).encode() + b"\n"
         wanted = [WriteFile(RUNC_WRAPPER, wrapper, "0755", "install runc without CAP_SYS_RESOURCE"),
                   WriteFile(DAEMON_JSON, daemon, "0644", "make it Docker's default runtime")]
-        changed = [w for w in wanted if got["files"].get(w.dest) != w.sha256]
+        changed = differing(wanted, got["files"])
         if changed or got["runtime"] != NOSYSRES:
-            restart = DOCKERD.start_argv(got["init"], restart=True)[-1]
-            changed.append(Run(("sh", "-c", f"{restart} && {_wait_for('docker version', 'dockerd')}"),
-                               "restart Docker with that runtime"))
+            changed.append(start_and_wait(DOCKERD, got["init"], True, "docker version",
+                                          "restart Docker with that runtime"))
             return Decision(tuple(changed))
         return no_change("the host lacks CAP_SYS_RESOURCE; Docker runs containers through runc-nosysres")
 
@@ -242,7 +252,7 @@ def binfmt_step(desired: QemuDesired) -> Step:
                 wanted.append(WriteFile(f"{PINNED_CONF_DIR}/qemu-{a}.conf",
                                         with_interpreter(pinned.registrations[a], desired.interpreter(a)),
                                         "0644", f"persist the {a} registration"))
-            changed = [w for w in wanted if got["files"].get(w.dest) != w.sha256]
+            changed = differing(wanted, got["files"])
             actions.extend(changed)
             replaced = {a for a in arches if any(isinstance(w, Upload) and w.dest == desired.interpreter(a)
                                                  for w in changed)}
@@ -280,7 +290,7 @@ def _binfmt_at_boot(desired: QemuDesired, init: str, digests: Mapping[str, str |
     else:
         wanted.append(WriteFile(BINFMT_SERVICE.definition_path("none"), f"#!/bin/sh\nexec {BINFMT_SCRIPT}\n".encode(),
                                 "0755", "register at boot (boot.d)"))
-    changed = [w for w in wanted if digests.get(w.dest) != w.sha256]
+    changed = differing(wanted, digests)
     if changed and init == "systemd":
         changed.append(Run(("sh", "-c", "systemctl daemon-reload && systemctl enable buildfleet-binfmt.service"),
                            "enable the registration at boot"))
@@ -336,13 +346,13 @@ def buildkitd_step(desired: BuildkitdDesired) -> Step:
             wanted.append(WriteFile(service.definition_path("systemd"), service.unit(), "0644", "install the unit"))
         else:
             wanted.extend(_supervised(service, "none", digests))
-        changed = [w for w in wanted if digests.get(w.dest) != w.sha256]
+        changed = differing(wanted, digests)
         actions.extend(changed)
         healthy = got["workers"] is not None and len(got["workers"]) > 0
         if changed or not healthy:
-            start = service.start_argv(got["init"], restart=bool(changed) and healthy)
-            actions.append(Run(("sh", "-c", f"{start[-1]} && {_wait_for(f.BuildkitdWorkers.command[-1], 'buildkitd')}"),
-                               "restart buildkitd (its files changed)" if changed and healthy else "start buildkitd"))
+            restart = bool(changed) and healthy
+            actions.append(start_and_wait(service, got["init"], restart, f.BuildkitdWorkers.command[-1],
+                                          "restart buildkitd (its files changed)" if restart else "start buildkitd"))
         if not actions:
             return no_change(f"buildkitd {buildkitd.version} up with workers for {' '.join(got['workers'])}")
         return Decision(tuple(actions))
