@@ -237,34 +237,29 @@ def _cmd_builder(args: argparse.Namespace, console: Console) -> int:
 
 
 def _cmd_sample(args: argparse.Namespace, console: Console) -> int:
-    import tempfile
     from provisioning.builder.preflight import check_emulation
-    from provisioning.builder.sample import build_sample, prepare_context, time_each, verify_sample
+    from provisioning.builder.sample import SampleSources, build_sample, time_each, verify_sample
     from provisioning.hosts.configure import connect
     state = FleetState.for_fleet(args.fleet)
     inventory = _inventory(args, state)
     platforms = [parse_platform(p.platform) for h in inventory.hosts for p in h.platforms]
+    sources = SampleSources.from_artifacts(args.artifacts, platforms)
     check_emulation(inventory, lambda host: connect(host, state))
-    busybox = sorted(args.artifacts.glob("busybox/*"))
-    if not busybox:
-        raise BuildfleetError(f"no static busybox in {args.artifacts}/busybox: run .ci/prepare")
     tag = time.strftime("%Y%m%d-%H%M%S")
-    with tempfile.TemporaryDirectory() as tmp:
-        context = prepare_context(Path(tmp) / "context", busybox[-1], platforms)
-        buildx = _fleet_builder(args, state).buildx
-        with console.status(f"building {len(platforms)} platforms through {_builder_name(args)}"):
-            image, seconds = build_sample(buildx, _builder_name(args), inventory, context, platforms, tag)
-            each = time_each(buildx, _builder_name(args), context, platforms) if args.time_each else {}
+    buildx = _fleet_builder(args, state).buildx
+    with console.status(f"building {len(platforms)} platforms through {_builder_name(args)}"):
+        image, seconds = build_sample(buildx, _builder_name(args), inventory, sources, platforms, tag)
+        each = time_each(buildx, _builder_name(args), sources, platforms) if args.time_each else {}
     results = verify_sample(inventory, tag, platforms)
     if args.json:
         console.print_json(json.dumps({"image": image, "seconds": seconds, "platforms": [
             {**r.__dict__, "seconds_alone": each.get(r.platform)} for r in results]}))
     else:
         table = Table(title=f"{image}: {len(platforms)} platforms in {seconds:.1f} s")
-        for column in ("platform", "planned node", "runs", "uname -m", "ran on", "alone (s)", "check"):
+        for column in ("platform", "planned node", "runs", "uname -m", "program says", "ran on", "alone (s)", "check"):
             table.add_column(column)
         for r in results:
-            table.add_row(r.platform, r.host, "native" if r.native else "QEMU", r.uname, r.ran_on,
+            table.add_row(r.platform, r.host, "native" if r.native else "QEMU", r.uname, r.program, r.ran_on,
                           f"{each[r.platform]:.2f}" if r.platform in each else "-",
                           "[green]ok[/]" if r.ok else f"[bold red]{escape(r.problem)}[/]")
         console.print(table)
@@ -379,9 +374,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     sample = commands.add_parser(
         "sample", help="build the sample image for every platform through the builder and check where each ran",
-        description="Build the sample (a static busybox per platform; its RUN step records uname -m and the "
-                    "node's addresses) through the builder, push it to the fleet's registry, read the manifest "
-                    "list back and check each platform ran on the node the placement chose.")
+        description="Build the sample through the builder: on each platform's node, natively or under QEMU, "
+                    "gcc compiles a small C program, runs it and records uname -m and the node's addresses. "
+                    "The image is pushed to the fleet's registry, read back, and each platform checked: the "
+                    "program's ELF header and output, uname -m, and that it ran on the node the placement chose.")
     sample.add_argument("--time-each", action="store_true", help="also time each platform built alone")
     _add_fleet_options(sample)
     sample.set_defaults(handler=_cmd_sample)

@@ -42,9 +42,9 @@ class RegistryClient:
     def manifest(self, repository: str, digest: str) -> dict:
         return json.loads(self._get(f"{repository}/manifests/{digest}", MANIFEST_TYPES))
 
-    def files(self, repository: str, digest: str, wanted_prefix: str) -> dict[str, str]:
-        """Text files under ``wanted_prefix`` in an image's layers (later layers win)."""
-        found: dict[str, str] = {}
+    def files(self, repository: str, digest: str, wanted_prefix: str) -> dict[str, bytes]:
+        """Files under ``wanted_prefix`` in an image's layers (later layers win)."""
+        found: dict[str, bytes] = {}
         for layer in self.manifest(repository, digest)["layers"]:
             blob = self._get(f"{repository}/blobs/{layer['digest']}")
             data = gzip.decompress(blob) if blob[:2] == b"\x1f\x8b" else blob
@@ -52,5 +52,5 @@ class RegistryClient:
                 for member in archive.getmembers():
                     name = member.name.lstrip("./")
                     if member.isfile() and name.startswith(wanted_prefix):
-                        found[name] = archive.extractfile(member).read().decode().strip()  # type: ignore[union-attr]
+                        found[name] = archive.extractfile(member).read()  # type: ignore[union-attr]
         return found

@@ -1,21 +1,21 @@
 """Build the sample through the fleet's builder, push it, and check where each part ran.
 
 The check reads the pushed manifest list back from the registry: every requested
-platform must be there with the right architecture/variant, its recorded ``uname -m``
-must be that platform's, and the node addresses it recorded must be those of the host
-the placement chose for it.
+platform must be there with the right architecture/variant, the program compiled in
+its step and the step's ``uname -m`` must be that platform's (see evidence.py), and the
+node addresses it recorded must be those of the host the placement chose for it.
 """
 
 from __future__ import annotations
 
 import re
-import shutil
 import time
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Sequence
 
+from provisioning.builder import evidence
 from provisioning.builder.builder import Buildx
 from provisioning.errors import BuildfleetError
 from provisioning.inventory import Inventory
@@ -23,30 +23,42 @@ from provisioning.platforms import Platform
 from provisioning.registry_client import RegistryClient
 
 REPOSITORY = "buildfleet-sample"
-# uname -m a step reports on each platform (an amd64 kernel reports x86_64 to 386 code,
-# an arm64 kernel armv8l to 32-bit ARM code; QEMU reports the emulated CPU)
-UNAME = {
-    "linux/amd64": {"x86_64"}, "linux/386": {"i686", "i386", "x86_64"},
-    "linux/arm64": {"aarch64"}, "linux/arm/v7": {"armv7l", "armv8l"}, "linux/arm/v6": {"armv6l", "armv7l", "armv8l"},
-    "linux/ppc64le": {"ppc64le"}, "linux/s390x": {"s390x"}, "linux/riscv64": {"riscv64"},
-}
 
 
-def busybox_name(platform: Platform) -> str:
-    return f"busybox-{platform.architecture}{platform.variant}"
+def _tar_name(platform: Platform) -> str:
+    return f"{platform.architecture}{platform.variant}"
 
 
-def prepare_context(directory: Path, busybox_dir: Path, platforms: Sequence[Platform]) -> Path:
-    """Dockerfile plus one static busybox per platform (from fetch-busybox.sh)."""
-    directory.mkdir(parents=True, exist_ok=True)
-    (directory / "Dockerfile").write_bytes(resources.files("provisioning.sample").joinpath("Dockerfile").read_bytes())
-    for platform in platforms:
-        source = busybox_dir / busybox_name(platform)
-        if not source.exists():
-            raise BuildfleetError(f"no static busybox for {platform} in {busybox_dir}: "
-                                  "run provisioning/artifacts/debian/fetch-busybox.sh")
-        shutil.copy2(source, directory / source.name)
-    return directory
+@dataclass(frozen=True)
+class SampleSources:
+    """Where the build reads from: nothing is copied, buildx sends each node only the
+    files its platforms reference (one userland tar and one busybox per platform)."""
+
+    userland: Path  # fetch-userland.sh output: userland-<arch><variant>.tar (the main context)
+    busybox: Path  # fetch-busybox.sh output: busybox-<arch><variant>
+    sample: Path  # the Dockerfile and hello.c shipped in provisioning/sample
+
+    @classmethod
+    def from_artifacts(cls, artifacts: Path, platforms: Sequence[Platform]) -> "SampleSources":
+        """The newest userland and busybox sets, refusing one that lacks a platform."""
+        sources = cls(_newest(artifacts / "userland", "fetch-userland.sh"),
+                      _newest(artifacts / "busybox", "fetch-busybox.sh"),
+                      Path(str(resources.files("provisioning.sample"))))
+        for platform in platforms:
+            for path, script in ((sources.userland / f"userland-{_tar_name(platform)}.tar", "fetch-userland.sh"),
+                                 (sources.busybox / f"busybox-{_tar_name(platform)}", "fetch-busybox.sh")):
+                if not path.is_file():
+                    raise BuildfleetError(f"no {path.name} for {platform} in {path.parent}: "
+                                          f"run provisioning/artifacts/debian/{script}")
+        return sources
+
+
+def _newest(directory: Path, script: str) -> Path:
+    sets = sorted(d for d in directory.glob("*") if (d / "SHA256SUMS").is_file()) if directory.is_dir() else []
+    if not sets:
+        raise BuildfleetError(f"nothing in {directory}: run provisioning/artifacts/debian/{script} "
+                              f"{directory.parent} (or .ci/prepare)")
+    return max(sets, key=lambda d: (d / "SHA256SUMS").stat().st_mtime)
 
 
 @dataclass(frozen=True)
@@ -55,35 +67,38 @@ class BuiltPlatform:
     host: str
     native: bool
     uname: str
+    program: str  # what the program compiled in the step printed
     ran_on: str  # the host whose address the step recorded
     ok: bool
     problem: str = ""
 
 
-def build_args(builder: str, platforms: Sequence[Platform], output: str, context: Path) -> list[str]:
-    """``docker buildx build`` without the cache, so every step really runs where placed."""
+def build_args(builder: str, platforms: Sequence[Platform], output: str, sources: SampleSources) -> list[str]:
+    """``docker buildx build`` with the compile stage uncached, so it really runs where placed
+    (the unpacked userland stays cached on each node)."""
     return ["buildx", "build", "--builder", builder, "--platform", ",".join(str(p) for p in platforms),
-            "--allow", "network.host", "--provenance=false", "--no-cache", "--progress", "plain",
-            "--output", output, str(context)]
+            "--allow", "network.host", "--provenance=false", "--no-cache-filter", "compile", "--progress", "plain",
+            "--build-context", f"busybox={sources.busybox}", "--build-context", f"sample={sources.sample}",
+            "--file", str(sources.sample / "Dockerfile"), "--output", output, str(sources.userland)]
 
 
-def build_sample(buildx: Buildx, builder: str, inventory: Inventory, context: Path,
+def build_sample(buildx: Buildx, builder: str, inventory: Inventory, sources: SampleSources,
                  platforms: Sequence[Platform], tag: str) -> tuple[str, float]:
     """One multi-platform build, pushed as a manifest list; returns the image and seconds."""
     if not inventory.registry:
         raise BuildfleetError("the fleet has no registry to push to")
     image = f"{inventory.registry}/{REPOSITORY}:{tag}"
     start = time.monotonic()
-    buildx.run(build_args(builder, platforms, f"type=image,name={image},push=true,registry.insecure=true", context))
+    buildx.run(build_args(builder, platforms, f"type=image,name={image},push=true,registry.insecure=true", sources))
     return image, round(time.monotonic() - start, 2)
 
 
-def time_each(buildx: Buildx, builder: str, context: Path, platforms: Sequence[Platform]) -> dict[str, float]:
+def time_each(buildx: Buildx, builder: str, sources: SampleSources, platforms: Sequence[Platform]) -> dict[str, float]:
     """Seconds to build each platform alone (not pushed): what each node takes for it."""
     seconds = {}
     for platform in platforms:
         start = time.monotonic()
-        buildx.run(build_args(builder, [platform], "type=cacheonly", context))
+        buildx.run(build_args(builder, [platform], "type=cacheonly", sources))
         seconds[str(platform)] = round(time.monotonic() - start, 2)
     return seconds
 
@@ -107,15 +122,15 @@ def verify_sample(inventory: Inventory, tag: str, platforms: Sequence[Platform])
         name = str(platform)
         host, native = planned.get(name, ("?", False))
         if name not in listed:
-            results.append(BuiltPlatform(name, host, native, "", "", False, "missing from the manifest list"))
+            results.append(BuiltPlatform(name, host, native, "", "", "", False, "missing from the manifest list"))
             continue
         files = registry.files(REPOSITORY, listed[name], "buildfleet/")
-        uname = files.get("buildfleet/uname", "")
-        ran_on = sorted({by_address[a] for a in _addresses(files.get("buildfleet/addresses", "")) if a in by_address})
-        problems = []
-        if uname not in UNAME.get(name, {uname}):
-            problems.append(f"uname -m says {uname!r}")
+        uname, program = (files.get(f"buildfleet/{f}", b"").decode().strip() for f in ("uname", "hello.out"))
+        addresses = files.get("buildfleet/addresses", b"").decode()
+        ran_on = sorted({by_address[a] for a in _addresses(addresses) if a in by_address})
+        problems = evidence.problems(name, uname, program, files.get("buildfleet/hello", b""))
         if ran_on != [host]:
             problems.append(f"ran on {', '.join(ran_on) or 'an unknown node'}, planned {host}")
-        results.append(BuiltPlatform(name, host, native, uname, ", ".join(ran_on), not problems, "; ".join(problems)))
+        results.append(BuiltPlatform(name, host, native, uname, program, ", ".join(ran_on), not problems,
+                                     "; ".join(problems)))
     return results

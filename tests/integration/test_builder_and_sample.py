@@ -10,7 +10,7 @@ from provisioning.builder.builder import Buildx, FleetBuilder
 from provisioning.builder.ciconfig import shell_script
 from provisioning.builder.nodes import TLSFiles, desired_nodes
 from provisioning.builder.preflight import check_emulation
-from provisioning.builder.sample import build_sample, prepare_context, verify_sample
+from provisioning.builder.sample import SampleSources, build_sample, verify_sample
 from provisioning.errors import BuildfleetError
 from provisioning.hosts.configure import connect
 from provisioning.platforms import parse_platforms
@@ -70,11 +70,10 @@ def test_a_builder_buildfleet_did_not_make_is_never_clobbered(fleet, buildx, tmp
         buildx.run(["buildx", "rm", name])
 
 
-def test_seven_platforms_build_each_where_the_placement_said(fleet, made, buildx, tmp_path):
+def test_seven_platforms_build_each_where_the_placement_said(fleet, made, buildx):
     check_emulation(fleet.inventory, lambda host: connect(host, fleet.state))
-    busybox = sorted((CACHE / "busybox").iterdir())[-1]
-    context = prepare_context(tmp_path / "context", busybox, ISSUE_PLATFORMS)
-    image, seconds = build_sample(buildx, made.builder.name, fleet.inventory, context, ISSUE_PLATFORMS, "it")
+    sources = SampleSources.from_artifacts(CACHE, ISSUE_PLATFORMS)
+    image, seconds = build_sample(buildx, made.builder.name, fleet.inventory, sources, ISSUE_PLATFORMS, "it")
     results = verify_sample(fleet.inventory, "it", ISSUE_PLATFORMS)
     assert all(r.ok for r in results), [(r.platform, r.problem) for r in results]
     assert {r.platform: r.native for r in results} == {
@@ -116,8 +115,8 @@ def test_the_emitted_shell_config_joins_a_real_shell_to_the_builder(fleet, tmp_p
     assert f"builder={name}" in joined.stdout and joined.stdout.count("Status:           running") == 2
     ci_buildx = Buildx(env={"DOCKER_CONFIG": env["DOCKER_CONFIG"]})
     try:
-        context = prepare_context(tmp_path / "context", sorted((CACHE / "busybox").iterdir())[-1], ISSUE_PLATFORMS)
-        build_sample(ci_buildx, name, fleet.inventory, context, ISSUE_PLATFORMS, "from-ci")
+        sources = SampleSources.from_artifacts(CACHE, ISSUE_PLATFORMS)
+        build_sample(ci_buildx, name, fleet.inventory, sources, ISSUE_PLATFORMS, "from-ci")
         results = verify_sample(fleet.inventory, "from-ci", ISSUE_PLATFORMS)
         assert all(r.ok for r in results), [(r.platform, r.problem) for r in results]
     finally:
@@ -138,8 +137,8 @@ def test_the_docker_container_driver_over_ssh_builds_each_platform_where_placed(
         inspected = builder.inspect(bootstrap=True)
         assert [(n.endpoint, n.status) for n in inspected.nodes] == [
             (f"ssh://{name}-amd64-0", "running"), (f"ssh://{name}-emulation-0", "running")]
-        context = prepare_context(tmp_path / "context", sorted((CACHE / "busybox").iterdir())[-1], ISSUE_PLATFORMS)
-        build_sample(buildx, name, fleet.inventory, context, ISSUE_PLATFORMS, "docker-container")
+        sources = SampleSources.from_artifacts(CACHE, ISSUE_PLATFORMS)
+        build_sample(buildx, name, fleet.inventory, sources, ISSUE_PLATFORMS, "docker-container")
         results = verify_sample(fleet.inventory, "docker-container", ISSUE_PLATFORMS)
         assert all(r.ok for r in results), [(r.platform, r.problem) for r in results]
     finally:
