@@ -144,3 +144,25 @@ class Catalog:
             "Declare others with buildfleet:customInstanceTypes "
             "(NAME=ARCH,VCPU,MEMORY_GIB,USD_PER_HOUR[,aarch32])"
         )
+
+
+@dataclass(frozen=True)
+class HostedRate:
+    """A hosted CI per-minute price users compare a fleet with: data, with its source."""
+
+    name: str
+    arch: str
+    vcpu: int
+    usd_per_minute: float
+    source: str
+    as_of: str
+
+
+# GitHub-hosted standard runners for private repositories (public repositories pay nothing);
+# GitHub bills each job's minutes rounded up to a whole minute.
+HOSTED_RATES = (
+    HostedRate("GitHub Actions Linux 2-core (x64)", "amd64", 2, 0.006,
+               "docs.github.com/en/billing/reference/actions-runner-pricing", "read 2026-11-26"),
+    HostedRate("GitHub Actions Linux 2-core (arm64)", "arm64", 2, 0.005,
+               "docs.github.com/en/billing/reference/actions-runner-pricing", "read 2026-11-26"),
+)

@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from provisioning.bench.runs import WORKLOADS
 from provisioning.configfile import DEFAULT_FILE, load_raw_config
 from provisioning.errors import BuildfleetError
 from provisioning.hosts.executor import FAILED, FleetReport
@@ -266,6 +267,121 @@ def _cmd_sample(args: argparse.Namespace, console: Console) -> int:
     return 0 if all(r.ok for r in results) else 1
 
 
+def _prices(settings: Settings, inventory) -> tuple[dict, str]:
+    """host -> the catalog instance type it is priced as, and the note saying how."""
+    from provisioning.catalog import PRICE_AS_OF, PRICE_SOURCE
+    catalog = settings.catalog
+    aws_plan = plan_fleet(settings)
+    by_role = {h.role: aws_plan.instance_types[h.name] for h in aws_plan.hosts if h.name in aws_plan.instance_types}
+    prices, stand_ins = {}, []
+    for host in inventory.hosts:
+        if host.instance_type:
+            prices[host.name] = catalog.lookup(host.instance_type)
+        elif host.role in by_role:
+            prices[host.name] = by_role[host.role]
+            stand_ins.append(f"{host.name} as {by_role[host.role].name}")
+    note = f"Prices: {PRICE_SOURCE}, as of {PRICE_AS_OF}."
+    if stand_ins:
+        note += (" This fleet has no instance types, so each host is priced as the instance type the AWS plan "
+                 f"gives its role ({', '.join(stand_ins)}): what these minutes would cost there, not a measurement "
+                 "of those machines.")
+    return prices, note
+
+
+def _cmd_bench(args: argparse.Namespace, console: Console) -> int:
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+    from provisioning.bench import report
+    from provisioning.bench.runner import bench, host_builders
+    from provisioning.bench.runs import WORKLOADS, plan_runs
+    from provisioning.builder.nodes import TLSFiles
+    from provisioning.builder.preflight import check_emulation
+    from provisioning.builder.sample import SampleSources
+    from provisioning.hosts.configure import connect
+    from provisioning.platforms import parse_platforms
+    state = FleetState.for_fleet(args.fleet)
+    inventory = _inventory(args, state)
+    placed = [p.platform for h in inventory.hosts for p in h.platforms]
+    platforms = parse_platforms(args.platforms.split(",")) if args.platforms else parse_platforms(placed)
+    for platform in platforms:
+        if str(platform) not in placed:
+            raise BuildfleetError(f"{platform} is not planned on fleet {args.fleet!r} (planned: {', '.join(placed)})")
+    workloads = args.workload or list(WORKLOADS)
+    runs = plan_runs(inventory, platforms, workloads)
+    sources = SampleSources.from_artifacts(args.artifacts, parse_platforms(r.platform for r in runs))
+    check_emulation(inventory, lambda host: connect(host, state))
+    prices, price_note = _prices(_settings(args, inventory.target), inventory)
+    buildx = _fleet_builder(args, state).buildx
+    progress = Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                        TimeElapsedColumn(), console=Console(stderr=True), transient=args.json)
+    with progress, host_builders(_builder_name(args), inventory, TLSFiles.in_state(state.root / "tls"), runs,
+                                 state.root / "builders", buildx) as builders:
+        task = progress.add_task("bench", total=len(runs))
+
+        def step(run, index):
+            mode = "native" if run.native else "QEMU"
+            progress.update(task, completed=index,
+                            description=f"{run.workload} {run.platform} on {run.host} ({mode}) x{args.repeats}")
+        measured = bench(buildx, builders, runs, sources, args.repeats, step)
+        progress.update(task, completed=len(runs), description="bench done")
+    table = report.rows(measured, {h.name: h.arch for h in inventory.hosts}, prices)
+    title = f"buildfleet bench: fleet {args.fleet!r} ({inventory.target}), {args.repeats} runs each"
+    meta = {"fleet": args.fleet, "target": inventory.target, "repeats": args.repeats, "workloads": workloads,
+            "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    files = report.write(args.output, table, measured, meta, title, price_note)
+    if args.json:
+        console.print_json(report.as_json(table, measured, {**meta, "price_note": price_note,
+                                                            "files": {k: str(v) for k, v in files.items()}}))
+        return 0
+    console.print(bench_table(table, title))
+    console.print(price_note, highlight=False)
+    console.print("written: " + ", ".join(str(f) for f in files.values()), highlight=False)
+    return 0
+
+
+def bench_table(rows, title: str) -> Table:
+    table = Table(title=title)
+    for column in ("workload", "platform", "node", "runs", "median s", "min s", "emulation penalty", "build s",
+                   "$ / build"):
+        table.add_column(column, justify="right" if column.endswith(("s", "build")) else "left")
+    for r in rows:
+        penalty = f"{r.penalty}x vs {r.baseline}" if r.penalty is not None else "-"
+        table.add_row(r.workload, r.platform, r.host if r.placed else f"{r.host} (extra)",
+                      r.mode + (f" ({r.note})" if r.note else ""), f"{r.median_s:.2f}", f"{r.min_s:.2f}", penalty,
+                      f"{r.build_median_s:.2f}", f"${r.usd_per_build:.5f}" if r.usd_per_build is not None else "-")
+    return table
+
+
+def _cmd_cost(args: argparse.Namespace, console: Console) -> int:
+    from provisioning.cost import HOURS_PER_MONTH, fleet_cost
+    settings = _settings(args, "aws")
+    cost = fleet_cost(plan_fleet(settings), args.spot_discount)
+    if args.json:
+        console.print_json(json.dumps(cost.to_dict()))
+        return 0
+    table = Table(title="buildfleet cost: the planned AWS fleet (catalog list prices)")
+    for column in ("host", "instance type", "vCPU", "$/h on-demand", "$/month on-demand", "$/h spot (estimate)"):
+        table.add_column(column, justify="left" if column in ("host", "instance type") else "right")
+    for h in cost.hosts:
+        table.add_row(h.host, h.instance_type, str(h.vcpu), f"{h.usd_per_hour:.4f}",
+                      f"{cost.per_month(h.usd_per_hour):.2f}", f"{h.spot_usd_per_hour:.4f}")
+    table.add_row("fleet", "", str(sum(h.vcpu for h in cost.hosts)), f"{cost.usd_per_hour:.4f}",
+                  f"{cost.per_month(cost.usd_per_hour):.2f}", f"{cost.spot_usd_per_hour:.4f}", style="bold")
+    console.print(table)
+    sources = sorted({f"{h.price_source}, as of {h.price_as_of}" for h in cost.hosts})
+    console.print(f"On-demand: {'; '.join(sources)}. A month is {HOURS_PER_MONTH} h. Spot: on-demand less "
+                  f"{args.spot_discount:.0%} (--spot-discount), an estimate: spot prices move; "
+                  f"{'the fleet is configured to run on spot' if settings.spot else 'set buildfleet:spot to use it'}.",
+                  highlight=False)
+    hosted = Table(title="hosted CI per-minute prices to compare with")
+    for column in ("runner", "vCPU", "$/minute", "$/hour", "fleet hour = minutes of it", "source"):
+        hosted.add_column(column)
+    for rate in cost.hosted:
+        hosted.add_row(rate.name, str(rate.vcpu), f"{rate.usd_per_minute:.3f}", f"{rate.usd_per_minute * 60:.2f}",
+                       f"{cost.usd_per_hour / rate.usd_per_minute:.0f}", f"{rate.source} ({rate.as_of})")
+    console.print(hosted)
+    return 0
+
+
 def _cmd_ci_config(args: argparse.Namespace, console: Console) -> int:
     from provisioning.builder import ciconfig
     from provisioning.builder.nodes import TLSFiles, desired_nodes
@@ -382,6 +498,37 @@ def build_parser() -> argparse.ArgumentParser:
     _add_fleet_options(sample)
     sample.set_defaults(handler=_cmd_sample)
 
+    bench = commands.add_parser(
+        "bench", help="time reference workloads natively and under QEMU; emulation penalty and $ per build",
+        description="Build each reference workload for each platform on its planned node, and natively placed "
+                    "platforms also under QEMU on the emulation host, without the build cache, --repeats times. "
+                    "Reports min/median seconds, the emulation penalty (QEMU time / the same workload on a native "
+                    "node: the platform's own where the fleet has one, else the QEMU host's own architecture on "
+                    "the same machine) and $ per build from catalog prices. Writes bench.md, bench.json, "
+                    "timings.csv and bench.png to --output. Workloads: " +
+                    "; ".join(f"{name}: {text}" for name, text in WORKLOADS.items()) + ".")
+    bench.add_argument("--workload", action="append", choices=tuple(WORKLOADS), metavar="NAME",
+                       help=f"a workload to run (repeatable; default: all of {', '.join(WORKLOADS)})")
+    bench.add_argument("--platforms", metavar="LIST", help="comma-separated platforms (default: every planned one)")
+    bench.add_argument("--repeats", type=_positive, default=3, help="runs per workload, platform and node (default 3)")
+    bench.add_argument("--output", type=Path, default=Path("buildfleet-bench"), metavar="DIR",
+                       help="where the report files go (default: ./buildfleet-bench)")
+    _add_config_options(bench)
+    _add_fleet_options(bench)
+    bench.set_defaults(handler=_cmd_bench)
+
+    cost = commands.add_parser(
+        "cost", help="the planned AWS fleet's $/hour and $/month, on-demand and spot, beside hosted CI prices",
+        description="Price the fleet the configuration plans for AWS from the instance catalog: per host and in "
+                    "all, per hour and per month (730 h), on-demand and spot. Spot is on-demand less "
+                    "--spot-discount and labelled an estimate. Hosted CI per-minute prices (with their source "
+                    "and date) are shown beside it. Reads configuration only; no cloud account needed.")
+    cost.add_argument("--spot-discount", type=_fraction, default=0.6, metavar="FRACTION",
+                      help="assumed spot discount off on-demand, 0 to below 1 (default 0.6: an estimate)")
+    cost.add_argument("--json", action="store_true", help="print the figures as JSON")
+    _add_config_options(cost)
+    cost.set_defaults(handler=_cmd_cost)
+
     ci = commands.add_parser(
         "ci-config", help="print what a CI job needs to use the builder (GitHub Actions, CircleCI, shell)",
         description="Render, from the live inventory, a docker/setup-buildx-action step, a CircleCI job or a "
@@ -395,6 +542,20 @@ def build_parser() -> argparse.ArgumentParser:
     _add_fleet_options(down, configure_flags=False)
     down.set_defaults(handler=_cmd_down)
     return parser
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
+def _fraction(text: str) -> float:
+    value = float(text)
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 0 and below 1, not {value}")
+    return value
 
 
 def _add_fleet_options(parser: argparse.ArgumentParser, configure_flags: bool = True) -> None:

@@ -37,13 +37,15 @@ class SampleSources:
     userland: Path  # fetch-userland.sh output: userland-<arch><variant>.tar (the main context)
     busybox: Path  # fetch-busybox.sh output: busybox-<arch><variant>
     sample: Path  # the Dockerfile and hello.c shipped in provisioning/sample
+    workloads: Path  # the bench workloads shipped in provisioning/bench/workloads
 
     @classmethod
     def from_artifacts(cls, artifacts: Path, platforms: Sequence[Platform]) -> "SampleSources":
         """The newest userland and busybox sets, refusing one that lacks a platform."""
         sources = cls(_newest(artifacts / "userland", "fetch-userland.sh"),
                       _newest(artifacts / "busybox", "fetch-busybox.sh"),
-                      Path(str(resources.files("provisioning.sample"))))
+                      Path(str(resources.files("provisioning.sample"))),
+                      Path(str(resources.files("provisioning.bench").joinpath("workloads"))))
         for platform in platforms:
             for path, script in ((sources.userland / f"userland-{_tar_name(platform)}.tar", "fetch-userland.sh"),
                                  (sources.busybox / f"busybox-{_tar_name(platform)}", "fetch-busybox.sh")):
@@ -59,6 +61,12 @@ def _newest(directory: Path, script: str) -> Path:
         raise BuildfleetError(f"nothing in {directory}: run provisioning/artifacts/debian/{script} "
                               f"{directory.parent} (or .ci/prepare)")
     return max(sets, key=lambda d: (d / "SHA256SUMS").stat().st_mtime)
+
+
+def context_args(sources: SampleSources) -> list[str]:
+    """The Dockerfile and its named contexts; the userland directory, the main context, goes last."""
+    return ["--build-context", f"busybox={sources.busybox}", "--build-context", f"sample={sources.sample}",
+            "--build-context", f"workloads={sources.workloads}", "--file", str(sources.sample / "Dockerfile")]
 
 
 @dataclass(frozen=True)
@@ -78,8 +86,7 @@ def build_args(builder: str, platforms: Sequence[Platform], output: str, sources
     (the unpacked userland stays cached on each node)."""
     return ["buildx", "build", "--builder", builder, "--platform", ",".join(str(p) for p in platforms),
             "--allow", "network.host", "--provenance=false", "--no-cache-filter", "compile", "--progress", "plain",
-            "--build-context", f"busybox={sources.busybox}", "--build-context", f"sample={sources.sample}",
-            "--file", str(sources.sample / "Dockerfile"), "--output", output, str(sources.userland)]
+            *context_args(sources), "--output", output, str(sources.userland)]
 
 
 def build_sample(buildx: Buildx, builder: str, inventory: Inventory, sources: SampleSources,

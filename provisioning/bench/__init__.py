@@ -1,0 +1,1 @@
+"""``buildfleet bench``: the same workloads on native nodes and under QEMU, timed and priced."""
