@@ -109,15 +109,19 @@ def default_cache_dir() -> Path:
     return Path("/var/cache/buildfleet") if os.geteuid() == 0 else Path.home() / ".cache" / "buildfleet"
 
 
-def _configure(args: argparse.Namespace, console: Console, state: FleetState, settings: Settings) -> int:
+def _run_configure(args: argparse.Namespace, state: FleetState, settings: Settings, check_only: bool = False):
     from provisioning.artifacts import LocalArtifacts
     from provisioning.hosts.configure import ConfigureOptions, configure
-    inventory = _inventory(args, state)
     options = ConfigureOptions(buildkitd_port=settings.buildkitd_port,
-                               allow_docker_upgrade=not args.no_docker_upgrade,
+                               allow_docker_upgrade=not getattr(args, "no_docker_upgrade", False),
                                qemu_source=settings.qemu_source, docker_source=settings.docker_source)
-    with console.status(f"configuring {len(inventory.hosts)} host(s) in parallel"):
-        report = configure(inventory, state, LocalArtifacts(args.artifacts), options)
+    return configure(_inventory(args, state), state, LocalArtifacts(args.artifacts), options, check_only)
+
+
+def _configure(args: argparse.Namespace, console: Console, state: FleetState, settings: Settings) -> int:
+    hosts = len(_inventory(args, state).hosts)
+    with console.status(f"configuring {hosts} host(s) in parallel"):
+        report = _run_configure(args, state, settings)
     return _print_report(console, report, args.json)
 
 
@@ -146,6 +150,8 @@ def _cmd_configure(args: argparse.Namespace, console: Console) -> int:
 
 
 def _cmd_status(args: argparse.Namespace, console: Console) -> int:
+    if args.check or args.command == "doctor":
+        return _doctor(args, console)
     state = FleetState.for_fleet(args.fleet)
     inventory = state.load_inventory()
     containers = _local_target(args).status() if inventory is None or inventory.target == "local" else []
@@ -168,6 +174,44 @@ def _cmd_status(args: argparse.Namespace, console: Console) -> int:
     console.print(table)
     console.print(f"registry: {inventory.registry or '-'}    builder: {builder or '- (buildfleet builder create)'}")
     return 0
+
+
+def _doctor(args: argparse.Namespace, console: Console) -> int:
+    """Each host's steps checked (nothing changed) and each builder node's status, with the fix."""
+    from provisioning.hosts.executor import DRIFT, UNCHANGED
+    state = FleetState.for_fleet(args.fleet)
+    inventory = _inventory(args, state)
+    with console.status(f"checking {len(inventory.hosts)} host(s) and the builder"):
+        report = _run_configure(args, state, _settings(args, inventory.target), check_only=True)
+        inspected = _fleet_builder(args, state).inspect(bootstrap=True)
+    checks = []
+    for host in report.hosts:
+        for step in host.steps:
+            fix = {UNCHANGED: "", DRIFT: f"buildfleet configure (it would: {step.detail})"}.get(
+                step.status, "see the detail; then buildfleet configure")
+            checks.append({"node": step.host, "check": step.step, "ok": step.status == UNCHANGED,
+                           "detail": step.detail, "fix": fix})
+    wanted = {f"{_builder_name(args)}-{h.name}" for h in inventory.hosts if h.platforms}
+    found = {n.name: n.status for n in inspected.nodes} if inspected else {}
+    for node in sorted(wanted):
+        status = found.get(node, "missing")
+        checks.append({"node": node.removeprefix(f"{_builder_name(args)}-"), "check": "builder node",
+                       "ok": status == "running", "detail": f"{node}: {status}",
+                       "fix": "" if status == "running" else
+                       "buildfleet builder create" if status == "missing" else "buildfleet configure, then buildfleet builder create"})
+    ok = all(c["ok"] for c in checks)
+    if args.json:
+        console.print_json(json.dumps({"fleet": args.fleet, "ok": ok, "checks": checks}))
+        return 0 if ok else 1
+    table = Table(title=f"buildfleet doctor: fleet {args.fleet!r}")
+    for column in ("node", "check", "", "detail", "fix"):
+        table.add_column(column, overflow="fold")
+    for c in checks:
+        table.add_row(c["node"], c["check"], "[green]✓[/]" if c["ok"] else "[bold red]✗[/]", escape(c["detail"]),
+                      escape(c["fix"]))
+    console.print(table)
+    console.print("all checks pass" if ok else f"[bold red]{sum(not c['ok'] for c in checks)} check(s) failed[/]")
+    return 0 if ok else 1
 
 
 def _builder_name(args: argparse.Namespace) -> str:
@@ -324,29 +368,37 @@ def _cmd_bench(args: argparse.Namespace, console: Console) -> int:
         measured = bench(buildx, builders, runs, sources, args.repeats, step)
         progress.update(task, completed=len(runs), description="bench done")
     table = report.rows(measured, {h.name: h.arch for h in inventory.hosts}, prices)
-    title = f"buildfleet bench: fleet {args.fleet!r} ({inventory.target}), {args.repeats} runs each"
+    title = (f"buildfleet bench: fleet {args.fleet!r} ({inventory.target}), {args.repeats} "
+             f"run{'s' if args.repeats > 1 else ''} each")
     meta = {"fleet": args.fleet, "target": inventory.target, "repeats": args.repeats, "workloads": workloads,
             "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
     files = report.write(args.output, table, measured, meta, title, price_note)
+    wrong = report.disagreements(measured)
+    if wrong:
+        raise BuildfleetError("a workload computed a different result: " + "; ".join(wrong))
     if args.json:
         console.print_json(report.as_json(table, measured, {**meta, "price_note": price_note,
                                                             "files": {k: str(v) for k, v in files.items()}}))
         return 0
     console.print(bench_table(table, title))
-    console.print(price_note, highlight=False)
+    console.print("penalty: QEMU median / the native median it is compared with (measured). own CPU: the emulation "
+                  "host runs this platform natively, binfmt cannot emulate it there. $ / build: catalog price. "
+                  + price_note, highlight=False)
     console.print("written: " + ", ".join(str(f) for f in files.values()), highlight=False)
     return 0
 
 
 def bench_table(rows, title: str) -> Table:
     table = Table(title=title)
-    for column in ("workload", "platform", "node", "runs", "median s", "min s", "emulation penalty", "build s",
+    for column in ("workload", "platform", "node", "runs", "median s", "min s", "penalty", "vs native", "build s",
                    "$ / build"):
-        table.add_column(column, justify="right" if column.endswith(("s", "build")) else "left")
+        table.add_column(column, justify="right" if column in ("median s", "min s", "penalty", "build s", "$ / build")
+                         else "left")
     for r in rows:
-        penalty = f"{r.penalty}x vs {r.baseline}" if r.penalty is not None else "-"
-        table.add_row(r.workload, r.platform, r.host if r.placed else f"{r.host} (extra)",
-                      r.mode + (f" ({r.note})" if r.note else ""), f"{r.median_s:.2f}", f"{r.min_s:.2f}", penalty,
+        mode = r.mode + (" (own CPU)" if r.note.startswith("the emulation host's own") else
+                         " (baseline)" if r.note else "")
+        table.add_row(r.workload, r.platform, r.host if r.placed else f"{r.host} (extra)", mode, f"{r.median_s:.2f}",
+                      f"{r.min_s:.2f}", f"{r.penalty}x" if r.penalty is not None else "-", r.baseline or "-",
                       f"{r.build_median_s:.2f}", f"${r.usd_per_build:.5f}" if r.usd_per_build is not None else "-")
     return table
 
@@ -467,8 +519,15 @@ def build_parser() -> argparse.ArgumentParser:
     _add_fleet_options(configure)
     configure.set_defaults(handler=_cmd_configure)
 
-    status = commands.add_parser("status", help="show the fleet's hosts, endpoints and platforms")
-    _add_fleet_options(status, configure_flags=False)
+    status = commands.add_parser(
+        "status", aliases=["doctor"], help="show the fleet's hosts, endpoints and platforms (doctor: check them)",
+        description="Show the fleet's hosts, endpoints, platforms, registry and builder. With --check, or as "
+                    "'buildfleet doctor': check every host's Docker, privileged runtime, buildx, binfmt/QEMU and "
+                    "buildkitd against the desired state without changing anything, and every builder node's "
+                    "status; each check is ✓ or ✗ with the fix. Exit 1 when a check fails.")
+    status.add_argument("--check", action="store_true", help="check each host and builder node (as doctor)")
+    _add_config_options(status)
+    _add_fleet_options(status)
     status.set_defaults(handler=_cmd_status)
 
     builder = commands.add_parser(

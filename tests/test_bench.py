@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from provisioning.bench.report import Measured, markdown, rows, write
+from provisioning.bench.report import Measured, disagreements, markdown, rows, write
 from provisioning.bench.runner import parse_report
 from provisioning.bench.runs import Run, baseline_for, plan_runs
 from provisioning.catalog import Catalog
@@ -42,10 +42,10 @@ def test_the_emulation_hosts_own_cpu_is_native_and_says_so():
 def test_qemu_is_compared_with_the_platforms_own_native_node_where_the_fleet_has_one():
     runs = plan_runs(AWS, parse_platforms(["amd64", "arm64", "s390x"]), ["c-compile"])
     emulated_arm64 = next(r for r in runs if r.platform == "linux/arm64" and not r.native)
-    assert baseline_for(emulated_arm64, runs, ARCH).label == "linux/arm64 native on arm64-0"
+    assert baseline_for(emulated_arm64, runs, ARCH).label == "linux/arm64 on arm64-0"
     s390x = next(r for r in runs if r.platform == "linux/s390x")
     assert baseline_for(s390x, runs, ARCH).label == (
-        "linux/amd64 native on emulation-0 (same machine; no native linux/s390x node)")
+        "linux/amd64 on emulation-0 (same machine)")
 
 
 def test_foreign_platforms_alone_still_get_a_native_baseline_on_the_same_machine():
@@ -76,12 +76,21 @@ def test_the_report_separates_measured_numbers_from_catalog_prices(tmp_path):
     table = rows(results, {h.name: h.arch for h in LOCAL.hosts}, {})
     text = markdown(table, "bench", "Prices: none here.")
     assert "Measured in this run" in text and "From the catalog, not measured" in text
-    assert "| c-compile | linux/arm64 | emulation-0 | QEMU | 2.00 | 1.00 | 1.0x slower than linux/amd64 native" in text
+    assert "| c-compile | linux/arm64 | emulation-0 | QEMU | 2.00 | 1.00 | 1.0x slower than native linux/amd64 on" in text
     files = write(tmp_path / "out", table, results, {"fleet": "t"}, "bench", "Prices: none here.")
     assert files["png"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     data = json.loads(files["json"].read_text())
     assert data["fleet"] == "t" and data["raw"][0]["seconds"] == [1.0, 2.0, 3.0]
     assert files["csv"].read_text().splitlines()[1] == "c-compile,linux/amd64,amd64-0,native,1,1.0,2.0"
+
+
+def test_a_platform_computing_a_different_result_is_named():
+    runs = plan_runs(LOCAL, parse_platforms(["amd64", "arm64", "riscv64"]), ["c-compile"])
+    results = [measured(r, (1.0,), (1.0,)) for r in runs]
+    results[-1] = Measured(runs[-1], (1.0,), (1.0,), "gcc 14.2.0", "0094d6c6 0000000000000000", "riscv64")
+    assert disagreements(results) == ["c-compile on linux/riscv64 (emulation-0) printed '0094d6c6 0000000000000000', "
+                                      "the others '0094d6c6 4630b146e06717d1'"]
+    assert disagreements(results[:-1]) == []
 
 
 def test_the_step_report_is_read_as_key_value_lines():

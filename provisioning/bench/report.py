@@ -75,6 +75,18 @@ def rows(measured: Sequence[Measured], arch: Mapping[str, str], prices: Mapping[
     return result
 
 
+def disagreements(measured: Sequence[Measured]) -> list[str]:
+    """Runs whose workload printed something other than the majority of its runs: the same
+    program must compute the same result on every platform, emulated or not."""
+    found = []
+    for workload in dict.fromkeys(m.run.workload for m in measured):
+        outputs = [m.output for m in measured if m.run.workload == workload]
+        usual = max(set(outputs), key=outputs.count)
+        found += [f"{workload} on {m.run.platform} ({m.run.host}) printed {m.output!r}, the others {usual!r}"
+                  for m in measured if m.run.workload == workload and m.output != usual]
+    return found
+
+
 def _money(value: float | None) -> str:
     return "-" if value is None else f"${value:.5f}"
 
@@ -84,7 +96,7 @@ def markdown(table: Sequence[Row], title: str, price_note: str) -> str:
              "| workload | platform | node | runs | median s | min s | emulation penalty | build s | $ / build | tool |",
              "|---|---|---|---|---:|---:|---|---:|---:|---|"]
     for r in table:
-        penalty = f"{r.penalty}x slower than {r.baseline}" if r.penalty is not None else "-"
+        penalty = f"{r.penalty}x slower than native {r.baseline}" if r.penalty is not None else "-"
         node = r.host if r.placed else f"{r.host} (extra run)"
         mode = r.mode + (f" ({r.note})" if r.note else "")
         lines.append(f"| {r.workload} | {r.platform} | {node} | {mode} | {r.median_s:.2f} | {r.min_s:.2f} | "
@@ -129,6 +141,7 @@ def chart(table: Sequence[Row], path: Path, title: str) -> None:
         axis.bar_label(bars, labels=[f"{r.penalty}x" if r.penalty is not None else "" for r in mine], fontsize=8)
         axis.set_xticks(range(len(mine)), labels, fontsize=7)
         axis.set_ylabel("median s")
+        axis.margins(y=0.15)
         axis.set_title(f"{workload} (blue native, red QEMU; label: emulation penalty)", fontsize=9)
     figure.suptitle(title, fontsize=10)
     figure.tight_layout()

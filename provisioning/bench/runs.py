@@ -71,9 +71,9 @@ def baseline_for(run: Run, runs: Sequence[Run], arch: Mapping[str, str]) -> Base
         return None
     same = [r for r in runs if r.workload == run.workload and r.platform == run.platform and r.native]
     if same:
-        return Baseline(same[0], f"{run.platform} native on {same[0].host}")
+        return Baseline(same[0], f"{run.platform} on {same[0].host}")
     own = str(parse_platform(arch[run.host]))
     local = [r for r in runs if r.workload == run.workload and r.platform == own and r.native and r.host == run.host]
     if local:
-        return Baseline(local[0], f"{own} native on {run.host} (same machine; no native {run.platform} node)")
+        return Baseline(local[0], f"{own} on {run.host} (same machine)")
     return None

@@ -89,11 +89,13 @@ def connect(host: InventoryHost, state: FleetState) -> SSHTransport:
 
 
 def configure(inventory: Inventory, state: FleetState, artifacts: ArtifactSource,
-              options: ConfigureOptions = ConfigureOptions()) -> FleetReport:
+              options: ConfigureOptions = ConfigureOptions(), check_only: bool = False) -> FleetReport:
+    """Bring every host to the desired state; ``check_only`` reports what differs instead."""
     ca = FleetCA(state.root / "tls")
     ca.client()  # made before the hosts so the builder stage finds it
     return run_fleet(
         inventory.hosts,
         lambda host: connect(host, state),
         lambda host: steps_for(host, artifacts, ca, options, inventory.registry),
+        check_only,
     )

@@ -23,6 +23,7 @@ from provisioning.hosts.transport import CommandResult, Transport, tail
 from provisioning.inventory import InventoryHost
 
 CHANGED, UNCHANGED, FAILED, SKIPPED = "changed", "unchanged", "failed", "skipped"
+DRIFT = "drift"  # check only: the step would change something
 _MARK = "::buildfleet-fact::"
 
 # $1 sha256, $2 staged file, $3 destination, $4 mode: check, then move into place.
@@ -122,7 +123,8 @@ def apply(transport: Transport, action: Action) -> None:
         raise ActionFailed(action, result)
 
 
-def run_step(transport: Transport, step: Step) -> StepResult:
+def run_step(transport: Transport, step: Step, check_only: bool = False) -> StepResult:
+    """Decide, apply, decide again; ``check_only`` stops after the first decision (doctor)."""
     start = time.monotonic()
     host = transport.host.name
 
@@ -135,6 +137,8 @@ def run_step(transport: Transport, step: Step) -> StepResult:
             return result(FAILED, decision.error)
         if not decision.changes:
             return result(UNCHANGED, f"no change: {decision.reason}")
+        if check_only:
+            return result(DRIFT, "; ".join(getattr(a, "why", "") for a in decision.actions))
         for action in decision.actions:
             apply(transport, action)
         after = step.decide(gather(transport, step.facts))
@@ -151,16 +155,17 @@ def run_step(transport: Transport, step: Step) -> StepResult:
         return result(FAILED, f"{type(error).__name__}: {error}")
 
 
-def run_host(transport: Transport, steps: Sequence[Step]) -> HostReport:
-    """Steps in order; after a failure the rest are skipped (they build on it)."""
+def run_host(transport: Transport, steps: Sequence[Step], check_only: bool = False) -> HostReport:
+    """Steps in order; after a failure the rest are skipped (they build on it). A check
+    changes nothing, so every step is checked whatever the one before found."""
     results: list[StepResult] = []
     try:
         for step in steps:
-            if results and results[-1].status in (FAILED, SKIPPED):
+            if not check_only and results and results[-1].status in (FAILED, SKIPPED):
                 results.append(StepResult(transport.host.name, step.name, SKIPPED,
                                           f"skipped: {results[-1].step} did not succeed", 0.0))
                 continue
-            results.append(run_step(transport, step))
+            results.append(run_step(transport, step, check_only))
     finally:
         transport.close()
     return HostReport(transport.host.name, tuple(results))
@@ -170,12 +175,13 @@ def run_fleet(
     hosts: Sequence[InventoryHost],
     connect: Callable[[InventoryHost], Transport],
     steps_for: Callable[[InventoryHost], Sequence[Step]],
+    check_only: bool = False,
 ) -> FleetReport:
     """Every host at once; an exception on one host becomes that host's failed result."""
 
     def one(host: InventoryHost) -> HostReport:
         try:
-            return run_host(connect(host), steps_for(host))
+            return run_host(connect(host), steps_for(host), check_only)
         except BuildfleetError as error:
             return HostReport(host.name, (StepResult(host.name, "connect", FAILED, str(error), 0.0),))
 

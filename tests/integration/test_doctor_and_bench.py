@@ -1,0 +1,74 @@
+"""doctor and bench through the buildfleet command, against the live local fleet."""
+
+import json
+import os
+import subprocess
+
+import pytest
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def run(fleet, tmp_path):
+    """``buildfleet ARGS --fleet <the live fleet>`` as a user runs it, with this test's docker config."""
+    env = {**os.environ, "BUILDFLEET_STATE_DIR": str(fleet.state.root.parent), "COLUMNS": "200",
+           "DOCKER_CONFIG": str(tmp_path / "docker-config")}
+
+    def buildfleet(*args):
+        return subprocess.run(["buildfleet", *args, "--fleet", fleet.target.fleet], capture_output=True, text=True,
+                              env=env, timeout=900)
+    return buildfleet
+
+
+def checks(result):
+    return {(c["node"], c["check"]): c for c in json.loads(result.stdout)["checks"]}
+
+
+def test_doctor_checks_every_host_and_node_and_names_the_fix(fleet, run):
+    missing = checks(run("doctor", "--json"))
+    assert not missing[("emulation-0", "builder node")]["ok"]
+    assert missing[("emulation-0", "builder node")]["fix"] == "buildfleet builder create"
+    assert run("builder", "create", "--no-bootstrap").returncode == 0
+    try:
+        healthy = run("doctor", "--json")
+        assert healthy.returncode == 0, healthy.stdout + healthy.stderr
+        found = checks(healthy)
+        assert {check for _, check in found} == {"docker", "privileged", "buildx", "binfmt", "buildkitd",
+                                                 "builder node"}
+        assert all(c["ok"] for c in found.values())
+        assert fleet.exec("emulation-0", "sh", "-c", "echo -1 > /proc/sys/fs/binfmt_misc/qemu-s390x") == ""
+        broken = run("doctor")
+        assert broken.returncode == 1 and "✗" in broken.stdout and "1 check(s) failed" in broken.stdout
+        binfmt = checks(run("doctor", "--json"))[("emulation-0", "binfmt")]
+        assert not binfmt["ok"] and binfmt["fix"].startswith("buildfleet configure (it would: register s390x")
+    finally:
+        assert fleet.configure().ok
+        assert run("builder", "rm").returncode == 0
+
+
+def test_bench_times_each_platform_natively_and_under_qemu_and_writes_the_report(fleet, run, tmp_path):
+    out = tmp_path / "report"
+    result = run("bench", "--platforms", "amd64,arm64", "--workload", "c-compile", "--repeats", "2",
+                 "--output", str(out), "--json")
+    assert result.returncode == 0, result.stdout + result.stderr
+    data = json.loads(result.stdout)
+    assert [(r["platform"], r["host"], r["mode"], r["placed"]) for r in data["rows"]] == [
+        ("linux/amd64", "amd64-0", "native", True), ("linux/amd64", "emulation-0", "native", False),
+        ("linux/arm64", "emulation-0", "QEMU", True)]
+    arm64 = data["rows"][2]
+    assert arm64["baseline"] == "linux/amd64 on emulation-0 (same machine)" and arm64["penalty"] > 1
+    assert all(len(r["seconds"]) == 2 for r in data["raw"])
+    assert len({r["output"] for r in data["raw"]}) == 1  # the same result computed on every platform
+    assert {r["uname"] for r in data["raw"]} == {"x86_64", "aarch64"}
+    assert (out / "bench.png").read_bytes()[:4] == b"\x89PNG"
+    assert "| c-compile | linux/arm64 | emulation-0 | QEMU |" in (out / "bench.md").read_text()
+    assert len((out / "timings.csv").read_text().splitlines()) == 1 + 3 * 2
+    builders = subprocess.run(["docker", "buildx", "ls"], capture_output=True, text=True,
+                              env={**os.environ, "DOCKER_CONFIG": str(tmp_path / "docker-config")}).stdout
+    assert "-bench-" not in builders  # its single-node builders are gone again
+
+
+def test_bench_refuses_a_platform_the_fleet_does_not_build(run):
+    result = run("bench", "--platforms", "mips64le")
+    assert result.returncode != 0 and "mips64le" in result.stderr
