@@ -7,3 +7,4 @@ from provisioning.cloud.program import fleet_from_config
 fleet = fleet_from_config(pulumi.Config("buildfleet"))
 pulumi.export("inventory", fleet.inventory)
 pulumi.export("placement", fleet.placement)
+pulumi.export("hostKeys", fleet.host_keys)

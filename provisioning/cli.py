@@ -126,15 +126,18 @@ def _configure(args: argparse.Namespace, console: Console, state: FleetState, se
 
 
 def _cmd_up(args: argparse.Namespace, console: Console) -> int:
-    settings = _settings(args, args.target)
     state = FleetState.for_fleet(args.fleet)
+    if args.target == "aws":
+        inventory, settings = _aws_up(args, console, state)
+    else:
+        settings = _settings(args, args.target)
     if args.target == "static":
         from provisioning.static import StaticTarget
         if args.inventory is None:
             raise BuildfleetError("up --target static needs --inventory FILE (a YAML list of existing hosts)")
         with console.status("reading the static inventory and detecting each host's CPU over SSH"):
             inventory = StaticTarget(args.inventory, state).up(settings.platforms)
-    else:
+    elif args.target == "local":
         plan = _plan_for(settings, "local")
         with console.status(f"creating {len(plan.hosts)} local host(s)"):
             inventory = _local_target(args, settings).up(plan)
@@ -143,6 +146,46 @@ def _cmd_up(args: argparse.Namespace, console: Console) -> int:
     if status == 0:
         _ensure_builder(args, console, state)
     return status
+
+
+def _aws_target(args: argparse.Namespace, state: FleetState):
+    from provisioning.cloud import automation
+    stack = args.stack or automation.AwsTarget.recorded_stack(state) or args.fleet
+    return automation.AwsTarget(stack, args.project_dir, state, select=automation.select_stack)
+
+
+def _pulumi_output(console: Console):
+    """Pulumi's own progress lines, passed through dimmed (to stderr, so --json stays clean)."""
+    err = Console(stderr=True, width=console.width)
+    return lambda line: err.print(line.rstrip("\n"), style="dim", markup=False, highlight=False)
+
+
+def _aws_up(args: argparse.Namespace, console: Console, state: FleetState) -> tuple:
+    """Pulumi up, then wait until every host answers over SSH with cloud-init done."""
+    from provisioning.hosts.configure import connect
+    from provisioning.hosts.wait import wait_for_hosts
+    from provisioning.settings import require_cloud_access
+    target = _aws_target(args, state)
+    stack_file = args.project_dir / f"Pulumi.{target.stack}.yaml"
+    raw = load_raw_config(args.project_dir, args.config, target.stack if stack_file.exists() else None,
+                          args.overrides)
+    to_set = load_raw_config(args.project_dir, args.config, None, args.overrides)  # what the stack lacks
+    ssh_key = ""
+    if raw.get("sshPublicKey"):
+        if args.ssh_key is None or not args.ssh_key.expanduser().is_file():
+            raise BuildfleetError("buildfleet:sshPublicKey is set, so buildfleet needs its private half: "
+                                  "--ssh-key PATH (e.g. ~/.ssh/id_ed25519); or unset it to use the fleet's own key")
+        ssh_key = str(args.ssh_key.expanduser())
+    else:  # the fleet's own key pair, made once and kept in its state
+        to_set["sshPublicKey"] = raw["sshPublicKey"] = state.ensure_ssh_key()
+    settings = settings_from_mapping(raw)
+    require_cloud_access(settings)  # every config error before Pulumi starts
+    console.print(f"pulumi up: stack {target.stack!r} in {args.project_dir}")
+    inventory = target.up(to_set, _pulumi_output(console), ssh_key)
+    with console.status(f"waiting for {len(inventory.hosts)} host(s) to answer over SSH and finish cloud-init"):
+        waited = wait_for_hosts(inventory.hosts, lambda host: connect(host, state), args.wait_timeout)
+    console.print("hosts answer: " + ", ".join(f"{name} after {s:.0f} s" for name, s in waited.items()))
+    return inventory, settings
 
 
 def _cmd_configure(args: argparse.Namespace, console: Console) -> int:
@@ -465,6 +508,13 @@ def _cmd_down(args: argparse.Namespace, console: Console) -> int:
         if _fleet_builder(args, state).remove():
             console.print(f"builder {record.stem}")
     inventory = state.load_inventory()
+    if (inventory is not None and inventory.target == "aws") or args.target == "aws":
+        target = _aws_target(args, state)
+        console.print(f"pulumi destroy: stack {target.stack!r}")
+        target.down(_pulumi_output(console))
+        shutil.rmtree(state.root, ignore_errors=True)
+        console.print(f"stack {target.stack!r} destroyed; state {state.root} removed")
+        return 0
     if inventory is not None and inventory.target == "static":
         # the hosts were there before buildfleet and stay; only its local files go
         shutil.rmtree(state.root)
@@ -505,9 +555,15 @@ def build_parser() -> argparse.ArgumentParser:
     up = commands.add_parser("up", help="create the fleet's hosts and configure them",
                              description="Create the hosts (local: containers on this machine's Docker engine), "
                                          "then configure Docker, buildx, QEMU/binfmt and buildkitd on each.")
-    up.add_argument("--target", choices=("local", "static"), default="local",
-                    help="local: containers on this machine (default); static: hosts listed in --inventory")
+    up.add_argument("--target", choices=("local", "aws", "static"), default="local",
+                    help="local: containers on this machine (default); aws: the Pulumi program through the "
+                         "Automation API (stack --stack, default the fleet name; needs the Pulumi CLI and AWS "
+                         "credentials); static: hosts listed in --inventory")
     up.add_argument("--inventory", type=Path, metavar="FILE", help="the static target's YAML host list")
+    up.add_argument("--ssh-key", type=Path, metavar="FILE",
+                    help="aws: private key matching buildfleet:sshPublicKey (unset: the fleet's own key is used)")
+    up.add_argument("--wait-timeout", type=_positive, default=900, metavar="SECONDS",
+                    help="aws: how long to wait for SSH and cloud-init on new hosts (default 900)")
     _add_config_options(up)
     _add_fleet_options(up)
     up.set_defaults(handler=_cmd_up)
@@ -597,7 +653,15 @@ def build_parser() -> argparse.ArgumentParser:
     _add_fleet_options(ci, configure_flags=False)
     ci.set_defaults(handler=_cmd_ci_config)
 
-    down = commands.add_parser("down", help="remove every host, volume, network and key the fleet made")
+    down = commands.add_parser(
+        "down", help="remove every host, volume, network, builder and key the fleet made",
+        description="Remove the fleet's builders, then its hosts (local: containers, volumes, network, registry; "
+                    "aws: pulumi destroy on its stack; static: nothing on the hosts) and its local state.")
+    down.add_argument("--target", choices=("local", "aws", "static"), default=None,
+                      help="only needed for aws when the fleet's state is gone (default: from the fleet's state)")
+    down.add_argument("--stack", metavar="NAME", help="aws: the stack (default: the one up used, else the fleet name)")
+    down.add_argument("--project-dir", metavar="DIR", type=Path, default=Path.cwd(),
+                      help="aws: directory holding Pulumi.yaml (default: current)")
     _add_fleet_options(down, configure_flags=False)
     down.set_defaults(handler=_cmd_down)
     return parser

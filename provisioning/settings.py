@@ -259,3 +259,13 @@ def require_cloud_access(settings: Settings) -> None:
             f"{NAMESPACE}:sshPublicKey is not set: "
             f"pulumi config set {NAMESPACE}:sshPublicKey \"$(cat ~/.ssh/id_ed25519.pub)\""
         )
+
+
+def pulumi_config_value(value: Any) -> str:
+    """Pulumi hands every config value to the program as a string, arrays as JSON: the
+    form the CLI writes with the Automation API and the schema above reads back."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (list, dict)):
+        return json.dumps(value)
+    return str(value)

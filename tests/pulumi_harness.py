@@ -15,6 +15,8 @@ from typing import Any
 
 import pulumi
 
+from provisioning.settings import pulumi_config_value
+
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 MAIN = PROJECT_DIR / "__main__.py"
 STACK = "test"
@@ -26,6 +28,17 @@ class Registered:
     name: str
     inputs: dict[str, Any]
     urn: str
+
+
+def _openssh_ed25519() -> dict[str, str]:
+    """What pulumi-tls computes for an ED25519 key: a real pair, in OpenSSH form."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ed25519
+    key = ed25519.Ed25519PrivateKey.generate()
+    private = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH,
+                                serialization.NoEncryption()).decode()
+    public = key.public_key().public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
+    return {"privateKeyOpenssh": private, "publicKeyOpenssh": public.decode() + "\n"}
 
 
 @dataclass
@@ -46,6 +59,8 @@ class RecordingMocks(pulumi.runtime.Mocks):
         if args.typ == "aws:ec2/instance:Instance":
             # Documentation ranges (RFC 5737): never contacted, only reported.
             outputs.update(publicIp=f"203.0.113.{index}", privateIp=f"10.0.0.{index}")
+        if args.typ == "tls:index/privateKey:PrivateKey":
+            outputs.update(_openssh_ed25519())
         if args.typ == "aws:ec2/keyPair:KeyPair":
             outputs.setdefault("keyName", args.name)
         return f"{args.name}-id", outputs
@@ -73,20 +88,11 @@ class ProgramRun:
     outputs: dict[str, Any]
 
 
-def _encode(value: Any) -> str:
-    """Pulumi passes every config value to the program as a string; arrays as JSON."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (list, dict)):
-        return json.dumps(value)
-    return str(value)
-
-
 def run_program(config: dict[str, Any], mocks: RecordingMocks | None = None) -> ProgramRun:
     """Run ``__main__.py`` with ``buildfleet:`` config; return what it registered and exported."""
     mocks = mocks if mocks is not None else RecordingMocks()
     pulumi.runtime.set_mocks(mocks, project="buildfleet", stack=STACK, preview=False)
-    pulumi.runtime.set_all_config({f"buildfleet:{k}": _encode(v) for k, v in config.items()})
+    pulumi.runtime.set_all_config({f"buildfleet:{k}": pulumi_config_value(v) for k, v in config.items()})
     exported: dict[str, Any] = {}
 
     @pulumi.runtime.test

@@ -5,6 +5,7 @@ Each assertion names the resource URN it is about.
 
 import pulumi
 import pytest
+import yaml
 
 from pulumi_harness import RecordingMocks, run_program
 
@@ -134,6 +135,24 @@ def test_outputs_have_the_inventory_shape(default_run):
     assert all(not p["native"] for p in hosts["emulation-0"]["platforms"])
     placement = {row["platform"]: row["host"] for row in default_run.outputs["placement"]}
     assert placement["linux/riscv64"] == "emulation-0"
+
+
+SECRET_SIG = "4dabf18193072939515e22adb298388d"  # Pulumi's marker for a secret value
+
+
+def test_each_host_boots_with_a_host_key_pulumi_made_and_exports_its_public_half(default_run):
+    keys = default_run.outputs["hostKeys"]
+    assert set(keys) == {"amd64-0", "arm64-0", "emulation-0"} and len(set(keys.values())) == 3
+    made = {r.name.removesuffix("-hostkey"): r for r in default_run.mocks.of_type("tls:index/privateKey:PrivateKey")}
+    assert {r.inputs["algorithm"] for r in made.values()} == {"ED25519"}
+    for instance in default_run.mocks.of_type(INSTANCE):
+        name = instance.name.removeprefix("buildfleet-test-").removesuffix("-vm")
+        secret = instance.inputs["userData"]  # the mock runtime hands a secret over wrapped, with its value
+        assert set(secret) == {SECRET_SIG, "value"}
+        user_data = yaml.safe_load(secret["value"].removeprefix("#cloud-config\n"))
+        assert user_data["ssh_deletekeys"] is True and user_data["ssh_genkeytypes"] == []
+        assert user_data["ssh_keys"]["ed25519_public"] == keys[name]
+        assert user_data["ssh_keys"]["ed25519_private"].startswith("-----BEGIN OPENSSH PRIVATE KEY-----")
 
 
 @pytest.mark.parametrize(

@@ -26,6 +26,7 @@ class FleetArgs:
 
 class Fleet(pulumi.ComponentResource):
     inventory: pulumi.Output[dict]
+    host_keys: pulumi.Output[dict]  # host name -> its OpenSSH public host key, to pin before connecting
     placement: list[dict[str, object]]
 
     def __init__(self, name: str, args: FleetArgs, opts: pulumi.ResourceOptions | None = None):
@@ -74,5 +75,7 @@ class Fleet(pulumi.ComponentResource):
                 ssh_user,
             ).to_dict()
         )
+        self.host_keys = pulumi.Output.all(*[hosts[n].host_key for n in names]).apply(
+            lambda keys: dict(zip(names, keys)))
         self.placement = plan.placement.to_list()
-        self.register_outputs({"inventory": self.inventory, "placement": self.placement})
+        self.register_outputs({"inventory": self.inventory, "placement": self.placement, "hostKeys": self.host_keys})

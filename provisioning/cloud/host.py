@@ -1,7 +1,10 @@
 """One build host: an EC2 instance whose AMI matches its CPU architecture.
 
 Hardening that costs nothing is on by default: IMDSv2 only, with a hop limit of 1 so
-build containers cannot reach instance metadata; an encrypted gp3 root volume.
+build containers cannot reach instance metadata; an encrypted gp3 root volume. Its SSH
+host key is made by Pulumi (pulumi-tls; the private half is a secret in the stack's
+state) and installed by cloud-init, so the operator pins it before the first connection
+instead of trusting whatever answers on the new address.
 """
 
 from __future__ import annotations
@@ -10,6 +13,8 @@ from dataclasses import dataclass, field
 
 import pulumi
 import pulumi_aws as aws
+import pulumi_tls as tls
+import yaml
 
 from provisioning.catalog import InstanceType
 from provisioning.cloud.ami import lookup_ami
@@ -34,13 +39,26 @@ def _market_options(spot: bool) -> dict | None:
     return {"market_type": "spot", "spot_options": {"spot_instance_type": "one-time"}}
 
 
+def host_key_cloud_config(private_openssh: str, public_openssh: str) -> str:
+    """cloud-init user data replacing the image's host keys with this one, and no others."""
+    return "#cloud-config\n" + yaml.safe_dump({
+        "ssh_deletekeys": True,
+        "ssh_genkeytypes": [],
+        "ssh_keys": {"ed25519_private": private_openssh, "ed25519_public": public_openssh.strip()},
+    })
+
+
 class BuildHost(pulumi.ComponentResource):
     public_ip: pulumi.Output[str]
     private_ip: pulumi.Output[str]
+    host_key: pulumi.Output[str]
 
     def __init__(self, name: str, args: BuildHostArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("buildfleet:cloud:BuildHost", name, None, opts)
         tags = {**args.tags, "Name": name, "buildfleet:role": args.role}
+        host_key = tls.PrivateKey(f"{name}-hostkey", algorithm="ED25519", opts=pulumi.ResourceOptions(parent=self))
+        user_data = pulumi.Output.secret(pulumi.Output.all(host_key.private_key_openssh, host_key.public_key_openssh)
+                                         .apply(lambda keys: host_key_cloud_config(*keys)))
         instance = aws.ec2.Instance(
             f"{name}-vm",
             ami=lookup_ami(args.image, args.instance_type.arch, pulumi.InvokeOptions(parent=self)),
@@ -54,9 +72,11 @@ class BuildHost(pulumi.ComponentResource):
             root_block_device={"volume_type": "gp3", "volume_size": args.root_volume_gib,
                                "encrypted": True, "delete_on_termination": True, "tags": tags},
             instance_market_options=_market_options(args.spot),
+            user_data=user_data,
             tags=tags,
             opts=pulumi.ResourceOptions(parent=self),
         )
         self.public_ip = instance.public_ip
         self.private_ip = instance.private_ip
-        self.register_outputs({"publicIp": self.public_ip, "privateIp": self.private_ip})
+        self.host_key = host_key.public_key_openssh.apply(lambda key: key.strip())
+        self.register_outputs({"publicIp": self.public_ip, "privateIp": self.private_ip, "hostKey": self.host_key})

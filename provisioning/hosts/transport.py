@@ -39,6 +39,10 @@ class ConnectionFailed(BuildfleetError):
     """The host could not be reached or authenticated; the message says which and why."""
 
 
+class HostKeyRejected(ConnectionFailed):
+    """The host showed a key that is not the pinned one: never retried, never accepted."""
+
+
 class Transport(Protocol):
     host: InventoryHost
 
@@ -74,7 +78,11 @@ class SSHTransport:
         where = f"{self.host.name} ({self.host.ssh_user}@{self.host.address}:{self.host.ssh_port})"
         try:
             self._connection.open()
+        except paramiko.BadHostKeyException as error:
+            raise HostKeyRejected(f"{where}: host key differs from the pinned one: {error}") from None
         except paramiko.SSHException as error:
+            if "not found in known_hosts" in str(error):
+                raise HostKeyRejected(f"{where}: host key is not pinned in known_hosts: {error}") from None
             raise ConnectionFailed(f"{where}: SSH refused: {error} (host keys are pinned in known_hosts)") from None
         except (socket.error, OSError) as error:
             raise ConnectionFailed(f"{where}: cannot connect: {error}") from None

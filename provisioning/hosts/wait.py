@@ -1,0 +1,52 @@
+"""Wait for new machines: SSH answers some time after boot, and cloud-init may still be
+installing packages then (apt holding the dpkg lock is normal, not a failure).
+
+Refused connections, banner timeouts and not-yet-authorised keys are retried until the
+deadline; a host key that differs from the pinned one is never retried.
+"""
+
+from __future__ import annotations
+
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Callable, Sequence
+
+from provisioning.errors import BuildfleetError
+from provisioning.hosts.transport import ConnectionFailed, HostKeyRejected, Transport
+from provisioning.inventory import InventoryHost
+
+# Where cloud-init exists, block until it has finished (its own exit status is not ours:
+# a degraded cloud-init still leaves a usable host, which configure then checks).
+CLOUD_INIT_DONE = ("sh", "-c", "if command -v cloud-init >/dev/null; then cloud-init status --wait >/dev/null; fi; true")
+
+
+def wait_for_host(host: InventoryHost, connect: Callable[[InventoryHost], Transport], timeout: float,
+                  interval: float = 5.0, clock: Callable[[], float] = time.monotonic,
+                  sleep: Callable[[float], None] = time.sleep) -> float:
+    """Seconds until ``host`` answered over SSH with cloud-init done; one clear error after ``timeout``."""
+    start = clock()
+    while True:
+        try:
+            transport = connect(host)
+            try:
+                result = transport.run(CLOUD_INIT_DONE, timeout=max(1.0, timeout - (clock() - start)))
+            finally:
+                transport.close()
+            if result.ok:
+                return round(clock() - start, 1)
+            last = f"exit {result.exit_code}: {result.stderr.strip()}"
+        except HostKeyRejected:
+            raise
+        except ConnectionFailed as error:
+            last = str(error)
+        if clock() - start + interval > timeout:
+            raise BuildfleetError(f"{host.name} did not answer over SSH within {timeout:.0f} s; last: {last}")
+        sleep(interval)
+
+
+def wait_for_hosts(hosts: Sequence[InventoryHost], connect: Callable[[InventoryHost], Transport],
+                   timeout: float) -> dict[str, float]:
+    """All hosts at once; the first host to time out (or show a wrong key) stops the wait."""
+    with ThreadPoolExecutor(max_workers=max(1, len(hosts))) as pool:
+        waited = pool.map(lambda h: wait_for_host(h, connect, timeout), hosts)
+        return dict(zip((h.name for h in hosts), waited))

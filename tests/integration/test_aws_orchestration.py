@@ -1,0 +1,83 @@
+"""up/down --target aws end to end, with only the Automation API stack faked: its outputs
+point at the live local fleet, so waiting for SSH, configure and the builder run for real."""
+
+import uuid
+from types import SimpleNamespace
+
+import pytest
+from fake_pulumi import FakeStack
+
+from provisioning.cli import main
+from provisioning.cloud import automation
+from provisioning.errors import BuildfleetError
+from provisioning.hosts.configure import connect
+from provisioning.hosts.transport import HostKeyRejected
+from provisioning.hosts.wait import wait_for_host
+from provisioning.state import FleetState
+
+from .conftest import CACHE
+
+pytestmark = pytest.mark.integration
+
+
+def pinned_keys(fleet) -> dict[str, str]:
+    """host name -> the key the live fleet pinned for it, as the stack would export it."""
+    by_port = {}
+    for line in fleet.state.known_hosts.read_text().splitlines():
+        where, key = line.split(" ", 1)
+        by_port[int(where.rsplit(":", 1)[1]) if where.startswith("[") else 22] = key
+    return {h.name: by_port[h.ssh_port] for h in fleet.inventory.hosts}
+
+
+def test_up_target_aws_waits_configures_and_builds_then_down_destroys(fleet, tmp_path, monkeypatch, capsys):
+    name = f"aws{uuid.uuid4().hex[:6]}"
+    stack = FakeStack({"inventory": SimpleNamespace(value={**fleet.inventory.to_dict(), "target": "aws"}),
+                       "hostKeys": SimpleNamespace(value=pinned_keys(fleet))})
+    monkeypatch.setattr(automation, "select_stack", lambda stack_name, project_dir: stack)
+    monkeypatch.setenv("BUILDFLEET_STATE_DIR", str(tmp_path / "state"))
+    monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path / "docker-config"))
+    public = fleet.state.ssh_key.with_suffix(".pub").read_text().strip()
+    try:
+        up = main(["up", "--target", "aws", "--fleet", name, "--project-dir", str(tmp_path),
+                   "--set", "allowedCidrs=[127.0.0.1/32]", "--set", f"sshPublicKey={public}",
+                   "--ssh-key", str(fleet.state.ssh_key), "--artifacts", str(CACHE), "--wait-timeout", "60"])
+        out = capsys.readouterr().out
+        assert up == 0, out
+        assert stack.calls == ["up"] and stack.config["buildfleet:allowedCidrs"] == '["127.0.0.1/32"]'
+        assert "hosts answer: amd64-0 after" in out
+        # this fleet has its own CA, so configure gives each buildkitd its certificates
+        assert out.count("install the server certificate") == 2
+        assert f"create node buildfleet-{name}-amd64-0" in out
+        state = FleetState.for_fleet(name)
+        assert automation.AwsTarget.recorded_stack(state) == name  # the stack defaults to the fleet's name
+
+        assert main(["down", "--fleet", name, "--project-dir", str(tmp_path)]) == 0
+        out = capsys.readouterr().out
+        assert stack.calls == ["up", "destroy"] and f"builder buildfleet-{name}" in out
+        assert not state.root.exists()
+        assert fleet.exec("amd64-0", "true") == ""  # the fake "cloud" hosts are the fixture's, left running
+    finally:
+        assert fleet.configure().ok  # give the fixture's hosts their own certificates back
+
+
+def test_waiting_gives_up_on_a_silent_host_with_one_line_naming_it(fleet, tmp_path):
+    silent = fleet.inventory.hosts[0].__class__(**{**fleet.inventory.hosts[0].__dict__, "ssh_port": 9})  # discard
+    with pytest.raises(BuildfleetError, match=r"^amd64-0 did not answer over SSH within 2 s; last: .*cannot connect"):
+        wait_for_host(silent, lambda host: connect(host, fleet.state), timeout=2, interval=0.5)
+
+
+def test_a_wrong_host_key_is_refused_at_once_not_retried(fleet, tmp_path):
+    state = FleetState(tmp_path / "state")
+    state.ensure()
+    host = fleet.inventory.hosts[0]
+    other = pinned_keys(fleet)["emulation-0"]
+    state.write_known_hosts({(host.address, host.ssh_port): other})
+    (state.root / "ssh" / "id_ed25519").write_bytes(fleet.state.ssh_key.read_bytes())
+    attempts = []
+
+    def counted(h):
+        attempts.append(h.name)
+        return connect(h, state)
+    with pytest.raises(HostKeyRejected, match="host key differs from the pinned one"):
+        wait_for_host(host, counted, timeout=30, interval=0.5)
+    assert attempts == ["amd64-0"]
