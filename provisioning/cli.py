@@ -109,19 +109,35 @@ def default_cache_dir() -> Path:
     return Path("/var/cache/buildfleet") if os.geteuid() == 0 else Path.home() / ".cache" / "buildfleet"
 
 
-def _run_configure(args: argparse.Namespace, state: FleetState, settings: Settings, check_only: bool = False):
+def _run_configure(args: argparse.Namespace, state: FleetState, settings: Settings, check_only: bool = False,
+                   progress=lambda host, step, done, total: None):
     from provisioning.artifacts import LocalArtifacts
     from provisioning.hosts.configure import ConfigureOptions, configure
     options = ConfigureOptions(buildkitd_port=settings.buildkitd_port,
                                allow_docker_upgrade=not getattr(args, "no_docker_upgrade", False),
                                qemu_source=settings.qemu_source, docker_source=settings.docker_source)
-    return configure(_inventory(args, state), state, LocalArtifacts(args.artifacts), options, check_only)
+    return configure(_inventory(args, state), state, LocalArtifacts(args.artifacts), options, check_only, progress)
+
+
+def host_progress(console: Console):
+    """A rich progress display with one line per host: its current step, steps done, elapsed time."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    return Progress(TextColumn("{task.fields[host]:<14}"), TextColumn("{task.description:<12}"), BarColumn(),
+                    MofNCompleteColumn(), TimeElapsedColumn(), console=Console(stderr=True, width=console.width),
+                    transient=False)
 
 
 def _configure(args: argparse.Namespace, console: Console, state: FleetState, settings: Settings) -> int:
-    hosts = len(_inventory(args, state).hosts)
-    with console.status(f"configuring {hosts} host(s) in parallel"):
-        report = _run_configure(args, state, settings)
+    tasks: dict[str, int] = {}
+    with host_progress(console) as shown:
+        for host in _inventory(args, state).hosts:
+            tasks[host.name] = shown.add_task("connect", host=host.name, total=None)
+
+        def progress(host: str, step: str, done: int, total: int) -> None:
+            shown.update(tasks[host], description=step or "done", completed=done, total=total)
+            if not step:
+                shown.stop_task(tasks[host])  # freeze its elapsed time at the host's own finish
+        report = _run_configure(args, state, settings, progress=progress)
     return _print_report(console, report, args.json)
 
 

@@ -8,7 +8,7 @@ from typing import Protocol
 
 from provisioning.certs import FleetCA
 from provisioning.hosts.actions import Artifact
-from provisioning.hosts.executor import FleetReport, run_fleet
+from provisioning.hosts.executor import FleetReport, Progress, run_fleet
 from provisioning.hosts.operations import (BuildkitdDesired, DockerDesired, PinnedQemu, QemuDesired, Step,
                                            binfmt_step, buildkitd_step, buildx_step, docker_step, privileged_step)
 from provisioning.hosts.transport import SSHTransport
@@ -89,7 +89,8 @@ def connect(host: InventoryHost, state: FleetState) -> SSHTransport:
 
 
 def configure(inventory: Inventory, state: FleetState, artifacts: ArtifactSource,
-              options: ConfigureOptions = ConfigureOptions(), check_only: bool = False) -> FleetReport:
+              options: ConfigureOptions = ConfigureOptions(), check_only: bool = False,
+              progress: Progress = lambda host, step, done, total: None) -> FleetReport:
     """Bring every host to the desired state; ``check_only`` reports what differs instead."""
     ca = FleetCA(state.root / "tls")
     ca.client()  # made before the hosts so the builder stage finds it
@@ -98,4 +99,5 @@ def configure(inventory: Inventory, state: FleetState, artifacts: ArtifactSource
         lambda host: connect(host, state),
         lambda host: steps_for(host, artifacts, ca, options, inventory.registry),
         check_only,
+        progress,
     )

@@ -155,17 +155,23 @@ def run_step(transport: Transport, step: Step, check_only: bool = False) -> Step
         return result(FAILED, f"{type(error).__name__}: {error}")
 
 
-def run_host(transport: Transport, steps: Sequence[Step], check_only: bool = False) -> HostReport:
+Progress = Callable[[str, str, int, int], None]  # host, step now running ("" when done), done, total
+
+
+def run_host(transport: Transport, steps: Sequence[Step], check_only: bool = False,
+             progress: Progress = lambda host, step, done, total: None) -> HostReport:
     """Steps in order; after a failure the rest are skipped (they build on it). A check
     changes nothing, so every step is checked whatever the one before found."""
     results: list[StepResult] = []
     try:
         for step in steps:
+            progress(transport.host.name, step.name, len(results), len(steps))
             if not check_only and results and results[-1].status in (FAILED, SKIPPED):
                 results.append(StepResult(transport.host.name, step.name, SKIPPED,
                                           f"skipped: {results[-1].step} did not succeed", 0.0))
                 continue
             results.append(run_step(transport, step, check_only))
+        progress(transport.host.name, "", len(results), len(steps))
     finally:
         transport.close()
     return HostReport(transport.host.name, tuple(results))
@@ -176,12 +182,13 @@ def run_fleet(
     connect: Callable[[InventoryHost], Transport],
     steps_for: Callable[[InventoryHost], Sequence[Step]],
     check_only: bool = False,
+    progress: Progress = lambda host, step, done, total: None,
 ) -> FleetReport:
     """Every host at once; an exception on one host becomes that host's failed result."""
 
     def one(host: InventoryHost) -> HostReport:
         try:
-            return run_host(connect(host), steps_for(host), check_only)
+            return run_host(connect(host), steps_for(host), check_only, progress)
         except BuildfleetError as error:
             return HostReport(host.name, (StepResult(host.name, "connect", FAILED, str(error), 0.0),))
 

@@ -72,3 +72,14 @@ def test_bench_times_each_platform_natively_and_under_qemu_and_writes_the_report
 def test_bench_refuses_a_platform_the_fleet_does_not_build(run):
     result = run("bench", "--platforms", "mips64le")
     assert result.returncode != 0 and "mips64le" in result.stderr
+
+
+def test_configure_reports_each_hosts_steps_as_they_start_and_when_it_is_done(fleet):
+    from provisioning.hosts.configure import ConfigureOptions, configure
+    seen = []
+    report = configure(fleet.inventory, fleet.state, fleet.artifacts, ConfigureOptions(),
+                       progress=lambda host, step, done, total: seen.append((host, step, done, total)))
+    assert report.ok
+    assert [s[1:] for s in seen if s[0] == "emulation-0"] == [
+        ("docker", 0, 5), ("privileged", 1, 5), ("buildx", 2, 5), ("binfmt", 3, 5), ("buildkitd", 4, 5), ("", 5, 5)]
+    assert [s[1] for s in seen if s[0] == "amd64-0"][-1] == ""
