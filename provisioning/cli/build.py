@@ -1,0 +1,120 @@
+"""The builder and what is built through it: builder, sample, ci-config."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from provisioning.cli.common import builder_name, fleet_builder, require_inventory
+from provisioning.errors import BuildfleetError
+from provisioning.platforms import parse_platform
+from provisioning.state import FleetState
+
+
+def ensure_builder(args: argparse.Namespace, console: Console, state: FleetState) -> None:
+    from provisioning.builder.nodes import DOCKER_CONTAINER, TLSFiles, desired_nodes
+    inventory = require_inventory(args, state)
+    builder = fleet_builder(args, state)
+    if getattr(args, "driver", "remote") == DOCKER_CONTAINER:
+        from provisioning.artifacts import LocalArtifacts
+        from provisioning.builder import docker_container
+        from provisioning.local.target import machine_arch
+        with console.status("loading the BuildKit image into each host's Docker over SSH"):
+            nodes = docker_container.prepare(builder.name, inventory, state, LocalArtifacts(args.artifacts),
+                                             builder.buildx, machine_arch())
+    else:
+        nodes = desired_nodes(builder.name, inventory, TLSFiles.in_state(state.root / "tls"))
+    changes = builder.ensure(nodes, use=getattr(args, "use", False))
+    console.print(f"builder {builder.name!r}: " + ("; ".join(c.describe() for c in changes) if changes
+                                                    else "no change: its nodes match the fleet"))
+
+
+def cmd_builder(args: argparse.Namespace, console: Console) -> int:
+    state = FleetState.for_fleet(args.fleet)
+    builder = fleet_builder(args, state)
+    if args.action == "rm":
+        removed = builder.remove()
+        console.print(f"builder {builder.name!r} removed" if removed
+                      else f"builder {builder.name!r}: buildfleet did not make it here; left as it is")
+        return 0
+    if args.action == "create":
+        ensure_builder(args, console, state)
+    inventory = require_inventory(args, state)
+    inspected = builder.inspect(bootstrap=not args.no_bootstrap)
+    if inspected is None:
+        raise BuildfleetError(f"builder {builder.name!r} does not exist: run buildfleet builder create")
+    modes = {p.platform: p.native for h in inventory.hosts for p in h.platforms}
+    rows = [{"node": n.name, "endpoint": n.endpoint, "status": n.status, "buildkit": n.buildkit,
+             "platforms": [{"platform": p, "native": modes.get(p, False)} for p in n.pinned]}
+            for n in inspected.nodes]
+    if args.json:
+        console.print_json(json.dumps({"builder": builder.name, "driver": inspected.driver, "nodes": rows}))
+        return 0
+    table = Table(title=f"builder {builder.name!r} ({inspected.driver} driver)")
+    for column in ("node", "endpoint", "status", "platforms"):
+        table.add_column(column)
+    for row in rows:
+        platforms = ", ".join(f"{p['platform']} ({'native' if p['native'] else 'QEMU'})" for p in row["platforms"])
+        table.add_row(row["node"], row["endpoint"], row["status"], platforms)
+    console.print(table)
+    return 0
+
+
+def cmd_sample(args: argparse.Namespace, console: Console) -> int:
+    from provisioning.builder.preflight import check_emulation
+    from provisioning.builder.sample import SampleSources, build_sample, time_each, verify_sample
+    from provisioning.hosts.configure import connect
+    state = FleetState.for_fleet(args.fleet)
+    inventory = require_inventory(args, state)
+    platforms = [parse_platform(p.platform) for h in inventory.hosts for p in h.platforms]
+    sources = SampleSources.from_artifacts(args.artifacts, platforms)
+    check_emulation(inventory, lambda host: connect(host, state))
+    tag = time.strftime("%Y%m%d-%H%M%S")
+    buildx = fleet_builder(args, state).buildx
+    with console.status(f"building {len(platforms)} platforms through {builder_name(args)}"):
+        image, seconds = build_sample(buildx, builder_name(args), inventory, sources, platforms, tag)
+        each = time_each(buildx, builder_name(args), sources, platforms) if args.time_each else {}
+    results = verify_sample(inventory, tag, platforms)
+    if args.json:
+        console.print_json(json.dumps({"image": image, "seconds": seconds, "platforms": [
+            {**r.__dict__, "seconds_alone": each.get(r.platform)} for r in results]}))
+    else:
+        table = Table(title=f"{image}: {len(platforms)} platforms in {seconds:.1f} s")
+        for column in ("platform", "planned node", "runs", "uname -m", "program says", "ran on", "alone (s)", "check"):
+            table.add_column(column)
+        for r in results:
+            table.add_row(r.platform, r.host, "native" if r.native else "QEMU", r.uname, r.program, r.ran_on,
+                          f"{each[r.platform]:.2f}" if r.platform in each else "-",
+                          "[green]ok[/]" if r.ok else f"[bold red]{escape(r.problem)}[/]")
+        console.print(table)
+    return 0 if all(r.ok for r in results) else 1
+
+
+def cmd_ci_config(args: argparse.Namespace, console: Console) -> int:
+    from provisioning.builder import ciconfig
+    from provisioning.builder.nodes import TLSFiles, desired_nodes
+    state = FleetState.for_fleet(args.fleet)
+    inventory = require_inventory(args, state)
+    tls = TLSFiles.in_state(state.root / "tls")
+    nodes = desired_nodes(builder_name(args), inventory, tls)
+    platforms = [p.platform for h in inventory.hosts for p in h.platforms]
+    secrets = ciconfig.secret_files(str(tls.ca), str(tls.cert), str(tls.key))
+    rendered = {
+        "github": lambda: ciconfig.github_actions(builder_name(args), nodes),
+        "circleci": lambda: ciconfig.circleci(builder_name(args), nodes, platforms),
+        "shell": lambda: ciconfig.shell_script(builder_name(args), nodes, platforms),
+    }[args.format]()
+    if args.json:
+        console.print_json(json.dumps({"format": args.format, "config": rendered, "secrets": secrets}))
+        return 0
+    print(rendered, end="")  # plain, so it can be piped into a file or a shell
+    print("\n# secrets to create (name: file whose content is the value):", file=sys.stderr)
+    for name, path in secrets.items():
+        print(f"#   {name}: {path}", file=sys.stderr)
+    return 0

@@ -1,0 +1,251 @@
+"""The fleet's life: plan, up (local, aws, static), configure, status and doctor, down."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from provisioning.cli.build import ensure_builder
+from provisioning.cli.common import (builder_name, fleet_builder, host_progress, load_settings, local_target,
+                                     plan_for, require_inventory)
+from provisioning.configfile import load_raw_config
+from provisioning.errors import BuildfleetError
+from provisioning.hosts.executor import FAILED, FleetReport
+from provisioning.plan import Plan
+from provisioning.settings import Settings, settings_from_mapping
+from provisioning.state import FleetState
+
+
+STATUS_STYLE = {"changed": "yellow", "unchanged": "green", "failed": "bold red", "skipped": "dim"}
+
+
+def plan_table(plan: Plan) -> Table:
+    table = Table(title="buildfleet plan: which host builds each platform")
+    for column in ("platform", "host", "role", "instance type", "runs"):
+        table.add_column(column)
+    roles = {host.name: host.role for host in plan.hosts}
+    for a in plan.placement.assignments:
+        runs = "native" if a.native else "QEMU (emulated)"
+        instance_type = plan.instance_types.get(a.host)
+        table.add_row(str(a.platform), a.host, roles[a.host], instance_type.name if instance_type else "-", runs)
+    return table
+
+
+def report_table(report: FleetReport) -> Table:
+    table = Table(title="buildfleet configure: per host, per step")
+    for column in ("host", "step", "result", "s", "detail"):
+        table.add_column(column, overflow="fold")
+    for host in report.hosts:
+        for step in host.steps:
+            detail = step.detail
+            if step.status == FAILED and step.command:
+                detail += f"\n$ {step.command}\nexit {step.exit_code}: {step.stderr_tail}"
+            table.add_row(step.host, step.step, f"[{STATUS_STYLE[step.status]}]{step.status}[/]",
+                          f"{step.seconds:.1f}", escape(detail))
+    return table
+
+
+def print_report(console: Console, report: FleetReport, as_json: bool) -> int:
+    if as_json:
+        console.print_json(json.dumps({"ok": report.ok, "changes": report.changes, "hosts": [
+            {"host": h.host, "steps": [s.__dict__ for s in h.steps]} for h in report.hosts]}))
+    else:
+        console.print(report_table(report))
+        summary = (f"{report.changes} step(s) changed" if report.changes
+                   else "nothing to change: the fleet is configured")
+        console.print(summary if report.ok else f"[bold red]{len(report.failures())} step(s) failed[/]")
+    return 0 if report.ok else 1
+
+
+def run_configure(args: argparse.Namespace, state: FleetState, settings: Settings, check_only: bool = False,
+                   progress=lambda host, step, done, total: None):
+    from provisioning.artifacts import LocalArtifacts
+    from provisioning.hosts.configure import ConfigureOptions, configure
+    options = ConfigureOptions(buildkitd_port=settings.buildkitd_port,
+                               allow_docker_upgrade=not getattr(args, "no_docker_upgrade", False),
+                               qemu_source=settings.qemu_source, docker_source=settings.docker_source)
+    return configure(require_inventory(args, state), state, LocalArtifacts(args.artifacts), options, check_only, progress)
+
+
+def configure_fleet(args: argparse.Namespace, console: Console, state: FleetState, settings: Settings) -> int:
+    tasks: dict[str, int] = {}
+    with host_progress(console) as shown:
+        for host in require_inventory(args, state).hosts:
+            tasks[host.name] = shown.add_task("connect", host=host.name, total=None)
+
+        def progress(host: str, step: str, done: int, total: int) -> None:
+            shown.update(tasks[host], description=step or "done", completed=done, total=total)
+            if not step:
+                shown.stop_task(tasks[host])  # freeze its elapsed time at the host's own finish
+        report = run_configure(args, state, settings, progress=progress)
+    return print_report(console, report, args.json)
+
+
+def cmd_plan(args: argparse.Namespace, console: Console) -> int:
+    plan = plan_for(load_settings(args, args.target), args.target)
+    if args.json:
+        console.print_json(json.dumps(plan.to_dict()))
+    else:
+        console.print(plan_table(plan))
+    return 0
+
+
+def cmd_up(args: argparse.Namespace, console: Console) -> int:
+    state = FleetState.for_fleet(args.fleet)
+    if args.target == "aws":
+        inventory, settings = aws_up(args, console, state)
+    else:
+        settings = load_settings(args, args.target)
+    if args.target == "static":
+        from provisioning.static import StaticTarget
+        if args.inventory is None:
+            raise BuildfleetError("up --target static needs --inventory FILE (a YAML list of existing hosts)")
+        with console.status("reading the static inventory and detecting each host's CPU over SSH"):
+            inventory = StaticTarget(args.inventory, state).up(settings.platforms)
+    elif args.target == "local":
+        plan = plan_for(settings, "local")
+        with console.status(f"creating {len(plan.hosts)} local host(s)"):
+            inventory = local_target(args, settings).up(plan)
+    console.print(f"fleet {args.fleet!r} ({inventory.target}): {', '.join(h.name for h in inventory.hosts)} up")
+    status = configure_fleet(args, console, state, settings)
+    if status == 0:
+        ensure_builder(args, console, state)
+    return status
+
+
+def aws_target(args: argparse.Namespace, state: FleetState):
+    from provisioning.cloud import automation
+    stack = args.stack or automation.AwsTarget.recorded_stack(state) or args.fleet
+    return automation.AwsTarget(stack, args.project_dir, state, select=automation.select_stack)
+
+
+def pulumi_output(console: Console):
+    """Pulumi's own progress lines, passed through dimmed (to stderr, so --json stays clean)."""
+    err = Console(stderr=True, width=console.width)
+    return lambda line: err.print(line.rstrip("\n"), style="dim", markup=False, highlight=False)
+
+
+def aws_up(args: argparse.Namespace, console: Console, state: FleetState) -> tuple:
+    """Pulumi up, then wait until every host answers over SSH with cloud-init done."""
+    from provisioning.hosts.configure import connect
+    from provisioning.hosts.wait import wait_for_hosts
+    from provisioning.settings import require_cloud_access
+    target = aws_target(args, state)
+    stack_file = args.project_dir / f"Pulumi.{target.stack}.yaml"
+    raw = load_raw_config(args.project_dir, args.config, target.stack if stack_file.exists() else None,
+                          args.overrides)
+    to_set = load_raw_config(args.project_dir, args.config, None, args.overrides)  # what the stack lacks
+    ssh_key = ""
+    if raw.get("sshPublicKey"):
+        if args.ssh_key is None or not args.ssh_key.expanduser().is_file():
+            raise BuildfleetError("buildfleet:sshPublicKey is set, so buildfleet needs its private half: "
+                                  "--ssh-key PATH (e.g. ~/.ssh/id_ed25519); or unset it to use the fleet's own key")
+        ssh_key = str(args.ssh_key.expanduser())
+    else:  # the fleet's own key pair, made once and kept in its state
+        to_set["sshPublicKey"] = raw["sshPublicKey"] = state.ensure_ssh_key()
+    settings = settings_from_mapping(raw)
+    require_cloud_access(settings)  # every config error before Pulumi starts
+    console.print(f"pulumi up: stack {target.stack!r} in {args.project_dir}")
+    inventory = target.up(to_set, pulumi_output(console), ssh_key)
+    with console.status(f"waiting for {len(inventory.hosts)} host(s) to answer over SSH and finish cloud-init"):
+        waited = wait_for_hosts(inventory.hosts, lambda host: connect(host, state), args.wait_timeout)
+    console.print("hosts answer: " + ", ".join(f"{name} after {s:.0f} s" for name, s in waited.items()))
+    return inventory, settings
+
+
+def cmd_configure(args: argparse.Namespace, console: Console) -> int:
+    return configure_fleet(args, console, FleetState.for_fleet(args.fleet), load_settings(args, "local"))
+
+
+def cmd_status(args: argparse.Namespace, console: Console) -> int:
+    if args.check or args.command == "doctor":
+        return doctor(args, console)
+    state = FleetState.for_fleet(args.fleet)
+    inventory = state.load_inventory()
+    containers = local_target(args).status() if inventory is None or inventory.target == "local" else []
+    builder = builder_name(args) if fleet_builder(args, state).owned() else None
+    if args.json:
+        console.print_json(json.dumps({"fleet": args.fleet, "inventory": inventory.to_dict() if inventory else None,
+                                       "registry": inventory.registry if inventory else None,
+                                       "builder": builder, "containers": containers}))
+        return 0
+    if inventory is None:
+        console.print(f"fleet {args.fleet!r} is not up")
+        return 0
+    table = Table(title=f"fleet {args.fleet!r} ({inventory.target})")
+    for column in ("host", "role", "arch", "ssh", "buildkitd", "platforms"):
+        table.add_column(column)
+    for host in inventory.hosts:
+        platforms = ", ".join(f"{p.platform}{'' if p.native else ' (QEMU)'}" for p in host.platforms)
+        table.add_row(host.name, host.role, host.arch, f"{host.ssh_user}@{host.address}:{host.ssh_port}",
+                      f"{host.address}:{host.buildkitd_port}", platforms)
+    console.print(table)
+    console.print(f"registry: {inventory.registry or '-'}    builder: {builder or '- (buildfleet builder create)'}")
+    return 0
+
+
+def doctor(args: argparse.Namespace, console: Console) -> int:
+    """Each host's steps checked (nothing changed) and each builder node's status, with the fix."""
+    from provisioning.hosts.executor import DRIFT, UNCHANGED
+    state = FleetState.for_fleet(args.fleet)
+    inventory = require_inventory(args, state)
+    with console.status(f"checking {len(inventory.hosts)} host(s) and the builder"):
+        report = run_configure(args, state, load_settings(args, inventory.target), check_only=True)
+        inspected = fleet_builder(args, state).inspect(bootstrap=True)
+    checks = []
+    for host in report.hosts:
+        for step in host.steps:
+            fix = {UNCHANGED: "", DRIFT: f"buildfleet configure (it would: {step.detail})"}.get(
+                step.status, "see the detail; then buildfleet configure")
+            checks.append({"node": step.host, "check": step.step, "ok": step.status == UNCHANGED,
+                           "detail": step.detail, "fix": fix})
+    wanted = {f"{builder_name(args)}-{h.name}" for h in inventory.hosts if h.platforms}
+    found = {n.name: n.status for n in inspected.nodes} if inspected else {}
+    for node in sorted(wanted):
+        status = found.get(node, "missing")
+        checks.append({"node": node.removeprefix(f"{builder_name(args)}-"), "check": "builder node",
+                       "ok": status == "running", "detail": f"{node}: {status}",
+                       "fix": "" if status == "running" else
+                       "buildfleet builder create" if status == "missing" else "buildfleet configure, then buildfleet builder create"})
+    ok = all(c["ok"] for c in checks)
+    if args.json:
+        console.print_json(json.dumps({"fleet": args.fleet, "ok": ok, "checks": checks}))
+        return 0 if ok else 1
+    table = Table(title=f"buildfleet doctor: fleet {args.fleet!r}")
+    for column in ("node", "check", "", "detail", "fix"):
+        table.add_column(column, overflow="fold")
+    for c in checks:
+        table.add_row(c["node"], c["check"], "[green]✓[/]" if c["ok"] else "[bold red]✗[/]", escape(c["detail"]),
+                      escape(c["fix"]))
+    console.print(table)
+    console.print("all checks pass" if ok else f"[bold red]{sum(not c['ok'] for c in checks)} check(s) failed[/]")
+    return 0 if ok else 1
+
+
+def cmd_down(args: argparse.Namespace, console: Console) -> int:
+    state = FleetState.for_fleet(args.fleet)
+    for record in sorted((state.root / "builders").glob("*.json")):  # every builder made for this fleet
+        args.builder = record.stem
+        if fleet_builder(args, state).remove():
+            console.print(f"builder {record.stem}")
+    inventory = state.load_inventory()
+    if (inventory is not None and inventory.target == "aws") or args.target == "aws":
+        target = aws_target(args, state)
+        console.print(f"pulumi destroy: stack {target.stack!r}")
+        target.down(pulumi_output(console))
+        shutil.rmtree(state.root, ignore_errors=True)
+        console.print(f"stack {target.stack!r} destroyed; state {state.root} removed")
+        return 0
+    if inventory is not None and inventory.target == "static":
+        # the hosts were there before buildfleet and stay; only its local files go
+        shutil.rmtree(state.root)
+        console.print(f"state {state.root} (the static hosts themselves are left as they are)")
+        return 0
+    removed = local_target(args).down()
+    console.print("\n".join(removed) if removed else f"fleet {args.fleet!r}: nothing to remove")
+    return 0
