@@ -11,6 +11,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, Sequence
 
+from invoke.exceptions import CommandTimedOut
+
 from provisioning.errors import BuildfleetError
 from provisioning.hosts.transport import ConnectionFailed, HostKeyRejected, Transport
 from provisioning.inventory import InventoryHost
@@ -39,6 +41,8 @@ def wait_for_host(host: InventoryHost, connect: Callable[[InventoryHost], Transp
             raise
         except ConnectionFailed as error:
             last = str(error)
+        except CommandTimedOut:
+            last = "cloud-init was still running"
         if clock() - start + interval > timeout:
             raise BuildfleetError(f"{host.name} did not answer over SSH within {timeout:.0f} s; last: {last}")
         sleep(interval)
