@@ -12,9 +12,9 @@ from __future__ import annotations
 import dataclasses
 import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
-from contextlib import contextmanager
 
 from provisioning.bench.report import Measured
 from provisioning.bench.runs import Run
