@@ -66,7 +66,7 @@ def rows(measured: Sequence[Measured], arch: Mapping[str, str], prices: Mapping[
         price = prices.get(m.run.host)
         result.append(Row(
             workload=m.run.workload, platform=m.run.platform, host=m.run.host,
-            mode="native" if m.run.native else "QEMU", placed=m.run.placed, median_s=median,
+            mode=m.run.mode, placed=m.run.placed, median_s=median,
             min_s=round(min(m.seconds), 2), build_median_s=build, repeats=len(m.seconds), penalty=penalty,
             baseline=baseline.label if baseline else "", instance_type=price.name if price else "",
             usd_per_hour=price.usd_per_hour if price else None,
@@ -121,7 +121,7 @@ def as_csv(measured: Sequence[Measured]) -> str:
     writer.writerow(["workload", "platform", "host", "mode", "repeat", "seconds", "build_seconds"])
     for m in measured:
         for i, (s, b) in enumerate(zip(m.seconds, m.build_seconds), start=1):
-            writer.writerow([m.run.workload, m.run.platform, m.run.host, "native" if m.run.native else "QEMU", i, s, b])
+            writer.writerow([m.run.workload, m.run.platform, m.run.host, m.run.mode, i, s, b])
     return out.getvalue()
 
 

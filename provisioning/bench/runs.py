@@ -29,6 +29,10 @@ class Run:
     placed: bool  # the placement's choice (False: the extra run on the emulation host)
     note: str = ""
 
+    @property
+    def mode(self) -> str:
+        return "native" if self.native else "QEMU"
+
 
 def plan_runs(inventory: Inventory, platforms: Sequence[Platform], workloads: Sequence[str]) -> list[Run]:
     placed = {p.platform: (h, p.native) for h in inventory.hosts for p in h.platforms}

@@ -67,9 +67,8 @@ def cmd_bench(args: argparse.Namespace, console: Console) -> int:
         task = progress.add_task("bench", total=len(runs))
 
         def step(run, index):
-            mode = "native" if run.native else "QEMU"
             progress.update(task, completed=index,
-                            description=f"{run.workload} {run.platform} on {run.host} ({mode}) x{args.repeats}")
+                            description=f"{run.workload} {run.platform} on {run.host} ({run.mode}) x{args.repeats}")
         measured = bench(buildx, builders, runs, sources, args.repeats, step)
         progress.update(task, completed=len(runs), description="bench done")
     table = report.rows(measured, {h.name: h.arch for h in inventory.hosts}, prices)
