@@ -76,6 +76,11 @@ class Inventory:
     hosts: tuple[InventoryHost, ...]
     registry: str = ""  # host:port of a registry every node and the operator reach ("" if none)
 
+    @property
+    def platforms(self) -> tuple[str, ...]:
+        """Every planned platform, in host order: what the fleet builds."""
+        return tuple(p.platform for h in self.hosts for p in h.platforms)
+
     def host(self, name: str) -> InventoryHost:
         for host in self.hosts:
             if host.name == name:

@@ -72,7 +72,7 @@ def cmd_sample(args: argparse.Namespace, console: Console) -> int:
     from provisioning.hosts.configure import connect
     state = FleetState.for_fleet(args.fleet)
     inventory = require_inventory(args, state)
-    platforms = [parse_platform(p.platform) for h in inventory.hosts for p in h.platforms]
+    platforms = [parse_platform(p) for p in inventory.platforms]
     sources = SampleSources.from_artifacts(args.artifacts, platforms)
     check_emulation(inventory, lambda host: connect(host, state))
     tag = time.strftime("%Y%m%d-%H%M%S")
@@ -103,7 +103,7 @@ def cmd_ci_config(args: argparse.Namespace, console: Console) -> int:
     inventory = require_inventory(args, state)
     tls = TLSFiles.in_state(state.root / "tls")
     nodes = desired_nodes(builder_name(args), inventory, tls)
-    platforms = [p.platform for h in inventory.hosts for p in h.platforms]
+    platforms = list(inventory.platforms)
     secrets = ciconfig.secret_files(str(tls.ca), str(tls.cert), str(tls.key))
     rendered = {
         "github": lambda: ciconfig.github_actions(builder_name(args), nodes),

@@ -49,7 +49,7 @@ def cmd_bench(args: argparse.Namespace, console: Console) -> int:
     from provisioning.platforms import parse_platforms
     state = FleetState.for_fleet(args.fleet)
     inventory = require_inventory(args, state)
-    placed = [p.platform for h in inventory.hosts for p in h.platforms]
+    placed = inventory.platforms
     platforms = parse_platforms(args.platforms.split(",")) if args.platforms else parse_platforms(placed)
     for platform in platforms:
         if str(platform) not in placed:
