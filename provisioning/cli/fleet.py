@@ -191,6 +191,7 @@ def cmd_status(args: argparse.Namespace, console: Console) -> int:
 
 def doctor(args: argparse.Namespace, console: Console) -> int:
     """Each host's steps checked (nothing changed) and each builder node's status, with the fix."""
+    from provisioning.builder.nodes import node_name
     from provisioning.hosts.executor import DRIFT, UNCHANGED
     state = FleetState.for_fleet(args.fleet)
     inventory = require_inventory(args, state)
@@ -204,11 +205,11 @@ def doctor(args: argparse.Namespace, console: Console) -> int:
                 step.status, "see the detail; then buildfleet configure")
             checks.append({"node": step.host, "check": step.step, "ok": step.status == UNCHANGED,
                            "detail": step.detail, "fix": fix})
-    wanted = {f"{builder_name(args)}-{h.name}" for h in inventory.hosts if h.platforms}
     found = {n.name: n.status for n in inspected.nodes} if inspected else {}
-    for node in sorted(wanted):
+    for host in sorted((h for h in inventory.hosts if h.platforms), key=lambda h: h.name):
+        node = node_name(builder_name(args), host.name)
         status = found.get(node, "missing")
-        checks.append({"node": node.removeprefix(f"{builder_name(args)}-"), "check": "builder node",
+        checks.append({"node": host.name, "check": "builder node",
                        "ok": status == "running", "detail": f"{node}: {status}",
                        "fix": "" if status == "running" else
                        "buildfleet builder create" if status == "missing" else "buildfleet configure, then buildfleet builder create"})
