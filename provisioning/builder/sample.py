@@ -56,7 +56,7 @@ class SampleSources:
 
 
 def _newest(directory: Path, script: str) -> Path:
-    sets = sorted(d for d in directory.glob("*") if (d / "SHA256SUMS").is_file()) if directory.is_dir() else []
+    sets = [d for d in directory.glob("*") if (d / "SHA256SUMS").is_file()]
     if not sets:
         raise BuildfleetError(f"nothing in {directory}: run provisioning/artifacts/debian/{script} "
                               f"{directory.parent} (or .ci/prepare)")
