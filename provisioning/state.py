@@ -16,6 +16,14 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from provisioning.inventory import Inventory
+from provisioning.names import FLEET_NAME, check_fleet_name
+from provisioning.removal import UnsafeRemoval, remove_owned_tree
+
+# Every entry buildfleet writes directly in a fleet's state directory (ssh keys, the docker
+# client's ssh wrapper, TLS material, builder records, the local registry, the inventory, the
+# docker-container driver's buildkitd config, the aws stack name). ``remove`` refuses any other.
+STATE_ENTRIES = frozenset({"ssh", "ssh-client", "tls", "builders", "registry", "inventory.json",
+                           "buildkitd-docker-container.toml", "aws-stack"})
 
 
 def default_state_root() -> Path:
@@ -38,7 +46,7 @@ class FleetState:
 
     @classmethod
     def for_fleet(cls, fleet: str, base: Path | None = None) -> "FleetState":
-        return cls((base or default_state_root()) / fleet)
+        return cls((base or default_state_root()) / check_fleet_name(fleet))
 
     @property
     def ssh_key(self) -> Path:
@@ -76,6 +84,12 @@ class FleetState:
             host = address if port == 22 else f"[{address}]:{port}"
             lines.append(f"{host} {key}")
         self.known_hosts.write_text("".join(f"{line}\n" for line in lines))
+
+    def remove(self) -> bool:
+        """Delete this fleet's state directory, and nothing else; False if there was none."""
+        if not FLEET_NAME.fullmatch(self.root.name):
+            raise UnsafeRemoval(f"refusing to remove {self.root}: {self.root.name!r} is not a fleet name")
+        return remove_owned_tree(self.root, self.root.parent, STATE_ENTRIES)
 
     def save_inventory(self, inventory: Inventory) -> None:
         self.ensure()

@@ -19,6 +19,7 @@ from pathlib import Path
 from provisioning.errors import BuildfleetError
 from provisioning.hosts.actions import Artifact, sha256_file
 from provisioning.hosts.operations import PinnedQemu
+from provisioning.removal import unlink_inside
 
 BUILDX_VERSION = "0.13.1"
 BUILDKIT_VERSION = "0.13.2"
@@ -126,11 +127,11 @@ class UpstreamArtifacts:
                 while block := response.read(1 << 20):
                     out.write(block)
         except OSError as error:
-            partial.unlink(missing_ok=True)
+            unlink_inside(partial, self.cache)
             raise ArtifactError(f"{what}: cannot download {url}: {error}") from None
         actual = sha256_file(partial)
         if actual != sha256:
-            partial.unlink()
+            unlink_inside(partial, self.cache)
             raise ArtifactError(f"{what}: {url} has sha256 {actual}, pinned {sha256}: refusing it")
         partial.rename(dest)
         return dest

@@ -20,6 +20,7 @@ from typing import Mapping, Sequence
 from provisioning.builder.inspect import InspectedBuilder, parse_inspect
 from provisioning.builder.nodes import Node
 from provisioning.errors import BuildfleetError
+from provisioning.removal import unlink_inside
 
 
 @dataclass(frozen=True)
@@ -122,5 +123,5 @@ class FleetBuilder:
             return False
         if self.buildx.inspect(self.name) is not None:
             self.buildx.run(["buildx", "rm", self.name])
-        self.record.unlink()
+        unlink_inside(self.record, self.records)
         return True

@@ -6,11 +6,13 @@ from __future__ import annotations
 import argparse
 import os
 from pathlib import Path
+from typing import Callable
 
 from rich.console import Console
 
 from provisioning.configfile import DEFAULT_FILE, load_raw_config
-from provisioning.errors import BuildfleetError
+from provisioning.errors import BuildfleetError, ConfigError
+from provisioning.names import check_builder_name, check_fleet_name
 from provisioning.plan import Plan, plan_fleet, plan_on_machine
 from provisioning.settings import Settings, settings_from_mapping
 from provisioning.state import FleetState
@@ -34,7 +36,7 @@ def add_config_options(parser: argparse.ArgumentParser) -> None:
 
 def add_fleet_options(parser: argparse.ArgumentParser, configure_flags: bool = True) -> None:
     group = parser.add_argument_group("fleet")
-    group.add_argument("--fleet", default="default", metavar="NAME",
+    group.add_argument("--fleet", default="default", metavar="NAME", type=checked(check_fleet_name),
                        help="fleet name: keeps several fleets apart (default: default)")
     group.add_argument("--cache-dir", type=Path, default=default_cache_dir(), metavar="DIR",
                        help="where host images are cached (default: %(default)s)")
@@ -43,8 +45,18 @@ def add_fleet_options(parser: argparse.ArgumentParser, configure_flags: bool = T
                            help="buildx/buildkit artifact directory (default: %(default)s)")
         group.add_argument("--no-docker-upgrade", action="store_true",
                            help="refuse, instead of upgrading, a Docker older than 19.03")
-    group.add_argument("--builder", metavar="NAME", help="buildx builder name (default: buildfleet-FLEET)")
+    group.add_argument("--builder", metavar="NAME", type=checked(check_builder_name), help="buildx builder name (default: buildfleet-FLEET)")
     group.add_argument("--json", action="store_true", help="print results as JSON")
+
+
+def checked(check: Callable[[str], str]) -> Callable[[str], str]:
+    """An argparse type from a domain check, so a bad value stops at parsing with its own message."""
+    def parse(text: str) -> str:
+        try:
+            return check(text)
+        except ConfigError as error:
+            raise argparse.ArgumentTypeError(str(error)) from None
+    return parse
 
 
 def positive(text: str) -> int:

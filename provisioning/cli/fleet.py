@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 
 from rich.console import Console
 from rich.markup import escape
@@ -239,12 +238,12 @@ def cmd_down(args: argparse.Namespace, console: Console) -> int:
         target = aws_target(args, state)
         console.print(f"pulumi destroy: stack {target.stack!r}")
         target.down(pulumi_output(console))
-        shutil.rmtree(state.root, ignore_errors=True)
+        state.remove()
         console.print(f"stack {target.stack!r} destroyed; state {state.root} removed")
         return 0
     if inventory is not None and inventory.target == "static":
         # the hosts were there before buildfleet and stay; only its local files go
-        shutil.rmtree(state.root)
+        state.remove()
         console.print(f"state {state.root} (the static hosts themselves are left as they are)")
         return 0
     removed = local_target(args).down()

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from provisioning.errors import BuildfleetError
 from provisioning.local.docker import Docker
+from provisioning.removal import unlink_inside
 
 SUITE = "bookworm"
 PACKAGES = (
@@ -86,7 +87,7 @@ def ensure_host_image(docker: Docker, recipe: HostImageRecipe, cache_dir: Path) 
         partial = tarball.with_suffix(".partial.tar")
         result = subprocess.run(recipe.mmdebstrap_args(init_file, partial), capture_output=True, text=True)
         if result.returncode != 0:
-            partial.unlink(missing_ok=True)
+            unlink_inside(partial, cache_dir)
             tail = "\n".join(result.stderr.strip().splitlines()[-5:])
             raise BuildfleetError(f"building the host image with mmdebstrap failed (exit {result.returncode}):\n{tail}")
         partial.rename(tarball)

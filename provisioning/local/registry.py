@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from provisioning.errors import BuildfleetError
+from provisioning.removal import unlink_inside
 
 BINARY = "docker-registry"
 
@@ -112,8 +113,8 @@ class LocalRegistry:
                 except OSError:
                     break
                 time.sleep(0.1)
-        self.pidfile.unlink(missing_ok=True)
-        self.record.unlink(missing_ok=True)
+        unlink_inside(self.pidfile, self.directory)
+        unlink_inside(self.record, self.directory)
 
 
 def _free_port(host: str) -> int:

@@ -9,7 +9,6 @@ inside. Everything made carries the fleet's label, so ``down`` removes exactly t
 from __future__ import annotations
 
 import platform
-import shutil
 import socket
 import time
 from dataclasses import dataclass
@@ -194,7 +193,6 @@ class LocalTarget:
         for network in self.docker.names("network", f"{LABEL}={self.fleet}"):
             self.docker.run(["network", "rm", network])
             removed.append(f"network {network}")
-        if self.state.root.exists():
-            shutil.rmtree(self.state.root)
+        if self.state.remove():
             removed.append(f"state {self.state.root}")
         return removed
