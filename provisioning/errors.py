@@ -19,3 +19,8 @@ class CatalogError(ConfigError):
 
 class PlacementError(BuildfleetError):
     """A requested platform has no host that can build it."""
+
+
+def tail(text: str, lines: int = 5) -> str:
+    """The last lines of a command's output: what an error message quotes."""
+    return "\n".join(text.strip().splitlines()[-lines:])

@@ -123,3 +123,9 @@ def native_platforms(arch: str, aarch32: bool = False) -> frozenset[Platform]:
     if own == Platform("linux", "arm", "v7"):
         native.add(Platform("linux", "arm", "v6"))
     return frozenset(native)
+
+
+# ``uname -m`` -> the architecture name buildfleet (and Docker) uses.
+UNAME_TO_ARCH = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64",
+                 "armv7l": "arm", "armv6l": "arm", "ppc64le": "ppc64le", "s390x": "s390x",
+                 "riscv64": "riscv64", "i686": "386", "i386": "386"}

@@ -34,6 +34,11 @@ def default_state_root() -> Path:
     return Path(base) / "buildfleet"
 
 
+def known_hosts_name(address: str, port: int) -> str:
+    """How known_hosts names a host: bare on port 22, ``[address]:port`` elsewhere."""
+    return address if port == 22 else f"[{address}]:{port}"
+
+
 def _write_private(path: Path, data: bytes) -> None:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "wb") as handle:
@@ -79,11 +84,8 @@ class FleetState:
     def write_known_hosts(self, entries: dict[tuple[str, int], str]) -> None:
         """Pin each host key as reported by the target: ``(address, port) -> 'type base64'``."""
         self.ensure()
-        lines = []
-        for (address, port), key in sorted(entries.items()):
-            host = address if port == 22 else f"[{address}]:{port}"
-            lines.append(f"{host} {key}")
-        self.known_hosts.write_text("".join(f"{line}\n" for line in lines))
+        lines = [f"{known_hosts_name(address, port)} {key}\n" for (address, port), key in sorted(entries.items())]
+        self.known_hosts.write_text("".join(lines))
 
     def remove(self) -> bool:
         """Delete this fleet's state directory, and nothing else; False if there was none."""

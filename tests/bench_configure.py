@@ -20,8 +20,7 @@ from pathlib import Path
 
 from provisioning.artifacts import LocalArtifacts
 from provisioning.hosts.configure import configure
-from provisioning.local.target import LocalTarget, machine_arch
-from provisioning.plan import plan_on_machine
+from provisioning.targets.local.target import LocalTarget
 from provisioning.settings import settings_from_mapping
 from provisioning.state import FleetState
 
@@ -65,9 +64,9 @@ def run(hosts: int, root: Path, artifacts: LocalArtifacts) -> tuple[float, float
     name = f"bench{hosts}-{uuid.uuid4().hex[:4]}"
     settings = settings_from_mapping({"amd64Count": hosts, "arm64Count": 0, "emulationCount": 0,
                                       "platforms": ["linux/amd64"]})
-    target = LocalTarget(name, FleetState(root / name), CACHE, settings.buildkitd_port)
+    target = LocalTarget(name, FleetState(root / name), CACHE)
     try:
-        inventory = target.up(plan_on_machine(settings, machine_arch()))
+        inventory = target.up(settings)
         first = timed_configure(target, inventory, artifacts)
         again = timed_configure(target, inventory, artifacts)
         return first, again

@@ -8,7 +8,7 @@ import pytest
 
 from fake_pulumi import FakeStack
 
-from provisioning.cloud.automation import AwsTarget
+from provisioning.targets.aws import AwsTarget
 from provisioning.errors import BuildfleetError
 from provisioning.state import FleetState
 
@@ -35,17 +35,17 @@ def target(tmp_path):
     def select(name, project_dir):
         selected.append((name, project_dir))
         return stack
-    aws = AwsTarget("dev", tmp_path / "project", FleetState(tmp_path / "state"), select=select)
-    return SimpleNamespace(aws=aws, stack=stack, selected=selected)
+    lines = []
+    aws = AwsTarget("dev", tmp_path / "project", FleetState(tmp_path / "state"), select=select, on_output=lines.append)
+    return SimpleNamespace(aws=aws, stack=stack, selected=selected, lines=lines)
 
 
 def test_up_sets_config_on_the_stack_and_records_inventory_and_pinned_keys(target):
-    lines = []
-    inventory = target.aws.up({"arm64Count": 0, "allowedCidrs": ["198.51.100.7/32"], "spot": True}, lines.append,
-                              "/keys/id_ed25519")
+    inventory = target.aws.apply({"arm64Count": 0, "allowedCidrs": ["198.51.100.7/32"], "spot": True},
+                                 "/keys/id_ed25519")
     assert target.stack.config == {"buildfleet:arm64Count": "0", "buildfleet:allowedCidrs": '["198.51.100.7/32"]',
                                    "buildfleet:spot": "true"}
-    assert target.stack.calls == ["up"] and lines == ["Updating (dev)"]
+    assert target.stack.calls == ["up"] and target.lines == ["Updating (dev)"]
     assert [(h.name, h.ssh_key) for h in inventory.hosts] == [("amd64-0", "/keys/id_ed25519"),
                                                              ("emulation-0", "/keys/id_ed25519")]
     state = target.aws.state
@@ -56,7 +56,7 @@ def test_up_sets_config_on_the_stack_and_records_inventory_and_pinned_keys(targe
 def test_a_host_without_an_exported_key_is_refused_by_name(target):
     target.stack.outputs = stack_outputs({"amd64-0": HOST_KEY})
     with pytest.raises(BuildfleetError, match="exports no host key for emulation-0"):
-        target.aws.up({}, lambda line: None)
+        target.aws.apply({})
     assert not target.aws.state.known_hosts.exists()
 
 
@@ -65,18 +65,18 @@ def test_an_engine_failure_is_one_line_naming_the_stack(target):
         raise RuntimeError("stderr: error: update failed\n  aws:ec2:Instance: UnauthorizedOperation\n")
     target.stack.up = fail
     with pytest.raises(BuildfleetError, match=r"^pulumi up on stack 'dev' failed: .*UnauthorizedOperation$"):
-        target.aws.up({}, lambda line: None)
+        target.aws.apply({})
 
 
 def test_down_destroys_the_stack_up_used(target):
-    target.aws.up({}, lambda line: None)
-    target.aws.down(lambda line: None)
+    target.aws.apply({})
+    target.aws.down()
     assert target.stack.calls == ["up", "destroy"]
     assert [name for name, _ in target.selected] == ["dev", "dev"]
 
 
 def test_without_the_pulumi_cli_the_error_says_what_to_install(tmp_path, monkeypatch):
-    from provisioning.cloud import automation
+    from provisioning.targets import aws as automation
     monkeypatch.setenv("PATH", str(tmp_path))  # no pulumi here
     with pytest.raises(BuildfleetError, match="the Pulumi CLI is not on PATH: install it"):
         automation.select_stack("dev", tmp_path)
@@ -84,7 +84,7 @@ def test_without_the_pulumi_cli_the_error_says_what_to_install(tmp_path, monkeyp
 
 def test_config_errors_stop_up_before_pulumi_is_touched(tmp_path, monkeypatch, capsys):
     from provisioning.cli import main
-    from provisioning.cloud import automation
+    from provisioning.targets import aws as automation
     monkeypatch.setenv("BUILDFLEET_STATE_DIR", str(tmp_path / "state"))
     monkeypatch.setattr(automation, "select_stack", lambda *a: pytest.fail("Pulumi must not be reached"))
     assert main(["up", "--target", "aws", "--project-dir", str(tmp_path), "--fleet", "f"]) == 2

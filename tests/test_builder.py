@@ -1,15 +1,16 @@
 """The builder, decided without buildx: node arguments, reading inspect, planning changes."""
 
+import dataclasses
 from pathlib import Path
 
 import pytest
 
 from provisioning.builder.builder import plan_changes
 from provisioning.builder.inspect import InspectedBuilder, InspectedNode, parse_inspect
-from provisioning.builder.nodes import TLSFiles, desired_nodes
+from provisioning.builder.nodes import TLSFiles, docker_container_nodes, remote_nodes
 from provisioning.builder.preflight import missing_interpreters
 from provisioning.errors import BuildfleetError
-from provisioning.hosts import facts as f
+from provisioning.remote import facts as f
 from provisioning.inventory import HostPlatform, Inventory, InventoryHost
 
 from test_facts import parse
@@ -31,7 +32,7 @@ INVENTORY = Inventory("aws", (
 
 
 def test_each_host_with_platforms_is_a_remote_node_pinned_to_them():
-    nodes = desired_nodes("ci", INVENTORY, TLS)
+    nodes = remote_nodes("ci", INVENTORY, TLS)
     assert [n.name for n in nodes] == ["ci-amd64-0", "ci-emulation-0"]  # idle hosts build nothing
     first = nodes[0].create_args("ci", append=False)
     assert first == ["buildx", "create", "--name", "ci", "--node", "ci-amd64-0", "--driver", "remote",
@@ -57,26 +58,26 @@ def as_inspected(nodes):
 
 
 def test_a_new_builder_is_created_then_appended():
-    changes = plan_changes("ci", desired_nodes("ci", INVENTORY, TLS), None)
+    changes = plan_changes("ci", remote_nodes("ci", INVENTORY, TLS), None)
     assert [(c.kind, c.node) for c in changes] == [("create", "ci-amd64-0"), ("append", "ci-emulation-0")]
 
 
 def test_the_same_fleet_changes_nothing():
-    nodes = desired_nodes("ci", INVENTORY, TLS)
+    nodes = remote_nodes("ci", INVENTORY, TLS)
     assert plan_changes("ci", nodes, as_inspected(nodes)) == []
 
 
 def test_a_changed_fleet_touches_exactly_the_affected_nodes():
-    before = desired_nodes("ci", INVENTORY, TLS)
+    before = remote_nodes("ci", INVENTORY, TLS)
     moved = Inventory("aws", (
         INVENTORY.hosts[0],                                                   # unchanged
         host("emulation-0", "emulation", [("linux/s390x", False), ("linux/riscv64", False)], address="203.0.113.6"),
         host("arm64-0", "arm64", [("linux/arm64", True)], address="203.0.113.7"),
     ))
-    changes = plan_changes("ci", desired_nodes("ci", moved, TLS), as_inspected(before))
+    changes = plan_changes("ci", remote_nodes("ci", moved, TLS), as_inspected(before))
     assert [(c.kind, c.node) for c in changes] == [("update", "ci-emulation-0"), ("append", "ci-arm64-0")]
     gone = Inventory("aws", INVENTORY.hosts[:1])
-    assert [(c.kind, c.node) for c in plan_changes("ci", desired_nodes("ci", gone, TLS), as_inspected(before))] == [
+    assert [(c.kind, c.node) for c in plan_changes("ci", remote_nodes("ci", gone, TLS), as_inspected(before))] == [
         ("leave", "ci-emulation-0")]
 
 
@@ -92,14 +93,22 @@ def test_preflight_names_platform_host_and_interpreter():
     entries = {k: v for k, v in configured.entries.items() if k != "qemu-riscv64"}
     assert missing_interpreters(emulation, f.Binfmt(True, entries)) == [
         "linux/riscv64 cannot be built on emulation-0: its QEMU interpreter qemu-riscv64 is not registered "
-        "(run buildfleet configure)"]
+        "with the F flag (run buildfleet configure)"]
     assert len(missing_interpreters(emulation, f.Binfmt(False))) == 2
+
+
+def test_preflight_and_configure_agree_an_entry_without_the_f_flag_is_not_usable():
+    configured = parse(f.BinfmtStatus(), "configured-binfmt")
+    emulation = host("emulation-0", "emulation", [("linux/s390x", False)])
+    s390x = configured.entries["qemu-s390x"]
+    no_f = f.Binfmt(True, {**configured.entries, "qemu-s390x": dataclasses.replace(s390x, flags="OC")})
+    assert missing_interpreters(emulation, no_f) and not no_f.registered("s390x", s390x.interpreter)
 
 
 def test_github_actions_step_uses_the_documented_inputs_and_secret_names():
     import yaml
     from provisioning.builder.ciconfig import github_actions
-    (step,) = yaml.safe_load(github_actions("ci", desired_nodes("ci", INVENTORY, TLS)))
+    (step,) = yaml.safe_load(github_actions("ci", remote_nodes("ci", INVENTORY, TLS)))
     assert step["uses"].startswith("docker/setup-buildx-action@")
     assert (step["with"]["driver"], step["with"]["endpoint"]) == ("remote", "tcp://203.0.113.5:1234")
     assert step["with"]["platforms"] == "linux/amd64,linux/386"
@@ -113,7 +122,7 @@ def test_github_actions_step_uses_the_documented_inputs_and_secret_names():
 def test_circleci_job_writes_the_certs_then_builds_every_platform():
     import yaml
     from provisioning.builder.ciconfig import circleci
-    job = yaml.safe_load(circleci("ci", desired_nodes("ci", INVENTORY, TLS), ["linux/amd64", "linux/s390x"]))
+    job = yaml.safe_load(circleci("ci", remote_nodes("ci", INVENTORY, TLS), ["linux/amd64", "linux/s390x"]))
     join, build = job["jobs"]["multiarch"]["steps"][1:]
     assert '"$BUILDFLEET_CLIENT_KEY" > "$tls/key.pem"' in join["run"]["command"]
     assert "--append --driver remote" in join["run"]["command"]
@@ -121,8 +130,7 @@ def test_circleci_job_writes_the_certs_then_builds_every_platform():
 
 
 def test_docker_container_nodes_go_through_ssh_aliases_on_the_host_network():
-    nodes = desired_nodes("ci", INVENTORY, TLS, driver="docker-container", image="buildfleet/buildkit:x",
-                          buildkitd_config="/s/buildkitd.toml")
+    nodes = docker_container_nodes("ci", INVENTORY, "buildfleet/buildkit:x", "/s/buildkitd.toml")
     args = nodes[1].create_args("ci", append=True)
     assert args == ["buildx", "create", "--name", "ci", "--append", "--node", "ci-emulation-0",
                     "--driver", "docker-container", "--driver-opt", "image=buildfleet/buildkit:x,network=host",

@@ -8,10 +8,10 @@ import pytest
 from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from provisioning.artifacts import ArtifactError, LocalArtifacts, UpstreamArtifacts
+from provisioning.artifacts import ArtifactError, LocalArtifacts
 from provisioning.certs import FleetCA
-from provisioning.hosts.executor import batch_script, parse_batch
-from provisioning.hosts import facts as f
+from provisioning.remote.facts import batch_script, parse_batch
+from provisioning.remote import facts as f
 from provisioning.hosts.services import Service
 
 
@@ -93,20 +93,6 @@ def test_local_artifacts_are_checked_against_their_recorded_sums(tmp_path):
         LocalArtifacts(tmp_path).buildx("arm64")
     with pytest.raises(ArtifactError, match="no buildkitd"):
         LocalArtifacts(tmp_path).buildkit("amd64")
-
-
-def test_upstream_downloads_are_accepted_only_with_the_pinned_sum(tmp_path, monkeypatch):
-    source = tmp_path / "release"
-    source.write_bytes(b"release binary")
-    monkeypatch.setattr("provisioning.artifacts.UPSTREAM_BUILDX", source.as_uri())
-    good = UpstreamArtifacts(tmp_path / "cache", {("buildx", "0.13.1", "amd64"): hashlib.sha256(b"release binary").hexdigest()})
-    assert good.buildx("amd64").path.read_bytes() == b"release binary"
-    bad = UpstreamArtifacts(tmp_path / "cache2", {("buildx", "0.13.1", "amd64"): "f" * 64})
-    with pytest.raises(ArtifactError, match="refusing it"):
-        bad.buildx("amd64")
-    assert not list((tmp_path / "cache2").rglob("docker-buildx*"))
-    with pytest.raises(ArtifactError, match="no pinned sha256 for buildkit"):
-        UpstreamArtifacts(tmp_path / "cache3").buildkit("arm64")
 
 
 def test_a_batch_cut_short_names_the_facts_it_lost():

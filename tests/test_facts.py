@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from provisioning.hosts import facts as f
+from provisioning.remote import facts as f
 from provisioning.hosts.operations import BUILDX_PLUGIN
 
 DATA = Path(__file__).parent / "data" / "facts"
@@ -87,10 +87,6 @@ def test_file_digests_mark_missing_files():
 def test_buildkitd_workers():
     assert parse(f.BuildkitdWorkers(), "fresh-workers") is None
     assert "linux/arm64" in parse(f.BuildkitdWorkers(), "configured-workers")
-
-
-def test_free_disk_in_gib():
-    assert parse(f.FreeDisk(), "fresh-df") > 0
 
 
 def test_aarch32_from_lscpu_op_modes():

@@ -10,10 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from provisioning.hosts import facts as f
-from provisioning.hosts.actions import Artifact, Run, Upload, WriteFile
+from provisioning.remote import facts as f
+from provisioning.artifacts import Artifact, PinnedQemu
+from provisioning.hosts.actions import Run, Upload, WriteFile
 from provisioning.hosts.operations import (BUILDX_PLUGIN, DOCKERD, POLICY_RC_D, BuildkitdDesired, DockerDesired,
-                                           PinnedQemu, QemuDesired, binfmt_step, buildkitd_service, buildkitd_step,
+                                           QemuDesired, binfmt_step, buildkitd_service, buildkitd_step,
                                            buildx_step, docker_step, privileged_step, with_interpreter)
 from provisioning.hosts.services import SUPERVISE, SUPERVISE_SCRIPT
 

@@ -3,7 +3,7 @@
 import pytest
 
 from provisioning.errors import ConfigError
-from provisioning.static import StaticHost, parse_static_hosts, pinned_key
+from provisioning.targets.static import StaticHost, parse_static_hosts, pinned_key
 
 GOOD = {"name": "pi", "address": "192.0.2.10", "user": "pi", "role": "arm64"}
 

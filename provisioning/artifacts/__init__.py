@@ -1,36 +1,64 @@
-"""The binaries buildfleet puts on hosts (buildx, buildkitd, buildctl), per CPU arch.
+"""The files buildfleet puts on hosts (buildx, buildkitd, buildctl, static QEMU), per CPU arch.
 
-Fetched once on the operator's side, checked by sha256, then uploaded over SFTP, so
-hosts without internet egress still work. Two sources:
-- ``upstream``: the projects' release downloads, accepted only against checksums pinned
-  here (buildx's from the docker-library "docker" image recipe for v0.13.1);
-- ``local``: a directory laid out as ``<tool>/<version>/<arch>/`` with a checksum file,
-  e.g. built offline by ``debian/fetch-buildx.sh`` and ``debian/build-buildkit.sh``.
+Made once on the operator's side, checked by sha256, then uploaded over SFTP, so hosts
+without internet egress still work. They come from a directory laid out as
+``<tool>/<version>/<arch>/`` with a checksum file, built offline from Debian's packages
+and sources by the ``debian/`` scripts (``.ci/prepare`` runs them).
 """
 
 from __future__ import annotations
 
 import functools
-import tarfile
-import urllib.request
-from dataclasses import dataclass, field
+import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 from provisioning.errors import BuildfleetError
-from provisioning.hosts.actions import Artifact, sha256_file
-from provisioning.hosts.operations import PinnedQemu
-from provisioning.removal import unlink_inside
 
 BUILDX_VERSION = "0.13.1"
 BUILDKIT_VERSION = "0.13.2"
 QEMU_VERSION = "10.0.13"  # Debian trixie's static qemu-user (debian/fetch-qemu.sh)
 
-UPSTREAM_BUILDX = "https://github.com/docker/buildx/releases/download/v{version}/buildx-v{version}.linux-{arch}"
-UPSTREAM_BUILDKIT = "https://github.com/moby/buildkit/releases/download/v{version}/buildkit-v{version}.linux-{arch}.tar.gz"
-PINNED = {
-    ("buildx", "0.13.1", "amd64"): "3e2bc8ed25a9125d6aeec07df4e0211edea6288e075b524160ef3fd305d3d74c",
-    ("buildx", "0.13.1", "arm64"): "3ba35a5d38361a64b62aeb9d20acc835ff6862a711cb438e610026b29c0ac489",
-}
+
+@dataclass(frozen=True)
+class Artifact:
+    """A file buildfleet puts on hosts, fetched and checked on the operator's side."""
+
+    name: str
+    version: str
+    path: Path
+    sha256: str
+
+
+@dataclass(frozen=True)
+class PinnedQemu:
+    """Static QEMU for one host arch: per emulated arch, the binary and its binfmt line."""
+
+    version: str
+    binaries: Mapping[str, Artifact]
+    registrations: Mapping[str, bytes]
+
+
+class ArtifactSource(Protocol):
+    """Where configure and the builder get host files from."""
+
+    def buildx(self, arch: str) -> Artifact: ...
+
+    def buildkit(self, arch: str) -> tuple[Artifact, Artifact]: ...
+
+    def has_qemu(self, arch: str) -> bool: ...
+
+    def qemu(self, arch: str) -> PinnedQemu: ...
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 class ArtifactError(BuildfleetError):
@@ -67,7 +95,7 @@ class LocalArtifacts:
         expected = _recorded_sums(directory, listing).get(name)
         if not expected or not (directory / name).exists():
             raise ArtifactError(f"no {name} {version} for {arch} in {directory}: "
-                                f"make it with provisioning/artifacts/debian/ scripts or use the upstream source")
+                                "make it with the provisioning/artifacts/debian/ scripts (.ci/prepare runs them)")
         _checked(directory / name, expected, f"{name} {version} {arch}")
         return Artifact(name, version, directory / name, expected)
 
@@ -101,58 +129,3 @@ class LocalArtifacts:
             elif name.startswith("binfmt/"):
                 registrations[name.removeprefix("binfmt/").removesuffix(".conf")] = (directory / name).read_bytes()
         return PinnedQemu(QEMU_VERSION, binaries, registrations)
-
-
-@dataclass(frozen=True)
-class UpstreamArtifacts:
-    """Release downloads, cached under ``cache`` and accepted only with a pinned checksum."""
-
-    cache: Path
-    pins: dict[tuple[str, str, str], str] = field(default_factory=lambda: dict(PINNED))
-
-    def _pin(self, tool: str, version: str, arch: str) -> str:
-        try:
-            return self.pins[(tool, version, arch)]
-        except KeyError:
-            raise ArtifactError(f"no pinned sha256 for {tool} {version} linux/{arch}: pin one, or use a local "
-                                "artifact directory (see provisioning/artifacts/debian/)") from None
-
-    def _download(self, url: str, dest: Path, sha256: str, what: str) -> Path:
-        if _checked(dest, sha256, what):
-            return dest
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        partial = dest.with_suffix(dest.suffix + ".partial")
-        try:
-            with urllib.request.urlopen(url, timeout=60) as response, partial.open("wb") as out:
-                while block := response.read(1 << 20):
-                    out.write(block)
-        except OSError as error:
-            unlink_inside(partial, self.cache)
-            raise ArtifactError(f"{what}: cannot download {url}: {error}") from None
-        actual = sha256_file(partial)
-        if actual != sha256:
-            unlink_inside(partial, self.cache)
-            raise ArtifactError(f"{what}: {url} has sha256 {actual}, pinned {sha256}: refusing it")
-        partial.rename(dest)
-        return dest
-
-    def buildx(self, arch: str) -> Artifact:
-        sha = self._pin("buildx", BUILDX_VERSION, arch)
-        url = UPSTREAM_BUILDX.format(version=BUILDX_VERSION, arch=arch)
-        path = self._download(url, self.cache / "buildx" / BUILDX_VERSION / arch / "docker-buildx", sha, "buildx")
-        return Artifact("docker-buildx", BUILDX_VERSION, path, sha)
-
-    def buildkit(self, arch: str) -> tuple[Artifact, Artifact]:
-        sha = self._pin("buildkit", BUILDKIT_VERSION, arch)
-        directory = self.cache / "buildkit" / BUILDKIT_VERSION / arch
-        tarball = self._download(UPSTREAM_BUILDKIT.format(version=BUILDKIT_VERSION, arch=arch),
-                                 directory / "buildkit.tar.gz", sha, "buildkit")
-        found = []
-        with tarfile.open(tarball) as archive:
-            for name in ("buildkitd", "buildctl"):
-                member = archive.getmember(f"bin/{name}")
-                data = archive.extractfile(member).read()  # type: ignore[union-attr]
-                (directory / name).write_bytes(data)
-                (directory / name).chmod(0o755)
-                found.append(Artifact(name, BUILDKIT_VERSION, directory / name, sha256_file(directory / name)))
-        return found[0], found[1]

@@ -13,6 +13,7 @@ import dataclasses
 import tempfile
 import time
 from contextlib import contextmanager
+from importlib import resources
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
@@ -23,6 +24,10 @@ from provisioning.builder.nodes import TLSFiles, remote_node
 from provisioning.builder.sample import SampleSources, context_args
 from provisioning.errors import BuildfleetError
 from provisioning.inventory import Inventory
+
+
+# The bench's Dockerfile (on the sample's userland stage) and the workloads it runs.
+WORKLOADS_DIR = Path(str(resources.files("provisioning.bench").joinpath("workloads")))
 
 
 def bench_builder_name(builder: str, host: str) -> str:
@@ -55,7 +60,8 @@ def build_args(builder: str, platform: str, target: str, sources: SampleSources,
                workload: str = "") -> list[str]:
     return ["buildx", "build", "--builder", builder, "--platform", platform, "--target", target,
             *(["--build-arg", f"WORKLOAD={workload}", "--no-cache-filter", "bench-run"] if workload else []),
-            "--provenance=false", "--progress", "plain", *context_args(sources), "--output", output,
+            "--provenance=false", "--progress", "plain", *context_args(sources, WORKLOADS_DIR, "workloads"),
+            "--output", output,
             str(sources.userland)]
 
 

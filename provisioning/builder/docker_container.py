@@ -4,15 +4,14 @@ the fleet's ssh config, the BuildKit image on every host, and buildkitd's config
 from __future__ import annotations
 
 
-from provisioning.artifacts import BUILDKIT_VERSION
+from provisioning.artifacts import BUILDKIT_VERSION, ArtifactSource
 from provisioning.builder.builder import Buildx
 from provisioning.builder.image import ensure_local_image, ensure_on_host
-from provisioning.builder.nodes import DOCKER_CONTAINER, Node, TLSFiles, desired_nodes, ssh_alias
+from provisioning.builder.nodes import Node, building_hosts, docker_container_nodes, node_name
 from provisioning.builder.sshconfig import render_ssh_config, write_ssh_wrapper
 from provisioning.errors import BuildfleetError
-from provisioning.hosts.configure import ArtifactSource
 from provisioning.inventory import Inventory
-from provisioning.local.docker import Docker
+from provisioning.remote.docker import Docker
 from provisioning.state import FleetState
 
 
@@ -31,10 +30,8 @@ def prepare(builder: str, inventory: Inventory, state: FleetState, artifacts: Ar
         raise BuildfleetError(f"the docker-container driver's BuildKit image is made for this machine's CPU "
                               f"({operator_arch}); hosts of {', '.join(foreign)} need the remote driver for now")
     tag = ensure_local_image(Docker(buildx.docker), artifacts.buildkit(operator_arch), BUILDKIT_VERSION)
-    for host in inventory.hosts:
-        if host.platforms:
-            ensure_on_host(buildx, ssh_alias(builder, host.name), tag)
+    for host in building_hosts(inventory):
+        ensure_on_host(buildx, node_name(builder, host.name), tag)
     config = state.root / "buildkitd-docker-container.toml"
     config.write_text(buildkitd_toml(inventory.registry))
-    return desired_nodes(builder, inventory, TLSFiles.in_state(state.root / "tls"), DOCKER_CONTAINER, tag,
-                         str(config))
+    return docker_container_nodes(builder, inventory, tag, str(config))

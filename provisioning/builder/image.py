@@ -19,8 +19,8 @@ from typing import Sequence
 
 from provisioning.builder.builder import Buildx
 from provisioning.errors import BuildfleetError
-from provisioning.hosts.actions import Artifact
-from provisioning.local.docker import Docker
+from provisioning.artifacts import Artifact
+from provisioning.remote.docker import Docker
 
 REPOSITORY = "buildfleet/buildkit"
 RUNC = Path("/usr/sbin/runc")

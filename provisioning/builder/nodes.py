@@ -30,7 +30,6 @@ class TLSFiles:
 
 REMOTE = "remote"
 DOCKER_CONTAINER = "docker-container"
-DRIVERS = (REMOTE, DOCKER_CONTAINER)
 
 
 @dataclass(frozen=True)
@@ -51,6 +50,7 @@ class Node:
 
 
 def node_name(builder: str, host: str) -> str:
+    """The node's name in buildx, and the docker-container driver's ssh alias for the host."""
     return f"{builder}-{host}"
 
 
@@ -64,16 +64,12 @@ def remote_node(builder: str, host: InventoryHost, tls: TLSFiles) -> Node:
     )
 
 
-def ssh_alias(builder: str, host: str) -> str:
-    return f"{builder}-{host}"
-
-
 def docker_container_node(builder: str, host: InventoryHost, image: str, buildkitd_config: str = "") -> Node:
     """The BuildKit container shares the host's network, so builds reach what the host
     reaches (the fleet's registry) and RUN --network=host sees the host's addresses."""
     return Node(
         name=node_name(builder, host.name),
-        endpoint=f"ssh://{ssh_alias(builder, host.name)}",
+        endpoint=f"ssh://{node_name(builder, host.name)}",
         platforms=tuple(p.platform for p in host.platforms),
         driver_opts=(("image", image), ("network", "host")),
         driver=DOCKER_CONTAINER,
@@ -81,10 +77,15 @@ def docker_container_node(builder: str, host: InventoryHost, image: str, buildki
     )
 
 
-def desired_nodes(builder: str, inventory: Inventory, tls: TLSFiles, driver: str = REMOTE,
-                  image: str = "", buildkitd_config: str = "") -> tuple[Node, ...]:
+def building_hosts(inventory: Inventory) -> tuple[InventoryHost, ...]:
     """One node per host that builds something; a host with no platform is left out."""
-    hosts = [h for h in inventory.hosts if h.platforms]
-    if driver == DOCKER_CONTAINER:
-        return tuple(docker_container_node(builder, h, image, buildkitd_config) for h in hosts)
-    return tuple(remote_node(builder, h, tls) for h in hosts)
+    return tuple(h for h in inventory.hosts if h.platforms)
+
+
+def remote_nodes(builder: str, inventory: Inventory, tls: TLSFiles) -> tuple[Node, ...]:
+    return tuple(remote_node(builder, h, tls) for h in building_hosts(inventory))
+
+
+def docker_container_nodes(builder: str, inventory: Inventory, image: str,
+                           buildkitd_config: str = "") -> tuple[Node, ...]:
+    return tuple(docker_container_node(builder, h, image, buildkitd_config) for h in building_hosts(inventory))

@@ -6,13 +6,13 @@ the others ran; this names the platform and host first, before anything starts.
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
 from typing import Callable
 
 from provisioning.errors import BuildfleetError
-from provisioning.hosts import facts as f
-from provisioning.hosts.executor import gather
-from provisioning.hosts.transport import Transport
+from provisioning.remote import facts as f
+from provisioning.remote.facts import gather
+from provisioning.remote.fanout import fan_out
+from provisioning.remote.ssh import Transport
 from provisioning.inventory import Inventory, InventoryHost
 from provisioning.platforms import parse_platform
 
@@ -23,11 +23,10 @@ def missing_interpreters(host: InventoryHost, binfmt: f.Binfmt) -> list[str]:
     for assigned in host.platforms:
         if assigned.native:
             continue
-        name = f"qemu-{parse_platform(assigned.platform).qemu_arch}"
-        entry = binfmt.entries.get(name)
-        if not binfmt.mounted or entry is None or not entry.enabled:
-            problems.append(f"{assigned.platform} cannot be built on {host.name}: "
-                            f"its QEMU interpreter {name} is not registered (run buildfleet configure)")
+        arch = parse_platform(assigned.platform).qemu_arch
+        if not binfmt.registered(arch):
+            problems.append(f"{assigned.platform} cannot be built on {host.name}: its QEMU interpreter "
+                            f"qemu-{arch} is not registered with the F flag (run buildfleet configure)")
     return problems
 
 
@@ -41,7 +40,7 @@ def check_emulation(inventory: Inventory, connect: Callable[[InventoryHost], Tra
         finally:
             transport.close()
 
-    with ThreadPoolExecutor(max_workers=max(1, len(emulating))) as pool:
-        problems = [line for lines in pool.map(one, emulating) for line in lines]
+    found = fan_out(emulating, one).raise_failures("reading binfmt_misc")
+    problems = [line for lines in found.values() for line in lines]
     if problems:
         raise BuildfleetError("; ".join(problems))

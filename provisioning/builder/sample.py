@@ -20,7 +20,7 @@ from provisioning.builder.builder import Buildx
 from provisioning.errors import BuildfleetError
 from provisioning.inventory import Inventory
 from provisioning.platforms import Platform
-from provisioning.registry_client import RegistryClient
+from provisioning.builder.registry_client import RegistryClient
 
 REPOSITORY = "buildfleet-sample"
 
@@ -36,16 +36,14 @@ class SampleSources:
 
     userland: Path  # fetch-userland.sh output: userland-<arch><variant>.tar (the main context)
     busybox: Path  # fetch-busybox.sh output: busybox-<arch><variant>
-    sample: Path  # the Dockerfile and hello.c shipped in provisioning/sample
-    workloads: Path  # the bench workloads shipped in provisioning/bench/workloads
+    sample: Path  # the Dockerfile and hello.c shipped in provisioning/builder/files
 
     @classmethod
     def from_artifacts(cls, artifacts: Path, platforms: Sequence[Platform]) -> "SampleSources":
         """The newest userland and busybox sets, refusing one that lacks a platform."""
         sources = cls(_newest(artifacts / "userland", "fetch-userland.sh"),
                       _newest(artifacts / "busybox", "fetch-busybox.sh"),
-                      Path(str(resources.files("provisioning.sample"))),
-                      Path(str(resources.files("provisioning.bench").joinpath("workloads"))))
+                      Path(str(resources.files("provisioning.builder").joinpath("files"))))
         for platform in platforms:
             for path, script in ((sources.userland / f"userland-{_tar_name(platform)}.tar", "fetch-userland.sh"),
                                  (sources.busybox / f"busybox-{_tar_name(platform)}", "fetch-busybox.sh")):
@@ -63,10 +61,13 @@ def _newest(directory: Path, script: str) -> Path:
     return max(sets, key=lambda d: (d / "SHA256SUMS").stat().st_mtime)
 
 
-def context_args(sources: SampleSources) -> list[str]:
-    """The Dockerfile and its named contexts; the userland directory, the main context, goes last."""
-    return ["--build-context", f"busybox={sources.busybox}", "--build-context", f"sample={sources.sample}",
-            "--build-context", f"workloads={sources.workloads}", "--file", str(sources.sample / "Dockerfile")]
+def context_args(sources: SampleSources, dockerfile_dir: Path | None = None, name: str = "sample") -> list[str]:
+    """A Dockerfile on the userland stage and its named contexts: ``busybox``, and ``name`` for the
+    directory holding the Dockerfile (the sample's unless another is given). The userland
+    directory, the main context, goes last on the command line."""
+    directory = dockerfile_dir or sources.sample
+    return ["--build-context", f"busybox={sources.busybox}", "--build-context", f"{name}={directory}",
+            "--file", str(directory / "Dockerfile")]
 
 
 @dataclass(frozen=True)

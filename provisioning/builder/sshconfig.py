@@ -13,7 +13,7 @@ import os
 import shutil
 from pathlib import Path
 
-from provisioning.builder.nodes import ssh_alias
+from provisioning.builder.nodes import node_name
 from provisioning.errors import BuildfleetError
 from provisioning.inventory import Inventory
 
@@ -24,7 +24,7 @@ def render_ssh_config(builder: str, inventory: Inventory, default_key: Path, kno
     for host in inventory.hosts:
         key = Path(host.ssh_key).expanduser() if host.ssh_key else default_key
         blocks.append("\n".join([
-            f"Host {ssh_alias(builder, host.name)}",
+            f"Host {node_name(builder, host.name)}",
             f"  HostName {host.address}",
             f"  Port {host.ssh_port}",
             f"  User {host.ssh_user}",

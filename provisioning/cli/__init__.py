@@ -13,11 +13,13 @@ from rich.console import Console
 from rich.markup import escape
 
 from provisioning.bench.runs import WORKLOADS
+from provisioning.builder.drivers import DRIVERS
 from provisioning.cli.build import cmd_builder, cmd_ci_config, cmd_sample
-from provisioning.cli.common import add_config_options, add_fleet_options, default_cache_dir, fraction, positive
+from provisioning.cli.options import add_config_options, add_fleet_options, default_cache_dir, fraction, positive
 from provisioning.cli.fleet import cmd_configure, cmd_down, cmd_plan, cmd_status, cmd_up
 from provisioning.cli.measure import cmd_bench, cmd_cost
 from provisioning.errors import BuildfleetError
+from provisioning.targets import KINDS
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -35,7 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "builds it and whether natively or under QEMU. Reads configuration only.",
     )
     add_config_options(plan)
-    plan.add_argument("--target", choices=("aws", "local"), default="aws",
+    plan.add_argument("--target", choices=KINDS, default="aws",
                       help="plan for AWS instance types (default) or for hosts on this machine")
     plan.add_argument("--json", action="store_true", help="print the plan as JSON")
     plan.set_defaults(handler=cmd_plan)
@@ -46,7 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
                                          "cloud-init; static: hosts that exist), configure Docker, buildx, "
                                          "QEMU/binfmt and buildkitd on each, and make the fleet's buildx builder. "
                                          "Re-running finishes what a failed run left.")
-    up.add_argument("--target", choices=("local", "aws", "static"), default="local",
+    up.add_argument("--target", choices=KINDS, default="local",
                     help="local: containers on this machine (default); aws: the Pulumi program through the "
                          "Automation API (stack --stack, default the fleet name; needs the Pulumi CLI and AWS "
                          "credentials); static: hosts listed in --inventory")
@@ -86,7 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "if buildfleet made it.")
     builder.add_argument("action", nargs="?", choices=("show", "create", "rm"), default="show")
     builder.add_argument("--use", action="store_true", help="with create: make it the default builder")
-    builder.add_argument("--driver", choices=("remote", "docker-container"), default="remote",
+    builder.add_argument("--driver", choices=tuple(DRIVERS), default="remote",
                          help="with create: remote (buildkitd over mTLS, default) or docker-container over ssh")
     builder.add_argument("--artifacts", type=Path, default=default_cache_dir(), metavar="DIR",
                          help="buildkit artifacts for the docker-container driver's image (default: %(default)s)")
@@ -148,7 +150,7 @@ def build_parser() -> argparse.ArgumentParser:
         "down", help="remove every host, volume, network, builder and key the fleet made",
         description="Remove the fleet's builders, then its hosts (local: containers, volumes, network, registry; "
                     "aws: pulumi destroy on its stack; static: nothing on the hosts) and its local state.")
-    down.add_argument("--target", choices=("local", "aws", "static"), default=None,
+    down.add_argument("--target", choices=KINDS, default=None,
                       help="only needed for aws when the fleet's state is gone (default: from the fleet's state)")
     down.add_argument("--stack", metavar="NAME", help="aws: the stack (default: the one up used, else the fleet name)")
     down.add_argument("--project-dir", metavar="DIR", type=Path, default=Path.cwd(),

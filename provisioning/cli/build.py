@@ -18,18 +18,14 @@ from provisioning.state import FleetState
 
 
 def ensure_builder(args: argparse.Namespace, console: Console, state: FleetState) -> None:
-    from provisioning.builder.nodes import DOCKER_CONTAINER, TLSFiles, desired_nodes
+    from provisioning.artifacts import LocalArtifacts
+    from provisioning.builder.drivers import make_driver
+    from provisioning.builder.nodes import REMOTE
     inventory = require_inventory(args, state)
     builder = fleet_builder(args, state)
-    if getattr(args, "driver", "remote") == DOCKER_CONTAINER:
-        from provisioning.artifacts import LocalArtifacts
-        from provisioning.builder import docker_container
-        from provisioning.local.target import machine_arch
-        with console.status("loading the BuildKit image into each host's Docker over SSH"):
-            nodes = docker_container.prepare(builder.name, inventory, state, LocalArtifacts(args.artifacts),
-                                             builder.buildx, machine_arch())
-    else:
-        nodes = desired_nodes(builder.name, inventory, TLSFiles.in_state(state.root / "tls"))
+    driver = make_driver(getattr(args, "driver", REMOTE), LocalArtifacts(args.artifacts), builder.buildx)
+    with console.status(driver.preparing or f"{driver.name} driver: one node per host"):
+        nodes = driver.nodes(builder.name, inventory, state)
     changes = builder.ensure(nodes, use=getattr(args, "use", False))
     console.print(f"builder {builder.name!r}: " + ("; ".join(c.describe() for c in changes) if changes
                                                     else "no change: its nodes match the fleet"))
@@ -69,7 +65,7 @@ def cmd_builder(args: argparse.Namespace, console: Console) -> int:
 def cmd_sample(args: argparse.Namespace, console: Console) -> int:
     from provisioning.builder.preflight import check_emulation
     from provisioning.builder.sample import SampleSources, build_sample, time_each, verify_sample
-    from provisioning.hosts.configure import connect
+    from provisioning.remote.ssh import connect
     state = FleetState.for_fleet(args.fleet)
     inventory = require_inventory(args, state)
     platforms = [parse_platform(p) for p in inventory.platforms]
@@ -98,11 +94,11 @@ def cmd_sample(args: argparse.Namespace, console: Console) -> int:
 
 def cmd_ci_config(args: argparse.Namespace, console: Console) -> int:
     from provisioning.builder import ciconfig
-    from provisioning.builder.nodes import TLSFiles, desired_nodes
+    from provisioning.builder.nodes import TLSFiles, remote_nodes
     state = FleetState.for_fleet(args.fleet)
     inventory = require_inventory(args, state)
     tls = TLSFiles.in_state(state.root / "tls")
-    nodes = desired_nodes(builder_name(args), inventory, tls)
+    nodes = remote_nodes(builder_name(args), inventory, tls)
     platforms = list(inventory.platforms)
     secrets = ciconfig.secret_files(str(tls.ca), str(tls.cert), str(tls.key))
     rendered = {

@@ -10,13 +10,12 @@ from rich.markup import escape
 from rich.table import Table
 
 from provisioning.cli.build import ensure_builder
-from provisioning.cli.common import (builder_name, fleet_builder, host_progress, load_settings, local_target,
-                                     plan_for, require_inventory)
-from provisioning.configfile import load_raw_config
-from provisioning.errors import BuildfleetError
+from provisioning.cli.common import builder_name, fleet_builder, require_inventory, target_for
+from provisioning.cli.progress import host_progress
 from provisioning.hosts.executor import FAILED, FleetReport
+from provisioning.inventory import Inventory
 from provisioning.plan import Plan
-from provisioning.settings import Settings, settings_from_mapping
+from provisioning.settings import Settings
 from provisioning.state import FleetState
 
 
@@ -86,7 +85,8 @@ def configure_fleet(args: argparse.Namespace, console: Console, state: FleetStat
 
 
 def cmd_plan(args: argparse.Namespace, console: Console) -> int:
-    plan = plan_for(load_settings(args, args.target), args.target)
+    target = target_for(args, args.target)
+    plan = target.plan(target.settings())
     if args.json:
         console.print_json(json.dumps(plan.to_dict()))
     else:
@@ -96,20 +96,10 @@ def cmd_plan(args: argparse.Namespace, console: Console) -> int:
 
 def cmd_up(args: argparse.Namespace, console: Console) -> int:
     state = FleetState.for_fleet(args.fleet)
-    if args.target == "aws":
-        inventory, settings = aws_up(args, console, state)
-    else:
-        settings = load_settings(args, args.target)
-    if args.target == "static":
-        from provisioning.static import StaticTarget
-        if args.inventory is None:
-            raise BuildfleetError("up --target static needs --inventory FILE (a YAML list of existing hosts)")
-        with console.status("reading the static inventory and detecting each host's CPU over SSH"):
-            inventory = StaticTarget(args.inventory, state).up(settings.platforms)
-    elif args.target == "local":
-        plan = plan_for(settings, "local")
-        with console.status(f"creating {len(plan.hosts)} local host(s)"):
-            inventory = local_target(args, settings).up(plan)
+    target = target_for(args, args.target, console)
+    settings = target.settings()
+    with console.status(f"{args.target}: bringing up the fleet's hosts"):
+        inventory = target.up(settings)
     console.print(f"fleet {args.fleet!r} ({inventory.target}): {', '.join(h.name for h in inventory.hosts)} up")
     status = configure_fleet(args, console, state, settings)
     if status == 0:
@@ -117,48 +107,14 @@ def cmd_up(args: argparse.Namespace, console: Console) -> int:
     return status
 
 
-def aws_target(args: argparse.Namespace, state: FleetState):
-    from provisioning.cloud import automation
-    stack = args.stack or automation.AwsTarget.recorded_stack(state) or args.fleet
-    return automation.AwsTarget(stack, args.project_dir, state, select=automation.select_stack)
-
-
-def pulumi_output(console: Console):
-    """Pulumi's own progress lines, passed through dimmed (to stderr, so --json stays clean)."""
-    err = Console(stderr=True, width=console.width)
-    return lambda line: err.print(line.rstrip("\n"), style="dim", markup=False, highlight=False)
-
-
-def aws_up(args: argparse.Namespace, console: Console, state: FleetState) -> tuple:
-    """Pulumi up, then wait until every host answers over SSH with cloud-init done."""
-    from provisioning.hosts.configure import connect
-    from provisioning.hosts.wait import wait_for_hosts
-    from provisioning.settings import require_cloud_access
-    target = aws_target(args, state)
-    stack_file = args.project_dir / f"Pulumi.{target.stack}.yaml"
-    raw = load_raw_config(args.project_dir, args.config, target.stack if stack_file.exists() else None,
-                          args.overrides)
-    to_set = load_raw_config(args.project_dir, args.config, None, args.overrides)  # what the stack lacks
-    ssh_key = ""
-    if raw.get("sshPublicKey"):
-        if args.ssh_key is None or not args.ssh_key.expanduser().is_file():
-            raise BuildfleetError("buildfleet:sshPublicKey is set, so buildfleet needs its private half: "
-                                  "--ssh-key PATH (e.g. ~/.ssh/id_ed25519); or unset it to use the fleet's own key")
-        ssh_key = str(args.ssh_key.expanduser())
-    else:  # the fleet's own key pair, made once and kept in its state
-        to_set["sshPublicKey"] = raw["sshPublicKey"] = state.ensure_ssh_key()
-    settings = settings_from_mapping(raw)
-    require_cloud_access(settings)  # every config error before Pulumi starts
-    console.print(f"pulumi up: stack {target.stack!r} in {args.project_dir}")
-    inventory = target.up(to_set, pulumi_output(console), ssh_key)
-    with console.status(f"waiting for {len(inventory.hosts)} host(s) to answer over SSH and finish cloud-init"):
-        waited = wait_for_hosts(inventory.hosts, lambda host: connect(host, state), args.wait_timeout)
-    console.print("hosts answer: " + ", ".join(f"{name} after {s:.0f} s" for name, s in waited.items()))
-    return inventory, settings
+def fleet_settings(args: argparse.Namespace, inventory: Inventory):
+    """The settings of the target that made this fleet's inventory."""
+    return target_for(args, inventory.target).settings()
 
 
 def cmd_configure(args: argparse.Namespace, console: Console) -> int:
-    return configure_fleet(args, console, FleetState.for_fleet(args.fleet), load_settings(args, "local"))
+    state = FleetState.for_fleet(args.fleet)
+    return configure_fleet(args, console, state, fleet_settings(args, require_inventory(args, state)))
 
 
 def cmd_status(args: argparse.Namespace, console: Console) -> int:
@@ -166,12 +122,12 @@ def cmd_status(args: argparse.Namespace, console: Console) -> int:
         return doctor(args, console)
     state = FleetState.for_fleet(args.fleet)
     inventory = state.load_inventory()
-    containers = local_target(args).status() if inventory is None or inventory.target == "local" else []
+    resources = target_for(args, inventory.target if inventory else "local").status()
     builder = builder_name(args) if fleet_builder(args, state).owned() else None
     if args.json:
         console.print_json(json.dumps({"fleet": args.fleet, "inventory": inventory.to_dict() if inventory else None,
                                        "registry": inventory.registry if inventory else None,
-                                       "builder": builder, "containers": containers}))
+                                       "builder": builder, "resources": [r.__dict__ for r in resources]}))
         return 0
     if inventory is None:
         console.print(f"fleet {args.fleet!r} is not up")
@@ -195,7 +151,7 @@ def doctor(args: argparse.Namespace, console: Console) -> int:
     state = FleetState.for_fleet(args.fleet)
     inventory = require_inventory(args, state)
     with console.status(f"checking {len(inventory.hosts)} host(s) and the builder"):
-        report = run_configure(args, state, load_settings(args, inventory.target), check_only=True)
+        report = run_configure(args, state, fleet_settings(args, inventory), check_only=True)
         inspected = fleet_builder(args, state).inspect(bootstrap=True)
     checks = []
     for host in report.hosts:
@@ -234,18 +190,9 @@ def cmd_down(args: argparse.Namespace, console: Console) -> int:
         if fleet_builder(args, state).remove():
             console.print(f"builder {record.stem}")
     inventory = state.load_inventory()
-    if (inventory is not None and inventory.target == "aws") or args.target == "aws":
-        target = aws_target(args, state)
-        console.print(f"pulumi destroy: stack {target.stack!r}")
-        target.down(pulumi_output(console))
-        state.remove()
-        console.print(f"stack {target.stack!r} destroyed; state {state.root} removed")
-        return 0
-    if inventory is not None and inventory.target == "static":
-        # the hosts were there before buildfleet and stay; only its local files go
-        state.remove()
-        console.print(f"state {state.root} (the static hosts themselves are left as they are)")
-        return 0
-    removed = local_target(args).down()
+    kind = args.target or (inventory.target if inventory else "local")
+    removed = target_for(args, kind, console).down()
+    if state.remove():
+        removed.append(f"state {state.root}")
     console.print("\n".join(removed) if removed else f"fleet {args.fleet!r}: nothing to remove")
     return 0

@@ -9,7 +9,7 @@ import time
 from rich.console import Console
 from rich.table import Table
 
-from provisioning.cli.common import builder_name, fleet_builder, load_settings, require_inventory
+from provisioning.cli.common import builder_name, fleet_builder, require_inventory, target_for
 from provisioning.errors import BuildfleetError
 from provisioning.plan import plan_fleet
 from provisioning.settings import Settings
@@ -45,7 +45,7 @@ def cmd_bench(args: argparse.Namespace, console: Console) -> int:
     from provisioning.builder.nodes import TLSFiles
     from provisioning.builder.preflight import check_emulation
     from provisioning.builder.sample import SampleSources
-    from provisioning.hosts.configure import connect
+    from provisioning.remote.ssh import connect
     from provisioning.platforms import parse_platforms
     state = FleetState.for_fleet(args.fleet)
     inventory = require_inventory(args, state)
@@ -58,7 +58,7 @@ def cmd_bench(args: argparse.Namespace, console: Console) -> int:
     runs = plan_runs(inventory, platforms, workloads)
     sources = SampleSources.from_artifacts(args.artifacts, parse_platforms(r.platform for r in runs))
     check_emulation(inventory, lambda host: connect(host, state))
-    prices, price_note = catalog_prices(load_settings(args, inventory.target), inventory)
+    prices, price_note = catalog_prices(target_for(args, inventory.target).settings(), inventory)
     buildx = fleet_builder(args, state).buildx
     progress = Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
                         TimeElapsedColumn(), console=Console(stderr=True), transient=args.json)
@@ -109,7 +109,7 @@ def bench_table(rows, title: str) -> Table:
 
 def cmd_cost(args: argparse.Namespace, console: Console) -> int:
     from provisioning.cost import HOURS_PER_MONTH, fleet_cost
-    settings = load_settings(args, "aws")
+    settings = target_for(args, "aws").settings()
     cost = fleet_cost(plan_fleet(settings), args.spot_discount)
     if args.json:
         console.print_json(json.dumps(cost.to_dict()))

@@ -8,16 +8,6 @@ from pathlib import Path
 
 
 @dataclass(frozen=True)
-class Artifact:
-    """A file buildfleet puts on hosts, fetched and checked on the operator's side."""
-
-    name: str
-    version: str
-    path: Path
-    sha256: str
-
-
-@dataclass(frozen=True)
 class Run:
     """Run a command (argument list) as root on the host."""
 
@@ -72,11 +62,3 @@ def no_change(reason: str) -> Decision:
 
 def refuse(error: str) -> Decision:
     return Decision((), "", error)
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()

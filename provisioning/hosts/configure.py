@@ -7,11 +7,11 @@ from pathlib import Path
 from typing import Protocol
 
 from provisioning.certs import FleetCA
-from provisioning.hosts.actions import Artifact
+from provisioning.artifacts import ArtifactSource
 from provisioning.hosts.executor import FleetReport, Progress, run_fleet
-from provisioning.hosts.operations import (BuildkitdDesired, DockerDesired, PinnedQemu, QemuDesired, Step,
+from provisioning.hosts.operations import (BuildkitdDesired, DockerDesired, QemuDesired, Step,
                                            binfmt_step, buildkitd_step, buildx_step, docker_step, privileged_step)
-from provisioning.hosts.transport import SSHTransport
+from provisioning.remote.ssh import connect
 from provisioning.inventory import Inventory, InventoryHost
 from provisioning.placement import EMULATION
 from provisioning.platforms import parse_platform
@@ -36,21 +36,10 @@ def buildkitd_config(host: InventoryHost, registry: str = "") -> bytes:
     ).encode()
 
 
-class ArtifactSource(Protocol):
-    def buildx(self, arch: str) -> Artifact: ...
-
-    def buildkit(self, arch: str) -> tuple[Artifact, Artifact]: ...
-
-    def has_qemu(self, arch: str) -> bool: ...
-
-    def qemu(self, arch: str) -> PinnedQemu: ...
-
-
 @dataclass(frozen=True)
 class ConfigureOptions:
     buildkitd_port: int = 1234       # where buildkitd listens on the host itself
     allow_docker_upgrade: bool = True
-    binfmt_on_native_hosts: bool = False
     qemu_source: str = "auto"        # pinned (static QEMU 10) | distro (qemu-user-static) | auto
     docker_source: str = "distro"    # distro (docker.io) | docker (Docker's apt repository)
 
@@ -74,18 +63,13 @@ def steps_for(host: InventoryHost, artifacts: ArtifactSource, ca: FleetCA, optio
     steps = [docker_step(DockerDesired(host.ssh_user, options.allow_docker_upgrade, options.docker_source)),
              privileged_step(), buildx_step(artifacts.buildx)]
     arches = qemu_arches(host)
-    if arches and (host.role == EMULATION or options.binfmt_on_native_hosts):
+    if arches and host.role == EMULATION:
         steps.append(binfmt_step(QemuDesired(arches, _qemu_source(host, artifacts, options))))
     server = ca.server(host.name, [host.address, host.private_address, "127.0.0.1", host.name])
     steps.append(buildkitd_step(BuildkitdDesired(
         binaries=artifacts.buildkit, port=options.buildkitd_port, ca_pem=ca.ca().cert,
         cert_pem=server.cert, key_pem=server.key, config=buildkitd_config(host, registry))))
     return steps
-
-
-def connect(host: InventoryHost, state: FleetState) -> SSHTransport:
-    key = Path(host.ssh_key).expanduser() if host.ssh_key else state.ssh_key
-    return SSHTransport(host, key, state.known_hosts)
 
 
 def configure(inventory: Inventory, state: FleetState, artifacts: ArtifactSource,

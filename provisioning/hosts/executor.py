@@ -8,23 +8,21 @@ and stderr tail of a failure); one host failing never hides another's result.
 
 from __future__ import annotations
 
-import shlex
 import time
 import uuid
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Sequence
 
-from provisioning.errors import BuildfleetError
+from provisioning.errors import BuildfleetError, tail
 from provisioning.hosts.actions import Action, Run, Upload
-from provisioning.hosts.facts import Fact
+from provisioning.remote.facts import gather
+from provisioning.remote.fanout import describe, fan_out
 from provisioning.hosts.operations import Step
-from provisioning.hosts.transport import CommandResult, Transport, tail
+from provisioning.remote.ssh import CommandResult, Transport
 from provisioning.inventory import InventoryHost
 
 CHANGED, UNCHANGED, FAILED, SKIPPED = "changed", "unchanged", "failed", "skipped"
 DRIFT = "drift"  # check only: the step would change something
-_MARK = "::buildfleet-fact::"
 
 # $1 sha256, $2 staged file, $3 destination, $4 mode: check, then move into place.
 _INSTALL = ('echo "$1  $2" | sha256sum -c --quiet - || { rm -f "$2"; echo "checksum mismatch for $3" >&2; exit 1; }; '
@@ -73,39 +71,6 @@ class ActionFailed(BuildfleetError):
     def __init__(self, action: Action, result: CommandResult):
         self.result = result
         super().__init__(f"{getattr(action, 'why', '') or 'command'} failed (exit {result.exit_code})")
-
-
-def batch_script(facts: Mapping[str, Fact]) -> str:
-    """One shell script printing every fact's output and exit code: one round trip a step."""
-    parts = []
-    for index, fact in enumerate(facts.values()):
-        parts.append(f"echo '{_MARK} {index}'; {shlex.join(fact.argv)} 2>/dev/null </dev/null; echo \"{_MARK} $?\"")
-    return "\n".join(parts)
-
-
-def parse_batch(facts: Mapping[str, Fact], stdout: str) -> dict[str, Any]:
-    values, lines, index = {}, stdout.splitlines(), 0
-    names = list(facts)
-    while index < len(lines):
-        if not lines[index].startswith(f"{_MARK} "):
-            index += 1
-            continue
-        position = int(lines[index].split()[1])
-        end = next((i for i in range(index + 1, len(lines)) if lines[i].startswith(f"{_MARK} ")), None)
-        if end is None:
-            break  # the shell stopped inside this fact: reported as missing below
-        name = names[position]
-        values[name] = facts[name].parse(int(lines[end].split()[1]), "\n".join(lines[index + 1:end]) + "\n")
-        index = end + 1
-    missing = [n for n in names if n not in values]
-    if missing:
-        raise BuildfleetError(f"facts {', '.join(missing)} produced no output")
-    return values
-
-
-def gather(transport: Transport, facts: Mapping[str, Fact]) -> dict[str, Any]:
-    result = transport.run(("sh", "-c", batch_script(facts)), sudo=any(f.sudo for f in facts.values()))
-    return parse_batch(facts, result.stdout)
 
 
 def apply(transport: Transport, action: Action) -> None:
@@ -184,13 +149,10 @@ def run_fleet(
     check_only: bool = False,
     progress: Progress = lambda host, step, done, total: None,
 ) -> FleetReport:
-    """Every host at once; an exception on one host becomes that host's failed result."""
-
-    def one(host: InventoryHost) -> HostReport:
-        try:
-            return run_host(connect(host), steps_for(host), check_only, progress)
-        except BuildfleetError as error:
-            return HostReport(host.name, (StepResult(host.name, "connect", FAILED, str(error), 0.0),))
-
-    with ThreadPoolExecutor(max_workers=max(1, len(hosts))) as pool:
-        return FleetReport(tuple(pool.map(one, hosts)))
+    """Every host at once; an exception on one host (no connection, no known_hosts) becomes
+    that host's failed result."""
+    outcomes = fan_out(hosts, lambda host: run_host(connect(host), steps_for(host), check_only, progress))
+    return FleetReport(tuple(
+        outcome if isinstance(outcome, HostReport)
+        else HostReport(name, (StepResult(name, "connect", FAILED, describe(outcome), 0.0),))
+        for name, outcome in outcomes.items()))

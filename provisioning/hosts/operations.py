@@ -12,8 +12,10 @@ from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any, Callable, Mapping
 
-from provisioning.hosts import facts as f
-from provisioning.hosts.actions import Artifact, Decision, Run, Upload, WriteFile, no_change, refuse
+from provisioning.platforms import UNAME_TO_ARCH
+from provisioning.remote import facts as f
+from provisioning.artifacts import Artifact, PinnedQemu
+from provisioning.hosts.actions import Decision, Run, Upload, WriteFile, no_change, refuse
 from provisioning.hosts.services import SUPERVISE, SUPERVISE_SCRIPT, Service
 
 MIN_DOCKER = f.Version((19, 3), "19.03")
@@ -193,15 +195,6 @@ BINFMT_SERVICE = Service("buildfleet-binfmt", (BINFMT_SCRIPT,), "Register QEMU i
                          after=("local-fs.target",), oneshot=True)
 
 
-@dataclass(frozen=True)
-class PinnedQemu:
-    """Static QEMU for one host arch: per emulated arch, the binary and its binfmt line."""
-
-    version: str
-    binaries: Mapping[str, Artifact]
-    registrations: Mapping[str, bytes]
-
-
 def with_interpreter(registration: bytes, interpreter: str) -> bytes:
     """A binfmt_misc line (:name:type:offset:magic:mask:interpreter:flags) pointing elsewhere."""
     fields = registration.decode().strip().split(":")
@@ -232,7 +225,7 @@ def binfmt_step(desired: QemuDesired) -> Step:
              "binfmt": f.BinfmtStatus(), "files": f.FileDigests(paths)}
 
     def decide(got: Mapping[str, Any]) -> Decision:
-        if any(f.UNAME_TO_ARCH.get(a) == got["arch"] for a in arches):
+        if any(UNAME_TO_ARCH.get(a) == got["arch"] for a in arches):
             return refuse(f"refusing to register QEMU for this host's own CPU ({got['arch']}): "
                           "it would run every native binary under emulation")
         actions: list = []
@@ -260,7 +253,7 @@ def binfmt_step(desired: QemuDesired) -> Step:
         if not binfmt.mounted:
             actions.append(Run(("mount", "-t", "binfmt_misc", "binfmt_misc", f.BINFMT_DIR), "mount binfmt_misc"))
         stale = tuple(a for a in arches
-                      if a in replaced or not _registered(binfmt, a, desired.interpreter(a)))
+                      if a in replaced or not binfmt.registered(a, desired.interpreter(a)))
         if stale:
             actions.append(Run(("sh", "-c", REGISTER, "register", desired.conf_dir(), *stale),
                                f"register {', '.join(stale)} with the F flag"))
@@ -268,11 +261,6 @@ def binfmt_step(desired: QemuDesired) -> Step:
         return Decision(tuple(actions), f"{source}; {', '.join(arches)} registered with F, again at boot")
 
     return Step("binfmt", facts, decide)
-
-
-def _registered(binfmt: f.Binfmt, arch: str, interpreter: str) -> bool:
-    entry = binfmt.entries.get(f"qemu-{arch}")
-    return bool(entry and entry.enabled and "F" in entry.flags and entry.interpreter == interpreter)
 
 
 def _binfmt_at_boot(desired: QemuDesired, init: str, digests: Mapping[str, str | None]) -> list:

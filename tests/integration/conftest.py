@@ -18,10 +18,10 @@ from provisioning.artifacts import LocalArtifacts
 from provisioning.hosts.configure import ConfigureOptions, configure
 from provisioning.hosts.executor import FleetReport
 from provisioning.inventory import Inventory
-from provisioning.local.docker import Docker
-from provisioning.local.target import LABEL, LocalTarget, machine_arch
-from provisioning.plan import Plan, plan_on_machine
-from provisioning.settings import settings_from_mapping
+from provisioning.remote.docker import Docker
+from provisioning.remote.machine import machine_arch
+from provisioning.targets.local.target import LABEL, LocalTarget
+from provisioning.settings import Settings, settings_from_mapping
 from provisioning.state import FleetState
 
 CACHE = Path(os.environ.get("BUILDFLEET_CACHE", "/var/cache/buildfleet"))
@@ -30,7 +30,7 @@ CACHE = Path(os.environ.get("BUILDFLEET_CACHE", "/var/cache/buildfleet"))
 @dataclass
 class LiveFleet:
     target: LocalTarget
-    plan: Plan
+    settings: Settings
     inventory: Inventory
     artifacts: LocalArtifacts
 
@@ -64,10 +64,9 @@ def machine_ready():
 def make_fleet(tmp_path_factory, artifacts: LocalArtifacts, config: dict) -> LiveFleet:
     name = f"it{uuid.uuid4().hex[:6]}"
     state = FleetState(tmp_path_factory.mktemp("state") / name)
-    settings = settings_from_mapping({"arm64Count": 0, **config})
-    target = LocalTarget(name, state, CACHE, settings.buildkitd_port, settings.local_init)
-    plan = plan_on_machine(settings, machine_arch())
-    return LiveFleet(target, plan, target.up(plan), artifacts)
+    settings = settings_from_mapping({**LocalTarget.defaults, **config})
+    target = LocalTarget(name, state, CACHE)
+    return LiveFleet(target, settings, target.up(settings), artifacts)
 
 
 @pytest.fixture(scope="session", params=["systemd", "none"], ids=["systemd-hosts", "init-less-hosts"])

@@ -8,11 +8,11 @@ import pytest
 from fake_pulumi import FakeStack
 
 from provisioning.cli import main
-from provisioning.cloud import automation
+from provisioning.targets import aws as automation
 from provisioning.errors import BuildfleetError
-from provisioning.hosts.configure import connect
-from provisioning.hosts.transport import HostKeyRejected
-from provisioning.hosts.wait import wait_for_host
+from provisioning.remote.ssh import connect
+from provisioning.remote.ssh import HostKeyRejected
+from provisioning.remote.wait import wait_for_host
 from provisioning.state import FleetState
 
 from .conftest import CACHE

@@ -8,13 +8,13 @@ import pytest
 
 from provisioning.builder.builder import Buildx, FleetBuilder
 from provisioning.builder.ciconfig import shell_script
-from provisioning.builder.nodes import TLSFiles, desired_nodes
+from provisioning.builder.nodes import TLSFiles, remote_nodes
 from provisioning.builder.preflight import check_emulation
 from provisioning.builder.sample import SampleSources, build_sample, verify_sample
 from provisioning.errors import BuildfleetError
-from provisioning.hosts.configure import connect
+from provisioning.remote.ssh import connect
 from provisioning.platforms import parse_platforms
-from provisioning.registry_client import RegistryClient
+from provisioning.builder.registry_client import RegistryClient
 
 from .conftest import CACHE
 
@@ -38,7 +38,7 @@ class MadeBuilder:
 @pytest.fixture
 def made(fleet, buildx):
     builder = FleetBuilder(f"bf{uuid.uuid4().hex[:6]}", fleet.state.root / "builders", buildx)
-    nodes = desired_nodes(builder.name, fleet.inventory, TLSFiles.in_state(fleet.state.root / "tls"))
+    nodes = remote_nodes(builder.name, fleet.inventory, TLSFiles.in_state(fleet.state.root / "tls"))
     yield MadeBuilder(builder, nodes, builder.ensure(nodes))
     assert builder.remove() and buildx.inspect(builder.name) is None
 
@@ -63,7 +63,7 @@ def test_a_builder_buildfleet_did_not_make_is_never_clobbered(fleet, buildx, tmp
     try:
         ours = FleetBuilder(name, tmp_path / "builders", buildx)
         with pytest.raises(BuildfleetError, match="already exists and buildfleet did not make it"):
-            ours.ensure(desired_nodes(name, fleet.inventory, TLSFiles.in_state(fleet.state.root / "tls")))
+            ours.ensure(remote_nodes(name, fleet.inventory, TLSFiles.in_state(fleet.state.root / "tls")))
         assert ours.remove() is False
         assert buildx.inspect(name) is not None
     finally:
@@ -105,7 +105,7 @@ def test_the_emitted_shell_config_joins_a_real_shell_to_the_builder(fleet, tmp_p
     name = f"ci{uuid.uuid4().hex[:6]}"
     tls = TLSFiles.in_state(fleet.state.root / "tls")
     platforms = [str(p) for p in ISSUE_PLATFORMS]
-    script = shell_script(name, desired_nodes(name, fleet.inventory, tls), platforms)
+    script = shell_script(name, remote_nodes(name, fleet.inventory, tls), platforms)
     env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": str(tmp_path), "DOCKER_CONFIG": str(tmp_path / "ci-docker"),
            "BUILDFLEET_CA": tls.ca.read_text(), "BUILDFLEET_CLIENT_CERT": tls.cert.read_text(),
            "BUILDFLEET_CLIENT_KEY": tls.key.read_text()}
@@ -125,7 +125,7 @@ def test_the_emitted_shell_config_joins_a_real_shell_to_the_builder(fleet, tmp_p
 
 def test_the_docker_container_driver_over_ssh_builds_each_platform_where_placed(fleet, tmp_path):
     from provisioning.builder import docker_container
-    from provisioning.local.target import machine_arch
+    from provisioning.remote.machine import machine_arch
     name = f"dc{uuid.uuid4().hex[:6]}"
     buildx = Buildx(env={"DOCKER_CONFIG": str(tmp_path / "docker-config"),
                          "PATH": f"{fleet.state.root / 'ssh-client'}:/usr/local/bin:/usr/bin:/bin"})

@@ -39,7 +39,7 @@ def test_up_status_configure_down(tmp_path, machine_ready):
         assert status["builder"] == f"buildfleet-{fleet}" and status["registry"].count(":") == 1
         (host,) = status["inventory"]["hosts"]
         assert [p["platform"] for p in host["platforms"]] == ["linux/amd64", "linux/386"]
-        assert status["containers"][0]["state"] == "running"
+        assert status["resources"][0]["state"] == "running"
 
         extra = buildfleet("builder", "create", "--fleet", fleet, "--builder", f"{fleet}-extra", "--no-bootstrap",
                            env=env)

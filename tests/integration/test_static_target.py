@@ -5,9 +5,9 @@ import yaml
 
 from provisioning.errors import ConfigError
 from provisioning.hosts.configure import configure
-from provisioning.platforms import parse_platforms
+from provisioning.settings import settings_from_mapping
 from provisioning.state import FleetState
-from provisioning.static import StaticTarget
+from provisioning.targets.static import StaticTarget
 
 pytestmark = pytest.mark.integration
 
@@ -27,7 +27,8 @@ def static_file(fleet, tmp_path, roles):
 def test_static_hosts_get_arch_detected_placement_and_configure(fleet, tmp_path):
     path = static_file(fleet, tmp_path, {"amd64-0": "amd64", "emulation-0": "emulation"})
     state = FleetState(tmp_path / "static-state")
-    inventory = StaticTarget(path, state, tmp_path / "no-known-hosts").up(parse_platforms(["amd64", "arm64", "s390x"]))
+    settings = settings_from_mapping({"platforms": ["linux/amd64", "linux/arm64", "linux/s390x"]})
+    inventory = StaticTarget(path, state, tmp_path / "no-known-hosts").up(settings)
     hosts = {h.name: h for h in inventory.hosts}
     assert {h.arch for h in hosts.values()} == {"amd64"}
     assert [(p.platform, p.native) for p in hosts["existing-amd64-0"].platforms] == [("linux/amd64", True)]
@@ -41,4 +42,4 @@ def test_a_declared_role_that_contradicts_the_cpu_is_refused(fleet, tmp_path):
     path = static_file(fleet, tmp_path, {"amd64-0": "arm64", "emulation-0": "emulation"})
     target = StaticTarget(path, FleetState(tmp_path / "s"), tmp_path / "none")
     with pytest.raises(ConfigError, match="'existing-amd64-0' is declared role arm64 but its CPU is amd64"):
-        target.up(parse_platforms(["amd64"]))
+        target.up(settings_from_mapping({"platforms": ["linux/amd64"]}))

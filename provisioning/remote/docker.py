@@ -7,11 +7,7 @@ import subprocess
 from dataclasses import dataclass
 from typing import Any, Sequence
 
-from provisioning.errors import BuildfleetError
-
-
-def tail(text: str, lines: int = 5) -> str:
-    return "\n".join(text.strip().splitlines()[-lines:])
+from provisioning.errors import BuildfleetError, tail
 
 
 @dataclass(frozen=True)

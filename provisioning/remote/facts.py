@@ -9,18 +9,22 @@ from __future__ import annotations
 import re
 import shlex
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Mapping
 
-from provisioning.errors import BuildfleetError
+from provisioning.errors import BuildfleetError, tail
+from provisioning.platforms import UNAME_TO_ARCH
+from provisioning.remote.ssh import Transport
 
-UNAME_TO_ARCH = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64",
-                 "armv7l": "arm", "armv6l": "arm", "ppc64le": "ppc64le", "s390x": "s390x",
-                 "riscv64": "riscv64", "i686": "386", "i386": "386"}
 BINFMT_DIR = "/proc/sys/fs/binfmt_misc"
+_MARK = "::buildfleet-fact::"
 
 
 class FactError(BuildfleetError):
     """A fact's output could not be read; the message shows what came back."""
+
+
+class FactsLost(FactError):
+    """The batch stopped before some facts ran; the message keeps the command's exit and stderr."""
 
 
 @dataclass(frozen=True, order=True)
@@ -200,6 +204,13 @@ class Binfmt:
     mounted: bool
     entries: dict[str, BinfmtEntry] = field(default_factory=dict)
 
+    def registered(self, qemu_arch: str, interpreter: str | None = None) -> bool:
+        """Usable for builds: enabled, with the F flag (the interpreter opened at registration,
+        so it works inside containers), and pointing at ``interpreter`` when one is wanted."""
+        entry = self.entries.get(f"qemu-{qemu_arch}")
+        return bool(self.mounted and entry and entry.enabled and "F" in entry.flags
+                    and (interpreter is None or entry.interpreter == interpreter))
+
 
 class BinfmtStatus(Fact):
     """Whether binfmt_misc is mounted, and every qemu-* interpreter with its flags."""
@@ -283,11 +294,40 @@ class BuildkitdWorkers(Fact):
         return tuple(stdout.split())
 
 
-class FreeDisk(Fact):
-    command = ("df", "-Pk", "/var/lib")
+def batch_script(facts: Mapping[str, Fact]) -> str:
+    """One shell script printing every fact's output and exit code: one round trip a step."""
+    parts = []
+    for index, fact in enumerate(facts.values()):
+        parts.append(f"echo '{_MARK} {index}'; {shlex.join(fact.argv)} 2>/dev/null </dev/null; echo \"{_MARK} $?\"")
+    return "\n".join(parts)
 
-    def parse(self, exit_code: int, stdout: str) -> float:
-        rows = stdout.strip().splitlines()
-        if exit_code != 0 or len(rows) < 2:
-            raise FactError(f"cannot read free disk space: {stdout.strip()!r}")
-        return round(int(rows[1].split()[3]) / 1024 / 1024, 1)  # GiB available
+
+def parse_batch(facts: Mapping[str, Fact], stdout: str) -> dict[str, Any]:
+    values, lines, index = {}, stdout.splitlines(), 0
+    names = list(facts)
+    while index < len(lines):
+        if not lines[index].startswith(f"{_MARK} "):
+            index += 1
+            continue
+        position = int(lines[index].split()[1])
+        end = next((i for i in range(index + 1, len(lines)) if lines[i].startswith(f"{_MARK} ")), None)
+        if end is None:
+            break  # the shell stopped inside this fact: reported as missing below
+        name = names[position]
+        values[name] = facts[name].parse(int(lines[end].split()[1]), "\n".join(lines[index + 1:end]) + "\n")
+        index = end + 1
+    missing = [n for n in names if n not in values]
+    if missing:
+        raise FactsLost(f"facts {', '.join(missing)} produced no output")
+    return values
+
+
+def gather(transport: Transport, facts: Mapping[str, Fact]) -> dict[str, Any]:
+    """Every fact in one round trip; facts the shell never reached name the command, exit code
+    and stderr (sudo asking for a password, a shell killed mid-way)."""
+    result = transport.run(("sh", "-c", batch_script(facts)), sudo=any(f.sudo for f in facts.values()))
+    try:
+        return parse_batch(facts, result.stdout)
+    except FactsLost as lost:
+        raise FactsLost(f"{transport.host.name}: {lost} ($ {result.command}: exit {result.exit_code}"
+                        + (f": {tail(result.stderr)}" if result.stderr.strip() else "") + ")") from None

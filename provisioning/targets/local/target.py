@@ -8,19 +8,22 @@ inside. Everything made carries the fleet's label, so ``down`` removes exactly t
 
 from __future__ import annotations
 
-import platform
 import socket
 import time
 from dataclasses import dataclass
+from typing import Any, ClassVar, Mapping
 from pathlib import Path
 
 from provisioning.errors import BuildfleetError
 from provisioning.inventory import Endpoint, Inventory, inventory_from_plan
-from provisioning.local.docker import Docker
-from provisioning.local.image import HostImageRecipe, debian_mirror, ensure_host_image
-from provisioning.local.registry import LocalRegistry, registry_binary
-from provisioning.plan import Plan
+from provisioning.remote.docker import Docker
+from provisioning.remote.machine import machine_arch
+from provisioning.targets.local.image import HostImageRecipe, debian_mirror, ensure_host_image
+from provisioning.targets.local.registry import LocalRegistry, registry_binary
+from provisioning.plan import Plan, plan_on_machine
+from provisioning.settings import Settings
 from provisioning.state import FleetState
+from provisioning.targets.base import ConfigSources, HostState, TargetOptions, settings_with_defaults
 
 TARGET = "local"
 LABEL = "io.buildfleet.fleet"
@@ -29,15 +32,6 @@ SSH_USER = "root"
 LOOPBACK = "127.0.0.1"
 SSH_WAIT_SECONDS = 60
 VOLUMES = ("docker", "buildkit")  # /var/lib/<name>: overlayfs cannot nest, so these are volumes
-_UNAME_ARCH = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64"}
-
-
-def machine_arch() -> str:
-    machine = platform.machine()
-    try:
-        return _UNAME_ARCH[machine]
-    except KeyError:
-        raise BuildfleetError(f"the local target does not support this machine's CPU ({machine})") from None
 
 
 def run_flags(container: str, network: str, fleet: str, host: str, buildkitd_port: int, public_key: str,
@@ -89,9 +83,23 @@ class LocalTarget:
     fleet: str
     state: FleetState
     cache_dir: Path
-    buildkitd_port: int = 1234
-    init: str = "none"  # what the hosts boot: none (sshd as PID 1) or systemd
+    sources: ConfigSources | None = None  # the user's configuration, for ``settings``
     docker: Docker = Docker()
+
+    kind: ClassVar[str] = TARGET
+    # This machine has no native arm64 CPU: its fleet is an amd64 host and an emulation host.
+    defaults: ClassVar[Mapping[str, Any]] = {"arm64Count": 0}
+
+    @classmethod
+    def from_options(cls, options: TargetOptions) -> "LocalTarget":
+        return cls(options.fleet, options.state, options.cache_dir, options.sources)
+
+    def settings(self) -> Settings:
+        raw = self.sources.raw() if self.sources else {}
+        return settings_with_defaults(raw, self.defaults)
+
+    def plan(self, settings: Settings) -> Plan:
+        return plan_on_machine(settings, machine_arch())
 
     @property
     def network(self) -> str:
@@ -100,8 +108,9 @@ class LocalTarget:
     def container(self, host: str) -> str:
         return f"buildfleet-{self.fleet}-{host}"
 
-    def up(self, plan: Plan) -> Inventory:
+    def up(self, settings: Settings) -> Inventory:
         """Create what is missing, start what is stopped, remove hosts the plan dropped."""
+        plan = self.plan(settings)
         self.docker.ping()
         image = ensure_host_image(self.docker, HostImageRecipe(debian_mirror()), self.cache_dir)
         public_key = self.state.ensure_ssh_key()
@@ -114,12 +123,12 @@ class LocalTarget:
             info = self.docker.inspect("container", container)
             if info is None:
                 self._ensure_volumes(container)
-                flags = run_flags(container, self.network, self.fleet, host, self.buildkitd_port, public_key,
-                                  self.init)
+                flags = run_flags(container, self.network, self.fleet, host, settings.buildkitd_port, public_key,
+                                  settings.local_init)
                 self.docker.run(["run", *flags, image])
             elif not info["State"]["Running"]:
                 self.docker.run(["start", container])
-        endpoints, host_keys = self._endpoints(wanted)
+        endpoints, host_keys = self._endpoints(wanted, settings.buildkitd_port)
         self.state.write_known_hosts(host_keys)
         registry = self.registry.ensure(self._gateway(), registry_binary(self.cache_dir))
         inventory = inventory_from_plan(plan, TARGET, endpoints, SSH_USER, registry)
@@ -138,7 +147,8 @@ class LocalTarget:
         except (KeyError, IndexError, TypeError):
             raise BuildfleetError(f"network {self.network} has no gateway address for the registry") from None
 
-    def _endpoints(self, wanted: dict[str, str]) -> tuple[dict[str, Endpoint], dict[tuple[str, int], str]]:
+    def _endpoints(self, wanted: dict[str, str],
+                   buildkitd_port: int) -> tuple[dict[str, Endpoint], dict[tuple[str, int], str]]:
         deadline = time.monotonic() + SSH_WAIT_SECONDS
         endpoints, host_keys = {}, {}
         for container, host in wanted.items():
@@ -147,7 +157,7 @@ class LocalTarget:
             wait_for_ssh(ssh_port, deadline)
             networks = info["NetworkSettings"]["Networks"]
             endpoints[host] = Endpoint(LOOPBACK, networks[self.network]["IPAddress"], ssh_port,
-                                       _published_port(info, self.buildkitd_port))
+                                       _published_port(info, buildkitd_port))
             host_keys[(LOOPBACK, ssh_port)] = self._host_key(container)
         return endpoints, host_keys
 
@@ -167,19 +177,16 @@ class LocalTarget:
         for suffix in VOLUMES:
             self.docker.run(["volume", "rm", "--force", f"{container}-{suffix}"], check=False)
 
-    def status(self) -> list[dict[str, str]]:
+    def status(self) -> list[HostState]:
         rows = []
         for container in self.docker.names("container", f"{LABEL}={self.fleet}"):
             info = self.docker.inspect("container", container) or {}
-            rows.append({
-                "host": info.get("Config", {}).get("Labels", {}).get(HOST_LABEL, ""),
-                "container": container,
-                "state": info.get("State", {}).get("Status", "missing"),
-            })
+            rows.append(HostState(info.get("Config", {}).get("Labels", {}).get(HOST_LABEL, ""), container,
+                                  info.get("State", {}).get("Status", "missing")))
         return rows
 
     def down(self) -> list[str]:
-        """Remove every container, volume and network of this fleet, and its state files."""
+        """Remove every container, volume and network of this fleet, and its registry."""
         removed = []
         if self.registry.running():
             self.registry.stop()
@@ -193,6 +200,4 @@ class LocalTarget:
         for network in self.docker.names("network", f"{LABEL}={self.fleet}"):
             self.docker.run(["network", "rm", network])
             removed.append(f"network {network}")
-        if self.state.remove():
-            removed.append(f"state {self.state.root}")
         return removed

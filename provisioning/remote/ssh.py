@@ -15,12 +15,9 @@ from typing import Protocol, Sequence
 import paramiko
 from fabric import Connection
 
-from provisioning.errors import BuildfleetError
+from provisioning.errors import BuildfleetError, tail
 from provisioning.inventory import InventoryHost
-
-
-def tail(text: str, lines: int = 5) -> str:
-    return "\n".join(text.strip().splitlines()[-lines:])
+from provisioning.state import FleetState
 
 
 @dataclass(frozen=True)
@@ -107,3 +104,9 @@ class SSHTransport:
 
     def close(self) -> None:
         self._connection.close()
+
+
+def connect(host: InventoryHost, state: FleetState) -> SSHTransport:
+    """A transport keyed by the host's own key (static hosts) or the fleet's, pinned by the fleet."""
+    key = Path(host.ssh_key).expanduser() if host.ssh_key else state.ssh_key
+    return SSHTransport(host, key, state.known_hosts)

@@ -8,13 +8,14 @@ deadline; a host key that differs from the pinned one is never retried.
 from __future__ import annotations
 
 import time
-from concurrent.futures import ThreadPoolExecutor
+import threading
 from typing import Callable, Sequence
 
 from invoke.exceptions import CommandTimedOut
 
 from provisioning.errors import BuildfleetError
-from provisioning.hosts.transport import ConnectionFailed, HostKeyRejected, Transport
+from provisioning.remote.fanout import fan_out
+from provisioning.remote.ssh import ConnectionFailed, HostKeyRejected, Transport
 from provisioning.inventory import InventoryHost
 
 # Where cloud-init exists, block until it has finished (its own exit status is not ours:
@@ -22,12 +23,18 @@ from provisioning.inventory import InventoryHost
 CLOUD_INIT_DONE = ("sh", "-c", "if command -v cloud-init >/dev/null; then cloud-init status --wait >/dev/null; fi; true")
 
 
+class WaitStopped(BuildfleetError):
+    """Another host failed for good (a wrong host key), so waiting for this one stopped."""
+
+
 def wait_for_host(host: InventoryHost, connect: Callable[[InventoryHost], Transport], timeout: float,
                   interval: float = 5.0, clock: Callable[[], float] = time.monotonic,
-                  sleep: Callable[[float], None] = time.sleep) -> float:
+                  sleep: Callable[[float], None] = time.sleep, stop: threading.Event | None = None) -> float:
     """Seconds until ``host`` answered over SSH with cloud-init done; one clear error after ``timeout``."""
     start = clock()
     while True:
+        if stop is not None and stop.is_set():
+            raise WaitStopped("stopped waiting: another host's SSH key was rejected")
         try:
             transport = connect(host)
             try:
@@ -50,7 +57,15 @@ def wait_for_host(host: InventoryHost, connect: Callable[[InventoryHost], Transp
 
 def wait_for_hosts(hosts: Sequence[InventoryHost], connect: Callable[[InventoryHost], Transport],
                    timeout: float) -> dict[str, float]:
-    """All hosts at once; the first host to time out (or show a wrong key) stops the wait."""
-    with ThreadPoolExecutor(max_workers=max(1, len(hosts))) as pool:
-        waited = pool.map(lambda h: wait_for_host(h, connect, timeout), hosts)
-        return dict(zip((h.name for h in hosts), waited))
+    """All hosts at once, each one's outcome reported; a rejected host key ends the others'
+    waits at their next attempt instead of after their whole timeout."""
+    stop = threading.Event()
+
+    def one(host: InventoryHost) -> float:
+        try:
+            return wait_for_host(host, connect, timeout, stop=stop)
+        except HostKeyRejected:
+            stop.set()
+            raise
+
+    return fan_out(hosts, one).raise_failures("waiting for SSH and cloud-init")

@@ -20,20 +20,22 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, ClassVar, Mapping
 
 import paramiko
 import yaml
 
 from provisioning.errors import ConfigError
-from provisioning.hosts import facts as f
-from provisioning.hosts.executor import gather
-from provisioning.hosts.transport import SSHTransport
+from provisioning.remote import facts as f
+from provisioning.remote.facts import gather
+from provisioning.remote.ssh import SSHTransport
 from provisioning.inventory import HostPlatform, Inventory, InventoryHost
 from provisioning.placement import HostSpec, Placement, place
-from provisioning.platforms import Platform
-from provisioning.settings import ROLES
-from provisioning.state import FleetState
+from provisioning.plan import Plan
+from provisioning.remote.fanout import fan_out
+from provisioning.settings import ROLES, Settings
+from provisioning.state import FleetState, known_hosts_name
+from provisioning.targets.base import ConfigSources, HostState, TargetOptions, settings_with_defaults
 
 TARGET = "static"
 REQUIRED = ("name", "address", "user", "role")
@@ -101,7 +103,7 @@ def pinned_key(host: StaticHost, user_known_hosts: Path) -> str:
         if len(parts) < 2:
             raise ConfigError(f"host {host.name!r}: hostKey must be 'TYPE BASE64' as in known_hosts")
         return f"{parts[0]} {parts[1]}"
-    lookup = host.address if host.port == 22 else f"[{host.address}]:{host.port}"
+    lookup = known_hosts_name(host.address, host.port)
     known = paramiko.HostKeys(str(user_known_hosts)) if user_known_hosts.exists() else paramiko.HostKeys()
     entry = known.lookup(lookup)
     if entry:
@@ -115,22 +117,50 @@ def pinned_key(host: StaticHost, user_known_hosts: Path) -> str:
 
 @dataclass(frozen=True)
 class StaticTarget:
-    path: Path
+    path: Path | None  # the YAML host list (needed by up only)
     state: FleetState
     user_known_hosts: Path = Path("~/.ssh/known_hosts").expanduser()
+    sources: ConfigSources | None = None
 
-    def up(self, platforms: Sequence[Platform]) -> Inventory:
+    kind: ClassVar[str] = TARGET
+    defaults: ClassVar[Mapping[str, Any]] = {"arm64Count": 0}
+
+    @classmethod
+    def from_options(cls, options: TargetOptions) -> "StaticTarget":
+        return cls(options.inventory_file, options.state, sources=options.sources)
+
+    def settings(self) -> Settings:
+        return settings_with_defaults(self.sources.raw() if self.sources else {}, self.defaults)
+
+    def plan(self, settings: Settings) -> Plan:
+        raise ConfigError("the static target's placement depends on each host's CPU, which is detected over "
+                          "SSH: run buildfleet up --target static --inventory FILE, then buildfleet status")
+
+    def up(self, settings: Settings) -> Inventory:
+        if self.path is None:
+            raise ConfigError("up --target static needs --inventory FILE (a YAML list of existing hosts)")
         hosts = load_static_hosts(self.path)
         self.state.write_known_hosts({(h.address, h.port): pinned_key(h, self.user_known_hosts) for h in hosts})
-        specs = [self._detect(h) for h in hosts]
-        placement = place(platforms, specs)
+        probes = {h.name: h for h in hosts}
+        detected = fan_out([self._probe(h) for h in hosts], lambda probe: self._detect(probes[probe.name]))
+        specs = list(detected.raise_failures("detecting the CPU over SSH").values())
+        placement = place(settings.platforms, specs)
         inventory = Inventory(TARGET, tuple(self._inventory_host(h, s, placement) for h, s in zip(hosts, specs)))
         self.state.save_inventory(inventory)
         return inventory
 
+    def status(self) -> list[HostState]:
+        return []  # the hosts were there before buildfleet; it neither starts nor stops them
+
+    def down(self) -> list[str]:
+        return []  # and they stay: only the fleet's local files go (the CLI removes those)
+
+    @staticmethod
+    def _probe(host: StaticHost) -> InventoryHost:
+        return InventoryHost(host.name, host.role, "", host.address, "", host.user, host.port)
+
     def _detect(self, host: StaticHost) -> HostSpec:
-        probe = InventoryHost(host.name, host.role, "", host.address, "", host.user, host.port)
-        transport = SSHTransport(probe, host.key, self.state.known_hosts)
+        transport = SSHTransport(self._probe(host), host.key, self.state.known_hosts)
         try:
             found = gather(transport, {"arch": f.Arch(), "aarch32": f.Aarch32()})
         finally:

@@ -15,7 +15,7 @@ from importlib import resources
 from pathlib import Path
 
 from provisioning.errors import BuildfleetError
-from provisioning.local.docker import Docker
+from provisioning.remote.docker import Docker
 from provisioning.removal import unlink_inside
 
 SUITE = "bookworm"
@@ -35,7 +35,7 @@ class HostImageRecipe:
     packages: tuple[str, ...] = PACKAGES
 
     def init_script(self) -> bytes:
-        return resources.files("provisioning.local").joinpath("host-init.sh").read_bytes()
+        return resources.files("provisioning.targets.local").joinpath("host-init.sh").read_bytes()
 
     def digest(self) -> str:
         text = "\n".join([self.mirror, self.suite, *self.packages]).encode() + self.init_script()

@@ -1,0 +1,59 @@
+"""One piece of work on every host at once, each host's result or error kept (Fabric's
+GroupResult shape): one host failing never hides, aborts or delays another's outcome."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from typing import Callable, Generic, Sequence, TypeVar
+
+from provisioning.errors import BuildfleetError
+from provisioning.inventory import InventoryHost
+
+T = TypeVar("T")
+
+
+class GroupResult(dict[str, "T | Exception"], Generic[T]):
+    """host name -> what the work returned, or the exception it raised."""
+
+    @property
+    def succeeded(self) -> dict[str, T]:
+        return {name: value for name, value in self.items() if not isinstance(value, Exception)}  # type: ignore[misc]
+
+    @property
+    def failed(self) -> dict[str, Exception]:
+        return {name: value for name, value in self.items() if isinstance(value, Exception)}
+
+    def raise_failures(self, what: str) -> dict[str, T]:
+        """The results if every host succeeded; else one error naming each failed host."""
+        if self.failed:
+            lines = "; ".join(f"{name}: {describe(error)}" for name, error in self.failed.items())
+            raise GroupError(f"{what} failed on {len(self.failed)} of {len(self)} host(s): {lines}", self.failed)
+        return self.succeeded
+
+
+class GroupError(BuildfleetError):
+    def __init__(self, message: str, failures: dict[str, Exception]):
+        super().__init__(message)
+        self.failures = failures
+
+
+def describe(error: Exception) -> str:
+    """Our own errors are written for the user; anything else also says what kind it is."""
+    return str(error) if isinstance(error, BuildfleetError) else f"{type(error).__name__}: {error}"
+
+
+def fan_out(hosts: Sequence[InventoryHost], work: Callable[[InventoryHost], T]) -> GroupResult[T]:
+    """``work`` on every host in parallel, results in the hosts' order."""
+
+    def one(host: InventoryHost) -> T | Exception:
+        try:
+            return work(host)
+        except Exception as error:  # any failure is that host's outcome, not everyone's
+            return error
+
+    with ThreadPoolExecutor(max_workers=max(1, len(hosts))) as pool:
+        outcomes = list(pool.map(one, hosts))
+    result: GroupResult[T] = GroupResult()
+    for host, outcome in zip(hosts, outcomes):
+        result[host.name] = outcome
+    return result

@@ -1,0 +1,84 @@
+"""What every target is to the rest of buildfleet: where hosts come from, behind one interface.
+
+Like pyinfra's connectors or Molecule's drivers: each target makes (or finds) its hosts
+and hands back the one inventory shape; the stages after it never ask which target it
+was. A new target is one module plus one line in ``provisioning.targets.REGISTRY``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, ClassVar, Mapping, Protocol
+
+from provisioning.configfile import load_raw_config
+from provisioning.inventory import Inventory
+from provisioning.plan import Plan
+from provisioning.settings import Settings, settings_from_mapping
+from provisioning.state import FleetState
+
+
+@dataclass(frozen=True)
+class ConfigSources:
+    """Where the user's configuration comes from; later sources win (see configfile)."""
+
+    project_dir: Path
+    config_file: Path | None = None
+    stack: str | None = None
+    overrides: tuple[str, ...] = ()
+
+    def raw(self, stack: str | None = None) -> dict[str, Any]:
+        return load_raw_config(self.project_dir, self.config_file, stack or self.stack, self.overrides)
+
+
+@dataclass(frozen=True)
+class TargetOptions:
+    """Everything the operator said that a target may need; each target reads its own part."""
+
+    fleet: str
+    state: FleetState
+    sources: ConfigSources
+    cache_dir: Path
+    inventory_file: Path | None = None  # static: the YAML host list
+    ssh_key: Path | None = None  # aws: private half of a user-set buildfleet:sshPublicKey
+    wait_timeout: float = 900  # aws: seconds for SSH and cloud-init on new hosts
+    on_output: Callable[[str], None] = field(default=lambda line: None, compare=False)  # the engine's lines
+
+
+@dataclass(frozen=True)
+class HostState:
+    """One host as its target sees it right now (a container's or instance's own state)."""
+
+    host: str
+    resource: str  # the container, VM or instance that is the host
+    state: str
+
+
+class Target(Protocol):
+    """The verbs every target has; nothing else of a target is visible above it."""
+
+    kind: ClassVar[str]
+    defaults: ClassVar[Mapping[str, Any]]  # configuration defaults this kind of host source implies
+
+    def settings(self) -> Settings:
+        """The effective settings: the user's sources over this target's defaults."""
+        ...
+
+    def plan(self, settings: Settings) -> Plan:
+        """Which host builds which platform, before any host exists (where that can be known)."""
+        ...
+
+    def up(self, settings: Settings) -> Inventory:
+        """Make or find the hosts until each answers over SSH; save and return the inventory."""
+        ...
+
+    def status(self) -> list[HostState]:
+        ...
+
+    def down(self) -> list[str]:
+        """Remove what this target made for the fleet (never the fleet's local state); what went."""
+        ...
+
+
+def settings_with_defaults(raw: Mapping[str, Any], defaults: Mapping[str, Any]) -> Settings:
+    return settings_from_mapping({**defaults, **raw})
