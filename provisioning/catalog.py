@@ -10,8 +10,8 @@ its source and date and users can add their own types through configuration.
 from __future__ import annotations
 
 import difflib
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Iterable, Mapping
 
 from provisioning.errors import CatalogError
 
@@ -59,8 +59,7 @@ _FAMILIES: dict[str, _Family] = {
     "m7i": _Family("amd64", "Intel Xeon (Sapphire Rapids)", False, 4, 0.2016),
     "c6g": _Family("arm64", "AWS Graviton2", True, 2, 0.136),
     "m6g": _Family("arm64", "AWS Graviton2", True, 4, 0.154),
-    "t4g": _Family("arm64", "AWS Graviton2 (burstable)", True, 4, 0.1344,
-                   ("large", "xlarge", "2xlarge")),
+    "t4g": _Family("arm64", "AWS Graviton2 (burstable)", True, 4, 0.1344, ("large", "xlarge", "2xlarge")),
     "c7g": _Family("arm64", "AWS Graviton3", True, 2, 0.145),
     "m7g": _Family("arm64", "AWS Graviton3", True, 4, 0.1632),
     "c8g": _Family("arm64", "AWS Graviton4", False, 2, 0.15952),
@@ -125,7 +124,7 @@ class Catalog:
 
     types: Mapping[str, InstanceType] = field(default_factory=_builtin_types)
 
-    def with_custom(self, specs: Iterable[str]) -> "Catalog":
+    def with_custom(self, specs: Iterable[str]) -> Catalog:
         merged = dict(self.types)
         for spec in specs:
             custom = parse_custom_type(spec)
@@ -161,8 +160,20 @@ class HostedRate:
 # GitHub-hosted standard runners for private repositories (public repositories pay nothing);
 # GitHub bills each job's minutes rounded up to a whole minute.
 HOSTED_RATES = (
-    HostedRate("GitHub Actions Linux 2-core (x64)", "amd64", 2, 0.006,
-               "docs.github.com/en/billing/reference/actions-runner-pricing", "read 2026-11-26"),
-    HostedRate("GitHub Actions Linux 2-core (arm64)", "arm64", 2, 0.005,
-               "docs.github.com/en/billing/reference/actions-runner-pricing", "read 2026-11-26"),
+    HostedRate(
+        "GitHub Actions Linux 2-core (x64)",
+        "amd64",
+        2,
+        0.006,
+        "docs.github.com/en/billing/reference/actions-runner-pricing",
+        "read 2026-11-26",
+    ),
+    HostedRate(
+        "GitHub Actions Linux 2-core (arm64)",
+        "arm64",
+        2,
+        0.005,
+        "docs.github.com/en/billing/reference/actions-runner-pricing",
+        "read 2026-11-26",
+    ),
 )

@@ -11,14 +11,16 @@ from __future__ import annotations
 import datetime
 import ipaddress
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from provisioning.errors import BuildfleetError
 
 VALID_DAYS = 825
 
@@ -30,13 +32,18 @@ class Pem:
 
 
 def _name(common_name: str) -> x509.Name:
-    return x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "buildfleet"),
-                      x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+    return x509.Name(
+        [
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "buildfleet"),
+            x509.NameAttribute(NameOID.COMMON_NAME, common_name),
+        ]
+    )
 
 
 def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
-    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                             serialization.NoEncryption())
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
 
 
 def _write(path: Path, data: bytes, mode: int) -> None:
@@ -62,7 +69,8 @@ def _save(directory: Path, pem: Pem) -> Pem:
 def _validity(builder: x509.CertificateBuilder) -> x509.CertificateBuilder:
     now = datetime.datetime.now(datetime.timezone.utc)
     return builder.not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(
-        now + datetime.timedelta(days=VALID_DAYS))
+        now + datetime.timedelta(days=VALID_DAYS)
+    )
 
 
 @dataclass(frozen=True)
@@ -74,10 +82,16 @@ class FleetCA:
         if existing:
             return existing
         key = ec.generate_private_key(ec.SECP256R1())
-        builder = _validity(x509.CertificateBuilder().subject_name(_name("buildfleet CA")).issuer_name(
-            _name("buildfleet CA")).public_key(key.public_key()).serial_number(x509.random_serial_number()))
+        builder = _validity(
+            x509.CertificateBuilder()
+            .subject_name(_name("buildfleet CA"))
+            .issuer_name(_name("buildfleet CA"))
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+        )
         builder = builder.add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True).add_extension(
-            x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True)
+            x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True
+        )
         cert = builder.sign(key, hashes.SHA256())
         return _save(self.directory / "ca", Pem(cert.public_bytes(serialization.Encoding.PEM), _key_pem(key)))
 
@@ -85,9 +99,16 @@ class FleetCA:
         ca = self.ca()
         ca_cert = x509.load_pem_x509_certificate(ca.cert)
         ca_key = serialization.load_pem_private_key(ca.key, None)
+        if not isinstance(ca_key, ec.EllipticCurvePrivateKey):
+            raise BuildfleetError(f"the fleet CA's key in {self.directory / 'ca'} is not the EC key buildfleet made")
         key = ec.generate_private_key(ec.SECP256R1())
-        builder = _validity(x509.CertificateBuilder().subject_name(_name(common_name)).issuer_name(
-            ca_cert.subject).public_key(key.public_key()).serial_number(x509.random_serial_number()))
+        builder = _validity(
+            x509.CertificateBuilder()
+            .subject_name(_name(common_name))
+            .issuer_name(ca_cert.subject)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+        )
         builder = builder.add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         builder = builder.add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
         if sans:
@@ -112,8 +133,9 @@ class FleetCA:
     def client(self) -> Pem:
         """The certificate buildx (the operator, or a CI job) presents to every node."""
         existing = _load(self.directory / "client")
-        return existing or _save(self.directory / "client",
-                                 self._issue("buildfleet client", ExtendedKeyUsageOID.CLIENT_AUTH, []))
+        return existing or _save(
+            self.directory / "client", self._issue("buildfleet client", ExtendedKeyUsageOID.CLIENT_AUTH, [])
+        )
 
 
 def _sans(cert_pem: bytes) -> set[x509.GeneralName]:

@@ -6,8 +6,9 @@ keys), a ``buildfleet.yaml`` file, then ``--set key=value`` pairs.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import yaml
 

@@ -6,8 +6,8 @@ caller states (spot prices move hourly), so every spot figure is labelled an est
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 from provisioning.catalog import HOSTED_RATES, HostedRate
 from provisioning.plan import Plan
@@ -47,9 +47,12 @@ class FleetCost:
     def to_dict(self) -> dict[str, object]:
         return {
             "hosts": [h.__dict__ for h in self.hosts],
-            "usd_per_hour": self.usd_per_hour, "usd_per_month": self.per_month(self.usd_per_hour),
-            "spot_discount": self.spot_discount, "spot_is_estimate": True,
-            "spot_usd_per_hour": self.spot_usd_per_hour, "spot_usd_per_month": self.per_month(self.spot_usd_per_hour),
+            "usd_per_hour": self.usd_per_hour,
+            "usd_per_month": self.per_month(self.usd_per_hour),
+            "spot_discount": self.spot_discount,
+            "spot_is_estimate": True,
+            "spot_usd_per_hour": self.spot_usd_per_hour,
+            "spot_usd_per_month": self.per_month(self.spot_usd_per_hour),
             "hours_per_month": HOURS_PER_MONTH,
             "hosted": [{**r.__dict__, "usd_per_hour": round(r.usd_per_minute * 60, 4)} for r in self.hosted],
         }
@@ -61,6 +64,16 @@ def fleet_cost(plan: Plan, spot_discount: float, hosted: Sequence[HostedRate] = 
     hosts = []
     for host in plan.hosts:
         t = plan.instance_types[host.name]
-        hosts.append(HostCost(host.name, t.name, t.arch, t.vcpu, t.usd_per_hour,
-                              round(t.usd_per_hour * (1 - spot_discount), 5), t.price_source, t.price_as_of))
+        hosts.append(
+            HostCost(
+                host.name,
+                t.name,
+                t.arch,
+                t.vcpu,
+                t.usd_per_hour,
+                round(t.usd_per_hour * (1 - spot_discount), 5),
+                t.price_source,
+                t.price_as_of,
+            )
+        )
     return FleetCost(tuple(hosts), spot_discount, tuple(hosted))

@@ -6,8 +6,9 @@ dicts so it can be a Pulumi stack output, a JSON file, or YAML written by hand.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 from provisioning.errors import ConfigError
 from provisioning.plan import Plan
@@ -49,7 +50,7 @@ class InventoryHost:
         }
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "InventoryHost":
+    def from_dict(cls, data: Mapping[str, Any]) -> InventoryHost:
         try:
             return cls(
                 name=str(data["name"]),
@@ -62,9 +63,7 @@ class InventoryHost:
                 instance_type=str(data.get("instanceType", "")),
                 buildkitd_port=int(data.get("buildkitdPort", 1234)),
                 ssh_key=str(data.get("sshKey", "")),
-                platforms=tuple(
-                    HostPlatform(str(p["platform"]), bool(p["native"])) for p in data.get("platforms", [])
-                ),
+                platforms=tuple(HostPlatform(str(p["platform"]), bool(p["native"])) for p in data.get("platforms", [])),
             )
         except (KeyError, TypeError, ValueError) as error:
             raise ConfigError(f"inventory host {data.get('name', '?')!r}: missing or bad field {error}") from None
@@ -91,9 +90,10 @@ class Inventory:
         return {"target": self.target, "hosts": [h.to_dict() for h in self.hosts], "registry": self.registry}
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "Inventory":
-        return cls(str(data["target"]), tuple(InventoryHost.from_dict(h) for h in data["hosts"]),
-                   str(data.get("registry", "")))
+    def from_dict(cls, data: Mapping[str, Any]) -> Inventory:
+        return cls(
+            str(data["target"]), tuple(InventoryHost.from_dict(h) for h in data["hosts"]), str(data.get("registry", ""))
+        )
 
 
 @dataclass(frozen=True)
@@ -106,8 +106,9 @@ class Endpoint:
     buildkitd_port: int = 1234
 
 
-def inventory_from_plan(plan: Plan, target: str, endpoints: Mapping[str, Endpoint], ssh_user: str,
-                        registry: str = "") -> Inventory:
+def inventory_from_plan(
+    plan: Plan, target: str, endpoints: Mapping[str, Endpoint], ssh_user: str, registry: str = ""
+) -> Inventory:
     """Join the plan with the endpoint a target gave each host."""
     hosts = []
     for spec in plan.hosts:
@@ -123,9 +124,7 @@ def inventory_from_plan(plan: Plan, target: str, endpoints: Mapping[str, Endpoin
                 ssh_user=ssh_user,
                 ssh_port=endpoint.ssh_port,
                 instance_type=instance_type.name if instance_type else "",
-                platforms=tuple(
-                    HostPlatform(str(a.platform), a.native) for a in plan.placement.for_host(spec.name)
-                ),
+                platforms=tuple(HostPlatform(str(a.platform), a.native) for a in plan.placement.for_host(spec.name)),
                 buildkitd_port=endpoint.buildkitd_port,
             )
         )

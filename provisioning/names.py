@@ -18,13 +18,17 @@ BUILDER_NAME = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}")
 
 def check_fleet_name(name: str) -> str:
     if not FLEET_NAME.fullmatch(name):
-        raise ConfigError(f"fleet name {name!r} is not allowed: use 1 to 63 characters of a-z, 0-9 and '-', "
-                          "starting with a letter or digit (it names a directory, containers and a stack)")
+        raise ConfigError(
+            f"fleet name {name!r} is not allowed: use 1 to 63 characters of a-z, 0-9 and '-', "
+            "starting with a letter or digit (it names a directory, containers and a stack)"
+        )
     return name
 
 
 def check_builder_name(name: str) -> str:
     if not BUILDER_NAME.fullmatch(name):
-        raise ConfigError(f"builder name {name!r} is not allowed: use letters, digits, '_', '.' and '-', "
-                          "starting with a letter or digit")
+        raise ConfigError(
+            f"builder name {name!r} is not allowed: use letters, digits, '_', '.' and '-', "
+            "starting with a letter or digit"
+        )
     return name

@@ -8,8 +8,8 @@ in fleet order, so extra hosts of a role share the work.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Iterable, Sequence
 
 from provisioning.errors import PlacementError
 from provisioning.platforms import Platform, native_platforms
@@ -62,8 +62,7 @@ class Placement:
 
     def to_list(self) -> list[dict[str, object]]:
         return [
-            {"platform": str(a.platform), "host": a.host, "mode": a.mode, "native": a.native}
-            for a in self.assignments
+            {"platform": str(a.platform), "host": a.host, "mode": a.mode, "native": a.native} for a in self.assignments
         ]
 
 

@@ -6,8 +6,8 @@ Pulumi program creates exactly these hosts.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Mapping
 
 from provisioning.catalog import InstanceType
 from provisioning.errors import ConfigError
@@ -58,7 +58,7 @@ def plan_on_machine(settings: Settings, arch: str) -> Plan:
     No second CPU exists here, so a role asking for another arch is refused by name
     instead of being faked.
     """
-    hosts = []
+    hosts: list[HostSpec] = []
     for spec in settings.roles:
         if spec.count and spec.role not in ("emulation", arch):
             raise ConfigError(

@@ -6,8 +6,8 @@ Pure: no I/O. The spellings accepted mirror containerd's normalisation (``aarch6
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable
 
 from provisioning.errors import PlatformError
 
@@ -126,6 +126,16 @@ def native_platforms(arch: str, aarch32: bool = False) -> frozenset[Platform]:
 
 
 # ``uname -m`` -> the architecture name buildfleet (and Docker) uses.
-UNAME_TO_ARCH = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64",
-                 "armv7l": "arm", "armv6l": "arm", "ppc64le": "ppc64le", "s390x": "s390x",
-                 "riscv64": "riscv64", "i686": "386", "i386": "386"}
+UNAME_TO_ARCH = {
+    "x86_64": "amd64",
+    "amd64": "amd64",
+    "aarch64": "arm64",
+    "arm64": "arm64",
+    "armv7l": "arm",
+    "armv6l": "arm",
+    "ppc64le": "ppc64le",
+    "s390x": "s390x",
+    "riscv64": "riscv64",
+    "i686": "386",
+    "i386": "386",
+}

@@ -60,7 +60,9 @@ def remove_owned_tree(directory: Path, owner: Path, allowed_entries: Iterable[st
         raise UnsafeRemoval(f"refusing to remove {directory}: it is not a directory")
     foreign = sorted(entry.name for entry in resolved.iterdir() if entry.name not in set(allowed_entries))
     if foreign:
-        raise UnsafeRemoval(f"refusing to remove {directory}: it holds {', '.join(foreign[:5])}, which buildfleet "
-                            "never writes there; remove it yourself if it really is a fleet's state")
+        raise UnsafeRemoval(
+            f"refusing to remove {directory}: it holds {', '.join(foreign[:5])}, which buildfleet "
+            "never writes there; remove it yourself if it really is a fleet's state"
+        )
     shutil.rmtree(resolved)
     return True

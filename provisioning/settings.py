@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import ipaddress
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 from provisioning.catalog import Catalog, InstanceType
 from provisioning.errors import CatalogError, ConfigError
@@ -41,19 +42,33 @@ class Key:
 
 
 KEYS: dict[str, Key] = {
-    "platforms": Key("array", [
-        "linux/amd64", "linux/arm64", "linux/arm/v7", "linux/arm/v6",
-        "linux/386", "linux/ppc64le", "linux/s390x", "linux/riscv64",
-    ], "Platforms the builder builds; each goes to a native host if one exists, else QEMU."),
+    "platforms": Key(
+        "array",
+        [
+            "linux/amd64",
+            "linux/arm64",
+            "linux/arm/v7",
+            "linux/arm/v6",
+            "linux/386",
+            "linux/ppc64le",
+            "linux/s390x",
+            "linux/riscv64",
+        ],
+        "Platforms the builder builds; each goes to a native host if one exists, else QEMU.",
+    ),
     "amd64InstanceType": Key("string", "c7i.xlarge", "Instance type of the native linux/amd64 hosts."),
     "amd64Count": Key("integer", 1, "Number of native amd64 hosts (0 or more)."),
-    "arm64InstanceType": Key("string", "c7g.xlarge",
-                             "Instance type of the native arm64 (Graviton) hosts; Graviton2/3 also run arm/v7 and arm/v6."),
+    "arm64InstanceType": Key(
+        "string",
+        "c7g.xlarge",
+        "Instance type of the native arm64 (Graviton) hosts; Graviton2/3 also run arm/v7 and arm/v6.",
+    ),
     "arm64Count": Key("integer", 1, "Number of native arm64 hosts (0 or more)."),
     "emulationInstanceType": Key("string", "c7i.xlarge", "Instance type of the QEMU emulation hosts."),
     "emulationCount": Key("integer", 1, "Number of emulation hosts (0 or more)."),
-    "customInstanceTypes": Key("array", [],
-                               "Extra instance types, each NAME=ARCH,VCPU,MEMORY_GIB,USD_PER_HOUR[,aarch32]."),
+    "customInstanceTypes": Key(
+        "array", [], "Extra instance types, each NAME=ARCH,VCPU,MEMORY_GIB,USD_PER_HOUR[,aarch32]."
+    ),
     "allowedCidrs": Key("array", [], "CIDRs allowed to reach SSH and buildkitd (required for AWS)."),
     "allowWorld": Key("boolean", False, "Allow 0.0.0.0/0 or ::/0 in allowedCidrs (not recommended)."),
     "sshPublicKey": Key("string", "", "OpenSSH public key installed on the hosts (required for AWS)."),
@@ -64,15 +79,23 @@ KEYS: dict[str, Key] = {
     "vpcCidr": Key("string", "10.42.0.0/16", "CIDR of the created VPC (only with createVpc)."),
     "availabilityZone": Key("string", "", "AZ of the created subnet (only with createVpc; empty = first available)."),
     "buildkitdPort": Key("integer", 1234, "TCP port of each host's buildkitd (mTLS)."),
-    "qemuSource": Key("string", "auto",
-                      "QEMU on emulation hosts: pinned (static QEMU 10, fastest), distro (qemu-user-static), "
-                      "or auto (pinned when its artifact is there)."),
-    "dockerSource": Key("string", "distro",
-                        "Where Docker comes from when a host lacks it: distro (docker.io) or docker "
-                        "(Docker's apt repository, docker-ce)."),
-    "localInit": Key("string", "systemd",
-                     "Local target only: hosts boot systemd, as EC2 hosts do (systemd), or run without an "
-                     "init system (none)."),
+    "qemuSource": Key(
+        "string",
+        "auto",
+        "QEMU on emulation hosts: pinned (static QEMU 10, fastest), distro (qemu-user-static), "
+        "or auto (pinned when its artifact is there).",
+    ),
+    "dockerSource": Key(
+        "string",
+        "distro",
+        "Where Docker comes from when a host lacks it: distro (docker.io) or docker "
+        "(Docker's apt repository, docker-ce).",
+    ),
+    "localInit": Key(
+        "string",
+        "systemd",
+        "Local target only: hosts boot systemd, as EC2 hosts do (systemd), or run without an init system (none).",
+    ),
 }
 QEMU_SOURCES = ("auto", "pinned", "distro")
 LOCAL_INITS = ("systemd", "none")
@@ -257,7 +280,7 @@ def require_cloud_access(settings: Settings) -> None:
     if not settings.ssh_public_key:
         raise ConfigError(
             f"{NAMESPACE}:sshPublicKey is not set: "
-            f"pulumi config set {NAMESPACE}:sshPublicKey \"$(cat ~/.ssh/id_ed25519.pub)\""
+            f'pulumi config set {NAMESPACE}:sshPublicKey "$(cat ~/.ssh/id_ed25519.pub)"'
         )
 
 

@@ -22,8 +22,18 @@ from provisioning.removal import UnsafeRemoval, remove_owned_tree
 # Every entry buildfleet writes directly in a fleet's state directory (ssh keys, the docker
 # client's ssh wrapper, TLS material, builder records, the local registry, the inventory, the
 # docker-container driver's buildkitd config, the aws stack name). ``remove`` refuses any other.
-STATE_ENTRIES = frozenset({"ssh", "ssh-client", "tls", "builders", "registry", "inventory.json",
-                           "buildkitd-docker-container.toml", "aws-stack"})
+STATE_ENTRIES = frozenset(
+    {
+        "ssh",
+        "ssh-client",
+        "tls",
+        "builders",
+        "registry",
+        "inventory.json",
+        "buildkitd-docker-container.toml",
+        "aws-stack",
+    }
+)
 
 
 def default_state_root() -> Path:
@@ -50,7 +60,7 @@ class FleetState:
     root: Path
 
     @classmethod
-    def for_fleet(cls, fleet: str, base: Path | None = None) -> "FleetState":
+    def for_fleet(cls, fleet: str, base: Path | None = None) -> FleetState:
         return cls((base or default_state_root()) / check_fleet_name(fleet))
 
     @property
@@ -75,8 +85,12 @@ class FleetState:
         self.ensure()
         if not self.ssh_key.exists():
             key = ed25519.Ed25519PrivateKey.generate()
-            _write_private(self.ssh_key, key.private_bytes(
-                serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH, serialization.NoEncryption()))
+            _write_private(
+                self.ssh_key,
+                key.private_bytes(
+                    serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH, serialization.NoEncryption()
+                ),
+            )
             public = key.public_key().public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
             self.ssh_key.with_suffix(".pub").write_text(public.decode() + " buildfleet\n")
         return self.ssh_key.with_suffix(".pub").read_text().strip()

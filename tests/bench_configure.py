@@ -20,9 +20,9 @@ from pathlib import Path
 
 from provisioning.artifacts import LocalArtifacts
 from provisioning.hosts.configure import configure
-from provisioning.targets.local.target import LocalTarget
 from provisioning.settings import settings_from_mapping
 from provisioning.state import FleetState
+from provisioning.targets.local.target import LocalTarget
 
 CACHE = Path(os.environ.get("BUILDFLEET_CACHE", "/var/cache/buildfleet"))
 
@@ -54,16 +54,19 @@ def timed_configure(target: LocalTarget, inventory, artifacts) -> float:
     for host in report.hosts:
         for step in host.steps:
             steps.setdefault(step.step, []).append(step.seconds)
-    print(f"  {len(report.hosts)} host(s): {seconds:.2f} s wall, {cpu:.1f} s CPU inside the hosts "
-          f"({os.cpu_count()} cores shared by all of them); slowest host per step: "
-          + ", ".join(f"{name} {max(times):.1f} s" for name, times in steps.items()))
+    print(
+        f"  {len(report.hosts)} host(s): {seconds:.2f} s wall, {cpu:.1f} s CPU inside the hosts "
+        f"({os.cpu_count()} cores shared by all of them); slowest host per step: "
+        + ", ".join(f"{name} {max(times):.1f} s" for name, times in steps.items())
+    )
     return seconds
 
 
 def run(hosts: int, root: Path, artifacts: LocalArtifacts) -> tuple[float, float]:
     name = f"bench{hosts}-{uuid.uuid4().hex[:4]}"
-    settings = settings_from_mapping({"amd64Count": hosts, "arm64Count": 0, "emulationCount": 0,
-                                      "platforms": ["linux/amd64"]})
+    settings = settings_from_mapping(
+        {"amd64Count": hosts, "arm64Count": 0, "emulationCount": 0, "platforms": ["linux/amd64"]}
+    )
     target = LocalTarget(name, FleetState(root / name), CACHE)
     try:
         inventory = target.up(settings)
@@ -85,8 +88,10 @@ def main() -> None:
     print(f"configure, 3 hosts (fresh):       {three_first:6.1f} s")
     print(f"  ratio 3/1:                      {three_first / one_first:6.2f}   (target <= 1.3)")
     print(f"re-run, 1 host (configured):      {one_again:6.2f} s = {100 * one_again / one_first:4.1f} % of first")
-    print(f"re-run, 3 hosts (configured):     {three_again:6.2f} s = {100 * three_again / three_first:4.1f} % of first"
-          "   (target <= 5 %)")
+    print(
+        f"re-run, 3 hosts (configured):     {three_again:6.2f} s = {100 * three_again / three_first:4.1f} % of first"
+        "   (target <= 5 %)"
+    )
 
 
 if __name__ == "__main__":

@@ -26,8 +26,11 @@ def static_busybox(arch: str, work: Path) -> Path:
     target = CACHE / "bench" / f"busybox-{arch}"
     if not target.exists():
         script = f'. "$1"; trixie_update "$2"; cd "$3" && trixie_apt "$2" download busybox-static:{arch}'
-        subprocess.run(["bash", "-c", script, "fetch", str(APT_HELPER), str(CACHE / "apt-trixie"), str(work)],
-                       check=True, capture_output=True)
+        subprocess.run(
+            ["bash", "-c", script, "fetch", str(APT_HELPER), str(CACHE / "apt-trixie"), str(work)],
+            check=True,
+            capture_output=True,
+        )
         deb = next(work.glob(f"busybox-static_*_{arch}.deb"))
         subprocess.run(["dpkg-deb", "-x", str(deb), str(work / arch)], check=True)
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -53,8 +56,9 @@ def main() -> None:
     print(f"{'runner':56} {'seconds':>8} {'vs native':>10}")
     print(f"{'native amd64 busybox':56} {native:8.2f} {1:10.1f}x")
     qemus = [("Debian 12 qemu-user-static 7.2 (distro)", Path("/usr/bin/qemu-aarch64-static"))]
-    qemus += [(f"static QEMU {p.parent.parent.name} (pinned)", p)
-              for p in sorted(CACHE.glob("qemu/*/amd64/aarch64-binfmt-P"))]
+    qemus += [
+        (f"static QEMU {p.parent.parent.name} (pinned)", p) for p in sorted(CACHE.glob("qemu/*/amd64/aarch64-binfmt-P"))
+    ]
     for label, qemu in qemus:
         if not qemu.exists():
             print(f"{label:56} {'missing':>8}")

@@ -7,7 +7,6 @@ Mocks echo inputs back as outputs and fake the few values AWS would compute.
 
 from __future__ import annotations
 
-import json
 import runpy
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,9 +33,11 @@ def _openssh_ed25519() -> dict[str, str]:
     """What pulumi-tls computes for an ED25519 key: a real pair, in OpenSSH form."""
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric import ed25519
+
     key = ed25519.Ed25519PrivateKey.generate()
-    private = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH,
-                                serialization.NoEncryption()).decode()
+    private = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH, serialization.NoEncryption()
+    ).decode()
     public = key.public_key().public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
     return {"privateKeyOpenssh": private, "publicKeyOpenssh": public.decode() + "\n"}
 

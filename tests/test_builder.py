@@ -4,40 +4,62 @@ import dataclasses
 from pathlib import Path
 
 import pytest
+from test_facts import parse
 
 from provisioning.builder.builder import plan_changes
 from provisioning.builder.inspect import InspectedBuilder, InspectedNode, parse_inspect
 from provisioning.builder.nodes import TLSFiles, docker_container_nodes, remote_nodes
 from provisioning.builder.preflight import missing_interpreters
 from provisioning.errors import BuildfleetError
-from provisioning.remote import facts as f
 from provisioning.inventory import HostPlatform, Inventory, InventoryHost
-
-from test_facts import parse
+from provisioning.remote import facts as f
 
 DATA = Path(__file__).parent / "data" / "buildx"
 TLS = TLSFiles(Path("/s/ca.pem"), Path("/s/cert.pem"), Path("/s/key.pem"))
 
 
 def host(name, role, platforms, address="203.0.113.5", port=1234):
-    return InventoryHost(name, role, "amd64", address, "10.0.0.5", "ubuntu", buildkitd_port=port,
-                         platforms=tuple(HostPlatform(p, native) for p, native in platforms))
+    return InventoryHost(
+        name,
+        role,
+        "amd64",
+        address,
+        "10.0.0.5",
+        "ubuntu",
+        buildkitd_port=port,
+        platforms=tuple(HostPlatform(p, native) for p, native in platforms),
+    )
 
 
-INVENTORY = Inventory("aws", (
-    host("amd64-0", "amd64", [("linux/amd64", True), ("linux/386", True)]),
-    host("emulation-0", "emulation", [("linux/s390x", False)], address="203.0.113.6"),
-    host("idle-0", "emulation", []),
-))
+INVENTORY = Inventory(
+    "aws",
+    (
+        host("amd64-0", "amd64", [("linux/amd64", True), ("linux/386", True)]),
+        host("emulation-0", "emulation", [("linux/s390x", False)], address="203.0.113.6"),
+        host("idle-0", "emulation", []),
+    ),
+)
 
 
 def test_each_host_with_platforms_is_a_remote_node_pinned_to_them():
     nodes = remote_nodes("ci", INVENTORY, TLS)
     assert [n.name for n in nodes] == ["ci-amd64-0", "ci-emulation-0"]  # idle hosts build nothing
     first = nodes[0].create_args("ci", append=False)
-    assert first == ["buildx", "create", "--name", "ci", "--node", "ci-amd64-0", "--driver", "remote",
-                     "--driver-opt", "cacert=/s/ca.pem,cert=/s/cert.pem,key=/s/key.pem,servername=203.0.113.5",
-                     "--platform", "linux/amd64,linux/386", "tcp://203.0.113.5:1234"]
+    assert first == [
+        "buildx",
+        "create",
+        "--name",
+        "ci",
+        "--node",
+        "ci-amd64-0",
+        "--driver",
+        "remote",
+        "--driver-opt",
+        "cacert=/s/ca.pem,cert=/s/cert.pem,key=/s/key.pem,servername=203.0.113.5",
+        "--platform",
+        "linux/amd64,linux/386",
+        "tcp://203.0.113.5:1234",
+    ]
     assert "--append" in nodes[1].create_args("ci", append=True)
 
 
@@ -53,8 +75,13 @@ def test_inspect_output_is_read_per_node():
 
 
 def as_inspected(nodes):
-    return InspectedBuilder("ci", "remote", tuple(
-        InspectedNode(n.name, n.endpoint, "running", dict(n.driver_opts), n.platforms, n.platforms) for n in nodes))
+    return InspectedBuilder(
+        "ci",
+        "remote",
+        tuple(
+            InspectedNode(n.name, n.endpoint, "running", dict(n.driver_opts), n.platforms, n.platforms) for n in nodes
+        ),
+    )
 
 
 def test_a_new_builder_is_created_then_appended():
@@ -69,16 +96,20 @@ def test_the_same_fleet_changes_nothing():
 
 def test_a_changed_fleet_touches_exactly_the_affected_nodes():
     before = remote_nodes("ci", INVENTORY, TLS)
-    moved = Inventory("aws", (
-        INVENTORY.hosts[0],                                                   # unchanged
-        host("emulation-0", "emulation", [("linux/s390x", False), ("linux/riscv64", False)], address="203.0.113.6"),
-        host("arm64-0", "arm64", [("linux/arm64", True)], address="203.0.113.7"),
-    ))
+    moved = Inventory(
+        "aws",
+        (
+            INVENTORY.hosts[0],  # unchanged
+            host("emulation-0", "emulation", [("linux/s390x", False), ("linux/riscv64", False)], address="203.0.113.6"),
+            host("arm64-0", "arm64", [("linux/arm64", True)], address="203.0.113.7"),
+        ),
+    )
     changes = plan_changes("ci", remote_nodes("ci", moved, TLS), as_inspected(before))
     assert [(c.kind, c.node) for c in changes] == [("update", "ci-emulation-0"), ("append", "ci-arm64-0")]
     gone = Inventory("aws", INVENTORY.hosts[:1])
     assert [(c.kind, c.node) for c in plan_changes("ci", remote_nodes("ci", gone, TLS), as_inspected(before))] == [
-        ("leave", "ci-emulation-0")]
+        ("leave", "ci-emulation-0")
+    ]
 
 
 def test_a_fleet_that_builds_nothing_has_no_builder():
@@ -93,7 +124,8 @@ def test_preflight_names_platform_host_and_interpreter():
     entries = {k: v for k, v in configured.entries.items() if k != "qemu-riscv64"}
     assert missing_interpreters(emulation, f.Binfmt(True, entries)) == [
         "linux/riscv64 cannot be built on emulation-0: its QEMU interpreter qemu-riscv64 is not registered "
-        "with the F flag (run buildfleet configure)"]
+        "with the F flag (run buildfleet configure)"
+    ]
     assert len(missing_interpreters(emulation, f.Binfmt(False))) == 2
 
 
@@ -107,41 +139,73 @@ def test_preflight_and_configure_agree_an_entry_without_the_f_flag_is_not_usable
 
 def test_github_actions_step_uses_the_documented_inputs_and_secret_names():
     import yaml
+
     from provisioning.builder.ciconfig import github_actions
+
     (step,) = yaml.safe_load(github_actions("ci", remote_nodes("ci", INVENTORY, TLS)))
     assert step["uses"].startswith("docker/setup-buildx-action@")
     assert (step["with"]["driver"], step["with"]["endpoint"]) == ("remote", "tcp://203.0.113.5:1234")
     assert step["with"]["platforms"] == "linux/amd64,linux/386"
     (appended,) = yaml.safe_load(step["with"]["append"])
-    assert appended == {"endpoint": "tcp://203.0.113.6:1234", "platforms": "linux/s390x",
-                        "driver-opts": ["servername=203.0.113.6"]}
+    assert appended == {
+        "endpoint": "tcp://203.0.113.6:1234",
+        "platforms": "linux/s390x",
+        "driver-opts": ["servername=203.0.113.6"],
+    }
     assert step["env"]["BUILDER_NODE_1_AUTH_TLS_KEY"] == "${{ secrets.BUILDFLEET_CLIENT_KEY }}"
     assert set(step["env"]) == {f"BUILDER_NODE_{i}_AUTH_TLS_{k}" for i in (0, 1) for k in ("CACERT", "CERT", "KEY")}
 
 
 def test_circleci_job_writes_the_certs_then_builds_every_platform():
     import yaml
+
     from provisioning.builder.ciconfig import circleci
+
     job = yaml.safe_load(circleci("ci", remote_nodes("ci", INVENTORY, TLS), ["linux/amd64", "linux/s390x"]))
     join, build = job["jobs"]["multiarch"]["steps"][1:]
     assert '"$BUILDFLEET_CLIENT_KEY" > "$tls/key.pem"' in join["run"]["command"]
     assert "--append --driver remote" in join["run"]["command"]
-    assert build["run"]["command"].startswith("docker buildx build --builder ci --platform linux/amd64,linux/s390x --push")
+    assert build["run"]["command"].startswith(
+        "docker buildx build --builder ci --platform linux/amd64,linux/s390x --push"
+    )
 
 
 def test_docker_container_nodes_go_through_ssh_aliases_on_the_host_network():
     nodes = docker_container_nodes("ci", INVENTORY, "buildfleet/buildkit:x", "/s/buildkitd.toml")
     args = nodes[1].create_args("ci", append=True)
-    assert args == ["buildx", "create", "--name", "ci", "--append", "--node", "ci-emulation-0",
-                    "--driver", "docker-container", "--driver-opt", "image=buildfleet/buildkit:x,network=host",
-                    "--buildkitd-config", "/s/buildkitd.toml", "--platform", "linux/s390x", "ssh://ci-emulation-0"]
+    assert args == [
+        "buildx",
+        "create",
+        "--name",
+        "ci",
+        "--append",
+        "--node",
+        "ci-emulation-0",
+        "--driver",
+        "docker-container",
+        "--driver-opt",
+        "image=buildfleet/buildkit:x,network=host",
+        "--buildkitd-config",
+        "/s/buildkitd.toml",
+        "--platform",
+        "linux/s390x",
+        "ssh://ci-emulation-0",
+    ]
 
 
 def test_ssh_config_pins_keys_and_host_keys_per_alias():
     from provisioning.builder.sshconfig import render_ssh_config
+
     text = render_ssh_config("ci", INVENTORY, Path("/state/ssh/id_ed25519"), Path("/state/ssh/known_hosts"))
     block = text.split("\n\n")[1]
     assert block.splitlines() == [
-        "Host ci-emulation-0", "  HostName 203.0.113.6", "  Port 22", "  User ubuntu",
-        "  IdentityFile /state/ssh/id_ed25519", "  IdentitiesOnly yes", "  UserKnownHostsFile /state/ssh/known_hosts",
-        "  StrictHostKeyChecking yes", "  BatchMode yes"]
+        "Host ci-emulation-0",
+        "  HostName 203.0.113.6",
+        "  Port 22",
+        "  User ubuntu",
+        "  IdentityFile /state/ssh/id_ed25519",
+        "  IdentitiesOnly yes",
+        "  UserKnownHostsFile /state/ssh/known_hosts",
+        "  StrictHostKeyChecking yes",
+        "  BatchMode yes",
+    ]

@@ -30,9 +30,9 @@ def test_t4g_has_no_4xlarge():
     [
         ("c7i.xlarge", "amd64", False),
         ("c7a.2xlarge", "amd64", False),
-        ("c6g.xlarge", "arm64", True),   # Graviton2: AArch32 userspace
-        ("t4g.xlarge", "arm64", True),   # Graviton2
-        ("c7g.xlarge", "arm64", True),   # Graviton3: AArch32 userspace
+        ("c6g.xlarge", "arm64", True),  # Graviton2: AArch32 userspace
+        ("t4g.xlarge", "arm64", True),  # Graviton2
+        ("c7g.xlarge", "arm64", True),  # Graviton3: AArch32 userspace
         ("m7g.4xlarge", "arm64", True),
         ("c8g.xlarge", "arm64", False),  # Graviton4: no 32-bit support
         ("m8g.2xlarge", "arm64", False),
@@ -60,7 +60,12 @@ def test_custom_types_extend_the_catalog():
     catalog = Catalog().with_custom(["c7gd.xlarge=arm64,4,8,0.1814,aarch32", "x9.big=amd64,96,192,4.5"])
     custom = catalog.lookup("c7gd.xlarge")
     assert (custom.arch, custom.vcpu, custom.memory_gib, custom.aarch32, custom.usd_per_hour) == (
-        "arm64", 4, 8.0, True, 0.1814)
+        "arm64",
+        4,
+        8.0,
+        True,
+        0.1814,
+    )
     assert custom.price_source == "buildfleet:customInstanceTypes"
     assert catalog.lookup("x9.big").aarch32 is False
 

@@ -3,6 +3,7 @@
 import hashlib
 import ipaddress
 import subprocess
+from pathlib import Path
 
 import pytest
 from cryptography import x509
@@ -10,9 +11,9 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from provisioning.artifacts import ArtifactError, LocalArtifacts
 from provisioning.certs import FleetCA
-from provisioning.remote.facts import batch_script, parse_batch
-from provisioning.remote import facts as f
 from provisioning.hosts.services import Service
+from provisioning.remote import facts as f
+from provisioning.remote.facts import batch_script, parse_batch
 
 
 def load(pem: bytes) -> x509.Certificate:
@@ -23,8 +24,10 @@ def test_server_cert_carries_every_address_and_is_signed_by_the_fleet_ca(tmp_pat
     ca = FleetCA(tmp_path)
     server = load(ca.server("amd64-0", ["127.0.0.1", "203.0.113.5", "amd64-0", "127.0.0.1"]).cert)
     sans = server.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-    assert set(sans.get_values_for_type(x509.IPAddress)) == {ipaddress.ip_address("127.0.0.1"),
-                                                             ipaddress.ip_address("203.0.113.5")}
+    assert set(sans.get_values_for_type(x509.IPAddress)) == {
+        ipaddress.ip_address("127.0.0.1"),
+        ipaddress.ip_address("203.0.113.5"),
+    }
     assert sans.get_values_for_type(x509.DNSName) == ["amd64-0"]
     assert ExtendedKeyUsageOID.SERVER_AUTH in server.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
     server.verify_directly_issued_by(load(ca.ca().cert))
@@ -44,20 +47,25 @@ def test_certs_are_reused_until_the_names_change(tmp_path):
 
 
 def test_systemd_unit_restarts_and_starts_at_boot():
-    unit = Service("buildkitd", ("/usr/local/bin/buildkitd", "--addr", "tcp://0.0.0.0:1234"), "BuildKit").unit().decode()
+    unit = (
+        Service("buildkitd", ("/usr/local/bin/buildkitd", "--addr", "tcp://0.0.0.0:1234"), "BuildKit").unit().decode()
+    )
     assert "Restart=always" in unit and "WantedBy=multi-user.target" in unit
     assert "ExecStart=/usr/local/bin/buildkitd --addr tcp://0.0.0.0:1234" in unit
 
 
 def test_batched_facts_run_in_one_shell_and_parse_back(tmp_path):
-    facts = {"arch": f.Arch(), "missing": f.PackageVersion("no-such-package-here"),
-             "digests": f.FileDigests(("/etc/hostname", "/nonexistent"), cache=str(tmp_path / "digests"))}
+    facts = {
+        "arch": f.Arch(),
+        "missing": f.PackageVersion("no-such-package-here"),
+        "digests": f.FileDigests(("/etc/hostname", "/nonexistent"), cache=str(tmp_path / "digests")),
+    }
     result = subprocess.run(["sh", "-c", batch_script(facts)], capture_output=True, text=True)
     values = parse_batch(facts, result.stdout)
     assert values["arch"] in ("amd64", "arm64")
     assert values["missing"] is None
     assert values["digests"]["/nonexistent"] is None
-    assert values["digests"]["/etc/hostname"] == hashlib.sha256(open("/etc/hostname", "rb").read()).hexdigest()
+    assert values["digests"]["/etc/hostname"] == hashlib.sha256(Path("/etc/hostname").read_bytes()).hexdigest()
 
 
 def test_file_digests_are_cached_until_the_file_changes(tmp_path):
@@ -73,8 +81,8 @@ def test_file_digests_are_cached_until_the_file_changes(tmp_path):
     assert (tmp_path / "cache" / "digests").read_text().startswith(hashlib.sha256(b"one").hexdigest())
     cache = tmp_path / "cache" / "digests"
     cache.write_text(cache.read_text().replace(hashlib.sha256(b"one").hexdigest(), "c" * 64))
-    assert digest() == "c" * 64                              # answered from the cache, not hashed
-    target.write_bytes(b"two")                               # same size, new ctime
+    assert digest() == "c" * 64  # answered from the cache, not hashed
+    target.write_bytes(b"two")  # same size, new ctime
     assert digest() == hashlib.sha256(b"two").hexdigest()
 
 

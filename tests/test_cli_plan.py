@@ -33,7 +33,8 @@ def test_graviton4_arm64_role_sends_arm_v7_and_v6_to_qemu(capsys, tmp_path):
 
 def test_reads_buildfleet_yaml_and_pulumi_stack_files(capsys, tmp_path):
     (tmp_path / "Pulumi.dev.yaml").write_text(
-        "config:\n  aws:region: eu-west-1\n  buildfleet:arm64InstanceType: m8g.2xlarge\n")
+        "config:\n  aws:region: eu-west-1\n  buildfleet:arm64InstanceType: m8g.2xlarge\n"
+    )
     (tmp_path / "buildfleet.yaml").write_text("platforms: [linux/arm64, linux/arm/v7]\n")
     placement = plan_json(capsys, "--project-dir", str(tmp_path), "--stack", "dev")
     assert placement == {"linux/arm64": ("arm64-0", "native"), "linux/arm/v7": ("emulation-0", "qemu")}

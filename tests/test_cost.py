@@ -13,7 +13,10 @@ from provisioning.settings import settings_from_mapping
 def test_the_fleet_costs_the_sum_of_its_catalog_prices_per_hour_and_730_hours_a_month():
     cost = fleet_cost(plan_fleet(settings_from_mapping({"arm64InstanceType": "c8g.xlarge"})), 0.6)
     assert [(h.host, h.instance_type) for h in cost.hosts] == [
-        ("amd64-0", "c7i.xlarge"), ("arm64-0", "c8g.xlarge"), ("emulation-0", "c7i.xlarge")]
+        ("amd64-0", "c7i.xlarge"),
+        ("arm64-0", "c8g.xlarge"),
+        ("emulation-0", "c7i.xlarge"),
+    ]
     assert cost.usd_per_hour == round(0.1785 + 0.15952 + 0.1785, 5)
     assert cost.per_month(cost.usd_per_hour) == round(cost.usd_per_hour * HOURS_PER_MONTH, 2)
     assert cost.spot_usd_per_hour == pytest.approx(cost.usd_per_hour * 0.4, abs=1e-4)
@@ -29,8 +32,10 @@ def test_spot_is_a_stated_discount_and_labelled_an_estimate():
 def test_hosted_prices_carry_their_source_and_date(capsys):
     assert main(["cost", "--json", "--spot-discount", "0.5"]) == 0
     data = json.loads(capsys.readouterr().out)
-    assert {r["name"] for r in data["hosted"]} == {"GitHub Actions Linux 2-core (x64)",
-                                                   "GitHub Actions Linux 2-core (arm64)"}
+    assert {r["name"] for r in data["hosted"]} == {
+        "GitHub Actions Linux 2-core (x64)",
+        "GitHub Actions Linux 2-core (arm64)",
+    }
     assert all(r["source"].startswith("docs.github.com") and r["as_of"] for r in data["hosted"])
     assert data["hosted"][0]["usd_per_hour"] == round(data["hosted"][0]["usd_per_minute"] * 60, 4)
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from provisioning.remote import facts as f
 from provisioning.hosts.operations import BUILDX_PLUGIN
+from provisioning.remote import facts as f
 
 DATA = Path(__file__).parent / "data" / "facts"
 
@@ -98,5 +98,5 @@ def test_aarch32_from_lscpu_op_modes():
 
 
 def test_sys_resource_capability_from_the_bounding_set():
-    assert parse(f.SysResourceCapability(), "fresh-capbnd") is False   # a local host: a container without it
-    assert parse(f.SysResourceCapability(), "vm-capbnd") is True       # a VM's full set
+    assert parse(f.SysResourceCapability(), "fresh-capbnd") is False  # a local host: a container without it
+    assert parse(f.SysResourceCapability(), "vm-capbnd") is True  # a VM's full set

@@ -17,8 +17,25 @@ from provisioning.removal import UnsafeRemoval, remove_owned_tree, unlink_inside
 from provisioning.state import FleetState
 
 PROJECT = Path(__file__).resolve().parent.parent
-BAD_FLEET_NAMES = ["", ".", "..", "/", "a/b", "../x", "./x", "x/..", "-x", "Default", "a_b", "a b", "a\nb",
-                   "a" * 64, "~", "$HOME", "*"]
+BAD_FLEET_NAMES = [
+    "",
+    ".",
+    "..",
+    "/",
+    "a/b",
+    "../x",
+    "./x",
+    "x/..",
+    "-x",
+    "Default",
+    "a_b",
+    "a b",
+    "a\nb",
+    "a" * 64,
+    "~",
+    "$HOME",
+    "*",
+]
 
 
 def snapshot(root: Path) -> dict[str, tuple]:
@@ -39,8 +56,14 @@ def snapshot(root: Path) -> dict[str, tuple]:
 
 def buildfleet(*args: str, state_root: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "BUILDFLEET_STATE_DIR": str(state_root), "COLUMNS": "200"}
-    return subprocess.run([sys.executable, "-c", "import sys; from provisioning.cli import main; sys.exit(main())",
-                           *args], capture_output=True, text=True, env=env, cwd=PROJECT, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-c", "import sys; from provisioning.cli import main; sys.exit(main())", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=PROJECT,
+        timeout=120,
+    )
 
 
 def static_fleet(state_root: Path, fleet: str) -> FleetState:

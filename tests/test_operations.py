@@ -9,16 +9,27 @@ import json
 from pathlib import Path
 
 import pytest
+from test_facts import parse
 
-from provisioning.remote import facts as f
 from provisioning.artifacts import Artifact, PinnedQemu
 from provisioning.hosts.actions import Run, Upload, WriteFile
-from provisioning.hosts.operations import (BUILDX_PLUGIN, DOCKERD, POLICY_RC_D, BuildkitdDesired, DockerDesired,
-                                           QemuDesired, binfmt_step, buildkitd_service, buildkitd_step,
-                                           buildx_step, docker_step, privileged_step, with_interpreter)
+from provisioning.hosts.operations import (
+    BUILDX_PLUGIN,
+    DOCKERD,
+    POLICY_RC_D,
+    BuildkitdDesired,
+    DockerDesired,
+    QemuDesired,
+    binfmt_step,
+    buildkitd_service,
+    buildkitd_step,
+    buildx_step,
+    docker_step,
+    privileged_step,
+    with_interpreter,
+)
 from provisioning.hosts.services import SUPERVISE, SUPERVISE_SCRIPT
-
-from test_facts import parse
+from provisioning.remote import facts as f
 
 DEBIAN = parse(f.OsRelease(), "fresh-os-release")
 SHA = lambda data: hashlib.sha256(data).hexdigest()  # noqa: E731
@@ -29,27 +40,42 @@ def kinds(decision):
 
 
 def docker_facts(**changes):
-    facts = {"os": DEBIAN, "init": "none", "client": None, "server": None, "groups": frozenset({"root"}),
-             "files": {SUPERVISE: None, DOCKERD.definition_path("none"): None, DOCKERD.definition_path("systemd"): None}}
+    facts = {
+        "os": DEBIAN,
+        "init": "none",
+        "client": None,
+        "server": None,
+        "groups": frozenset({"root"}),
+        "files": {SUPERVISE: None, DOCKERD.definition_path("none"): None, DOCKERD.definition_path("systemd"): None},
+    }
     facts.update(changes)
     return facts
 
 
 def configured_supervision():
-    return {SUPERVISE: SHA(SUPERVISE_SCRIPT), DOCKERD.definition_path("none"): SHA(DOCKERD.boot_script()),
-            DOCKERD.definition_path("systemd"): None}
+    return {
+        SUPERVISE: SHA(SUPERVISE_SCRIPT),
+        DOCKERD.definition_path("none"): SHA(DOCKERD.boot_script()),
+        DOCKERD.definition_path("systemd"): None,
+    }
 
 
 def test_fresh_host_without_init_gets_docker_installed_supervised_and_started():
     decision = docker_step(DockerDesired("root")).decide(docker_facts())
     names = [a.dest if isinstance(a, WriteFile) else a.why for a in decision.actions]
-    assert names == [POLICY_RC_D, "Docker is not installed: install docker.io", SUPERVISE,
-                     DOCKERD.definition_path("none"), "start the Docker engine and wait until it answers"]
+    assert names == [
+        POLICY_RC_D,
+        "Docker is not installed: install docker.io",
+        SUPERVISE,
+        DOCKERD.definition_path("none"),
+        "start the Docker engine and wait until it answers",
+    ]
 
 
 def test_configured_docker_host_needs_nothing():
-    decision = docker_step(DockerDesired("root")).decide(docker_facts(
-        client=f.Version((20, 10, 24)), server=f.Version((20, 10, 24)), files=configured_supervision()))
+    decision = docker_step(DockerDesired("root")).decide(
+        docker_facts(client=f.Version((20, 10, 24)), server=f.Version((20, 10, 24)), files=configured_supervision())
+    )
     assert not decision.changes and decision.reason.startswith("Docker 20.10.24 ≥ 19.03")
 
 
@@ -69,13 +95,18 @@ def test_old_docker_is_refused_when_upgrades_are_off_and_upgraded_otherwise():
 
 
 def test_a_non_root_ssh_user_joins_the_docker_group():
-    decision = docker_step(DockerDesired("ubuntu")).decide(docker_facts(
-        init="systemd", client=f.Version((24, 0, 7)), server=f.Version((24, 0, 7)), groups=frozenset({"ubuntu"})))
+    decision = docker_step(DockerDesired("ubuntu")).decide(
+        docker_facts(
+            init="systemd", client=f.Version((24, 0, 7)), server=f.Version((24, 0, 7)), groups=frozenset({"ubuntu"})
+        )
+    )
     assert [a.argv for a in decision.actions] == [("usermod", "-aG", "docker", "ubuntu")]
 
 
 def test_an_os_without_apt_is_refused_by_name():
-    decision = docker_step(DockerDesired("root")).decide(docker_facts(os={"ID": "alpine", "PRETTY_NAME": "Alpine 3.20"}))
+    decision = docker_step(DockerDesired("root")).decide(
+        docker_facts(os={"ID": "alpine", "PRETTY_NAME": "Alpine 3.20"})
+    )
     assert "Alpine 3.20" in decision.error
 
 
@@ -96,8 +127,13 @@ BINFMT_CONFIGURED = parse(f.BinfmtStatus(), "configured-binfmt")  # distro QEMU,
 
 
 def binfmt_facts(**changes):
-    facts = {"arch": "amd64", "init": "none", "qemu": None, "binfmt": parse(f.BinfmtStatus(), "fresh-binfmt"),
-             "files": {}}
+    facts = {
+        "arch": "amd64",
+        "init": "none",
+        "qemu": None,
+        "binfmt": parse(f.BinfmtStatus(), "fresh-binfmt"),
+        "files": {},
+    }
     facts.update(changes)
     return facts
 
@@ -115,8 +151,12 @@ def whys(decision):
 def test_fresh_emulation_host_installs_distro_qemu_mounts_registers_and_persists():
     decision = binfmt_step(QemuDesired(("aarch64", "s390x"))).decide(binfmt_facts())
     assert whys(decision) == [
-        "install QEMU user-mode emulators", "mount binfmt_misc", "register aarch64, s390x with the F flag",
-        "install the boot-time registration script", "register at boot (boot.d)"]
+        "install QEMU user-mode emulators",
+        "mount binfmt_misc",
+        "register aarch64, s390x with the F flag",
+        "install the boot-time registration script",
+        "register at boot (boot.d)",
+    ]
     assert decision.actions[2].argv[-3:] == ("/usr/lib/binfmt.d", "aarch64", "s390x")
 
 
@@ -131,20 +171,24 @@ def test_registered_entries_without_f_are_registered_again():
     desired = QemuDesired(("aarch64", "s390x"))
     entries = dict(BINFMT_CONFIGURED.entries)
     entries["qemu-aarch64"] = f.BinfmtEntry("qemu-aarch64", True, "/usr/libexec/qemu-binfmt/aarch64-binfmt-P", "OC")
-    decision = binfmt_step(desired).decide(binfmt_facts(
-        init="systemd", qemu="1:7.2", binfmt=f.Binfmt(True, entries), files=boot_files(desired, "systemd")))
+    decision = binfmt_step(desired).decide(
+        binfmt_facts(init="systemd", qemu="1:7.2", binfmt=f.Binfmt(True, entries), files=boot_files(desired, "systemd"))
+    )
     (register,) = decision.actions
     assert register.argv[-1] == "aarch64" and "s390x" not in register.argv
 
 
 def test_distro_binfmt_already_right_needs_nothing():
     desired = QemuDesired(("aarch64",))
-    decision = binfmt_step(desired).decide(binfmt_facts(qemu="1:7.2", binfmt=BINFMT_CONFIGURED,
-                                                        files=boot_files(desired, "none")))
+    decision = binfmt_step(desired).decide(
+        binfmt_facts(qemu="1:7.2", binfmt=BINFMT_CONFIGURED, files=boot_files(desired, "none"))
+    )
     assert not decision.changes and decision.reason.startswith("qemu-user-static (distro)")
 
 
-LINE = rb":qemu-aarch64:M::\x7f\x45\x4c\x46\x02:\xff\xff\xff\xff\xff:/usr/libexec/qemu-binfmt/aarch64-binfmt-P:OPF" + b"\n"
+LINE = (
+    rb":qemu-aarch64:M::\x7f\x45\x4c\x46\x02:\xff\xff\xff\xff\xff:/usr/libexec/qemu-binfmt/aarch64-binfmt-P:OPF" + b"\n"
+)
 PINNED = PinnedQemu("10.0.13", {"aarch64": artifact("qemu-aarch64")}, {"aarch64": LINE})
 PINNED_PATH = "/usr/local/lib/buildfleet/qemu/aarch64-binfmt-P"
 
@@ -165,12 +209,14 @@ def test_a_new_pinned_binary_is_registered_again_even_if_the_entry_looks_right()
     entries = {"qemu-aarch64": f.BinfmtEntry("qemu-aarch64", True, PINNED_PATH, "POF")}
     conf = {"/etc/binfmt.d/qemu-aarch64.conf": SHA(with_interpreter(LINE, PINNED_PATH))}
     facts = dict(binfmt=f.Binfmt(True, entries), init="systemd")
-    stale = binfmt_step(desired).decide(binfmt_facts(**facts, files={
-        PINNED_PATH: "old-digest", **conf, **boot_files(desired, "systemd")}))
+    stale = binfmt_step(desired).decide(
+        binfmt_facts(**facts, files={PINNED_PATH: "old-digest", **conf, **boot_files(desired, "systemd")})
+    )
     assert [type(a).__name__ for a in stale.actions] == ["Upload", "Run"]
     assert stale.actions[1].argv[-1] == "aarch64"
-    same = binfmt_step(desired).decide(binfmt_facts(**facts, files={
-        PINNED_PATH: SHA(b"binary"), **conf, **boot_files(desired, "systemd")}))
+    same = binfmt_step(desired).decide(
+        binfmt_facts(**facts, files={PINNED_PATH: SHA(b"binary"), **conf, **boot_files(desired, "systemd")})
+    )
     assert not same.changes and "static QEMU 10.0.13" in same.reason
 
 
@@ -180,39 +226,57 @@ def test_qemu_for_the_hosts_own_cpu_is_refused():
 
 
 def buildkitd_desired(config=b"config"):
-    return BuildkitdDesired(lambda arch: (artifact("buildkitd"), artifact("buildctl")), 1234,
-                            b"ca", b"cert", b"key", config)
+    return BuildkitdDesired(
+        lambda arch: (artifact("buildkitd"), artifact("buildctl")), 1234, b"ca", b"cert", b"key", config
+    )
 
 
 def buildkitd_files(desired, init="none"):
     service = buildkitd_service(desired.port)
-    digests = {"/usr/local/bin/buildkitd": SHA(b"binary"), "/usr/local/bin/buildctl": SHA(b"binary"),
-               "/etc/buildkit/buildkitd.toml": SHA(desired.config), "/etc/buildkit/tls/ca.pem": SHA(b"ca"),
-               "/etc/buildkit/tls/cert.pem": SHA(b"cert"), "/etc/buildkit/tls/key.pem": SHA(b"key"),
-               SUPERVISE: SHA(SUPERVISE_SCRIPT), service.definition_path("none"): SHA(service.boot_script()),
-               service.definition_path("systemd"): SHA(service.unit()) if init == "systemd" else None}
+    digests = {
+        "/usr/local/bin/buildkitd": SHA(b"binary"),
+        "/usr/local/bin/buildctl": SHA(b"binary"),
+        "/etc/buildkit/buildkitd.toml": SHA(desired.config),
+        "/etc/buildkit/tls/ca.pem": SHA(b"ca"),
+        "/etc/buildkit/tls/cert.pem": SHA(b"cert"),
+        "/etc/buildkit/tls/key.pem": SHA(b"key"),
+        SUPERVISE: SHA(SUPERVISE_SCRIPT),
+        service.definition_path("none"): SHA(service.boot_script()),
+        service.definition_path("systemd"): SHA(service.unit()) if init == "systemd" else None,
+    }
     return digests
 
 
 @pytest.mark.parametrize("init", ["none", "systemd"])
 def test_healthy_buildkitd_with_the_same_files_needs_nothing(init):
     desired = buildkitd_desired()
-    decision = buildkitd_step(desired).decide({"arch": "amd64", "init": init, "runc": "1.1", "workers": ("linux/amd64",),
-                                               "files": buildkitd_files(desired, init)})
+    decision = buildkitd_step(desired).decide(
+        {
+            "arch": "amd64",
+            "init": init,
+            "runc": "1.1",
+            "workers": ("linux/amd64",),
+            "files": buildkitd_files(desired, init),
+        }
+    )
     assert not decision.changes and "workers for linux/amd64" in decision.reason
 
 
 def test_a_changed_config_is_written_and_buildkitd_restarted():
     old = buildkitd_desired(b"old")
-    decision = buildkitd_step(buildkitd_desired(b"new")).decide({
-        "arch": "amd64", "init": "none", "runc": "1.1", "workers": ("linux/amd64",), "files": buildkitd_files(old)})
+    decision = buildkitd_step(buildkitd_desired(b"new")).decide(
+        {"arch": "amd64", "init": "none", "runc": "1.1", "workers": ("linux/amd64",), "files": buildkitd_files(old)}
+    )
     assert [getattr(a, "dest", a.why) for a in decision.actions] == [
-        "/etc/buildkit/buildkitd.toml", "restart buildkitd (its files changed)"]
+        "/etc/buildkit/buildkitd.toml",
+        "restart buildkitd (its files changed)",
+    ]
 
 
 def test_a_fresh_host_gets_runc_files_and_a_start():
-    decision = buildkitd_step(buildkitd_desired()).decide({
-        "arch": "amd64", "init": "systemd", "runc": None, "workers": None, "files": {}})
+    decision = buildkitd_step(buildkitd_desired()).decide(
+        {"arch": "amd64", "init": "systemd", "runc": None, "workers": None, "files": {}}
+    )
     whys = [a.why for a in decision.actions]
     assert whys[0].startswith("install runc") and whys[-1] == "start buildkitd"
     assert "/etc/buildkit/tls/key.pem" in [getattr(a, "dest", "") for a in decision.actions]
@@ -221,8 +285,9 @@ def test_a_fresh_host_gets_runc_files_and_a_start():
 
 
 def test_docker_can_come_from_dockers_own_apt_repository():
-    decision = docker_step(DockerDesired("ubuntu", source="docker")).decide(docker_facts(
-        init="systemd", os={"ID": "ubuntu", "VERSION_CODENAME": "noble"}, groups=frozenset({"ubuntu"})))
+    decision = docker_step(DockerDesired("ubuntu", source="docker")).decide(
+        docker_facts(init="systemd", os={"ID": "ubuntu", "VERSION_CODENAME": "noble"}, groups=frozenset({"ubuntu"}))
+    )
     install = decision.actions[0]
     assert install.why == "Docker is not installed: install docker-ce from Docker's apt repository"
     assert install.argv[-2:] == ("ubuntu", "noble")  # passed as arguments, never spliced into the script
@@ -244,9 +309,12 @@ def test_a_container_host_gets_the_runc_wrapper_as_default_runtime_once():
     first = privileged_step().decide(privileged_facts())
     wrapper, daemon, restart = first.actions
     assert wrapper.dest == "/usr/local/lib/buildfleet/runc-nosysres" and b"CAP_SYS_RESOURCE" in wrapper.content
-    assert json.loads(daemon.content) == {"runtimes": {"nosysres": {"path": wrapper.dest}},
-                                          "default-runtime": "nosysres"}
+    assert json.loads(daemon.content) == {
+        "runtimes": {"nosysres": {"path": wrapper.dest}},
+        "default-runtime": "nosysres",
+    }
     assert "systemctl restart docker" in restart.argv[-1]
-    done = privileged_step().decide(privileged_facts(runtime="nosysres", files={
-        wrapper.dest: wrapper.sha256, daemon.dest: daemon.sha256}))
+    done = privileged_step().decide(
+        privileged_facts(runtime="nosysres", files={wrapper.dest: wrapper.sha256, daemon.dest: daemon.sha256})
+    )
     assert not done.changes

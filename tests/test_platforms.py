@@ -53,7 +53,9 @@ def test_unknown_or_malformed_platform_error_lists_the_valid_ones(text):
 
 def test_a_list_keeps_request_order_and_drops_repeats():
     assert [str(p) for p in parse_platforms(["s390x", "linux/amd64", "x86_64", "arm64"])] == [
-        "linux/s390x", "linux/amd64", "linux/arm64",
+        "linux/s390x",
+        "linux/amd64",
+        "linux/arm64",
     ]
 
 

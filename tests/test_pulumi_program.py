@@ -6,7 +6,6 @@ Each assertion names the resource URN it is about.
 import pulumi
 import pytest
 import yaml
-
 from pulumi_harness import RecordingMocks, run_program
 
 INSTANCE = "aws:ec2/instance:Instance"
@@ -22,8 +21,9 @@ def default_run():
 
 
 def test_one_instance_per_configured_host_with_the_right_type():
-    run = run_program({**BASE, "amd64Count": 2, "arm64InstanceType": "c8g.2xlarge",
-                       "emulationInstanceType": "m7i.2xlarge"})
+    run = run_program(
+        {**BASE, "amd64Count": 2, "arm64InstanceType": "c8g.2xlarge", "emulationInstanceType": "m7i.2xlarge"}
+    )
     types = sorted(r.inputs["instanceType"] for r in run.mocks.of_type(INSTANCE))
     assert types == ["c7i.xlarge", "c7i.xlarge", "c8g.2xlarge", "m7i.2xlarge"]
 
@@ -116,7 +116,9 @@ def test_create_vpc_makes_a_public_subnet_with_a_route_out():
     (subnet,) = run.mocks.of_type("aws:ec2/subnet:Subnet")
     (routes,) = run.mocks.of_type("aws:ec2/routeTable:RouteTable")
     assert vpc.inputs["cidrBlock"] == "10.42.0.0/16", vpc.urn
-    assert subnet.inputs["mapPublicIpOnLaunch"] is True and subnet.inputs["availabilityZone"] == "us-east-1a", subnet.urn
+    assert subnet.inputs["mapPublicIpOnLaunch"] is True and subnet.inputs["availabilityZone"] == "us-east-1a", (
+        subnet.urn
+    )
     assert routes.inputs["routes"][0]["cidrBlock"] == "0.0.0.0/0", routes.urn
     assert {r.inputs["subnetId"] for r in run.mocks.of_type(INSTANCE)} == {f"{subnet.name}-id"}
 
@@ -127,11 +129,25 @@ def test_outputs_have_the_inventory_shape(default_run):
     hosts = {h["name"]: h for h in inventory["hosts"]}
     assert set(hosts) == {"amd64-0", "arm64-0", "emulation-0"}
     for host in hosts.values():
-        assert set(host) == {"name", "role", "arch", "address", "privateAddress", "sshUser", "sshPort",
-                             "instanceType", "buildkitdPort", "sshKey", "platforms"}
+        assert set(host) == {
+            "name",
+            "role",
+            "arch",
+            "address",
+            "privateAddress",
+            "sshUser",
+            "sshPort",
+            "instanceType",
+            "buildkitdPort",
+            "sshKey",
+            "platforms",
+        }
         assert host["address"].startswith("203.0.113.") and host["sshUser"] == "ubuntu"
     assert {p["platform"]: p["native"] for p in hosts["arm64-0"]["platforms"]} == {
-        "linux/arm64": True, "linux/arm/v7": True, "linux/arm/v6": True}
+        "linux/arm64": True,
+        "linux/arm/v7": True,
+        "linux/arm/v6": True,
+    }
     assert all(not p["native"] for p in hosts["emulation-0"]["platforms"])
     placement = {row["platform"]: row["host"] for row in default_run.outputs["placement"]}
     assert placement["linux/riscv64"] == "emulation-0"

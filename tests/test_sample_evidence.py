@@ -3,14 +3,11 @@ and run where it should have been."""
 
 import struct
 
-import pytest
+from elf import aarch64_exit
 
 from provisioning.builder.evidence import ELF_MACHINE, elf_identity, problems
 from provisioning.builder.sample import SampleSources, build_args
-from provisioning.errors import BuildfleetError
 from provisioning.platforms import parse_platforms
-
-from elf import aarch64_exit
 
 
 def elf_header(bits: int, order: str, machine: int) -> bytes:
@@ -30,12 +27,16 @@ def test_big_endian_s390x_is_read_in_its_own_byte_order():
 
 def test_an_amd64_program_in_the_arm64_image_is_caught_even_when_uname_agrees():
     assert problems("linux/arm64", "aarch64", "arm64 64-bit", elf_header(64, "little", 62)) == [
-        "the compiled program is 64-bit little-endian ELF machine 62"]
+        "the compiled program is 64-bit little-endian ELF machine 62"
+    ]
 
 
 def test_every_disagreeing_sign_is_named():
     assert problems("linux/riscv64", "x86_64", "amd64 64-bit", b"#!/bin/sh\n") == [
-        "uname -m says 'x86_64'", "the compiled program says 'amd64 64-bit'", "no compiled program in the image"]
+        "uname -m says 'x86_64'",
+        "the compiled program says 'amd64 64-bit'",
+        "no compiled program in the image",
+    ]
 
 
 def test_arm_v6_accepts_debian_armel_code_which_targets_armv5te():
@@ -76,5 +77,6 @@ def test_the_bench_and_the_sample_share_the_userland_stage_line_for_line(tmp_pat
         start = lines.index("FROM scratch AS userland")
         end = next(i for i in range(start + 1, len(lines)) if lines[i].startswith("FROM "))
         return [line for line in lines[start:end] if line.strip() and not line.startswith("#")]
+
     found = SampleSources.from_artifacts(sources(tmp_path, ["amd64"]), parse_platforms(["amd64"]))
     assert userland_stage(WORKLOADS_DIR / "Dockerfile") == userland_stage(found.sample / "Dockerfile")

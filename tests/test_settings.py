@@ -15,7 +15,9 @@ KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIB0gtjcjM8J7G9h2c0y9Fv0yS5oG3s3M3s3M3
 def test_defaults_give_amd64_arm64_on_c7g_and_an_emulation_host():
     settings = settings_from_mapping({})
     assert [(r.role, r.instance_type.name, r.count) for r in settings.roles] == [
-        ("amd64", "c7i.xlarge", 1), ("arm64", "c7g.xlarge", 1), ("emulation", "c7i.xlarge", 1),
+        ("amd64", "c7i.xlarge", 1),
+        ("arm64", "c7g.xlarge", 1),
+        ("emulation", "c7i.xlarge", 1),
     ]
     assert "linux/arm/v7" in [str(p) for p in settings.platforms]
 
@@ -31,12 +33,14 @@ def test_pulumi_yaml_declares_exactly_the_schema_with_the_same_defaults():
 
 
 def test_pulumi_string_forms_are_accepted():
-    settings = settings_from_mapping({
-        "buildfleet:platforms": '["linux/amd64", "s390x"]',
-        "buildfleet:arm64Count": "0",
-        "buildfleet:spot": "true",
-        "buildfleet:allowedCidrs": '["198.51.100.0/24", "2001:db8::/32"]',
-    })
+    settings = settings_from_mapping(
+        {
+            "buildfleet:platforms": '["linux/amd64", "s390x"]',
+            "buildfleet:arm64Count": "0",
+            "buildfleet:spot": "true",
+            "buildfleet:allowedCidrs": '["198.51.100.0/24", "2001:db8::/32"]',
+        }
+    )
     assert [str(p) for p in settings.platforms] == ["linux/amd64", "linux/s390x"]
     assert settings.role("arm64").count == 0
     assert settings.spot is True
@@ -79,10 +83,12 @@ def test_world_open_cidr_needs_allow_world():
 
 
 def test_a_custom_type_can_fill_a_role():
-    settings = settings_from_mapping({
-        "customInstanceTypes": ["c7gd.xlarge=arm64,4,8,0.1814,aarch32"],
-        "arm64InstanceType": "c7gd.xlarge",
-    })
+    settings = settings_from_mapping(
+        {
+            "customInstanceTypes": ["c7gd.xlarge=arm64,4,8,0.1814,aarch32"],
+            "arm64InstanceType": "c7gd.xlarge",
+        }
+    )
     assert settings.role("arm64").instance_type.aarch32 is True
 
 

@@ -40,4 +40,5 @@ def test_host_key_comes_from_the_file_or_known_hosts_never_from_the_host(tmp_pat
     known.write_text(f"[192.0.2.10]:2222 ssh-ed25519 {key}\n")
     assert pinned_key(host, known) == f"ssh-ed25519 {key}"
     from dataclasses import replace
+
     assert pinned_key(replace(host, host_key=f"ssh-ed25519 {key} comment"), tmp_path / "none") == f"ssh-ed25519 {key}"

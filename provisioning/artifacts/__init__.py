@@ -94,32 +94,38 @@ class LocalArtifacts:
         directory = self.root / tool / version / arch
         expected = _recorded_sums(directory, listing).get(name)
         if not expected or not (directory / name).exists():
-            raise ArtifactError(f"no {name} {version} for {arch} in {directory}: "
-                                "make it with the provisioning/artifacts/debian/ scripts (.ci/prepare runs them)")
+            raise ArtifactError(
+                f"no {name} {version} for {arch} in {directory}: "
+                "make it with the provisioning/artifacts/debian/ scripts (.ci/prepare runs them)"
+            )
         _checked(directory / name, expected, f"{name} {version} {arch}")
         return Artifact(name, version, directory / name, expected)
 
     # Each artifact is hashed once per process: configure asks for it per host and step.
-    @functools.lru_cache(maxsize=None)
+    @functools.cache  # noqa: B019 -- few instances, each lives as long as the command
     def buildx(self, arch: str) -> Artifact:
         return self._artifact("buildx", BUILDX_VERSION, arch, "docker-buildx", "docker-buildx.sha256")
 
-    @functools.lru_cache(maxsize=None)
+    @functools.cache  # noqa: B019 -- few instances, each lives as long as the command
     def buildkit(self, arch: str) -> tuple[Artifact, Artifact]:
-        return tuple(self._artifact("buildkit", BUILDKIT_VERSION, arch, name, "SHA256SUMS")  # type: ignore[return-value]
-                     for name in ("buildkitd", "buildctl"))
+        return tuple(
+            self._artifact("buildkit", BUILDKIT_VERSION, arch, name, "SHA256SUMS")  # type: ignore[return-value]
+            for name in ("buildkitd", "buildctl")
+        )
 
     def has_qemu(self, arch: str) -> bool:
         return (self.root / "qemu" / QEMU_VERSION / arch / "SHA256SUMS").exists()
 
-    @functools.lru_cache(maxsize=None)
+    @functools.cache  # noqa: B019 -- few instances, each lives as long as the command
     def qemu(self, arch: str) -> PinnedQemu:
         """Static QEMU for hosts of CPU ``arch``: every emulator it has, with its binfmt line."""
         directory = self.root / "qemu" / QEMU_VERSION / arch
         sums = _recorded_sums(directory, "SHA256SUMS")
         if not sums:
-            raise ArtifactError(f"no static QEMU {QEMU_VERSION} for {arch} hosts in {directory}: "
-                                "make it with provisioning/artifacts/debian/fetch-qemu.sh, or use qemuSource distro")
+            raise ArtifactError(
+                f"no static QEMU {QEMU_VERSION} for {arch} hosts in {directory}: "
+                "make it with provisioning/artifacts/debian/fetch-qemu.sh, or use qemuSource distro"
+            )
         binaries, registrations = {}, {}
         for name, expected in sums.items():
             _checked(directory / name, expected, f"QEMU {name}")

@@ -13,9 +13,9 @@ import csv
 import io
 import json
 import statistics
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Mapping, Sequence
 
 from provisioning.bench.runs import Run, baseline_for
 from provisioning.catalog import InstanceType
@@ -64,14 +64,26 @@ def rows(measured: Sequence[Measured], arch: Mapping[str, str], prices: Mapping[
             base = statistics.median(by_run[baseline.run].seconds)
             penalty = round(median / base, 1) if base > 0 else None
         price = prices.get(m.run.host)
-        result.append(Row(
-            workload=m.run.workload, platform=m.run.platform, host=m.run.host,
-            mode=m.run.mode, placed=m.run.placed, median_s=median,
-            min_s=round(min(m.seconds), 2), build_median_s=build, repeats=len(m.seconds), penalty=penalty,
-            baseline=baseline.label if baseline else "", instance_type=price.name if price else "",
-            usd_per_hour=price.usd_per_hour if price else None,
-            usd_per_build=round(build / 60 * price.usd_per_hour / 60, 6) if price else None,
-            tool=m.tool, note=m.run.note))
+        result.append(
+            Row(
+                workload=m.run.workload,
+                platform=m.run.platform,
+                host=m.run.host,
+                mode=m.run.mode,
+                placed=m.run.placed,
+                median_s=median,
+                min_s=round(min(m.seconds), 2),
+                build_median_s=build,
+                repeats=len(m.seconds),
+                penalty=penalty,
+                baseline=baseline.label if baseline else "",
+                instance_type=price.name if price else "",
+                usd_per_hour=price.usd_per_hour if price else None,
+                usd_per_build=round(build / 60 * price.usd_per_hour / 60, 6) if price else None,
+                tool=m.tool,
+                note=m.run.note,
+            )
+        )
     return result
 
 
@@ -82,8 +94,11 @@ def disagreements(measured: Sequence[Measured]) -> list[str]:
     for workload in dict.fromkeys(m.run.workload for m in measured):
         outputs = [m.output for m in measured if m.run.workload == workload]
         usual = max(set(outputs), key=outputs.count)
-        found += [f"{workload} on {m.run.platform} ({m.run.host}) printed {m.output!r}, the others {usual!r}"
-                  for m in measured if m.run.workload == workload and m.output != usual]
+        found += [
+            f"{workload} on {m.run.platform} ({m.run.host}) printed {m.output!r}, the others {usual!r}"
+            for m in measured
+            if m.run.workload == workload and m.output != usual
+        ]
     return found
 
 
@@ -92,27 +107,52 @@ def _money(value: float | None) -> str:
 
 
 def markdown(table: Sequence[Row], title: str, price_note: str) -> str:
-    lines = [f"# {title}", "",
-             "| workload | platform | node | runs | median s | min s | emulation penalty | build s | $ / build | tool |",
-             "|---|---|---|---|---:|---:|---|---:|---:|---|"]
+    lines = [
+        f"# {title}",
+        "",
+        "| workload | platform | node | runs | median s | min s | emulation penalty | build s | $ / build | tool |",
+        "|---|---|---|---|---:|---:|---|---:|---:|---|",
+    ]
     for r in table:
         penalty = f"{r.penalty}x slower than native {r.baseline}" if r.penalty is not None else "-"
         node = r.host if r.placed else f"{r.host} (extra run)"
         mode = r.mode + (f" ({r.note})" if r.note else "")
-        lines.append(f"| {r.workload} | {r.platform} | {node} | {mode} | {r.median_s:.2f} | {r.min_s:.2f} | "
-                     f"{penalty} | {r.build_median_s:.2f} | {_money(r.usd_per_build)} | {r.tool} |")
-    lines += ["", "Measured in this run: *median s* and *min s* (the workload's own time inside the build step, "
-              f"over {max((r.repeats for r in table), default=0)} runs without the build cache), *build s* (median "
-              "wall time of the whole `docker buildx build`) and the *emulation penalty* (QEMU median / the named "
-              "native median).", "",
-              f"From the catalog, not measured: *$ / build* = build s / 60 x the node's $/h / 60. {price_note}", ""]
+        lines.append(
+            f"| {r.workload} | {r.platform} | {node} | {mode} | {r.median_s:.2f} | {r.min_s:.2f} | "
+            f"{penalty} | {r.build_median_s:.2f} | {_money(r.usd_per_build)} | {r.tool} |"
+        )
+    lines += [
+        "",
+        "Measured in this run: *median s* and *min s* (the workload's own time inside the build step, "
+        f"over {max((r.repeats for r in table), default=0)} runs without the build cache), *build s* (median "
+        "wall time of the whole `docker buildx build`) and the *emulation penalty* (QEMU median / the named "
+        "native median).",
+        "",
+        f"From the catalog, not measured: *$ / build* = build s / 60 x the node's $/h / 60. {price_note}",
+        "",
+    ]
     return "\n".join(lines)
 
 
 def as_json(table: Sequence[Row], measured: Sequence[Measured], meta: Mapping[str, object]) -> str:
-    return json.dumps({**meta, "rows": [asdict(r) for r in table],
-                       "raw": [{**asdict(m.run), "seconds": list(m.seconds), "build_seconds": list(m.build_seconds),
-                                "tool": m.tool, "output": m.output, "uname": m.uname} for m in measured]}, indent=2)
+    return json.dumps(
+        {
+            **meta,
+            "rows": [asdict(r) for r in table],
+            "raw": [
+                {
+                    **asdict(m.run),
+                    "seconds": list(m.seconds),
+                    "build_seconds": list(m.build_seconds),
+                    "tool": m.tool,
+                    "output": m.output,
+                    "uname": m.uname,
+                }
+                for m in measured
+            ],
+        },
+        indent=2,
+    )
 
 
 def as_csv(measured: Sequence[Measured]) -> str:
@@ -120,7 +160,7 @@ def as_csv(measured: Sequence[Measured]) -> str:
     writer = csv.writer(out)
     writer.writerow(["workload", "platform", "host", "mode", "repeat", "seconds", "build_seconds"])
     for m in measured:
-        for i, (s, b) in enumerate(zip(m.seconds, m.build_seconds), start=1):
+        for i, (s, b) in enumerate(zip(m.seconds, m.build_seconds, strict=True), start=1):
             writer.writerow([m.run.workload, m.run.platform, m.run.host, m.run.mode, i, s, b])
     return out.getvalue()
 
@@ -128,12 +168,13 @@ def as_csv(measured: Sequence[Measured]) -> str:
 def chart(table: Sequence[Row], path: Path, title: str) -> None:
     """One bar group per workload: median seconds per platform and node, QEMU in its own colour."""
     import matplotlib
+
     matplotlib.use("Agg")  # files only; no display here or on CI
     from matplotlib import pyplot
 
     workloads = sorted({r.workload for r in table})
     figure, axes = pyplot.subplots(len(workloads), 1, figsize=(10, 3.2 * len(workloads)), squeeze=False)
-    for axis, workload in zip(axes[:, 0], workloads):
+    for axis, workload in zip(axes[:, 0], workloads, strict=True):
         mine = [r for r in table if r.workload == workload]
         labels = [f"{r.platform.removeprefix('linux/')}\n{r.host}" for r in mine]
         colours = ["#d62728" if r.mode == "QEMU" else "#1f77b4" for r in mine]
@@ -149,11 +190,21 @@ def chart(table: Sequence[Row], path: Path, title: str) -> None:
     pyplot.close(figure)
 
 
-def write(directory: Path, table: Sequence[Row], measured: Sequence[Measured], meta: Mapping[str, object],
-          title: str, price_note: str) -> dict[str, Path]:
+def write(
+    directory: Path,
+    table: Sequence[Row],
+    measured: Sequence[Measured],
+    meta: Mapping[str, object],
+    title: str,
+    price_note: str,
+) -> dict[str, Path]:
     directory.mkdir(parents=True, exist_ok=True)
-    files = {"markdown": directory / "bench.md", "json": directory / "bench.json",
-             "csv": directory / "timings.csv", "png": directory / "bench.png"}
+    files = {
+        "markdown": directory / "bench.md",
+        "json": directory / "bench.json",
+        "csv": directory / "timings.csv",
+        "png": directory / "bench.png",
+    }
     files["markdown"].write_text(markdown(table, title, price_note))
     files["json"].write_text(as_json(table, measured, {**meta, "price_note": price_note}))
     files["csv"].write_text(as_csv(measured))

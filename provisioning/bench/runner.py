@@ -12,10 +12,10 @@ from __future__ import annotations
 import dataclasses
 import tempfile
 import time
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from importlib import resources
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
 
 from provisioning.bench.report import Measured
 from provisioning.bench.runs import Run
@@ -24,7 +24,6 @@ from provisioning.builder.nodes import TLSFiles, remote_node
 from provisioning.builder.sample import SampleSources, context_args
 from provisioning.errors import BuildfleetError
 from provisioning.inventory import Inventory
-
 
 # The bench's Dockerfile (on the sample's userland stage) and the workloads it runs.
 WORKLOADS_DIR = Path(str(resources.files("provisioning.bench").joinpath("workloads")))
@@ -35,8 +34,9 @@ def bench_builder_name(builder: str, host: str) -> str:
 
 
 @contextmanager
-def host_builders(builder: str, inventory: Inventory, tls: TLSFiles, runs: Sequence[Run], records: Path,
-                  buildx: Buildx) -> Iterator[dict[str, str]]:
+def host_builders(
+    builder: str, inventory: Inventory, tls: TLSFiles, runs: Sequence[Run], records: Path, buildx: Buildx
+) -> Iterator[dict[str, str]]:
     """host -> the name of a builder whose one node is that host, pinned to the platforms run there."""
     made: list[FleetBuilder] = []
     try:
@@ -56,13 +56,27 @@ def host_builders(builder: str, inventory: Inventory, tls: TLSFiles, runs: Seque
             fleet_builder.remove()
 
 
-def build_args(builder: str, platform: str, target: str, sources: SampleSources, output: str,
-               workload: str = "") -> list[str]:
-    return ["buildx", "build", "--builder", builder, "--platform", platform, "--target", target,
-            *(["--build-arg", f"WORKLOAD={workload}", "--no-cache-filter", "bench-run"] if workload else []),
-            "--provenance=false", "--progress", "plain", *context_args(sources, WORKLOADS_DIR, "workloads"),
-            "--output", output,
-            str(sources.userland)]
+def build_args(
+    builder: str, platform: str, target: str, sources: SampleSources, output: str, workload: str = ""
+) -> list[str]:
+    return [
+        "buildx",
+        "build",
+        "--builder",
+        builder,
+        "--platform",
+        platform,
+        "--target",
+        target,
+        *(["--build-arg", f"WORKLOAD={workload}", "--no-cache-filter", "bench-run"] if workload else []),
+        "--provenance=false",
+        "--progress",
+        "plain",
+        *context_args(sources, WORKLOADS_DIR, "workloads"),
+        "--output",
+        output,
+        str(sources.userland),
+    ]
 
 
 def parse_report(text: str) -> dict[str, str]:
@@ -82,12 +96,24 @@ def measure(buildx: Buildx, builder: str, run: Run, sources: SampleSources, repe
         if "seconds" not in report:
             raise BuildfleetError(f"bench {run.workload} on {run.platform} ({run.host}) reported no time: {report}")
         seconds.append(float(report["seconds"]))
-    return Measured(run, tuple(seconds), tuple(build_seconds), report.get("tool", ""), report.get("output", ""),
-                    report.get("uname", ""))
+    return Measured(
+        run,
+        tuple(seconds),
+        tuple(build_seconds),
+        report.get("tool", ""),
+        report.get("output", ""),
+        report.get("uname", ""),
+    )
 
 
-def bench(buildx: Buildx, builders: dict[str, str], runs: Sequence[Run], sources: SampleSources, repeats: int,
-          progress: Callable[[Run, int], None] = lambda run, index: None) -> list[Measured]:
+def bench(
+    buildx: Buildx,
+    builders: dict[str, str],
+    runs: Sequence[Run],
+    sources: SampleSources,
+    repeats: int,
+    progress: Callable[[Run, int], None] = lambda run, index: None,
+) -> list[Measured]:
     measured = []
     for index, run in enumerate(runs):
         progress(run, index)

@@ -8,8 +8,8 @@ emulate a host's own architecture) that run is native too, and says so.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Mapping, Sequence
 
 from provisioning.inventory import Inventory
 from provisioning.platforms import Platform, native_platforms, parse_platform
@@ -53,7 +53,7 @@ def plan_runs(inventory: Inventory, platforms: Sequence[Platform], workloads: Se
 
 def _missing_baselines(workload: str, runs: Sequence[Run], arch: dict[str, str]) -> list[Run]:
     """A native run of each QEMU host's own architecture where nothing else can be the baseline."""
-    extra = []
+    extra: list[Run] = []
     for run in runs:
         if run.workload == workload and baseline_for(run, [*runs, *extra], arch) is None and not run.native:
             own = str(parse_platform(arch[run.host]))

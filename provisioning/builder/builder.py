@@ -13,9 +13,9 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping, Sequence
 
 from provisioning.builder.inspect import InspectedBuilder, parse_inspect
 from provisioning.builder.nodes import Node
@@ -71,8 +71,11 @@ def plan_changes(builder: str, desired: Sequence[Node], existing: InspectedBuild
             kind = "create" if index == 0 else "append"
         elif have is None:
             kind = "append"
-        elif (have.endpoint, set(have.pinned), have.driver_opts) != (node.endpoint, set(node.platforms),
-                                                                     dict(node.driver_opts)):
+        elif (have.endpoint, set(have.pinned), have.driver_opts) != (
+            node.endpoint,
+            set(node.platforms),
+            dict(node.driver_opts),
+        ):
             kind = "update"
         else:
             continue
@@ -104,7 +107,8 @@ class FleetBuilder:
         if existing is not None and not self.owned():
             raise BuildfleetError(
                 f"a buildx builder named {self.name!r} already exists and buildfleet did not make it; "
-                f"choose another name (--builder) or remove it yourself (docker buildx rm {self.name})")
+                f"choose another name (--builder) or remove it yourself (docker buildx rm {self.name})"
+            )
         changes = plan_changes(self.name, desired, existing)
         for change in changes:
             self.buildx.run(change.args)

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import json
 import shlex
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 from provisioning.builder.nodes import Node
 
@@ -28,7 +28,7 @@ class CINode:
     servername: str
 
     @classmethod
-    def of(cls, node: Node) -> "CINode":
+    def of(cls, node: Node) -> CINode:
         return cls(node.endpoint, node.platforms, dict(node.driver_opts)["servername"])
 
 
@@ -53,10 +53,12 @@ def github_actions(builder: str, nodes: Sequence[Node]) -> str:
     if len(ci) > 1:
         lines.append("    append: |")
         for node in ci[1:]:
-            lines += [f"      - endpoint: {_q(node.endpoint)}",
-                      f"        platforms: {_q(','.join(node.platforms))}",
-                      "        driver-opts:",
-                      f"          - {_q('servername=' + node.servername)}"]
+            lines += [
+                f"      - endpoint: {_q(node.endpoint)}",
+                f"        platforms: {_q(','.join(node.platforms))}",
+                "        driver-opts:",
+                f"          - {_q('servername=' + node.servername)}",
+            ]
     lines.append("  env:")
     for index in range(len(ci)):
         for secret, kind in SECRETS.items():
@@ -72,8 +74,8 @@ def shell_script(builder: str, nodes: Sequence[Node], platforms: Sequence[str]) 
         "# buildfleet builder for any CI. Needs BUILDFLEET_CA, BUILDFLEET_CLIENT_CERT and",
         "# BUILDFLEET_CLIENT_KEY (PEM text) in the environment, and docker with buildx.",
         "set -eu",
-        'tls=$(mktemp -d)',
-        'umask 077',
+        "tls=$(mktemp -d)",
+        "umask 077",
     ]
     for secret, kind in SECRETS.items():
         lines.append(f'printf \'%s\\n\' "${secret}" > "$tls/{kind}.pem"')
@@ -81,13 +83,18 @@ def shell_script(builder: str, nodes: Sequence[Node], platforms: Sequence[str]) 
     for index, node in enumerate(ci):
         append = " --append" if index else ""
         opts = f'"cacert=$tls/ca.pem,cert=$tls/cert.pem,key=$tls/key.pem,servername="{shlex.quote(node.servername)}'
-        lines.append(f"docker buildx create --name {shlex.quote(builder)}{append} --driver remote "
-                     f"--driver-opt {opts} --platform {shlex.quote(','.join(node.platforms))} "
-                     f"{shlex.quote(node.endpoint)}")
-    lines += [f"docker buildx inspect --bootstrap {shlex.quote(builder)}",
-              f"export BUILDFLEET_BUILDER={shlex.quote(builder)}",
-              f"export BUILDFLEET_PLATFORMS={shlex.quote(','.join(platforms))}",
-              '# then: docker buildx build --builder "$BUILDFLEET_BUILDER" --platform "$BUILDFLEET_PLATFORMS" --push -t IMAGE .']
+        lines.append(
+            f"docker buildx create --name {shlex.quote(builder)}{append} --driver remote "
+            f"--driver-opt {opts} --platform {shlex.quote(','.join(node.platforms))} "
+            f"{shlex.quote(node.endpoint)}"
+        )
+    lines += [
+        f"docker buildx inspect --bootstrap {shlex.quote(builder)}",
+        f"export BUILDFLEET_BUILDER={shlex.quote(builder)}",
+        f"export BUILDFLEET_PLATFORMS={shlex.quote(','.join(platforms))}",
+        '# then: docker buildx build --builder "$BUILDFLEET_BUILDER" '
+        '--platform "$BUILDFLEET_PLATFORMS" --push -t IMAGE .',
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -111,7 +118,7 @@ def circleci(builder: str, nodes: Sequence[Node], platforms: Sequence[str]) -> s
         "      - run:\n"
         "          name: Build and push every platform\n"
         f"          command: docker buildx build --builder {shlex.quote(builder)} "
-        f"--platform {shlex.quote(','.join(platforms))} --push -t \"$IMAGE\" .\n"
+        f'--platform {shlex.quote(",".join(platforms))} --push -t "$IMAGE" .\n'
     )
 
 

@@ -12,25 +12,39 @@ import struct
 # uname -m a step reports on each platform (an amd64 kernel reports x86_64 to 386 code,
 # an arm64 kernel armv8l to 32-bit ARM code; QEMU reports the emulated CPU)
 UNAME = {
-    "linux/amd64": {"x86_64"}, "linux/386": {"i686", "i386", "x86_64"},
-    "linux/arm64": {"aarch64"}, "linux/arm/v7": {"armv7l", "armv8l"},
+    "linux/amd64": {"x86_64"},
+    "linux/386": {"i686", "i386", "x86_64"},
+    "linux/arm64": {"aarch64"},
+    "linux/arm/v7": {"armv7l", "armv8l"},
     "linux/arm/v6": {"armv6l", "armv7l", "armv8l"},
-    "linux/ppc64le": {"ppc64le"}, "linux/s390x": {"s390x"}, "linux/riscv64": {"riscv64"},
+    "linux/ppc64le": {"ppc64le"},
+    "linux/s390x": {"s390x"},
+    "linux/riscv64": {"riscv64"},
 }
 
 # What hello.c prints when compiled for the platform. Debian's armel, the userland for
 # linux/arm/v6, targets ARMv5TE, which every v6 CPU runs.
 PROGRAM_SAYS = {
-    "linux/amd64": {"amd64 64-bit"}, "linux/386": {"386 32-bit"}, "linux/arm64": {"arm64 64-bit"},
-    "linux/arm/v7": {"arm/v7 32-bit"}, "linux/arm/v6": {"arm/v5 32-bit", "arm/v6 32-bit"},
-    "linux/ppc64le": {"ppc64le 64-bit"}, "linux/s390x": {"s390x 64-bit"}, "linux/riscv64": {"riscv64 64-bit"},
+    "linux/amd64": {"amd64 64-bit"},
+    "linux/386": {"386 32-bit"},
+    "linux/arm64": {"arm64 64-bit"},
+    "linux/arm/v7": {"arm/v7 32-bit"},
+    "linux/arm/v6": {"arm/v5 32-bit", "arm/v6 32-bit"},
+    "linux/ppc64le": {"ppc64le 64-bit"},
+    "linux/s390x": {"s390x 64-bit"},
+    "linux/riscv64": {"riscv64 64-bit"},
 }
 
 # ELF identity of code for the platform: (bits, byte order, e_machine)
 ELF_MACHINE = {
-    "linux/amd64": (64, "little", 62), "linux/386": (32, "little", 3), "linux/arm64": (64, "little", 183),
-    "linux/arm/v7": (32, "little", 40), "linux/arm/v6": (32, "little", 40),
-    "linux/ppc64le": (64, "little", 21), "linux/s390x": (64, "big", 22), "linux/riscv64": (64, "little", 243),
+    "linux/amd64": (64, "little", 62),
+    "linux/386": (32, "little", 3),
+    "linux/arm64": (64, "little", 183),
+    "linux/arm/v7": (32, "little", 40),
+    "linux/arm/v6": (32, "little", 40),
+    "linux/ppc64le": (64, "little", 21),
+    "linux/s390x": (64, "big", 22),
+    "linux/riscv64": (64, "little", 243),
 }
 
 

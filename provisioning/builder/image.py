@@ -14,12 +14,12 @@ import io
 import re
 import subprocess
 import tarfile
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
+from provisioning.artifacts import Artifact
 from provisioning.builder.builder import Buildx
 from provisioning.errors import BuildfleetError
-from provisioning.artifacts import Artifact
 from provisioning.remote.docker import Docker
 
 REPOSITORY = "buildfleet/buildkit"
@@ -44,8 +44,7 @@ def image_tar(buildkit: Sequence[Artifact], runc: Path = RUNC) -> bytes:
         files[str(library).lstrip("/")] = library.resolve()
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w") as archive:
-        for directory, mode in (("tmp", 0o1777), ("run", 0o755), ("etc/buildkit", 0o755),
-                                ("var/lib/buildkit", 0o700)):
+        for directory, mode in (("tmp", 0o1777), ("run", 0o755), ("etc/buildkit", 0o755), ("var/lib/buildkit", 0o700)):
             info = tarfile.TarInfo(directory)
             info.type, info.mode = tarfile.DIRTYPE, mode
             archive.addfile(info)
@@ -63,8 +62,10 @@ def ensure_local_image(docker: Docker, buildkit: Sequence[Artifact], version: st
     data = image_tar(buildkit)
     tag = f"{REPOSITORY}:{version}-{hashlib.sha256(data).hexdigest()[:12]}"
     if not docker.image_exists(tag):
-        docker.run(["import", "--change", "ENV PATH=/usr/bin", "--change", 'ENTRYPOINT ["buildkitd"]', "-", tag],
-                   input_bytes=data)
+        docker.run(
+            ["import", "--change", "ENV PATH=/usr/bin", "--change", 'ENTRYPOINT ["buildkitd"]', "-", tag],
+            input_bytes=data,
+        )
     return tag
 
 
@@ -74,8 +75,9 @@ def ensure_on_host(buildx: Buildx, alias: str, tag: str) -> bool:
     if buildx.run([*remote, "image", "inspect", tag], check=False).returncode == 0:
         return False
     saved = subprocess.run([buildx.docker, "save", tag], capture_output=True, check=True)
-    loaded = subprocess.run([buildx.docker, *remote, "load"], input=saved.stdout, capture_output=True,
-                            env=buildx.full_env())
+    loaded = subprocess.run(
+        [buildx.docker, *remote, "load"], input=saved.stdout, capture_output=True, env=buildx.full_env()
+    )
     if loaded.returncode != 0:
         raise BuildfleetError(f"loading {tag} into {alias} failed: {loaded.stderr.decode()[-300:]}")
     return True

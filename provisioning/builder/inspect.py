@@ -13,8 +13,8 @@ class InspectedNode:
     endpoint: str = ""
     status: str = ""
     driver_opts: dict[str, str] = field(default_factory=dict)
-    pinned: tuple[str, ...] = ()      # platforms given with --platform (buildx marks them with *)
-    platforms: tuple[str, ...] = ()   # everything the node reports
+    pinned: tuple[str, ...] = ()  # platforms given with --platform (buildx marks them with *)
+    platforms: tuple[str, ...] = ()  # everything the node reports
     buildkit: str = ""
 
 
@@ -34,15 +34,17 @@ def parse_inspect(text: str) -> InspectedBuilder:
         if "Name" not in values:
             continue
         listed = [p.strip() for p in values.get("Platforms", "").split(",") if p.strip()]
-        nodes.append(InspectedNode(
-            name=values["Name"],
-            endpoint=values.get("Endpoint", ""),
-            status=values.get("Status", ""),
-            driver_opts=_driver_opts(values.get("Driver Options", "")),
-            pinned=tuple(p.rstrip("*") for p in listed if p.endswith("*")),
-            platforms=tuple(p.rstrip("*") for p in listed),
-            buildkit=values.get("BuildKit version", values.get("Buildkit", "")),
-        ))
+        nodes.append(
+            InspectedNode(
+                name=values["Name"],
+                endpoint=values.get("Endpoint", ""),
+                status=values.get("Status", ""),
+                driver_opts=_driver_opts(values.get("Driver Options", "")),
+                pinned=tuple(p.rstrip("*") for p in listed if p.endswith("*")),
+                platforms=tuple(p.rstrip("*") for p in listed),
+                buildkit=values.get("BuildKit version") or values.get("Buildkit") or "",
+            )
+        )
     return InspectedBuilder(fields.get("Name", ""), fields.get("Driver", ""), tuple(nodes))
 
 

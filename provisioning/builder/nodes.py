@@ -24,7 +24,7 @@ class TLSFiles:
     key: Path
 
     @classmethod
-    def in_state(cls, tls_dir: Path) -> "TLSFiles":
+    def in_state(cls, tls_dir: Path) -> TLSFiles:
         return cls(tls_dir / "ca" / "cert.pem", tls_dir / "client" / "cert.pem", tls_dir / "client" / "key.pem")
 
 
@@ -43,10 +43,22 @@ class Node:
 
     def create_args(self, builder: str, append: bool) -> list[str]:
         opts = ",".join(f"{key}={value}" for key, value in self.driver_opts)
-        return ["buildx", "create", "--name", builder, *(["--append"] if append else []),
-                "--node", self.name, "--driver", self.driver, *(["--driver-opt", opts] if opts else []),
-                *(["--buildkitd-config", self.buildkitd_config] if self.buildkitd_config else []),
-                "--platform", ",".join(self.platforms), self.endpoint]
+        return [
+            "buildx",
+            "create",
+            "--name",
+            builder,
+            *(["--append"] if append else []),
+            "--node",
+            self.name,
+            "--driver",
+            self.driver,
+            *(["--driver-opt", opts] if opts else []),
+            *(["--buildkitd-config", self.buildkitd_config] if self.buildkitd_config else []),
+            "--platform",
+            ",".join(self.platforms),
+            self.endpoint,
+        ]
 
 
 def node_name(builder: str, host: str) -> str:
@@ -59,8 +71,12 @@ def remote_node(builder: str, host: InventoryHost, tls: TLSFiles) -> Node:
         name=node_name(builder, host.name),
         endpoint=f"tcp://{host.address}:{host.buildkitd_port}",
         platforms=tuple(p.platform for p in host.platforms),
-        driver_opts=(("cacert", str(tls.ca)), ("cert", str(tls.cert)), ("key", str(tls.key)),
-                     ("servername", host.address)),
+        driver_opts=(
+            ("cacert", str(tls.ca)),
+            ("cert", str(tls.cert)),
+            ("key", str(tls.key)),
+            ("servername", host.address),
+        ),
     )
 
 
@@ -86,6 +102,7 @@ def remote_nodes(builder: str, inventory: Inventory, tls: TLSFiles) -> tuple[Nod
     return tuple(remote_node(builder, h, tls) for h in building_hosts(inventory))
 
 
-def docker_container_nodes(builder: str, inventory: Inventory, image: str,
-                           buildkitd_config: str = "") -> tuple[Node, ...]:
+def docker_container_nodes(
+    builder: str, inventory: Inventory, image: str, buildkitd_config: str = ""
+) -> tuple[Node, ...]:
     return tuple(docker_container_node(builder, h, image, buildkitd_config) for h in building_hosts(inventory))

@@ -6,15 +6,15 @@ the others ran; this names the platform and host first, before anything starts.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from provisioning.errors import BuildfleetError
+from provisioning.inventory import Inventory, InventoryHost
+from provisioning.platforms import parse_platform
 from provisioning.remote import facts as f
 from provisioning.remote.facts import gather
 from provisioning.remote.fanout import fan_out
 from provisioning.remote.ssh import Transport
-from provisioning.inventory import Inventory, InventoryHost
-from provisioning.platforms import parse_platform
 
 
 def missing_interpreters(host: InventoryHost, binfmt: f.Binfmt) -> list[str]:
@@ -25,8 +25,10 @@ def missing_interpreters(host: InventoryHost, binfmt: f.Binfmt) -> list[str]:
             continue
         arch = parse_platform(assigned.platform).qemu_arch
         if not binfmt.registered(arch):
-            problems.append(f"{assigned.platform} cannot be built on {host.name}: its QEMU interpreter "
-                            f"qemu-{arch} is not registered with the F flag (run buildfleet configure)")
+            problems.append(
+                f"{assigned.platform} cannot be built on {host.name}: its QEMU interpreter "
+                f"qemu-{arch} is not registered with the F flag (run buildfleet configure)"
+            )
     return problems
 
 

@@ -14,10 +14,8 @@ from dataclasses import dataclass
 
 from provisioning.errors import BuildfleetError
 
-INDEX_TYPES = ("application/vnd.oci.image.index.v1+json",
-               "application/vnd.docker.distribution.manifest.list.v2+json")
-MANIFEST_TYPES = ("application/vnd.oci.image.manifest.v1+json",
-                  "application/vnd.docker.distribution.manifest.v2+json")
+INDEX_TYPES = ("application/vnd.oci.image.index.v1+json", "application/vnd.docker.distribution.manifest.list.v2+json")
+MANIFEST_TYPES = ("application/vnd.oci.image.manifest.v1+json", "application/vnd.docker.distribution.manifest.v2+json")
 
 
 @dataclass(frozen=True)
@@ -25,8 +23,9 @@ class RegistryClient:
     address: str  # host:port
 
     def _get(self, path: str, accept: tuple[str, ...] = ()) -> bytes:
-        request = urllib.request.Request(f"http://{self.address}/v2/{path}",
-                                         headers={"Accept": ", ".join(accept)} if accept else {})
+        request = urllib.request.Request(
+            f"http://{self.address}/v2/{path}", headers={"Accept": ", ".join(accept)} if accept else {}
+        )
         try:
             with urllib.request.urlopen(request, timeout=30) as response:
                 return response.read()

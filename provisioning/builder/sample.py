@@ -10,17 +10,17 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Sequence
 
 from provisioning.builder import evidence
 from provisioning.builder.builder import Buildx
+from provisioning.builder.registry_client import RegistryClient
 from provisioning.errors import BuildfleetError
 from provisioning.inventory import Inventory
 from provisioning.platforms import Platform
-from provisioning.builder.registry_client import RegistryClient
 
 REPOSITORY = "buildfleet-sample"
 
@@ -39,25 +39,31 @@ class SampleSources:
     sample: Path  # the Dockerfile and hello.c shipped in provisioning/builder/files
 
     @classmethod
-    def from_artifacts(cls, artifacts: Path, platforms: Sequence[Platform]) -> "SampleSources":
+    def from_artifacts(cls, artifacts: Path, platforms: Sequence[Platform]) -> SampleSources:
         """The newest userland and busybox sets, refusing one that lacks a platform."""
-        sources = cls(_newest(artifacts / "userland", "fetch-userland.sh"),
-                      _newest(artifacts / "busybox", "fetch-busybox.sh"),
-                      Path(str(resources.files("provisioning.builder").joinpath("files"))))
+        sources = cls(
+            _newest(artifacts / "userland", "fetch-userland.sh"),
+            _newest(artifacts / "busybox", "fetch-busybox.sh"),
+            Path(str(resources.files("provisioning.builder").joinpath("files"))),
+        )
         for platform in platforms:
-            for path, script in ((sources.userland / f"userland-{_tar_name(platform)}.tar", "fetch-userland.sh"),
-                                 (sources.busybox / f"busybox-{_tar_name(platform)}", "fetch-busybox.sh")):
+            for path, script in (
+                (sources.userland / f"userland-{_tar_name(platform)}.tar", "fetch-userland.sh"),
+                (sources.busybox / f"busybox-{_tar_name(platform)}", "fetch-busybox.sh"),
+            ):
                 if not path.is_file():
-                    raise BuildfleetError(f"no {path.name} for {platform} in {path.parent}: "
-                                          f"run provisioning/artifacts/debian/{script}")
+                    raise BuildfleetError(
+                        f"no {path.name} for {platform} in {path.parent}: run provisioning/artifacts/debian/{script}"
+                    )
         return sources
 
 
 def _newest(directory: Path, script: str) -> Path:
     sets = [d for d in directory.glob("*") if (d / "SHA256SUMS").is_file()]
     if not sets:
-        raise BuildfleetError(f"nothing in {directory}: run provisioning/artifacts/debian/{script} "
-                              f"{directory.parent} (or .ci/prepare)")
+        raise BuildfleetError(
+            f"nothing in {directory}: run provisioning/artifacts/debian/{script} {directory.parent} (or .ci/prepare)"
+        )
     return max(sets, key=lambda d: (d / "SHA256SUMS").stat().st_mtime)
 
 
@@ -66,8 +72,14 @@ def context_args(sources: SampleSources, dockerfile_dir: Path | None = None, nam
     directory holding the Dockerfile (the sample's unless another is given). The userland
     directory, the main context, goes last on the command line."""
     directory = dockerfile_dir or sources.sample
-    return ["--build-context", f"busybox={sources.busybox}", "--build-context", f"{name}={directory}",
-            "--file", str(directory / "Dockerfile")]
+    return [
+        "--build-context",
+        f"busybox={sources.busybox}",
+        "--build-context",
+        f"{name}={directory}",
+        "--file",
+        str(directory / "Dockerfile"),
+    ]
 
 
 @dataclass(frozen=True)
@@ -85,13 +97,30 @@ class BuiltPlatform:
 def build_args(builder: str, platforms: Sequence[Platform], output: str, sources: SampleSources) -> list[str]:
     """``docker buildx build`` with the compile stage uncached, so it really runs where placed
     (the unpacked userland stays cached on each node)."""
-    return ["buildx", "build", "--builder", builder, "--platform", ",".join(str(p) for p in platforms),
-            "--allow", "network.host", "--provenance=false", "--no-cache-filter", "compile", "--progress", "plain",
-            *context_args(sources), "--output", output, str(sources.userland)]
+    return [
+        "buildx",
+        "build",
+        "--builder",
+        builder,
+        "--platform",
+        ",".join(str(p) for p in platforms),
+        "--allow",
+        "network.host",
+        "--provenance=false",
+        "--no-cache-filter",
+        "compile",
+        "--progress",
+        "plain",
+        *context_args(sources),
+        "--output",
+        output,
+        str(sources.userland),
+    ]
 
 
-def build_sample(buildx: Buildx, builder: str, inventory: Inventory, sources: SampleSources,
-                 platforms: Sequence[Platform], tag: str) -> tuple[str, float]:
+def build_sample(
+    buildx: Buildx, builder: str, inventory: Inventory, sources: SampleSources, platforms: Sequence[Platform], tag: str
+) -> tuple[str, float]:
     """One multi-platform build, pushed as a manifest list; returns the image and seconds."""
     if not inventory.registry:
         raise BuildfleetError("the fleet has no registry to push to")
@@ -139,6 +168,7 @@ def verify_sample(inventory: Inventory, tag: str, platforms: Sequence[Platform])
         problems = evidence.problems(name, uname, program, files.get("buildfleet/hello", b""))
         if ran_on != [host]:
             problems.append(f"ran on {', '.join(ran_on) or 'an unknown node'}, planned {host}")
-        results.append(BuiltPlatform(name, host, native, uname, program, ", ".join(ran_on), not problems,
-                                     "; ".join(problems)))
+        results.append(
+            BuiltPlatform(name, host, native, uname, program, ", ".join(ran_on), not problems, "; ".join(problems))
+        )
     return results

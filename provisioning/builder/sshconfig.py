@@ -23,17 +23,21 @@ def render_ssh_config(builder: str, inventory: Inventory, default_key: Path, kno
     blocks = []
     for host in inventory.hosts:
         key = Path(host.ssh_key).expanduser() if host.ssh_key else default_key
-        blocks.append("\n".join([
-            f"Host {node_name(builder, host.name)}",
-            f"  HostName {host.address}",
-            f"  Port {host.ssh_port}",
-            f"  User {host.ssh_user}",
-            f"  IdentityFile {key}",
-            "  IdentitiesOnly yes",
-            f"  UserKnownHostsFile {known_hosts}",
-            "  StrictHostKeyChecking yes",
-            "  BatchMode yes",
-        ]))
+        blocks.append(
+            "\n".join(
+                [
+                    f"Host {node_name(builder, host.name)}",
+                    f"  HostName {host.address}",
+                    f"  Port {host.ssh_port}",
+                    f"  User {host.ssh_user}",
+                    f"  IdentityFile {key}",
+                    "  IdentitiesOnly yes",
+                    f"  UserKnownHostsFile {known_hosts}",
+                    "  StrictHostKeyChecking yes",
+                    "  BatchMode yes",
+                ]
+            )
+        )
     return "\n\n".join(blocks) + "\n"
 
 
@@ -46,6 +50,8 @@ def write_ssh_wrapper(directory: Path, config_text: str) -> Path:
     config = directory / "config"
     config.write_text(config_text)
     wrapper = directory / "ssh"
-    wrapper.write_text(f'#!/bin/sh\n# buildfleet: plain ssh with the fleet\'s own config\nexec {real} -F {config} "$@"\n')
+    wrapper.write_text(
+        f'#!/bin/sh\n# buildfleet: plain ssh with the fleet\'s own config\nexec {real} -F {config} "$@"\n'
+    )
     wrapper.chmod(0o755)
     return directory

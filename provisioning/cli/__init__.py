@@ -6,8 +6,8 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from rich.console import Console
 from rich.markup import escape
@@ -15,9 +15,9 @@ from rich.markup import escape
 from provisioning.bench.runs import WORKLOADS
 from provisioning.builder.drivers import DRIVERS
 from provisioning.cli.build import cmd_builder, cmd_ci_config, cmd_sample
-from provisioning.cli.options import add_config_options, add_fleet_options, default_cache_dir, fraction, positive
 from provisioning.cli.fleet import cmd_configure, cmd_down, cmd_plan, cmd_status, cmd_up
 from provisioning.cli.measure import cmd_bench, cmd_cost
+from provisioning.cli.options import add_config_options, add_fleet_options, default_cache_dir, fraction, positive
 from provisioning.errors import BuildfleetError
 from provisioning.targets import KINDS
 
@@ -26,135 +26,208 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="buildfleet",
         description="Multi-architecture Docker build hosts as code: plan a fleet, stand it up, "
-                    "and join it into one docker buildx builder (native where possible, QEMU elsewhere).",
+        "and join it into one docker buildx builder (native where possible, QEMU elsewhere).",
         epilog="Typical run: buildfleet up && buildfleet sample && buildfleet bench; buildfleet doctor when "
-               "something is off; buildfleet down to remove it all. 'buildfleet COMMAND --help' for each.",
+        "something is off; buildfleet down to remove it all. 'buildfleet COMMAND --help' for each.",
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     plan = commands.add_parser(
-        "plan", help="show which host builds each platform, natively or under QEMU (no cloud account needed)",
+        "plan",
+        help="show which host builds each platform, natively or under QEMU (no cloud account needed)",
         description="Print the placement the configuration leads to: for each platform, the host that "
-                    "builds it and whether natively or under QEMU. Reads configuration only.",
+        "builds it and whether natively or under QEMU. Reads configuration only.",
     )
     add_config_options(plan)
-    plan.add_argument("--target", choices=KINDS, default="aws",
-                      help="plan for AWS instance types (default) or for hosts on this machine")
+    plan.add_argument(
+        "--target",
+        choices=KINDS,
+        default="aws",
+        help="plan for AWS instance types (default) or for hosts on this machine",
+    )
     plan.add_argument("--json", action="store_true", help="print the plan as JSON")
     plan.set_defaults(handler=cmd_plan)
 
-    up = commands.add_parser("up", help="create the fleet's hosts, configure them and make the builder",
-                             description="Create the hosts (local: containers on this machine's Docker engine; "
-                                         "aws: pulumi up through the Automation API, then wait for SSH and "
-                                         "cloud-init; static: hosts that exist), configure Docker, buildx, "
-                                         "QEMU/binfmt and buildkitd on each, and make the fleet's buildx builder. "
-                                         "Re-running finishes what a failed run left.")
-    up.add_argument("--target", choices=KINDS, default="local",
-                    help="local: containers on this machine (default); aws: the Pulumi program through the "
-                         "Automation API (stack --stack, default the fleet name; needs the Pulumi CLI and AWS "
-                         "credentials); static: hosts listed in --inventory")
+    up = commands.add_parser(
+        "up",
+        help="create the fleet's hosts, configure them and make the builder",
+        description="Create the hosts (local: containers on this machine's Docker engine; "
+        "aws: pulumi up through the Automation API, then wait for SSH and "
+        "cloud-init; static: hosts that exist), configure Docker, buildx, "
+        "QEMU/binfmt and buildkitd on each, and make the fleet's buildx builder. "
+        "Re-running finishes what a failed run left.",
+    )
+    up.add_argument(
+        "--target",
+        choices=KINDS,
+        default="local",
+        help="local: containers on this machine (default); aws: the Pulumi program through the "
+        "Automation API (stack --stack, default the fleet name; needs the Pulumi CLI and AWS "
+        "credentials); static: hosts listed in --inventory",
+    )
     up.add_argument("--inventory", type=Path, metavar="FILE", help="the static target's YAML host list")
-    up.add_argument("--ssh-key", type=Path, metavar="FILE",
-                    help="aws: private key matching buildfleet:sshPublicKey (unset: the fleet's own key is used)")
-    up.add_argument("--wait-timeout", type=positive, default=900, metavar="SECONDS",
-                    help="aws: how long to wait for SSH and cloud-init on new hosts (default 900)")
+    up.add_argument(
+        "--ssh-key",
+        type=Path,
+        metavar="FILE",
+        help="aws: private key matching buildfleet:sshPublicKey (unset: the fleet's own key is used)",
+    )
+    up.add_argument(
+        "--wait-timeout",
+        type=positive,
+        default=900,
+        metavar="SECONDS",
+        help="aws: how long to wait for SSH and cloud-init on new hosts (default 900)",
+    )
     add_config_options(up)
     add_fleet_options(up)
     up.set_defaults(handler=cmd_up)
 
-    configure = commands.add_parser("configure", help="(re)configure the fleet's hosts; changes only what differs",
-                                    description="Read each host's facts over SSH and apply only what differs from "
-                                                "the desired state; a configured fleet reports no change.")
+    configure = commands.add_parser(
+        "configure",
+        help="(re)configure the fleet's hosts; changes only what differs",
+        description="Read each host's facts over SSH and apply only what differs from "
+        "the desired state; a configured fleet reports no change.",
+    )
     add_config_options(configure)
     add_fleet_options(configure)
     configure.set_defaults(handler=cmd_configure)
 
     status = commands.add_parser(
-        "status", aliases=["doctor"], help="show the fleet's hosts, endpoints and platforms (doctor: check them)",
+        "status",
+        aliases=["doctor"],
+        help="show the fleet's hosts, endpoints and platforms (doctor: check them)",
         description="Show the fleet's hosts, endpoints, platforms, registry and builder. With --check, or as "
-                    "'buildfleet doctor': check every host's Docker, privileged runtime, buildx, binfmt/QEMU and "
-                    "buildkitd against the desired state without changing anything, and every builder node's "
-                    "status; each check is ✓ or ✗ with the fix. Exit 1 when a check fails.")
+        "'buildfleet doctor': check every host's Docker, privileged runtime, buildx, binfmt/QEMU and "
+        "buildkitd against the desired state without changing anything, and every builder node's "
+        "status; each check is ✓ or ✗ with the fix. Exit 1 when a check fails.",
+    )
     status.add_argument("--check", action="store_true", help="check each host and builder node (as doctor)")
     add_config_options(status)
     add_fleet_options(status)
     status.set_defaults(handler=cmd_status)
 
     builder = commands.add_parser(
-        "builder", help="show (or create, or remove) the fleet's multi-node buildx builder",
+        "builder",
+        help="show (or create, or remove) the fleet's multi-node buildx builder",
         description="The fleet's buildx builder: one node per host (remote driver: its buildkitd over mTLS; "
-                    "docker-container driver: its Docker over ssh), each pinned to the "
-                    "platforms the placement gave it. Without an action: its nodes, endpoints, platforms "
-                    "(native or QEMU) and status. create: make or update it (idempotent). rm: remove it, only "
-                    "if buildfleet made it.")
+        "docker-container driver: its Docker over ssh), each pinned to the "
+        "platforms the placement gave it. Without an action: its nodes, endpoints, platforms "
+        "(native or QEMU) and status. create: make or update it (idempotent). rm: remove it, only "
+        "if buildfleet made it.",
+    )
     builder.add_argument("action", nargs="?", choices=("show", "create", "rm"), default="show")
     builder.add_argument("--use", action="store_true", help="with create: make it the default builder")
-    builder.add_argument("--driver", choices=tuple(DRIVERS), default="remote",
-                         help="with create: remote (buildkitd over mTLS, default) or docker-container over ssh")
-    builder.add_argument("--artifacts", type=Path, default=default_cache_dir(), metavar="DIR",
-                         help="buildkit artifacts for the docker-container driver's image (default: %(default)s)")
+    builder.add_argument(
+        "--driver",
+        choices=tuple(DRIVERS),
+        default="remote",
+        help="with create: remote (buildkitd over mTLS, default) or docker-container over ssh",
+    )
+    builder.add_argument(
+        "--artifacts",
+        type=Path,
+        default=default_cache_dir(),
+        metavar="DIR",
+        help="buildkit artifacts for the docker-container driver's image (default: %(default)s)",
+    )
     builder.add_argument("--no-bootstrap", action="store_true", help="show the nodes without starting them")
     add_fleet_options(builder, configure_flags=False)
     builder.set_defaults(handler=cmd_builder)
 
     sample = commands.add_parser(
-        "sample", help="build the sample image for every platform through the builder and check where each ran",
+        "sample",
+        help="build the sample image for every platform through the builder and check where each ran",
         description="Build the sample through the builder: on each platform's node, natively or under QEMU, "
-                    "gcc compiles a small C program, runs it and records uname -m and the node's addresses. "
-                    "The image is pushed to the fleet's registry, read back, and each platform checked: the "
-                    "program's ELF header and output, uname -m, and that it ran on the node the placement chose.")
+        "gcc compiles a small C program, runs it and records uname -m and the node's addresses. "
+        "The image is pushed to the fleet's registry, read back, and each platform checked: the "
+        "program's ELF header and output, uname -m, and that it ran on the node the placement chose.",
+    )
     sample.add_argument("--time-each", action="store_true", help="also time each platform built alone")
     add_fleet_options(sample)
     sample.set_defaults(handler=cmd_sample)
 
     bench = commands.add_parser(
-        "bench", help="time reference workloads natively and under QEMU; emulation penalty and $ per build",
+        "bench",
+        help="time reference workloads natively and under QEMU; emulation penalty and $ per build",
         description="Build each reference workload for each platform on its planned node, and natively placed "
-                    "platforms also under QEMU on the emulation host, without the build cache, --repeats times. "
-                    "Reports min/median seconds, the emulation penalty (QEMU time / the same workload on a native "
-                    "node: the platform's own where the fleet has one, else the QEMU host's own architecture on "
-                    "the same machine) and $ per build from catalog prices. Writes bench.md, bench.json, "
-                    "timings.csv and bench.png to --output. Workloads: " +
-                    "; ".join(f"{name}: {text}" for name, text in WORKLOADS.items()) + ".")
-    bench.add_argument("--workload", action="append", choices=tuple(WORKLOADS), metavar="NAME",
-                       help=f"a workload to run (repeatable; default: all of {', '.join(WORKLOADS)})")
+        "platforms also under QEMU on the emulation host, without the build cache, --repeats times. "
+        "Reports min/median seconds, the emulation penalty (QEMU time / the same workload on a native "
+        "node: the platform's own where the fleet has one, else the QEMU host's own architecture on "
+        "the same machine) and $ per build from catalog prices. Writes bench.md, bench.json, "
+        "timings.csv and bench.png to --output. Workloads: "
+        + "; ".join(f"{name}: {text}" for name, text in WORKLOADS.items())
+        + ".",
+    )
+    bench.add_argument(
+        "--workload",
+        action="append",
+        choices=tuple(WORKLOADS),
+        metavar="NAME",
+        help=f"a workload to run (repeatable; default: all of {', '.join(WORKLOADS)})",
+    )
     bench.add_argument("--platforms", metavar="LIST", help="comma-separated platforms (default: every planned one)")
     bench.add_argument("--repeats", type=positive, default=3, help="runs per workload, platform and node (default 3)")
-    bench.add_argument("--output", type=Path, default=Path("buildfleet-bench"), metavar="DIR",
-                       help="where the report files go (default: ./buildfleet-bench)")
+    bench.add_argument(
+        "--output",
+        type=Path,
+        default=Path("buildfleet-bench"),
+        metavar="DIR",
+        help="where the report files go (default: ./buildfleet-bench)",
+    )
     add_config_options(bench)
     add_fleet_options(bench)
     bench.set_defaults(handler=cmd_bench)
 
     cost = commands.add_parser(
-        "cost", help="the planned AWS fleet's $/hour and $/month, on-demand and spot, beside hosted CI prices",
+        "cost",
+        help="the planned AWS fleet's $/hour and $/month, on-demand and spot, beside hosted CI prices",
         description="Price the fleet the configuration plans for AWS from the instance catalog: per host and in "
-                    "all, per hour and per month (730 h), on-demand and spot. Spot is on-demand less "
-                    "--spot-discount and labelled an estimate. Hosted CI per-minute prices (with their source "
-                    "and date) are shown beside it. Reads configuration only; no cloud account needed.")
-    cost.add_argument("--spot-discount", type=fraction, default=0.6, metavar="FRACTION",
-                      help="assumed spot discount off on-demand, 0 to below 1 (default 0.6: an estimate)")
+        "all, per hour and per month (730 h), on-demand and spot. Spot is on-demand less "
+        "--spot-discount and labelled an estimate. Hosted CI per-minute prices (with their source "
+        "and date) are shown beside it. Reads configuration only; no cloud account needed.",
+    )
+    cost.add_argument(
+        "--spot-discount",
+        type=fraction,
+        default=0.6,
+        metavar="FRACTION",
+        help="assumed spot discount off on-demand, 0 to below 1 (default 0.6: an estimate)",
+    )
     cost.add_argument("--json", action="store_true", help="print the figures as JSON")
     add_config_options(cost)
     cost.set_defaults(handler=cmd_cost)
 
     ci = commands.add_parser(
-        "ci-config", help="print what a CI job needs to use the builder (GitHub Actions, CircleCI, shell)",
+        "ci-config",
+        help="print what a CI job needs to use the builder (GitHub Actions, CircleCI, shell)",
         description="Render, from the live inventory, a docker/setup-buildx-action step, a CircleCI job or a "
-                    "POSIX shell script that joins the fleet's builder with its remote nodes over mTLS, and list "
-                    "the three secrets to create (CA, client certificate, client key) with the files holding them.")
+        "POSIX shell script that joins the fleet's builder with its remote nodes over mTLS, and list "
+        "the three secrets to create (CA, client certificate, client key) with the files holding them.",
+    )
     ci.add_argument("--format", choices=("github", "circleci", "shell"), default="github")
     add_fleet_options(ci, configure_flags=False)
     ci.set_defaults(handler=cmd_ci_config)
 
     down = commands.add_parser(
-        "down", help="remove every host, volume, network, builder and key the fleet made",
+        "down",
+        help="remove every host, volume, network, builder and key the fleet made",
         description="Remove the fleet's builders, then its hosts (local: containers, volumes, network, registry; "
-                    "aws: pulumi destroy on its stack; static: nothing on the hosts) and its local state.")
-    down.add_argument("--target", choices=KINDS, default=None,
-                      help="only needed for aws when the fleet's state is gone (default: from the fleet's state)")
+        "aws: pulumi destroy on its stack; static: nothing on the hosts) and its local state.",
+    )
+    down.add_argument(
+        "--target",
+        choices=KINDS,
+        default=None,
+        help="only needed for aws when the fleet's state is gone (default: from the fleet's state)",
+    )
     down.add_argument("--stack", metavar="NAME", help="aws: the stack (default: the one up used, else the fleet name)")
-    down.add_argument("--project-dir", metavar="DIR", type=Path, default=Path.cwd(),
-                      help="aws: directory holding Pulumi.yaml (default: current)")
+    down.add_argument(
+        "--project-dir",
+        metavar="DIR",
+        type=Path,
+        default=Path.cwd(),
+        help="aws: directory holding Pulumi.yaml (default: current)",
+    )
     add_fleet_options(down, configure_flags=False)
     down.set_defaults(handler=cmd_down)
     return parser

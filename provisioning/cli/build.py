@@ -21,14 +21,17 @@ def ensure_builder(args: argparse.Namespace, console: Console, state: FleetState
     from provisioning.artifacts import LocalArtifacts
     from provisioning.builder.drivers import make_driver
     from provisioning.builder.nodes import REMOTE
+
     inventory = require_inventory(args, state)
     builder = fleet_builder(args, state)
     driver = make_driver(getattr(args, "driver", REMOTE), LocalArtifacts(args.artifacts), builder.buildx)
     with console.status(driver.preparing or f"{driver.name} driver: one node per host"):
         nodes = driver.nodes(builder.name, inventory, state)
     changes = builder.ensure(nodes, use=getattr(args, "use", False))
-    console.print(f"builder {builder.name!r}: " + ("; ".join(c.describe() for c in changes) if changes
-                                                    else "no change: its nodes match the fleet"))
+    console.print(
+        f"builder {builder.name!r}: "
+        + ("; ".join(c.describe() for c in changes) if changes else "no change: its nodes match the fleet")
+    )
 
 
 def cmd_builder(args: argparse.Namespace, console: Console) -> int:
@@ -36,8 +39,11 @@ def cmd_builder(args: argparse.Namespace, console: Console) -> int:
     builder = fleet_builder(args, state)
     if args.action == "rm":
         removed = builder.remove()
-        console.print(f"builder {builder.name!r} removed" if removed
-                      else f"builder {builder.name!r}: buildfleet did not make it here; left as it is")
+        console.print(
+            f"builder {builder.name!r} removed"
+            if removed
+            else f"builder {builder.name!r}: buildfleet did not make it here; left as it is"
+        )
         return 0
     if args.action == "create":
         ensure_builder(args, console, state)
@@ -46,9 +52,16 @@ def cmd_builder(args: argparse.Namespace, console: Console) -> int:
     if inspected is None:
         raise BuildfleetError(f"builder {builder.name!r} does not exist: run buildfleet builder create")
     modes = {p.platform: p.native for h in inventory.hosts for p in h.platforms}
-    rows = [{"node": n.name, "endpoint": n.endpoint, "status": n.status, "buildkit": n.buildkit,
-             "platforms": [{"platform": p, "native": modes.get(p, False)} for p in n.pinned]}
-            for n in inspected.nodes]
+    rows = [
+        {
+            "node": n.name,
+            "endpoint": n.endpoint,
+            "status": n.status,
+            "buildkit": n.buildkit,
+            "platforms": [{"platform": p, "native": modes.get(p, False)} for p in n.pinned],
+        }
+        for n in inspected.nodes
+    ]
     if args.json:
         console.print_json(json.dumps({"builder": builder.name, "driver": inspected.driver, "nodes": rows}))
         return 0
@@ -66,6 +79,7 @@ def cmd_sample(args: argparse.Namespace, console: Console) -> int:
     from provisioning.builder.preflight import check_emulation
     from provisioning.builder.sample import SampleSources, build_sample, time_each, verify_sample
     from provisioning.remote.ssh import connect
+
     state = FleetState.for_fleet(args.fleet)
     inventory = require_inventory(args, state)
     platforms = [parse_platform(p) for p in inventory.platforms]
@@ -78,16 +92,30 @@ def cmd_sample(args: argparse.Namespace, console: Console) -> int:
         each = time_each(buildx, builder_name(args), sources, platforms) if args.time_each else {}
     results = verify_sample(inventory, tag, platforms)
     if args.json:
-        console.print_json(json.dumps({"image": image, "seconds": seconds, "platforms": [
-            {**r.__dict__, "seconds_alone": each.get(r.platform)} for r in results]}))
+        console.print_json(
+            json.dumps(
+                {
+                    "image": image,
+                    "seconds": seconds,
+                    "platforms": [{**r.__dict__, "seconds_alone": each.get(r.platform)} for r in results],
+                }
+            )
+        )
     else:
         table = Table(title=f"{image}: {len(platforms)} platforms in {seconds:.1f} s")
         for column in ("platform", "planned node", "runs", "uname -m", "program says", "ran on", "alone (s)", "check"):
             table.add_column(column)
         for r in results:
-            table.add_row(r.platform, r.host, "native" if r.native else "QEMU", r.uname, r.program, r.ran_on,
-                          f"{each[r.platform]:.2f}" if r.platform in each else "-",
-                          "[green]ok[/]" if r.ok else f"[bold red]{escape(r.problem)}[/]")
+            table.add_row(
+                r.platform,
+                r.host,
+                "native" if r.native else "QEMU",
+                r.uname,
+                r.program,
+                r.ran_on,
+                f"{each[r.platform]:.2f}" if r.platform in each else "-",
+                "[green]ok[/]" if r.ok else f"[bold red]{escape(r.problem)}[/]",
+            )
         console.print(table)
     return 0 if all(r.ok for r in results) else 1
 
@@ -95,6 +123,7 @@ def cmd_sample(args: argparse.Namespace, console: Console) -> int:
 def cmd_ci_config(args: argparse.Namespace, console: Console) -> int:
     from provisioning.builder import ciconfig
     from provisioning.builder.nodes import TLSFiles, remote_nodes
+
     state = FleetState.for_fleet(args.fleet)
     inventory = require_inventory(args, state)
     tls = TLSFiles.in_state(state.root / "tls")

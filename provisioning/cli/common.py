@@ -8,28 +8,36 @@ from pathlib import Path
 
 from rich.console import Console
 
+from provisioning.cli.options import default_cache_dir
 from provisioning.errors import BuildfleetError
 from provisioning.inventory import Inventory
 from provisioning.state import FleetState
 from provisioning.targets import Target, make_target
 from provisioning.targets.base import ConfigSources, TargetOptions
-from provisioning.cli.options import default_cache_dir
 
 
 def config_sources(args: argparse.Namespace) -> ConfigSources:
-    return ConfigSources(getattr(args, "project_dir", None) or Path.cwd(), getattr(args, "config", None),
-                         getattr(args, "stack", None), tuple(getattr(args, "overrides", ())))
+    return ConfigSources(
+        getattr(args, "project_dir", None) or Path.cwd(),
+        getattr(args, "config", None),
+        getattr(args, "stack", None),
+        tuple(getattr(args, "overrides", ())),
+    )
 
 
 def target_for(args: argparse.Namespace, kind: str, console: Console | None = None) -> Target:
     """The ``kind`` target for this fleet, given every option the command line has."""
     fleet = getattr(args, "fleet", "default")
     options = TargetOptions(
-        fleet=fleet, state=FleetState.for_fleet(fleet), sources=config_sources(args),
+        fleet=fleet,
+        state=FleetState.for_fleet(fleet),
+        sources=config_sources(args),
         cache_dir=getattr(args, "cache_dir", None) or default_cache_dir(),
-        inventory_file=getattr(args, "inventory", None), ssh_key=getattr(args, "ssh_key", None),
+        inventory_file=getattr(args, "inventory", None),
+        ssh_key=getattr(args, "ssh_key", None),
         wait_timeout=getattr(args, "wait_timeout", 900),
-        on_output=engine_output(console) if console is not None else (lambda line: None))
+        on_output=engine_output(console) if console is not None else (lambda line: None),
+    )
     return make_target(kind, options)
 
 
@@ -45,6 +53,7 @@ def builder_name(args: argparse.Namespace) -> str:
 
 def fleet_builder(args: argparse.Namespace, state: FleetState):
     from provisioning.builder.builder import Buildx, FleetBuilder
+
     # The docker-container driver reaches hosts through plain ssh: give it the fleet's config.
     env = {"PATH": f"{state.root / 'ssh-client'}:{os.environ.get('PATH', os.defpath)}"}
     return FleetBuilder(builder_name(args), state.root / "builders", Buildx(env=env))

@@ -18,7 +18,6 @@ from provisioning.plan import Plan
 from provisioning.settings import Settings
 from provisioning.state import FleetState
 
-
 STATUS_STYLE = {"changed": "yellow", "unchanged": "green", "failed": "bold red", "skipped": "dim"}
 
 
@@ -43,31 +42,55 @@ def report_table(report: FleetReport) -> Table:
             detail = step.detail
             if step.status == FAILED and step.command:
                 detail += f"\n$ {step.command}\nexit {step.exit_code}: {step.stderr_tail}"
-            table.add_row(step.host, step.step, f"[{STATUS_STYLE[step.status]}]{step.status}[/]",
-                          f"{step.seconds:.1f}", escape(detail))
+            table.add_row(
+                step.host,
+                step.step,
+                f"[{STATUS_STYLE[step.status]}]{step.status}[/]",
+                f"{step.seconds:.1f}",
+                escape(detail),
+            )
     return table
 
 
 def print_report(console: Console, report: FleetReport, as_json: bool) -> int:
     if as_json:
-        console.print_json(json.dumps({"ok": report.ok, "changes": report.changes, "hosts": [
-            {"host": h.host, "steps": [s.__dict__ for s in h.steps]} for h in report.hosts]}))
+        console.print_json(
+            json.dumps(
+                {
+                    "ok": report.ok,
+                    "changes": report.changes,
+                    "hosts": [{"host": h.host, "steps": [s.__dict__ for s in h.steps]} for h in report.hosts],
+                }
+            )
+        )
     else:
         console.print(report_table(report))
-        summary = (f"{report.changes} step(s) changed" if report.changes
-                   else "nothing to change: the fleet is configured")
+        summary = (
+            f"{report.changes} step(s) changed" if report.changes else "nothing to change: the fleet is configured"
+        )
         console.print(summary if report.ok else f"[bold red]{len(report.failures())} step(s) failed[/]")
     return 0 if report.ok else 1
 
 
-def run_configure(args: argparse.Namespace, state: FleetState, settings: Settings, check_only: bool = False,
-                   progress=lambda host, step, done, total: None):
+def run_configure(
+    args: argparse.Namespace,
+    state: FleetState,
+    settings: Settings,
+    check_only: bool = False,
+    progress=lambda host, step, done, total: None,
+):
     from provisioning.artifacts import LocalArtifacts
     from provisioning.hosts.configure import ConfigureOptions, configure
-    options = ConfigureOptions(buildkitd_port=settings.buildkitd_port,
-                               allow_docker_upgrade=not getattr(args, "no_docker_upgrade", False),
-                               qemu_source=settings.qemu_source, docker_source=settings.docker_source)
-    return configure(require_inventory(args, state), state, LocalArtifacts(args.artifacts), options, check_only, progress)
+
+    options = ConfigureOptions(
+        buildkitd_port=settings.buildkitd_port,
+        allow_docker_upgrade=not getattr(args, "no_docker_upgrade", False),
+        qemu_source=settings.qemu_source,
+        docker_source=settings.docker_source,
+    )
+    return configure(
+        require_inventory(args, state), state, LocalArtifacts(args.artifacts), options, check_only, progress
+    )
 
 
 def configure_fleet(args: argparse.Namespace, console: Console, state: FleetState, settings: Settings) -> int:
@@ -80,6 +103,7 @@ def configure_fleet(args: argparse.Namespace, console: Console, state: FleetStat
             shown.update(tasks[host], description=step or "done", completed=done, total=total)
             if not step:
                 shown.stop_task(tasks[host])  # freeze its elapsed time at the host's own finish
+
         report = run_configure(args, state, settings, progress=progress)
     return print_report(console, report, args.json)
 
@@ -125,9 +149,17 @@ def cmd_status(args: argparse.Namespace, console: Console) -> int:
     resources = target_for(args, inventory.target if inventory else "local").status()
     builder = builder_name(args) if fleet_builder(args, state).owned() else None
     if args.json:
-        console.print_json(json.dumps({"fleet": args.fleet, "inventory": inventory.to_dict() if inventory else None,
-                                       "registry": inventory.registry if inventory else None,
-                                       "builder": builder, "resources": [r.__dict__ for r in resources]}))
+        console.print_json(
+            json.dumps(
+                {
+                    "fleet": args.fleet,
+                    "inventory": inventory.to_dict() if inventory else None,
+                    "registry": inventory.registry if inventory else None,
+                    "builder": builder,
+                    "resources": [r.__dict__ for r in resources],
+                }
+            )
+        )
         return 0
     if inventory is None:
         console.print(f"fleet {args.fleet!r} is not up")
@@ -137,8 +169,14 @@ def cmd_status(args: argparse.Namespace, console: Console) -> int:
         table.add_column(column)
     for host in inventory.hosts:
         platforms = ", ".join(f"{p.platform}{'' if p.native else ' (QEMU)'}" for p in host.platforms)
-        table.add_row(host.name, host.role, host.arch, f"{host.ssh_user}@{host.address}:{host.ssh_port}",
-                      f"{host.address}:{host.buildkitd_port}", platforms)
+        table.add_row(
+            host.name,
+            host.role,
+            host.arch,
+            f"{host.ssh_user}@{host.address}:{host.ssh_port}",
+            f"{host.address}:{host.buildkitd_port}",
+            platforms,
+        )
     console.print(table)
     console.print(f"registry: {inventory.registry or '-'}    builder: {builder or '- (buildfleet builder create)'}")
     return 0
@@ -148,6 +186,7 @@ def doctor(args: argparse.Namespace, console: Console) -> int:
     """Each host's steps checked (nothing changed) and each builder node's status, with the fix."""
     from provisioning.builder.nodes import node_name
     from provisioning.hosts.executor import DRIFT, UNCHANGED
+
     state = FleetState.for_fleet(args.fleet)
     inventory = require_inventory(args, state)
     with console.status(f"checking {len(inventory.hosts)} host(s) and the builder"):
@@ -157,17 +196,34 @@ def doctor(args: argparse.Namespace, console: Console) -> int:
     for host in report.hosts:
         for step in host.steps:
             fix = {UNCHANGED: "", DRIFT: f"buildfleet configure (it would: {step.detail})"}.get(
-                step.status, "see the detail; then buildfleet configure")
-            checks.append({"node": step.host, "check": step.step, "ok": step.status == UNCHANGED,
-                           "detail": step.detail, "fix": fix})
+                step.status, "see the detail; then buildfleet configure"
+            )
+            checks.append(
+                {
+                    "node": step.host,
+                    "check": step.step,
+                    "ok": step.status == UNCHANGED,
+                    "detail": step.detail,
+                    "fix": fix,
+                }
+            )
     found = {n.name: n.status for n in inspected.nodes} if inspected else {}
     for host in sorted((h for h in inventory.hosts if h.platforms), key=lambda h: h.name):
         node = node_name(builder_name(args), host.name)
         status = found.get(node, "missing")
-        checks.append({"node": host.name, "check": "builder node",
-                       "ok": status == "running", "detail": f"{node}: {status}",
-                       "fix": "" if status == "running" else
-                       "buildfleet builder create" if status == "missing" else "buildfleet configure, then buildfleet builder create"})
+        checks.append(
+            {
+                "node": host.name,
+                "check": "builder node",
+                "ok": status == "running",
+                "detail": f"{node}: {status}",
+                "fix": ""
+                if status == "running"
+                else "buildfleet builder create"
+                if status == "missing"
+                else "buildfleet configure, then buildfleet builder create",
+            }
+        )
     ok = all(c["ok"] for c in checks)
     if args.json:
         console.print_json(json.dumps({"fleet": args.fleet, "ok": ok, "checks": checks}))
@@ -176,8 +232,9 @@ def doctor(args: argparse.Namespace, console: Console) -> int:
     for column in ("node", "check", "", "detail", "fix"):
         table.add_column(column, overflow="fold")
     for c in checks:
-        table.add_row(c["node"], c["check"], "[green]✓[/]" if c["ok"] else "[bold red]✗[/]", escape(c["detail"]),
-                      escape(c["fix"]))
+        table.add_row(
+            c["node"], c["check"], "[green]✓[/]" if c["ok"] else "[bold red]✗[/]", escape(c["detail"]), escape(c["fix"])
+        )
     console.print(table)
     console.print("all checks pass" if ok else f"[bold red]{sum(not c['ok'] for c in checks)} check(s) failed[/]")
     return 0 if ok else 1

@@ -19,6 +19,7 @@ from provisioning.state import FleetState
 def catalog_prices(settings: Settings, inventory) -> tuple[dict, str]:
     """host -> the catalog instance type it is priced as, and the note saying how."""
     from provisioning.catalog import PRICE_AS_OF, PRICE_SOURCE
+
     catalog = settings.catalog
     aws_plan = plan_fleet(settings)
     by_role = {h.role: aws_plan.instance_types[h.name] for h in aws_plan.hosts if h.name in aws_plan.instance_types}
@@ -31,22 +32,26 @@ def catalog_prices(settings: Settings, inventory) -> tuple[dict, str]:
             stand_ins.append(f"{host.name} as {by_role[host.role].name}")
     note = f"Prices: {PRICE_SOURCE}, as of {PRICE_AS_OF}."
     if stand_ins:
-        note += (" This fleet has no instance types, so each host is priced as the instance type the AWS plan "
-                 f"gives its role ({', '.join(stand_ins)}): what these minutes would cost there, not a measurement "
-                 "of those machines.")
+        note += (
+            " This fleet has no instance types, so each host is priced as the instance type the AWS plan "
+            f"gives its role ({', '.join(stand_ins)}): what these minutes would cost there, not a measurement "
+            "of those machines."
+        )
     return prices, note
 
 
 def cmd_bench(args: argparse.Namespace, console: Console) -> int:
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
     from provisioning.bench import report
     from provisioning.bench.runner import bench, host_builders
     from provisioning.bench.runs import WORKLOADS, plan_runs
     from provisioning.builder.nodes import TLSFiles
     from provisioning.builder.preflight import check_emulation
     from provisioning.builder.sample import SampleSources
-    from provisioning.remote.ssh import connect
     from provisioning.platforms import parse_platforms
+    from provisioning.remote.ssh import connect
+
     state = FleetState.for_fleet(args.fleet)
     inventory = require_inventory(args, state)
     placed = inventory.platforms
@@ -60,55 +65,103 @@ def cmd_bench(args: argparse.Namespace, console: Console) -> int:
     check_emulation(inventory, lambda host: connect(host, state))
     prices, price_note = catalog_prices(target_for(args, inventory.target).settings(), inventory)
     buildx = fleet_builder(args, state).buildx
-    progress = Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-                        TimeElapsedColumn(), console=Console(stderr=True), transient=args.json)
-    with progress, host_builders(builder_name(args), inventory, TLSFiles.in_state(state.root / "tls"), runs,
-                                 state.root / "builders", buildx) as builders:
+    progress = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        TimeElapsedColumn(),
+        console=Console(stderr=True),
+        transient=args.json,
+    )
+    with (
+        progress,
+        host_builders(
+            builder_name(args), inventory, TLSFiles.in_state(state.root / "tls"), runs, state.root / "builders", buildx
+        ) as builders,
+    ):
         task = progress.add_task("bench", total=len(runs))
 
         def step(run, index):
-            progress.update(task, completed=index,
-                            description=f"{run.workload} {run.platform} on {run.host} ({run.mode}) x{args.repeats}")
+            progress.update(
+                task,
+                completed=index,
+                description=f"{run.workload} {run.platform} on {run.host} ({run.mode}) x{args.repeats}",
+            )
+
         measured = bench(buildx, builders, runs, sources, args.repeats, step)
         progress.update(task, completed=len(runs), description="bench done")
     table = report.rows(measured, {h.name: h.arch for h in inventory.hosts}, prices)
-    title = (f"buildfleet bench: fleet {args.fleet!r} ({inventory.target}), {args.repeats} "
-             f"run{'s' if args.repeats > 1 else ''} each")
-    meta = {"fleet": args.fleet, "target": inventory.target, "repeats": args.repeats, "workloads": workloads,
-            "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    title = (
+        f"buildfleet bench: fleet {args.fleet!r} ({inventory.target}), {args.repeats} "
+        f"run{'s' if args.repeats > 1 else ''} each"
+    )
+    meta = {
+        "fleet": args.fleet,
+        "target": inventory.target,
+        "repeats": args.repeats,
+        "workloads": workloads,
+        "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
     files = report.write(args.output, table, measured, meta, title, price_note)
     wrong = report.disagreements(measured)
     if wrong:
         raise BuildfleetError("a workload computed a different result: " + "; ".join(wrong))
     if args.json:
-        console.print_json(report.as_json(table, measured, {**meta, "price_note": price_note,
-                                                            "files": {k: str(v) for k, v in files.items()}}))
+        console.print_json(
+            report.as_json(
+                table, measured, {**meta, "price_note": price_note, "files": {k: str(v) for k, v in files.items()}}
+            )
+        )
         return 0
     console.print(bench_table(table, title))
-    console.print("penalty: QEMU median / the native median it is compared with (measured). own CPU: the emulation "
-                  "host runs this platform natively, binfmt cannot emulate it there. $ / build: catalog price. "
-                  + price_note, highlight=False)
+    console.print(
+        "penalty: QEMU median / the native median it is compared with (measured). own CPU: the emulation "
+        "host runs this platform natively, binfmt cannot emulate it there. $ / build: catalog price. " + price_note,
+        highlight=False,
+    )
     console.print("written: " + ", ".join(str(f) for f in files.values()), highlight=False)
     return 0
 
 
 def bench_table(rows, title: str) -> Table:
     table = Table(title=title)
-    for column in ("workload", "platform", "node", "runs", "median s", "min s", "penalty", "vs native", "build s",
-                   "$ / build"):
-        table.add_column(column, justify="right" if column in ("median s", "min s", "penalty", "build s", "$ / build")
-                         else "left")
+    for column in (
+        "workload",
+        "platform",
+        "node",
+        "runs",
+        "median s",
+        "min s",
+        "penalty",
+        "vs native",
+        "build s",
+        "$ / build",
+    ):
+        table.add_column(
+            column, justify="right" if column in ("median s", "min s", "penalty", "build s", "$ / build") else "left"
+        )
     for r in rows:
-        mode = r.mode + (" (own CPU)" if r.note.startswith("the emulation host's own") else
-                         " (baseline)" if r.note else "")
-        table.add_row(r.workload, r.platform, r.host if r.placed else f"{r.host} (extra)", mode, f"{r.median_s:.2f}",
-                      f"{r.min_s:.2f}", f"{r.penalty}x" if r.penalty is not None else "-", r.baseline or "-",
-                      f"{r.build_median_s:.2f}", f"${r.usd_per_build:.5f}" if r.usd_per_build is not None else "-")
+        mode = r.mode + (
+            " (own CPU)" if r.note.startswith("the emulation host's own") else " (baseline)" if r.note else ""
+        )
+        table.add_row(
+            r.workload,
+            r.platform,
+            r.host if r.placed else f"{r.host} (extra)",
+            mode,
+            f"{r.median_s:.2f}",
+            f"{r.min_s:.2f}",
+            f"{r.penalty}x" if r.penalty is not None else "-",
+            r.baseline or "-",
+            f"{r.build_median_s:.2f}",
+            f"${r.usd_per_build:.5f}" if r.usd_per_build is not None else "-",
+        )
     return table
 
 
 def cmd_cost(args: argparse.Namespace, console: Console) -> int:
     from provisioning.cost import HOURS_PER_MONTH, fleet_cost
+
     settings = target_for(args, "aws").settings()
     cost = fleet_cost(plan_fleet(settings), args.spot_discount)
     if args.json:
@@ -118,21 +171,42 @@ def cmd_cost(args: argparse.Namespace, console: Console) -> int:
     for column in ("host", "instance type", "vCPU", "$/h on-demand", "$/month on-demand", "$/h spot (estimate)"):
         table.add_column(column, justify="left" if column in ("host", "instance type") else "right")
     for h in cost.hosts:
-        table.add_row(h.host, h.instance_type, str(h.vcpu), f"{h.usd_per_hour:.4f}",
-                      f"{cost.per_month(h.usd_per_hour):.2f}", f"{h.spot_usd_per_hour:.4f}")
-    table.add_row("fleet", "", str(sum(h.vcpu for h in cost.hosts)), f"{cost.usd_per_hour:.4f}",
-                  f"{cost.per_month(cost.usd_per_hour):.2f}", f"{cost.spot_usd_per_hour:.4f}", style="bold")
+        table.add_row(
+            h.host,
+            h.instance_type,
+            str(h.vcpu),
+            f"{h.usd_per_hour:.4f}",
+            f"{cost.per_month(h.usd_per_hour):.2f}",
+            f"{h.spot_usd_per_hour:.4f}",
+        )
+    table.add_row(
+        "fleet",
+        "",
+        str(sum(h.vcpu for h in cost.hosts)),
+        f"{cost.usd_per_hour:.4f}",
+        f"{cost.per_month(cost.usd_per_hour):.2f}",
+        f"{cost.spot_usd_per_hour:.4f}",
+        style="bold",
+    )
     console.print(table)
     sources = sorted({f"{h.price_source}, as of {h.price_as_of}" for h in cost.hosts})
-    console.print(f"On-demand: {'; '.join(sources)}. A month is {HOURS_PER_MONTH} h. Spot: on-demand less "
-                  f"{args.spot_discount:.0%} (--spot-discount), an estimate: spot prices move; "
-                  f"{'the fleet is configured to run on spot' if settings.spot else 'set buildfleet:spot to use it'}.",
-                  highlight=False)
+    console.print(
+        f"On-demand: {'; '.join(sources)}. A month is {HOURS_PER_MONTH} h. Spot: on-demand less "
+        f"{args.spot_discount:.0%} (--spot-discount), an estimate: spot prices move; "
+        f"{'the fleet is configured to run on spot' if settings.spot else 'set buildfleet:spot to use it'}.",
+        highlight=False,
+    )
     hosted = Table(title="hosted CI per-minute prices to compare with")
     for column in ("runner", "vCPU", "$/minute", "$/hour", "fleet hour = minutes of it", "source"):
         hosted.add_column(column)
     for rate in cost.hosted:
-        hosted.add_row(rate.name, str(rate.vcpu), f"{rate.usd_per_minute:.3f}", f"{rate.usd_per_minute * 60:.2f}",
-                       f"{cost.usd_per_hour / rate.usd_per_minute:.0f}", f"{rate.source} ({rate.as_of})")
+        hosted.add_row(
+            rate.name,
+            str(rate.vcpu),
+            f"{rate.usd_per_minute:.3f}",
+            f"{rate.usd_per_minute * 60:.2f}",
+            f"{cost.usd_per_hour / rate.usd_per_minute:.0f}",
+            f"{rate.source} ({rate.as_of})",
+        )
     console.print(hosted)
     return 0

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import argparse
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from provisioning.configfile import DEFAULT_FILE
 from provisioning.errors import ConfigError
@@ -14,38 +14,77 @@ from provisioning.names import check_builder_name, check_fleet_name
 
 def add_config_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("configuration (later sources win)")
-    group.add_argument("--stack", metavar="NAME",
-                       help="read the buildfleet: keys of Pulumi.NAME.yaml in the project directory")
-    group.add_argument("--config", metavar="FILE", type=Path,
-                       help=f"a YAML file of buildfleet keys (default: ./{DEFAULT_FILE} if present)")
-    group.add_argument("--set", metavar="KEY=VALUE", action="append", default=[], dest="overrides",
-                       help="override one key, e.g. --set arm64InstanceType=c8g.xlarge (repeatable)")
-    group.add_argument("--project-dir", metavar="DIR", type=Path, default=Path.cwd(),
-                       help="directory holding Pulumi.yaml and the stack files (default: current)")
+    group.add_argument(
+        "--stack", metavar="NAME", help="read the buildfleet: keys of Pulumi.NAME.yaml in the project directory"
+    )
+    group.add_argument(
+        "--config",
+        metavar="FILE",
+        type=Path,
+        help=f"a YAML file of buildfleet keys (default: ./{DEFAULT_FILE} if present)",
+    )
+    group.add_argument(
+        "--set",
+        metavar="KEY=VALUE",
+        action="append",
+        default=[],
+        dest="overrides",
+        help="override one key, e.g. --set arm64InstanceType=c8g.xlarge (repeatable)",
+    )
+    group.add_argument(
+        "--project-dir",
+        metavar="DIR",
+        type=Path,
+        default=Path.cwd(),
+        help="directory holding Pulumi.yaml and the stack files (default: current)",
+    )
 
 
 def add_fleet_options(parser: argparse.ArgumentParser, configure_flags: bool = True) -> None:
     group = parser.add_argument_group("fleet")
-    group.add_argument("--fleet", default="default", metavar="NAME", type=checked(check_fleet_name),
-                       help="fleet name: keeps several fleets apart (default: default)")
-    group.add_argument("--cache-dir", type=Path, default=default_cache_dir(), metavar="DIR",
-                       help="where host images are cached (default: %(default)s)")
+    group.add_argument(
+        "--fleet",
+        default="default",
+        metavar="NAME",
+        type=checked(check_fleet_name),
+        help="fleet name: keeps several fleets apart (default: default)",
+    )
+    group.add_argument(
+        "--cache-dir",
+        type=Path,
+        default=default_cache_dir(),
+        metavar="DIR",
+        help="where host images are cached (default: %(default)s)",
+    )
     if configure_flags:
-        group.add_argument("--artifacts", type=Path, default=default_cache_dir(), metavar="DIR",
-                           help="buildx/buildkit artifact directory (default: %(default)s)")
-        group.add_argument("--no-docker-upgrade", action="store_true",
-                           help="refuse, instead of upgrading, a Docker older than 19.03")
-    group.add_argument("--builder", metavar="NAME", type=checked(check_builder_name), help="buildx builder name (default: buildfleet-FLEET)")
+        group.add_argument(
+            "--artifacts",
+            type=Path,
+            default=default_cache_dir(),
+            metavar="DIR",
+            help="buildx/buildkit artifact directory (default: %(default)s)",
+        )
+        group.add_argument(
+            "--no-docker-upgrade", action="store_true", help="refuse, instead of upgrading, a Docker older than 19.03"
+        )
+    group.add_argument(
+        "--builder",
+        metavar="NAME",
+        type=checked(check_builder_name),
+        help="buildx builder name (default: buildfleet-FLEET)",
+    )
     group.add_argument("--json", action="store_true", help="print results as JSON")
 
 
 def checked(check: Callable[[str], str]) -> Callable[[str], str]:
     """An argparse type from a domain check, so a bad value stops at parsing with its own message."""
+
     def parse(text: str) -> str:
         try:
             return check(text)
         except ConfigError as error:
             raise argparse.ArgumentTypeError(str(error)) from None
+
     return parse
 
 

@@ -24,9 +24,9 @@ class AccessArgs:
     tags: dict[str, str] = field(default_factory=dict)
 
 
-def _cidr_field(cidr: str) -> dict[str, str]:
-    key = "cidr_ipv6" if ipaddress.ip_network(cidr).version == 6 else "cidr_ipv4"
-    return {key: cidr}
+def _cidr_fields(cidr: str) -> tuple[str | None, str | None]:
+    """(cidr_ipv4, cidr_ipv6): a rule names its source in the field of its address family."""
+    return (None, cidr) if ipaddress.ip_network(cidr).version == 6 else (cidr, None)
 
 
 class Access(pulumi.ComponentResource):
@@ -55,7 +55,8 @@ class Access(pulumi.ComponentResource):
                     description=f"{service} from {cidr}",
                     tags=args.tags,
                     opts=child,
-                    **_cidr_field(cidr),
+                    cidr_ipv4=_cidr_fields(cidr)[0],
+                    cidr_ipv6=_cidr_fields(cidr)[1],
                 )
         # Hosts fetch packages and push images, so all egress is allowed.
         for family, cidr in (("ipv4", "0.0.0.0/0"), ("ipv6", "::/0")):
@@ -66,10 +67,12 @@ class Access(pulumi.ComponentResource):
                 description=f"all {family} egress",
                 tags=args.tags,
                 opts=child,
-                **_cidr_field(cidr),
+                cidr_ipv4=_cidr_fields(cidr)[0],
+                cidr_ipv6=_cidr_fields(cidr)[1],
             )
-        key = aws.ec2.KeyPair(f"{name}-key", public_key=args.ssh_public_key,
-                              tags={**args.tags, "Name": f"{name}-key"}, opts=child)
+        key = aws.ec2.KeyPair(
+            f"{name}-key", public_key=args.ssh_public_key, tags={**args.tags, "Name": f"{name}-key"}, opts=child
+        )
         self.security_group_id = group.id
         self.key_name = key.key_name
         self.register_outputs({"securityGroupId": self.security_group_id, "keyName": self.key_name})

@@ -23,12 +23,14 @@ class ImageSource:
 
 
 IMAGE_SOURCES = {
-    "ubuntu-24.04": ImageSource("099720109477", "ubuntu/images/hvm-ssd-gp3/ubuntu-noble-24.04-{arch}-server-*", "ubuntu"),
+    "ubuntu-24.04": ImageSource(
+        "099720109477", "ubuntu/images/hvm-ssd-gp3/ubuntu-noble-24.04-{arch}-server-*", "ubuntu"
+    ),
     "debian-12": ImageSource("136693071363", "debian-12-{arch}-*", "admin"),
 }
 
 
-def ami_filters(image: str, arch: str) -> list[dict[str, list[str]]]:
+def ami_filters(image: str, arch: str) -> list[aws.ec2.GetAmiFilterArgsDict]:
     """EC2 DescribeImages filters for ``image`` on CPU ``arch`` (amd64 or arm64)."""
     source = IMAGE_SOURCES[image]
     return [

@@ -39,8 +39,9 @@ class Fleet(pulumi.ComponentResource):
         )
         access = Access(
             f"{name}-access",
-            AccessArgs(network.vpc_id, settings.allowed_cidrs, settings.buildkitd_port,
-                       settings.ssh_public_key, args.tags),
+            AccessArgs(
+                network.vpc_id, settings.allowed_cidrs, settings.buildkitd_port, settings.ssh_public_key, args.tags
+            ),
             opts=child,
         )
         hosts = {
@@ -63,9 +64,7 @@ class Fleet(pulumi.ComponentResource):
         }
         ssh_user = IMAGE_SOURCES[settings.image].ssh_user
         names = list(hosts)
-        addresses = pulumi.Output.all(
-            *[hosts[n].public_ip for n in names], *[hosts[n].private_ip for n in names]
-        )
+        addresses = pulumi.Output.all(*[hosts[n].public_ip for n in names], *[hosts[n].private_ip for n in names])
         port = settings.buildkitd_port
         self.inventory = addresses.apply(
             lambda ips: inventory_from_plan(
@@ -76,6 +75,7 @@ class Fleet(pulumi.ComponentResource):
             ).to_dict()
         )
         self.host_keys = pulumi.Output.all(*[hosts[n].host_key for n in names]).apply(
-            lambda keys: dict(zip(names, keys)))
+            lambda keys: dict(zip(names, keys, strict=True))
+        )
         self.placement = plan.placement.to_list()
         self.register_outputs({"inventory": self.inventory, "placement": self.placement, "hostKeys": self.host_keys})

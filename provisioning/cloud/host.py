@@ -33,7 +33,7 @@ class BuildHostArgs:
     tags: dict[str, str] = field(default_factory=dict)
 
 
-def _market_options(spot: bool) -> dict | None:
+def _market_options(spot: bool) -> aws.ec2.InstanceInstanceMarketOptionsArgsDict | None:
     if not spot:
         return None
     return {"market_type": "spot", "spot_options": {"spot_instance_type": "one-time"}}
@@ -41,11 +41,13 @@ def _market_options(spot: bool) -> dict | None:
 
 def host_key_cloud_config(private_openssh: str, public_openssh: str) -> str:
     """cloud-init user data replacing the image's host keys with this one, and no others."""
-    return "#cloud-config\n" + yaml.safe_dump({
-        "ssh_deletekeys": True,
-        "ssh_genkeytypes": [],
-        "ssh_keys": {"ed25519_private": private_openssh, "ed25519_public": public_openssh.strip()},
-    })
+    return "#cloud-config\n" + yaml.safe_dump(
+        {
+            "ssh_deletekeys": True,
+            "ssh_genkeytypes": [],
+            "ssh_keys": {"ed25519_private": private_openssh, "ed25519_public": public_openssh.strip()},
+        }
+    )
 
 
 class BuildHost(pulumi.ComponentResource):
@@ -57,8 +59,22 @@ class BuildHost(pulumi.ComponentResource):
         super().__init__("buildfleet:cloud:BuildHost", name, None, opts)
         tags = {**args.tags, "Name": name, "buildfleet:role": args.role}
         host_key = tls.PrivateKey(f"{name}-hostkey", algorithm="ED25519", opts=pulumi.ResourceOptions(parent=self))
-        user_data = pulumi.Output.secret(pulumi.Output.all(host_key.private_key_openssh, host_key.public_key_openssh)
-                                         .apply(lambda keys: host_key_cloud_config(*keys)))
+        cloud_config: pulumi.Output[str] = pulumi.Output.all(
+            host_key.private_key_openssh, host_key.public_key_openssh
+        ).apply(lambda keys: host_key_cloud_config(*keys))
+        user_data: pulumi.Output[str] = pulumi.Output.secret(cloud_config)
+        metadata: aws.ec2.InstanceMetadataOptionsArgsDict = {
+            "http_endpoint": "enabled",
+            "http_tokens": "required",
+            "http_put_response_hop_limit": 1,
+        }
+        root: aws.ec2.InstanceRootBlockDeviceArgsDict = {
+            "volume_type": "gp3",
+            "volume_size": args.root_volume_gib,
+            "encrypted": True,
+            "delete_on_termination": True,
+            "tags": tags,
+        }
         instance = aws.ec2.Instance(
             f"{name}-vm",
             ami=lookup_ami(args.image, args.instance_type.arch, pulumi.InvokeOptions(parent=self)),
@@ -67,10 +83,8 @@ class BuildHost(pulumi.ComponentResource):
             vpc_security_group_ids=[args.security_group_id],
             key_name=args.key_name,
             associate_public_ip_address=True,
-            metadata_options={"http_endpoint": "enabled", "http_tokens": "required",
-                              "http_put_response_hop_limit": 1},
-            root_block_device={"volume_type": "gp3", "volume_size": args.root_volume_gib,
-                               "encrypted": True, "delete_on_termination": True, "tags": tags},
+            metadata_options=metadata,
+            root_block_device=root,
             instance_market_options=_market_options(args.spot),
             user_data=user_data,
             tags=tags,

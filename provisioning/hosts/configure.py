@@ -3,19 +3,27 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Protocol
 
-from provisioning.certs import FleetCA
 from provisioning.artifacts import ArtifactSource
+from provisioning.certs import FleetCA
 from provisioning.hosts.executor import FleetReport, Progress, run_fleet
-from provisioning.hosts.operations import (BuildkitdDesired, DockerDesired, QemuDesired, Step,
-                                           binfmt_step, buildkitd_step, buildx_step, docker_step, privileged_step)
-from provisioning.remote.ssh import connect
+from provisioning.hosts.operations import (
+    BuildkitdDesired,
+    DockerDesired,
+    QemuDesired,
+    Step,
+    binfmt_step,
+    buildkitd_step,
+    buildx_step,
+    docker_step,
+    privileged_step,
+)
 from provisioning.inventory import Inventory, InventoryHost
 from provisioning.placement import EMULATION
 from provisioning.platforms import parse_platform
+from provisioning.remote.ssh import connect
 from provisioning.state import FleetState
+
 
 def buildkitd_config(host: InventoryHost, registry: str = "") -> bytes:
     """buildkitd.toml: the OCI worker advertises exactly what the placement gave this host.
@@ -31,17 +39,21 @@ def buildkitd_config(host: InventoryHost, registry: str = "") -> bytes:
         "[worker.oci]\n  enabled = true\n  gc = true\n"
         f"  platforms = [{platforms}]\n\n"
         "[worker.containerd]\n  enabled = false\n"
-        + (f'\n# the fleet\'s own registry, plain HTTP on the fleet network\n[registry."{registry}"]\n'
-           "  http = true\n  insecure = true\n" if registry else "")
+        + (
+            f'\n# the fleet\'s own registry, plain HTTP on the fleet network\n[registry."{registry}"]\n'
+            "  http = true\n  insecure = true\n"
+            if registry
+            else ""
+        )
     ).encode()
 
 
 @dataclass(frozen=True)
 class ConfigureOptions:
-    buildkitd_port: int = 1234       # where buildkitd listens on the host itself
+    buildkitd_port: int = 1234  # where buildkitd listens on the host itself
     allow_docker_upgrade: bool = True
-    qemu_source: str = "auto"        # pinned (static QEMU 10) | distro (qemu-user-static) | auto
-    docker_source: str = "distro"    # distro (docker.io) | docker (Docker's apt repository)
+    qemu_source: str = "auto"  # pinned (static QEMU 10) | distro (qemu-user-static) | auto
+    docker_source: str = "distro"  # distro (docker.io) | docker (Docker's apt repository)
 
 
 def qemu_arches(host: InventoryHost) -> tuple[str, ...]:
@@ -58,23 +70,41 @@ def _qemu_source(host: InventoryHost, artifacts: ArtifactSource, options: Config
     return None
 
 
-def steps_for(host: InventoryHost, artifacts: ArtifactSource, ca: FleetCA, options: ConfigureOptions,
-              registry: str = "") -> list[Step]:
-    steps = [docker_step(DockerDesired(host.ssh_user, options.allow_docker_upgrade, options.docker_source)),
-             privileged_step(), buildx_step(artifacts.buildx)]
+def steps_for(
+    host: InventoryHost, artifacts: ArtifactSource, ca: FleetCA, options: ConfigureOptions, registry: str = ""
+) -> list[Step]:
+    steps = [
+        docker_step(DockerDesired(host.ssh_user, options.allow_docker_upgrade, options.docker_source)),
+        privileged_step(),
+        buildx_step(artifacts.buildx),
+    ]
     arches = qemu_arches(host)
     if arches and host.role == EMULATION:
         steps.append(binfmt_step(QemuDesired(arches, _qemu_source(host, artifacts, options))))
     server = ca.server(host.name, [host.address, host.private_address, "127.0.0.1", host.name])
-    steps.append(buildkitd_step(BuildkitdDesired(
-        binaries=artifacts.buildkit, port=options.buildkitd_port, ca_pem=ca.ca().cert,
-        cert_pem=server.cert, key_pem=server.key, config=buildkitd_config(host, registry))))
+    steps.append(
+        buildkitd_step(
+            BuildkitdDesired(
+                binaries=artifacts.buildkit,
+                port=options.buildkitd_port,
+                ca_pem=ca.ca().cert,
+                cert_pem=server.cert,
+                key_pem=server.key,
+                config=buildkitd_config(host, registry),
+            )
+        )
+    )
     return steps
 
 
-def configure(inventory: Inventory, state: FleetState, artifacts: ArtifactSource,
-              options: ConfigureOptions = ConfigureOptions(), check_only: bool = False,
-              progress: Progress = lambda host, step, done, total: None) -> FleetReport:
+def configure(
+    inventory: Inventory,
+    state: FleetState,
+    artifacts: ArtifactSource,
+    options: ConfigureOptions = ConfigureOptions(),
+    check_only: bool = False,
+    progress: Progress = lambda host, step, done, total: None,
+) -> FleetReport:
     """Bring every host to the desired state; ``check_only`` reports what differs instead."""
     ca = FleetCA(state.root / "tls")
     ca.client()  # made before the hosts so the builder stage finds it

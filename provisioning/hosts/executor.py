@@ -10,23 +10,26 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 from provisioning.errors import BuildfleetError, tail
 from provisioning.hosts.actions import Action, Run, Upload
+from provisioning.hosts.operations import Step
+from provisioning.inventory import InventoryHost
 from provisioning.remote.facts import gather
 from provisioning.remote.fanout import describe, fan_out
-from provisioning.hosts.operations import Step
 from provisioning.remote.ssh import CommandResult, Transport
-from provisioning.inventory import InventoryHost
 
 CHANGED, UNCHANGED, FAILED, SKIPPED = "changed", "unchanged", "failed", "skipped"
 DRIFT = "drift"  # check only: the step would change something
 
 # $1 sha256, $2 staged file, $3 destination, $4 mode: check, then move into place.
-_INSTALL = ('echo "$1  $2" | sha256sum -c --quiet - || { rm -f "$2"; echo "checksum mismatch for $3" >&2; exit 1; }; '
-            'mkdir -p "$(dirname "$3")" && install -m "$4" "$2" "$3"; rc=$?; rm -f "$2"; exit $rc')
+_INSTALL = (
+    'echo "$1  $2" | sha256sum -c --quiet - || { rm -f "$2"; echo "checksum mismatch for $3" >&2; exit 1; }; '
+    'mkdir -p "$(dirname "$3")" && install -m "$4" "$2" "$3"; rc=$?; rm -f "$2"; exit $rc'
+)
 
 
 @dataclass(frozen=True)
@@ -82,8 +85,9 @@ def apply(transport: Transport, action: Action) -> None:
             transport.put(action.source, staged)
         else:
             transport.put_bytes(action.content, staged)
-        result = transport.run(("sh", "-c", _INSTALL, "install", action.sha256, staged, action.dest, action.mode),
-                               sudo=True)
+        result = transport.run(
+            ("sh", "-c", _INSTALL, "install", action.sha256, staged, action.dest, action.mode), sudo=True
+        )
     if not result.ok:
         raise ActionFailed(action, result)
 
@@ -112,8 +116,13 @@ def run_step(transport: Transport, step: Step, check_only: bool = False) -> Step
             return result(FAILED, f"did not converge: still needs {still}")
         return result(CHANGED, "; ".join(getattr(a, "why", "") for a in decision.actions))
     except ActionFailed as error:
-        return result(FAILED, str(error), command=error.result.command, exit_code=error.result.exit_code,
-                      stderr_tail=tail(error.result.stderr or error.result.stdout))
+        return result(
+            FAILED,
+            str(error),
+            command=error.result.command,
+            exit_code=error.result.exit_code,
+            stderr_tail=tail(error.result.stderr or error.result.stdout),
+        )
     except BuildfleetError as error:
         return result(FAILED, str(error))
     except Exception as error:  # an SSH channel dying mid-step must not take the other hosts down
@@ -123,8 +132,12 @@ def run_step(transport: Transport, step: Step, check_only: bool = False) -> Step
 Progress = Callable[[str, str, int, int], None]  # host, step now running ("" when done), done, total
 
 
-def run_host(transport: Transport, steps: Sequence[Step], check_only: bool = False,
-             progress: Progress = lambda host, step, done, total: None) -> HostReport:
+def run_host(
+    transport: Transport,
+    steps: Sequence[Step],
+    check_only: bool = False,
+    progress: Progress = lambda host, step, done, total: None,
+) -> HostReport:
     """Steps in order; after a failure the rest are skipped (they build on it). A check
     changes nothing, so every step is checked whatever the one before found."""
     results: list[StepResult] = []
@@ -132,8 +145,11 @@ def run_host(transport: Transport, steps: Sequence[Step], check_only: bool = Fal
         for step in steps:
             progress(transport.host.name, step.name, len(results), len(steps))
             if not check_only and results and results[-1].status in (FAILED, SKIPPED):
-                results.append(StepResult(transport.host.name, step.name, SKIPPED,
-                                          f"skipped: {results[-1].step} did not succeed", 0.0))
+                results.append(
+                    StepResult(
+                        transport.host.name, step.name, SKIPPED, f"skipped: {results[-1].step} did not succeed", 0.0
+                    )
+                )
                 continue
             results.append(run_step(transport, step, check_only))
         progress(transport.host.name, "", len(results), len(steps))
@@ -152,7 +168,11 @@ def run_fleet(
     """Every host at once; an exception on one host (no connection, no known_hosts) becomes
     that host's failed result."""
     outcomes = fan_out(hosts, lambda host: run_host(connect(host), steps_for(host), check_only, progress))
-    return FleetReport(tuple(
-        outcome if isinstance(outcome, HostReport)
-        else HostReport(name, (StepResult(name, "connect", FAILED, describe(outcome), 0.0),))
-        for name, outcome in outcomes.items()))
+    return FleetReport(
+        tuple(
+            outcome
+            if isinstance(outcome, HostReport)
+            else HostReport(name, (StepResult(name, "connect", FAILED, describe(outcome), 0.0),))
+            for name, outcome in outcomes.items()
+        )
+    )

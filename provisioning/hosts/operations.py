@@ -8,15 +8,16 @@ only when that second decision asks for nothing, which is how every step is veri
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from importlib import resources
-from typing import Any, Callable, Mapping
+from typing import Any
 
-from provisioning.platforms import UNAME_TO_ARCH
-from provisioning.remote import facts as f
 from provisioning.artifacts import Artifact, PinnedQemu
 from provisioning.hosts.actions import Decision, Run, Upload, WriteFile, no_change, refuse
 from provisioning.hosts.services import SUPERVISE, SUPERVISE_SCRIPT, Service
+from provisioning.platforms import UNAME_TO_ARCH
+from provisioning.remote import facts as f
 
 MIN_DOCKER = f.Version((19, 3), "19.03")
 APT = "apt-get -o DPkg::Lock::Timeout=600 -q"  # wait for cloud-init's apt instead of failing
@@ -36,7 +37,11 @@ class Step:
 
 def apt_install(*packages: str) -> tuple[str, ...]:
     names = " ".join(packages)  # constants of this module, never user input
-    return ("sh", "-c", f"{APT} update && DEBIAN_FRONTEND=noninteractive {APT} install -y --no-install-recommends {names}")
+    return (
+        "sh",
+        "-c",
+        f"{APT} update && DEBIAN_FRONTEND=noninteractive {APT} install -y --no-install-recommends {names}",
+    )
 
 
 def differing(wanted: list, digests: Mapping[str, str | None]) -> list:
@@ -45,8 +50,10 @@ def differing(wanted: list, digests: Mapping[str, str | None]) -> list:
 
 
 def _wait_for(check: str, what: str, seconds: int = 60) -> str:
-    return (f"i=0; until {check} >/dev/null 2>&1; do i=$((i+1)); "
-            f"[ $i -ge {seconds * 2} ] && {{ echo '{what} did not come up' >&2; exit 1; }}; sleep 0.5; done")
+    return (
+        f"i=0; until {check} >/dev/null 2>&1; do i=$((i+1)); "
+        f"[ $i -ge {seconds * 2} ] && {{ echo '{what} did not come up' >&2; exit 1; }}; sleep 0.5; done"
+    )
 
 
 def start_and_wait(service: Service, init: str, restart: bool, check: str, why: str) -> Run:
@@ -61,12 +68,12 @@ def start_and_wait(service: Service, init: str, restart: bool, check: str, why: 
 # Docker's own apt repository (docs.docker.com/engine/install/debian and /ubuntu): $1 is
 # the distribution ID (debian|ubuntu), $2 its codename, both read from /etc/os-release.
 DOCKER_REPO_INSTALL = (
-    'set -e; install -m 0755 -d /etc/apt/keyrings; '
+    "set -e; install -m 0755 -d /etc/apt/keyrings; "
     'curl -fsSL "https://download.docker.com/linux/$1/gpg" -o /etc/apt/keyrings/docker.asc; '
-    'chmod a+r /etc/apt/keyrings/docker.asc; '
+    "chmod a+r /etc/apt/keyrings/docker.asc; "
     'echo "deb [arch=$(dpkg --print-architecture) signed-by=/etc/apt/keyrings/docker.asc] '
     'https://download.docker.com/linux/$1 $2 stable" > /etc/apt/sources.list.d/docker.list; '
-    f'{APT} update && DEBIAN_FRONTEND=noninteractive {APT} install -y docker-ce docker-ce-cli containerd.io'
+    f"{APT} update && DEBIAN_FRONTEND=noninteractive {APT} install -y docker-ce docker-ce-cli containerd.io"
 )
 
 
@@ -78,29 +85,53 @@ class DockerDesired:
 
     def install(self, os_release: Mapping[str, str]) -> Run:
         if self.source == "docker":
-            return Run(("sh", "-c", DOCKER_REPO_INSTALL, "docker-repo", os_release.get("ID", ""),
-                        os_release.get("VERSION_CODENAME", "")), "install docker-ce from Docker's apt repository")
+            return Run(
+                (
+                    "sh",
+                    "-c",
+                    DOCKER_REPO_INSTALL,
+                    "docker-repo",
+                    os_release.get("ID", ""),
+                    os_release.get("VERSION_CODENAME", ""),
+                ),
+                "install docker-ce from Docker's apt repository",
+            )
         return Run(apt_install("docker.io"), "install docker.io")
 
 
 def docker_step(desired: DockerDesired) -> Step:
-    facts = {"os": f.OsRelease(), "init": f.InitSystem(), "client": f.DockerClient(),
-             "server": f.DockerServer(), "groups": f.UserGroups(desired.ssh_user)}
+    facts = {
+        "os": f.OsRelease(),
+        "init": f.InitSystem(),
+        "client": f.DockerClient(),
+        "server": f.DockerServer(),
+        "groups": f.UserGroups(desired.ssh_user),
+    }
 
     def decide(got: Mapping[str, Any]) -> Decision:
         os_id = got["os"].get("ID", "")
         if os_id not in ("debian", "ubuntu") and "debian" not in got["os"].get("ID_LIKE", ""):
-            return refuse(f"unsupported OS {got['os'].get('PRETTY_NAME', os_id)!r}: buildfleet installs Docker with apt")
+            return refuse(
+                f"unsupported OS {got['os'].get('PRETTY_NAME', os_id)!r}: buildfleet installs Docker with apt"
+            )
         client: f.Version | None = got["client"]
         if client is not None and client < MIN_DOCKER and not desired.allow_upgrade:
-            return refuse(f"Docker {client} is older than {MIN_DOCKER} and upgrades are disabled "
-                          "(allow them, or upgrade Docker by hand)")
+            return refuse(
+                f"Docker {client} is older than {MIN_DOCKER} and upgrades are disabled "
+                "(allow them, or upgrade Docker by hand)"
+            )
         supervised = got["init"] != "systemd"
         install = client is None or client < MIN_DOCKER
         actions: list = []
         if install and supervised:
-            actions.append(WriteFile(POLICY_RC_D, b"#!/bin/sh\nexit 101\n", "0755",
-                                     "keep apt from starting daemons: there is no init system"))
+            actions.append(
+                WriteFile(
+                    POLICY_RC_D,
+                    b"#!/bin/sh\nexit 101\n",
+                    "0755",
+                    "keep apt from starting daemons: there is no init system",
+                )
+            )
         if install:
             why = "Docker is not installed" if client is None else f"Docker {client} is older than {MIN_DOCKER}"
             package = desired.install(got["os"])
@@ -108,8 +139,15 @@ def docker_step(desired: DockerDesired) -> Step:
         files = _supervised(DOCKERD, got["init"], got["files"]) if supervised else []
         actions.extend(files)
         if install or files or got["server"] is None:
-            actions.append(start_and_wait(DOCKERD, got["init"], install and client is not None, "docker version",
-                                          "start the Docker engine and wait until it answers"))
+            actions.append(
+                start_and_wait(
+                    DOCKERD,
+                    got["init"],
+                    install and client is not None,
+                    "docker version",
+                    "start the Docker engine and wait until it answers",
+                )
+            )
         if desired.ssh_user != "root" and "docker" not in got["groups"]:
             actions.append(Run(("usermod", "-aG", "docker", desired.ssh_user), f"let {desired.ssh_user} use Docker"))
         return Decision(tuple(actions), f"Docker {client} ≥ {MIN_DOCKER}, engine {got['server']} running")
@@ -123,9 +161,10 @@ def _service_files(service: Service) -> dict[str, f.Fact]:
 
 def _supervised(service: Service, init: str, digests: Mapping[str, str | None]) -> list:
     """Files that keep ``service`` running on a host without systemd, if not already there."""
-    wanted = [WriteFile(SUPERVISE, SUPERVISE_SCRIPT, "0755", "install the buildfleet supervisor"),
-              WriteFile(service.definition_path(init), service.definition(init), "0755",
-                        f"start {service.name} at boot")]
+    wanted = [
+        WriteFile(SUPERVISE, SUPERVISE_SCRIPT, "0755", "install the buildfleet supervisor"),
+        WriteFile(service.definition_path(init), service.definition(init), "0755", f"start {service.name} at boot"),
+    ]
     return differing(wanted, digests)
 
 
@@ -141,21 +180,30 @@ def privileged_step() -> Step:
     CAP_SYS_RESOURCE (a host that is a container, as on the local target): a runc
     wrapper drops that one capability from each container's spec. A host that has the
     capability (any VM) needs nothing and is left exactly as it is."""
-    facts = {"init": f.InitSystem(), "capable": f.SysResourceCapability(), "runtime": f.DockerRuntime(),
-             "files": f.FileDigests((RUNC_WRAPPER, DAEMON_JSON))}
+    facts = {
+        "init": f.InitSystem(),
+        "capable": f.SysResourceCapability(),
+        "runtime": f.DockerRuntime(),
+        "files": f.FileDigests((RUNC_WRAPPER, DAEMON_JSON)),
+    }
 
     def decide(got: Mapping[str, Any]) -> Decision:
         if got["capable"]:
             return no_change("the host holds CAP_SYS_RESOURCE: privileged containers work as they are")
-        wrapper = resources.files("provisioning.hosts").joinpath("files", "runc-nosysres").read_bytes()
-        daemon = json.dumps({"runtimes": {NOSYSRES: {"path": RUNC_WRAPPER}}, "default-runtime": NOSYSRES},
-                            indent=2).encode() + b"\n"
-        wanted = [WriteFile(RUNC_WRAPPER, wrapper, "0755", "install runc without CAP_SYS_RESOURCE"),
-                  WriteFile(DAEMON_JSON, daemon, "0644", "make it Docker's default runtime")]
+        wrapper = resources.files("provisioning.hosts").joinpath("files").joinpath("runc-nosysres").read_bytes()
+        daemon = (
+            json.dumps({"runtimes": {NOSYSRES: {"path": RUNC_WRAPPER}}, "default-runtime": NOSYSRES}, indent=2).encode()
+            + b"\n"
+        )
+        wanted = [
+            WriteFile(RUNC_WRAPPER, wrapper, "0755", "install runc without CAP_SYS_RESOURCE"),
+            WriteFile(DAEMON_JSON, daemon, "0644", "make it Docker's default runtime"),
+        ]
         changed = differing(wanted, got["files"])
         if changed or got["runtime"] != NOSYSRES:
-            changed.append(start_and_wait(DOCKERD, got["init"], True, "docker version",
-                                          "restart Docker with that runtime"))
+            changed.append(
+                start_and_wait(DOCKERD, got["init"], True, "docker version", "restart Docker with that runtime")
+            )
             return Decision(tuple(changed))
         return no_change("the host lacks CAP_SYS_RESOURCE; Docker runs containers through runc-nosysres")
 
@@ -164,6 +212,7 @@ def privileged_step() -> Step:
 
 # --- buildx ---------------------------------------------------------------------------
 
+
 def buildx_step(artifact_for: Callable[[str], Artifact]) -> Step:
     facts = {"arch": f.Arch(), "files": f.FileDigests((BUILDX_PLUGIN,))}
 
@@ -171,18 +220,27 @@ def buildx_step(artifact_for: Callable[[str], Artifact]) -> Step:
         artifact = artifact_for(got["arch"])
         if got["files"][BUILDX_PLUGIN] == artifact.sha256:
             return no_change(f"buildx {artifact.version} installed (sha256 matches)")
-        return Decision((Upload(artifact.path, BUILDX_PLUGIN, artifact.sha256, "0755",
-                                f"install buildx {artifact.version} for {got['arch']}"),))
+        return Decision(
+            (
+                Upload(
+                    artifact.path,
+                    BUILDX_PLUGIN,
+                    artifact.sha256,
+                    "0755",
+                    f"install buildx {artifact.version} for {got['arch']}",
+                ),
+            )
+        )
 
     return Step("buildx", facts, decide)
 
 
 # --- binfmt / QEMU ----------------------------------------------------------------------
 
-DISTRO_CONF_DIR = "/usr/lib/binfmt.d"            # qemu-user-static's registration lines
+DISTRO_CONF_DIR = "/usr/lib/binfmt.d"  # qemu-user-static's registration lines
 DISTRO_INTERPRETER = "/usr/libexec/qemu-binfmt/{arch}-binfmt-P"
-PINNED_DIR = "/usr/local/lib/buildfleet/qemu"   # pinned static QEMU, uploaded by buildfleet
-PINNED_CONF_DIR = "/etc/binfmt.d"                # same names: they override /usr/lib/binfmt.d
+PINNED_DIR = "/usr/local/lib/buildfleet/qemu"  # pinned static QEMU, uploaded by buildfleet
+PINNED_CONF_DIR = "/etc/binfmt.d"  # same names: they override /usr/lib/binfmt.d
 REGISTER = (
     # $1: directory of qemu-<arch>.conf lines; $2..: qemu arch names (platform data).
     # An existing entry is removed first: with F the kernel keeps its old file open.
@@ -191,8 +249,13 @@ REGISTER = (
     '[ -f qemu-$a ] && echo -1 > qemu-$a; cat "$conf" > register; done'
 )
 BINFMT_SCRIPT = "/usr/local/lib/buildfleet/register-binfmt"
-BINFMT_SERVICE = Service("buildfleet-binfmt", (BINFMT_SCRIPT,), "Register QEMU interpreters with binfmt_misc",
-                         after=("local-fs.target",), oneshot=True)
+BINFMT_SERVICE = Service(
+    "buildfleet-binfmt",
+    (BINFMT_SCRIPT,),
+    "Register QEMU interpreters with binfmt_misc",
+    after=("local-fs.target",),
+    oneshot=True,
+)
 
 
 def with_interpreter(registration: bytes, interpreter: str) -> bytes:
@@ -206,7 +269,7 @@ def with_interpreter(registration: bytes, interpreter: str) -> bytes:
 
 @dataclass(frozen=True)
 class QemuDesired:
-    arches: tuple[str, ...]                  # QEMU names (aarch64, arm, s390x, ...)
+    arches: tuple[str, ...]  # QEMU names (aarch64, arm, s390x, ...)
     pinned: Callable[[str], PinnedQemu] | None = None  # host arch -> pinned QEMU; None: distro package
 
     def conf_dir(self) -> str:
@@ -219,15 +282,25 @@ class QemuDesired:
 def binfmt_step(desired: QemuDesired) -> Step:
     arches = desired.arches
     boot_paths = (BINFMT_SCRIPT, BINFMT_SERVICE.definition_path("none"), BINFMT_SERVICE.definition_path("systemd"))
-    paths = (*boot_paths, *(desired.interpreter(a) for a in arches),
-             *(f"{PINNED_CONF_DIR}/qemu-{a}.conf" for a in arches))
-    facts = {"arch": f.Arch(), "init": f.InitSystem(), "qemu": f.PackageVersion("qemu-user-static"),
-             "binfmt": f.BinfmtStatus(), "files": f.FileDigests(paths)}
+    paths = (
+        *boot_paths,
+        *(desired.interpreter(a) for a in arches),
+        *(f"{PINNED_CONF_DIR}/qemu-{a}.conf" for a in arches),
+    )
+    facts = {
+        "arch": f.Arch(),
+        "init": f.InitSystem(),
+        "qemu": f.PackageVersion("qemu-user-static"),
+        "binfmt": f.BinfmtStatus(),
+        "files": f.FileDigests(paths),
+    }
 
     def decide(got: Mapping[str, Any]) -> Decision:
         if any(UNAME_TO_ARCH.get(a) == got["arch"] for a in arches):
-            return refuse(f"refusing to register QEMU for this host's own CPU ({got['arch']}): "
-                          "it would run every native binary under emulation")
+            return refuse(
+                f"refusing to register QEMU for this host's own CPU ({got['arch']}): "
+                "it would run every native binary under emulation"
+            )
         actions: list = []
         source = "qemu-user-static (distro)"
         if desired.pinned is None:
@@ -237,26 +310,42 @@ def binfmt_step(desired: QemuDesired) -> Step:
         else:
             pinned = desired.pinned(got["arch"])
             source = f"static QEMU {pinned.version}"
-            wanted = []
+            wanted: list[Upload | WriteFile] = []
             for a in arches:
                 binary = pinned.binaries[a]
-                wanted.append(Upload(binary.path, desired.interpreter(a), binary.sha256, "0755",
-                                     f"install static QEMU {pinned.version} for {a}"))
-                wanted.append(WriteFile(f"{PINNED_CONF_DIR}/qemu-{a}.conf",
-                                        with_interpreter(pinned.registrations[a], desired.interpreter(a)),
-                                        "0644", f"persist the {a} registration"))
+                wanted.append(
+                    Upload(
+                        binary.path,
+                        desired.interpreter(a),
+                        binary.sha256,
+                        "0755",
+                        f"install static QEMU {pinned.version} for {a}",
+                    )
+                )
+                wanted.append(
+                    WriteFile(
+                        f"{PINNED_CONF_DIR}/qemu-{a}.conf",
+                        with_interpreter(pinned.registrations[a], desired.interpreter(a)),
+                        "0644",
+                        f"persist the {a} registration",
+                    )
+                )
             changed = differing(wanted, got["files"])
             actions.extend(changed)
-            replaced = {a for a in arches if any(isinstance(w, Upload) and w.dest == desired.interpreter(a)
-                                                 for w in changed)}
+            replaced = {
+                a for a in arches if any(isinstance(w, Upload) and w.dest == desired.interpreter(a) for w in changed)
+            }
         binfmt: f.Binfmt = got["binfmt"]
         if not binfmt.mounted:
             actions.append(Run(("mount", "-t", "binfmt_misc", "binfmt_misc", f.BINFMT_DIR), "mount binfmt_misc"))
-        stale = tuple(a for a in arches
-                      if a in replaced or not binfmt.registered(a, desired.interpreter(a)))
+        stale = tuple(a for a in arches if a in replaced or not binfmt.registered(a, desired.interpreter(a)))
         if stale:
-            actions.append(Run(("sh", "-c", REGISTER, "register", desired.conf_dir(), *stale),
-                               f"register {', '.join(stale)} with the F flag"))
+            actions.append(
+                Run(
+                    ("sh", "-c", REGISTER, "register", desired.conf_dir(), *stale),
+                    f"register {', '.join(stale)} with the F flag",
+                )
+            )
         actions.extend(_binfmt_at_boot(desired, got["init"], got["files"]))
         return Decision(tuple(actions), f"{source}; {', '.join(arches)} registered with F, again at boot")
 
@@ -266,26 +355,45 @@ def binfmt_step(desired: QemuDesired) -> Step:
 def _binfmt_at_boot(desired: QemuDesired, init: str, digests: Mapping[str, str | None]) -> list:
     """Register again at every boot, with buildfleet's own script: systemd-binfmt may be
     conditioned out (it is in containers), and tonistiigi/binfmt does not persist at all."""
-    script = WriteFile(BINFMT_SCRIPT, (
-        "#!/bin/sh\n# Register QEMU interpreters (managed by buildfleet)\nset -e\n"
-        "[ -f /proc/sys/fs/binfmt_misc/status ] || mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc\n"
-        f"sh -c '{REGISTER}' register {desired.conf_dir()} {' '.join(desired.arches)}\n").encode(),
-        "0755", "install the boot-time registration script")
+    script = WriteFile(
+        BINFMT_SCRIPT,
+        (
+            "#!/bin/sh\n# Register QEMU interpreters (managed by buildfleet)\nset -e\n"
+            "[ -f /proc/sys/fs/binfmt_misc/status ] || mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc\n"
+            f"sh -c '{REGISTER}' register {desired.conf_dir()} {' '.join(desired.arches)}\n"
+        ).encode(),
+        "0755",
+        "install the boot-time registration script",
+    )
     wanted = [script]
     if init == "systemd":
-        wanted.append(WriteFile(BINFMT_SERVICE.definition_path("systemd"), BINFMT_SERVICE.unit(), "0644",
-                                "register at boot (unit)"))
+        wanted.append(
+            WriteFile(
+                BINFMT_SERVICE.definition_path("systemd"), BINFMT_SERVICE.unit(), "0644", "register at boot (unit)"
+            )
+        )
     else:
-        wanted.append(WriteFile(BINFMT_SERVICE.definition_path("none"), f"#!/bin/sh\nexec {BINFMT_SCRIPT}\n".encode(),
-                                "0755", "register at boot (boot.d)"))
+        wanted.append(
+            WriteFile(
+                BINFMT_SERVICE.definition_path("none"),
+                f"#!/bin/sh\nexec {BINFMT_SCRIPT}\n".encode(),
+                "0755",
+                "register at boot (boot.d)",
+            )
+        )
     changed = differing(wanted, digests)
     if changed and init == "systemd":
-        changed.append(Run(("sh", "-c", "systemctl daemon-reload && systemctl enable buildfleet-binfmt.service"),
-                           "enable the registration at boot"))
+        changed.append(
+            Run(
+                ("sh", "-c", "systemctl daemon-reload && systemctl enable buildfleet-binfmt.service"),
+                "enable the registration at boot",
+            )
+        )
     return changed
 
 
 # --- buildkitd --------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class BuildkitdDesired:
@@ -300,21 +408,45 @@ class BuildkitdDesired:
 def buildkitd_service(port: int) -> Service:
     return Service(
         "buildkitd",
-        (f"{BUILDKIT_BIN}/buildkitd", "--config", f"{BUILDKIT_ETC}/buildkitd.toml",
-         "--addr", "unix:///run/buildkit/buildkitd.sock", "--addr", f"tcp://0.0.0.0:{port}",
-         "--tlscacert", f"{BUILDKIT_ETC}/tls/ca.pem", "--tlscert", f"{BUILDKIT_ETC}/tls/cert.pem",
-         "--tlskey", f"{BUILDKIT_ETC}/tls/key.pem"),
+        (
+            f"{BUILDKIT_BIN}/buildkitd",
+            "--config",
+            f"{BUILDKIT_ETC}/buildkitd.toml",
+            "--addr",
+            "unix:///run/buildkit/buildkitd.sock",
+            "--addr",
+            f"tcp://0.0.0.0:{port}",
+            "--tlscacert",
+            f"{BUILDKIT_ETC}/tls/ca.pem",
+            "--tlscert",
+            f"{BUILDKIT_ETC}/tls/cert.pem",
+            "--tlskey",
+            f"{BUILDKIT_ETC}/tls/key.pem",
+        ),
         "BuildKit daemon (mTLS)",
     )
 
 
 def buildkitd_step(desired: BuildkitdDesired) -> Step:
     service = buildkitd_service(desired.port)
-    paths = (f"{BUILDKIT_BIN}/buildkitd", f"{BUILDKIT_BIN}/buildctl", f"{BUILDKIT_ETC}/buildkitd.toml",
-             f"{BUILDKIT_ETC}/tls/ca.pem", f"{BUILDKIT_ETC}/tls/cert.pem", f"{BUILDKIT_ETC}/tls/key.pem",
-             SUPERVISE, service.definition_path("none"), service.definition_path("systemd"))
-    facts = {"arch": f.Arch(), "init": f.InitSystem(), "runc": f.PackageVersion("runc"),
-             "files": f.FileDigests(paths), "workers": f.BuildkitdWorkers()}
+    paths = (
+        f"{BUILDKIT_BIN}/buildkitd",
+        f"{BUILDKIT_BIN}/buildctl",
+        f"{BUILDKIT_ETC}/buildkitd.toml",
+        f"{BUILDKIT_ETC}/tls/ca.pem",
+        f"{BUILDKIT_ETC}/tls/cert.pem",
+        f"{BUILDKIT_ETC}/tls/key.pem",
+        SUPERVISE,
+        service.definition_path("none"),
+        service.definition_path("systemd"),
+    )
+    facts = {
+        "arch": f.Arch(),
+        "init": f.InitSystem(),
+        "runc": f.PackageVersion("runc"),
+        "files": f.FileDigests(paths),
+        "workers": f.BuildkitdWorkers(),
+    }
 
     def decide(got: Mapping[str, Any]) -> Decision:
         buildkitd, buildctl = desired.binaries(got["arch"])
@@ -323,8 +455,20 @@ def buildkitd_step(desired: BuildkitdDesired) -> Step:
         if got["runc"] is None:
             actions.append(Run(apt_install("runc"), "install runc (buildkitd's OCI worker needs it)"))
         wanted = [
-            Upload(buildkitd.path, f"{BUILDKIT_BIN}/buildkitd", buildkitd.sha256, "0755", f"install buildkitd {buildkitd.version}"),
-            Upload(buildctl.path, f"{BUILDKIT_BIN}/buildctl", buildctl.sha256, "0755", f"install buildctl {buildctl.version}"),
+            Upload(
+                buildkitd.path,
+                f"{BUILDKIT_BIN}/buildkitd",
+                buildkitd.sha256,
+                "0755",
+                f"install buildkitd {buildkitd.version}",
+            ),
+            Upload(
+                buildctl.path,
+                f"{BUILDKIT_BIN}/buildctl",
+                buildctl.sha256,
+                "0755",
+                f"install buildctl {buildctl.version}",
+            ),
             WriteFile(f"{BUILDKIT_ETC}/buildkitd.toml", desired.config, "0644", "write buildkitd.toml"),
             WriteFile(f"{BUILDKIT_ETC}/tls/ca.pem", desired.ca_pem, "0644", "install the fleet CA"),
             WriteFile(f"{BUILDKIT_ETC}/tls/cert.pem", desired.cert_pem, "0644", "install the server certificate"),
@@ -339,8 +483,15 @@ def buildkitd_step(desired: BuildkitdDesired) -> Step:
         healthy = got["workers"] is not None and len(got["workers"]) > 0
         if changed or not healthy:
             restart = bool(changed) and healthy
-            actions.append(start_and_wait(service, got["init"], restart, f.BuildkitdWorkers.command[-1],
-                                          "restart buildkitd (its files changed)" if restart else "start buildkitd"))
+            actions.append(
+                start_and_wait(
+                    service,
+                    got["init"],
+                    restart,
+                    f.BuildkitdWorkers.command[-1],
+                    "restart buildkitd (its files changed)" if restart else "start buildkitd",
+                )
+            )
         if not actions:
             return no_change(f"buildkitd {buildkitd.version} up with workers for {' '.join(got['workers'])}")
         return Decision(tuple(actions))

@@ -65,8 +65,11 @@ class Service:
 
     def unit(self) -> bytes:
         """A systemd unit that starts at boot and, for a daemon, restarts on failure."""
-        lifecycle = ("Type=oneshot\nRemainAfterExit=yes\n" if self.oneshot
-                     else "Restart=always\nRestartSec=2\nLimitNOFILE=infinity\n")
+        lifecycle = (
+            "Type=oneshot\nRemainAfterExit=yes\n"
+            if self.oneshot
+            else "Restart=always\nRestartSec=2\nLimitNOFILE=infinity\n"
+        )
         return (
             "[Unit]\n"
             f"Description={self.description} (managed by buildfleet)\n"

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import json
 import subprocess
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 from provisioning.errors import BuildfleetError, tail
 
@@ -14,21 +15,23 @@ from provisioning.errors import BuildfleetError, tail
 class Docker:
     binary: str = "docker"
 
-    def run(self, args: Sequence[str], check: bool = True, input_bytes: bytes | None = None) -> subprocess.CompletedProcess:
+    def run(
+        self, args: Sequence[str], check: bool = True, input_bytes: bytes | None = None
+    ) -> subprocess.CompletedProcess:
         command = [self.binary, *args]
         try:
             if input_bytes is None:
                 result = subprocess.run(command, capture_output=True, text=True)
             else:
                 raw = subprocess.run(command, capture_output=True, input=input_bytes)
-                result = subprocess.CompletedProcess(command, raw.returncode, raw.stdout.decode(errors="replace"),
-                                                     raw.stderr.decode(errors="replace"))
+                result = subprocess.CompletedProcess(
+                    command, raw.returncode, raw.stdout.decode(errors="replace"), raw.stderr.decode(errors="replace")
+                )
         except FileNotFoundError:
             raise BuildfleetError(f"{self.binary} not found: the local target needs the docker CLI") from None
         if check and result.returncode != 0:
-            raise BuildfleetError(
-                f"docker {' '.join(args[:2])} failed (exit {result.returncode}): {tail(result.stderr) or tail(result.stdout)}"
-            )
+            output = tail(result.stderr) or tail(result.stdout)
+            raise BuildfleetError(f"docker {' '.join(args[:2])} failed (exit {result.returncode}): {output}")
         return result
 
     def ping(self) -> None:

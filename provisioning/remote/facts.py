@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import re
 import shlex
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Mapping
+from typing import Any, ClassVar
 
 from provisioning.errors import BuildfleetError, tail
 from provisioning.platforms import UNAME_TO_ARCH
@@ -35,7 +36,7 @@ class Version:
     text: str = field(default="", compare=False)
 
     @classmethod
-    def parse(cls, text: str) -> "Version":
+    def parse(cls, text: str) -> Version:
         match = re.match(r"v?(\d+(?:\.\d+)*)", text.strip())
         if not match:
             raise FactError(f"not a version: {text!r}")
@@ -208,17 +209,26 @@ class Binfmt:
         """Usable for builds: enabled, with the F flag (the interpreter opened at registration,
         so it works inside containers), and pointing at ``interpreter`` when one is wanted."""
         entry = self.entries.get(f"qemu-{qemu_arch}")
-        return bool(self.mounted and entry and entry.enabled and "F" in entry.flags
-                    and (interpreter is None or entry.interpreter == interpreter))
+        return bool(
+            self.mounted
+            and entry
+            and entry.enabled
+            and "F" in entry.flags
+            and (interpreter is None or entry.interpreter == interpreter)
+        )
 
 
 class BinfmtStatus(Fact):
     """Whether binfmt_misc is mounted, and every qemu-* interpreter with its flags."""
 
-    command = ("sh", "-c", (
-        f"[ -f {BINFMT_DIR}/status ] || {{ echo unmounted; exit 0; }}; echo mounted; "
-        f"for f in {BINFMT_DIR}/qemu-*; do [ -f \"$f\" ] || continue; echo \"== ${{f##*/}}\"; cat \"$f\"; done"
-    ))
+    command = (
+        "sh",
+        "-c",
+        (
+            f"[ -f {BINFMT_DIR}/status ] || {{ echo unmounted; exit 0; }}; echo mounted; "
+            f'for f in {BINFMT_DIR}/qemu-*; do [ -f "$f" ] || continue; echo "== ${{f##*/}}"; cat "$f"; done'
+        ),
+    )
 
     def parse(self, exit_code: int, stdout: str) -> Binfmt:
         lines = stdout.splitlines()
@@ -226,12 +236,18 @@ class BinfmtStatus(Fact):
             raise FactError(f"cannot read binfmt_misc state: {stdout.strip()[:200]!r}")
         if lines[0] == "unmounted":
             return Binfmt(False)
-        entries, current, fields = {}, None, {}
+        entries: dict[str, BinfmtEntry] = {}
+        current: str | None = None
+        fields: dict[str, str] = {}
         for line in lines[1:] + ["== end"]:
             if line.startswith("== "):
                 if current:
-                    entries[current] = BinfmtEntry(current, fields.get("state") == "enabled",
-                                                   fields.get("interpreter", ""), fields.get("flags", ""))
+                    entries[current] = BinfmtEntry(
+                        current,
+                        fields.get("state") == "enabled",
+                        fields.get("interpreter", ""),
+                        fields.get("flags", ""),
+                    )
                 current, fields = line[3:].strip(), {}
             elif line in ("enabled", "disabled"):
                 fields["state"] = line
@@ -283,9 +299,13 @@ class FileDigests(Fact):
 class BuildkitdWorkers(Fact):
     """Platforms of buildkitd's workers over its local socket, or None when it does not answer."""
 
-    command = ("sh", "-c", "buildctl --addr unix:///run/buildkit/buildkitd.sock debug workers --format "
-                           "'{{range .}}{{range .Platforms}}{{.OS}}/{{.Architecture}}{{if .Variant}}/{{.Variant}}{{end}} "
-                           "{{end}}{{end}}'")
+    command = (
+        "sh",
+        "-c",
+        "buildctl --addr unix:///run/buildkit/buildkitd.sock debug workers --format "
+        "'{{range .}}{{range .Platforms}}{{.OS}}/{{.Architecture}}{{if .Variant}}/{{.Variant}}{{end}} "
+        "{{end}}{{end}}'",
+    )
     sudo = True
 
     def parse(self, exit_code: int, stdout: str) -> tuple[str, ...] | None:
@@ -314,7 +334,7 @@ def parse_batch(facts: Mapping[str, Fact], stdout: str) -> dict[str, Any]:
         if end is None:
             break  # the shell stopped inside this fact: reported as missing below
         name = names[position]
-        values[name] = facts[name].parse(int(lines[end].split()[1]), "\n".join(lines[index + 1:end]) + "\n")
+        values[name] = facts[name].parse(int(lines[end].split()[1]), "\n".join(lines[index + 1 : end]) + "\n")
         index = end + 1
     missing = [n for n in names if n not in values]
     if missing:
@@ -329,5 +349,8 @@ def gather(transport: Transport, facts: Mapping[str, Fact]) -> dict[str, Any]:
     try:
         return parse_batch(facts, result.stdout)
     except FactsLost as lost:
-        raise FactsLost(f"{transport.host.name}: {lost} ($ {result.command}: exit {result.exit_code}"
-                        + (f": {tail(result.stderr)}" if result.stderr.strip() else "") + ")") from None
+        raise FactsLost(
+            f"{transport.host.name}: {lost} ($ {result.command}: exit {result.exit_code}"
+            + (f": {tail(result.stderr)}" if result.stderr.strip() else "")
+            + ")"
+        ) from None

@@ -3,8 +3,9 @@ GroupResult shape): one host failing never hides, aborts or delays another's out
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Callable, Generic, Sequence, TypeVar
+from typing import Generic, TypeVar
 
 from provisioning.errors import BuildfleetError
 from provisioning.inventory import InventoryHost
@@ -17,7 +18,7 @@ class GroupResult(dict[str, "T | Exception"], Generic[T]):
 
     @property
     def succeeded(self) -> dict[str, T]:
-        return {name: value for name, value in self.items() if not isinstance(value, Exception)}  # type: ignore[misc]
+        return {name: value for name, value in self.items() if not isinstance(value, Exception)}
 
     @property
     def failed(self) -> dict[str, Exception]:
@@ -54,6 +55,6 @@ def fan_out(hosts: Sequence[InventoryHost], work: Callable[[InventoryHost], T]) 
     with ThreadPoolExecutor(max_workers=max(1, len(hosts))) as pool:
         outcomes = list(pool.map(one, hosts))
     result: GroupResult[T] = GroupResult()
-    for host, outcome in zip(hosts, outcomes):
+    for host, outcome in zip(hosts, outcomes, strict=True):
         result[host.name] = outcome
     return result

@@ -7,15 +7,15 @@ is not pinned is refused, never added on first sight.
 from __future__ import annotations
 
 import shlex
-import socket
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol, Sequence
+from typing import Protocol
 
 import paramiko
 from fabric import Connection
 
-from provisioning.errors import BuildfleetError, tail
+from provisioning.errors import BuildfleetError
 from provisioning.inventory import InventoryHost
 from provisioning.state import FleetState
 
@@ -81,7 +81,7 @@ class SSHTransport:
             if "not found in known_hosts" in str(error):
                 raise HostKeyRejected(f"{where}: host key is not pinned in known_hosts: {error}") from None
             raise ConnectionFailed(f"{where}: SSH refused: {error} (host keys are pinned in known_hosts)") from None
-        except (socket.error, OSError) as error:
+        except OSError as error:
             raise ConnectionFailed(f"{where}: cannot connect: {error}") from None
 
     def run(self, argv: Sequence[str], sudo: bool = False, timeout: float | None = None) -> CommandResult:

@@ -7,29 +7,39 @@ deadline; a host key that differs from the pinned one is never retried.
 
 from __future__ import annotations
 
-import time
 import threading
-from typing import Callable, Sequence
+import time
+from collections.abc import Callable, Sequence
 
 from invoke.exceptions import CommandTimedOut
 
 from provisioning.errors import BuildfleetError
+from provisioning.inventory import InventoryHost
 from provisioning.remote.fanout import fan_out
 from provisioning.remote.ssh import ConnectionFailed, HostKeyRejected, Transport
-from provisioning.inventory import InventoryHost
 
 # Where cloud-init exists, block until it has finished (its own exit status is not ours:
 # a degraded cloud-init still leaves a usable host, which configure then checks).
-CLOUD_INIT_DONE = ("sh", "-c", "if command -v cloud-init >/dev/null; then cloud-init status --wait >/dev/null; fi; true")
+CLOUD_INIT_DONE = (
+    "sh",
+    "-c",
+    "if command -v cloud-init >/dev/null; then cloud-init status --wait >/dev/null; fi; true",
+)
 
 
 class WaitStopped(BuildfleetError):
     """Another host failed for good (a wrong host key), so waiting for this one stopped."""
 
 
-def wait_for_host(host: InventoryHost, connect: Callable[[InventoryHost], Transport], timeout: float,
-                  interval: float = 5.0, clock: Callable[[], float] = time.monotonic,
-                  sleep: Callable[[float], None] = time.sleep, stop: threading.Event | None = None) -> float:
+def wait_for_host(
+    host: InventoryHost,
+    connect: Callable[[InventoryHost], Transport],
+    timeout: float,
+    interval: float = 5.0,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+    stop: threading.Event | None = None,
+) -> float:
     """Seconds until ``host`` answered over SSH with cloud-init done; one clear error after ``timeout``."""
     start = clock()
     while True:
@@ -55,8 +65,9 @@ def wait_for_host(host: InventoryHost, connect: Callable[[InventoryHost], Transp
         sleep(interval)
 
 
-def wait_for_hosts(hosts: Sequence[InventoryHost], connect: Callable[[InventoryHost], Transport],
-                   timeout: float) -> dict[str, float]:
+def wait_for_hosts(
+    hosts: Sequence[InventoryHost], connect: Callable[[InventoryHost], Transport], timeout: float
+) -> dict[str, float]:
     """All hosts at once, each one's outcome reported; a rejected host key ends the others'
     waits at their next attempt instead of after their whole timeout."""
     stop = threading.Event()

@@ -10,9 +10,10 @@ later stages read. It needs the Pulumi CLI on PATH and AWS credentials, as
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, ClassVar, Mapping
+from typing import Any, ClassVar
 
 from provisioning.errors import BuildfleetError, ConfigError
 from provisioning.inventory import Inventory
@@ -30,15 +31,19 @@ STACK_FILE = "aws-stack"  # in the fleet's state: which stack ``down`` destroys
 def select_stack(stack: str, project_dir: Path) -> Any:
     """The real Automation API stack for this project directory's Pulumi.yaml."""
     from pulumi import automation
+
     try:
         return automation.create_or_select_stack(stack_name=stack, work_dir=str(project_dir))
     except FileNotFoundError:
-        raise BuildfleetError("the Pulumi CLI is not on PATH: install it (https://www.pulumi.com/docs/install/), "
-                              "log in (pulumi login) and set AWS credentials to use --target aws") from None
+        raise BuildfleetError(
+            "the Pulumi CLI is not on PATH: install it (https://www.pulumi.com/docs/install/), "
+            "log in (pulumi login) and set AWS credentials to use --target aws"
+        ) from None
 
 
 def _config_value(value: Any) -> Any:
     from pulumi.automation import ConfigValue
+
     return ConfigValue(value=pulumi_config_value(value))
 
 
@@ -58,10 +63,18 @@ class AwsTarget:
     defaults: ClassVar[Mapping[str, Any]] = {}  # Pulumi.yaml's own defaults apply
 
     @classmethod
-    def from_options(cls, options: TargetOptions) -> "AwsTarget":
+    def from_options(cls, options: TargetOptions) -> AwsTarget:
         stack = options.sources.stack or cls.recorded_stack(options.state) or options.fleet
-        return cls(stack, options.sources.project_dir, options.state, select=select_stack, sources=options.sources,
-                   ssh_key=options.ssh_key, wait_timeout=options.wait_timeout, on_output=options.on_output)
+        return cls(
+            stack,
+            options.sources.project_dir,
+            options.state,
+            select=select_stack,
+            sources=options.sources,
+            ssh_key=options.ssh_key,
+            wait_timeout=options.wait_timeout,
+            on_output=options.on_output,
+        )
 
     def _raw(self) -> dict[str, Any]:
         """The user's keys: the stack file (when it exists yet), buildfleet.yaml, --set."""
@@ -91,8 +104,10 @@ class AwsTarget:
         user_key = raw.get("sshPublicKey", "")
         if user_key and user_key != self._own_key():  # the fleet's own key, written there by an earlier up
             if self.ssh_key is None or not self.ssh_key.expanduser().is_file():
-                raise ConfigError(f"{NAMESPACE}:sshPublicKey is set, so buildfleet needs its private half: "
-                                  "--ssh-key PATH (e.g. ~/.ssh/id_ed25519); or unset it to use the fleet's own key")
+                raise ConfigError(
+                    f"{NAMESPACE}:sshPublicKey is set, so buildfleet needs its private half: "
+                    "--ssh-key PATH (e.g. ~/.ssh/id_ed25519); or unset it to use the fleet's own key"
+                )
             ssh_key = str(self.ssh_key.expanduser())
         else:
             to_set["sshPublicKey"] = self.state.ensure_ssh_key()
@@ -107,8 +122,10 @@ class AwsTarget:
     def status(self) -> list[HostState]:
         # EC2's own view needs the AWS API; until then, what the last up recorded.
         inventory = self.state.load_inventory()
-        return [HostState(h.name, f"{self.stack}/{h.address}", "recorded by up") for h in
-                (inventory.hosts if inventory else ())]
+        return [
+            HostState(h.name, f"{self.stack}/{h.address}", "recorded by up")
+            for h in (inventory.hosts if inventory else ())
+        ]
 
     def down(self) -> list[str]:
         self.on_output(f"pulumi destroy: stack {self.stack!r}")
@@ -131,8 +148,9 @@ class AwsTarget:
             inventory = Inventory.from_dict(outputs["inventory"].value)
             keys = outputs["hostKeys"].value
         except KeyError as missing:
-            raise BuildfleetError(f"stack {self.stack!r} has no output {missing}: is this buildfleet's "
-                                  "Pulumi.yaml?") from None
+            raise BuildfleetError(
+                f"stack {self.stack!r} has no output {missing}: is this buildfleet's Pulumi.yaml?"
+            ) from None
         hosts = tuple(dataclasses.replace(h, ssh_key=ssh_key) for h in inventory.hosts)
         unpinned = [h.name for h in hosts if not keys.get(h.name)]
         if unpinned:
@@ -161,5 +179,6 @@ def _engine(operation: Callable[[], Any], what: str, stack: str) -> Any:
         raise
     except Exception as error:  # the Automation API raises CommandError and friends
         lines = [line for line in str(error).splitlines() if line.strip()]
-        raise BuildfleetError(f"{what} on stack {stack!r} failed: {lines[-1] if lines else type(error).__name__}") \
-            from None
+        raise BuildfleetError(
+            f"{what} on stack {stack!r} failed: {lines[-1] if lines else type(error).__name__}"
+        ) from None

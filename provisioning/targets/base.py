@@ -7,9 +7,10 @@ was. A new target is one module plus one line in ``provisioning.targets.REGISTRY
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, ClassVar, Mapping, Protocol
+from typing import Any, ClassVar, Protocol
 
 from provisioning.configfile import load_raw_config
 from provisioning.inventory import Inventory
@@ -72,8 +73,7 @@ class Target(Protocol):
         """Make or find the hosts until each answers over SSH; save and return the inventory."""
         ...
 
-    def status(self) -> list[HostState]:
-        ...
+    def status(self) -> list[HostState]: ...
 
     def down(self) -> list[str]:
         """Remove what this target made for the fleet (never the fleet's local state); what went."""

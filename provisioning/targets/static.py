@@ -18,21 +18,22 @@ file (``hostKey``) or in the operator's ~/.ssh/known_hosts; none is accepted on 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, Mapping
+from typing import Any, ClassVar
 
 import paramiko
 import yaml
 
 from provisioning.errors import ConfigError
-from provisioning.remote import facts as f
-from provisioning.remote.facts import gather
-from provisioning.remote.ssh import SSHTransport
 from provisioning.inventory import HostPlatform, Inventory, InventoryHost
 from provisioning.placement import HostSpec, Placement, place
 from provisioning.plan import Plan
+from provisioning.remote import facts as f
+from provisioning.remote.facts import gather
 from provisioning.remote.fanout import fan_out
+from provisioning.remote.ssh import SSHTransport
 from provisioning.settings import ROLES, Settings
 from provisioning.state import FleetState, known_hosts_name
 from provisioning.targets.base import ConfigSources, HostState, TargetOptions, settings_with_defaults
@@ -80,9 +81,18 @@ def parse_static_hosts(document: Any, source: str) -> tuple[StaticHost, ...]:
             port, buildkitd_port = int(entry.get("port", 22)), int(entry.get("buildkitdPort", 1234))
         except (TypeError, ValueError):
             raise ConfigError(f"{label}: 'port' and 'buildkitdPort' must be numbers") from None
-        hosts.append(StaticHost(str(entry["name"]), str(entry["address"]), str(entry["user"]), str(entry["role"]),
-                                Path(str(entry.get("key", "~/.ssh/id_ed25519"))).expanduser(), port,
-                                str(entry.get("hostKey", "")).strip(), buildkitd_port))
+        hosts.append(
+            StaticHost(
+                str(entry["name"]),
+                str(entry["address"]),
+                str(entry["user"]),
+                str(entry["role"]),
+                Path(str(entry.get("key", "~/.ssh/id_ed25519"))).expanduser(),
+                port,
+                str(entry.get("hostKey", "")).strip(),
+                buildkitd_port,
+            )
+        )
     return tuple(hosts)
 
 
@@ -126,15 +136,17 @@ class StaticTarget:
     defaults: ClassVar[Mapping[str, Any]] = {"arm64Count": 0}
 
     @classmethod
-    def from_options(cls, options: TargetOptions) -> "StaticTarget":
+    def from_options(cls, options: TargetOptions) -> StaticTarget:
         return cls(options.inventory_file, options.state, sources=options.sources)
 
     def settings(self) -> Settings:
         return settings_with_defaults(self.sources.raw() if self.sources else {}, self.defaults)
 
     def plan(self, settings: Settings) -> Plan:
-        raise ConfigError("the static target's placement depends on each host's CPU, which is detected over "
-                          "SSH: run buildfleet up --target static --inventory FILE, then buildfleet status")
+        raise ConfigError(
+            "the static target's placement depends on each host's CPU, which is detected over "
+            "SSH: run buildfleet up --target static --inventory FILE, then buildfleet status"
+        )
 
     def up(self, settings: Settings) -> Inventory:
         if self.path is None:
@@ -145,7 +157,9 @@ class StaticTarget:
         detected = fan_out([self._probe(h) for h in hosts], lambda probe: self._detect(probes[probe.name]))
         specs = list(detected.raise_failures("detecting the CPU over SSH").values())
         placement = place(settings.platforms, specs)
-        inventory = Inventory(TARGET, tuple(self._inventory_host(h, s, placement) for h, s in zip(hosts, specs)))
+        inventory = Inventory(
+            TARGET, tuple(self._inventory_host(h, s, placement) for h, s in zip(hosts, specs, strict=True))
+        )
         self.state.save_inventory(inventory)
         return inventory
 
@@ -166,14 +180,23 @@ class StaticTarget:
         finally:
             transport.close()
         if host.role != "emulation" and found["arch"] != host.role:
-            raise ConfigError(f"host {host.name!r} is declared role {host.role} but its CPU is {found['arch']} "
-                              "(detected over SSH); fix its role")
+            raise ConfigError(
+                f"host {host.name!r} is declared role {host.role} but its CPU is {found['arch']} "
+                "(detected over SSH); fix its role"
+            )
         return HostSpec(host.name, host.role, found["arch"], found["aarch32"] and found["arch"] == "arm64")
 
     @staticmethod
     def _inventory_host(host: StaticHost, spec: HostSpec, placement: Placement) -> InventoryHost:
         return InventoryHost(
-            name=host.name, role=host.role, arch=spec.arch, address=host.address, private_address=host.address,
-            ssh_user=host.user, ssh_port=host.port, buildkitd_port=host.buildkitd_port, ssh_key=str(host.key),
+            name=host.name,
+            role=host.role,
+            arch=spec.arch,
+            address=host.address,
+            private_address=host.address,
+            ssh_user=host.user,
+            ssh_port=host.port,
+            buildkitd_port=host.buildkitd_port,
+            ssh_key=str(host.key),
             platforms=tuple(HostPlatform(str(a.platform), a.native) for a in placement.for_host(host.name)),
         )

@@ -20,9 +20,9 @@ from provisioning.hosts.executor import FleetReport
 from provisioning.inventory import Inventory
 from provisioning.remote.docker import Docker
 from provisioning.remote.machine import machine_arch
-from provisioning.targets.local.target import LABEL, LocalTarget
 from provisioning.settings import Settings, settings_from_mapping
 from provisioning.state import FleetState
+from provisioning.targets.local.target import LABEL, LocalTarget
 
 CACHE = Path(os.environ.get("BUILDFLEET_CACHE", "/var/cache/buildfleet"))
 
@@ -48,8 +48,11 @@ class LiveFleet:
 
 def leftovers(fleet: str) -> list[str]:
     docker = Docker()
-    return [f"{kind} {name}" for kind in ("container", "volume", "network")
-            for name in docker.names(kind, f"{LABEL}={fleet}")]
+    return [
+        f"{kind} {name}"
+        for kind in ("container", "volume", "network")
+        for name in docker.names(kind, f"{LABEL}={fleet}")
+    ]
 
 
 @pytest.fixture(scope="session")

@@ -8,12 +8,11 @@ import pytest
 from fake_pulumi import FakeStack
 
 from provisioning.cli import main
-from provisioning.targets import aws as automation
 from provisioning.errors import BuildfleetError
-from provisioning.remote.ssh import connect
-from provisioning.remote.ssh import HostKeyRejected
+from provisioning.remote.ssh import HostKeyRejected, connect
 from provisioning.remote.wait import wait_for_host
 from provisioning.state import FleetState
+from provisioning.targets import aws as automation
 
 from .conftest import CACHE
 
@@ -31,16 +30,38 @@ def pinned_keys(fleet) -> dict[str, str]:
 
 def test_up_target_aws_waits_configures_and_builds_then_down_destroys(fleet, tmp_path, monkeypatch, capsys):
     name = f"aws{uuid.uuid4().hex[:6]}"
-    stack = FakeStack({"inventory": SimpleNamespace(value={**fleet.inventory.to_dict(), "target": "aws"}),
-                       "hostKeys": SimpleNamespace(value=pinned_keys(fleet))})
+    stack = FakeStack(
+        {
+            "inventory": SimpleNamespace(value={**fleet.inventory.to_dict(), "target": "aws"}),
+            "hostKeys": SimpleNamespace(value=pinned_keys(fleet)),
+        }
+    )
     monkeypatch.setattr(automation, "select_stack", lambda stack_name, project_dir: stack)
     monkeypatch.setenv("BUILDFLEET_STATE_DIR", str(tmp_path / "state"))
     monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path / "docker-config"))
     public = fleet.state.ssh_key.with_suffix(".pub").read_text().strip()
     try:
-        up = main(["up", "--target", "aws", "--fleet", name, "--project-dir", str(tmp_path),
-                   "--set", "allowedCidrs=[127.0.0.1/32]", "--set", f"sshPublicKey={public}",
-                   "--ssh-key", str(fleet.state.ssh_key), "--artifacts", str(CACHE), "--wait-timeout", "60"])
+        up = main(
+            [
+                "up",
+                "--target",
+                "aws",
+                "--fleet",
+                name,
+                "--project-dir",
+                str(tmp_path),
+                "--set",
+                "allowedCidrs=[127.0.0.1/32]",
+                "--set",
+                f"sshPublicKey={public}",
+                "--ssh-key",
+                str(fleet.state.ssh_key),
+                "--artifacts",
+                str(CACHE),
+                "--wait-timeout",
+                "60",
+            ]
+        )
         out = capsys.readouterr().out
         assert up == 0, out
         assert stack.calls == ["up"] and stack.config["buildfleet:allowedCidrs"] == '["127.0.0.1/32"]'
@@ -78,6 +99,7 @@ def test_a_wrong_host_key_is_refused_at_once_not_retried(fleet, tmp_path):
     def counted(h):
         attempts.append(h.name)
         return connect(h, state)
+
     with pytest.raises(HostKeyRejected, match="host key differs from the pinned one"):
         wait_for_host(host, counted, timeout=30, interval=0.5)
     assert attempts == ["amd64-0"]

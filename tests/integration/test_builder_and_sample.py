@@ -10,11 +10,11 @@ from provisioning.builder.builder import Buildx, FleetBuilder
 from provisioning.builder.ciconfig import shell_script
 from provisioning.builder.nodes import TLSFiles, remote_nodes
 from provisioning.builder.preflight import check_emulation
+from provisioning.builder.registry_client import RegistryClient
 from provisioning.builder.sample import SampleSources, build_sample, verify_sample
 from provisioning.errors import BuildfleetError
-from provisioning.remote.ssh import connect
 from provisioning.platforms import parse_platforms
-from provisioning.builder.registry_client import RegistryClient
+from provisioning.remote.ssh import connect
 
 from .conftest import CACHE
 
@@ -77,12 +77,25 @@ def test_seven_platforms_build_each_where_the_placement_said(fleet, made, buildx
     results = verify_sample(fleet.inventory, "it", ISSUE_PLATFORMS)
     assert all(r.ok for r in results), [(r.platform, r.problem) for r in results]
     assert {r.platform: r.native for r in results} == {
-        "linux/amd64": True, "linux/386": True, "linux/arm64": False, "linux/riscv64": False,
-        "linux/ppc64le": False, "linux/s390x": False, "linux/arm/v7": False}
+        "linux/amd64": True,
+        "linux/386": True,
+        "linux/arm64": False,
+        "linux/riscv64": False,
+        "linux/ppc64le": False,
+        "linux/s390x": False,
+        "linux/arm/v7": False,
+    }
     index = RegistryClient(fleet.inventory.registry).index("buildfleet-sample", "it")
     listed = {(m["platform"]["architecture"], m["platform"].get("variant", "")) for m in index["manifests"]}
-    assert listed == {("amd64", ""), ("arm64", ""), ("riscv64", ""), ("ppc64le", ""), ("s390x", ""), ("386", ""),
-                      ("arm", "v7")}
+    assert listed == {
+        ("amd64", ""),
+        ("arm64", ""),
+        ("riscv64", ""),
+        ("ppc64le", ""),
+        ("s390x", ""),
+        ("386", ""),
+        ("arm", "v7"),
+    }
 
 
 def test_a_platform_whose_interpreter_is_missing_stops_before_any_build(fleet):
@@ -94,11 +107,14 @@ def test_a_platform_whose_interpreter_is_missing_stops_before_any_build(fleet):
         transport.close()
     with pytest.raises(BuildfleetError) as error:
         check_emulation(fleet.inventory, lambda host: connect(host, fleet.state))
-    assert str(error.value) == ("linux/riscv64 cannot be built on emulation-0: its QEMU interpreter qemu-riscv64 "
-                                "is not registered (run buildfleet configure)")
+    assert str(error.value) == (
+        "linux/riscv64 cannot be built on emulation-0: its QEMU interpreter qemu-riscv64 "
+        "is not registered (run buildfleet configure)"
+    )
     healed = fleet.configure()  # configure puts it back
     assert healed.ok and "register riscv64" in next(
-        s.detail for h in healed.hosts for s in h.steps if s.step == "binfmt")
+        s.detail for h in healed.hosts for s in h.steps if s.step == "binfmt"
+    )
 
 
 def test_the_emitted_shell_config_joins_a_real_shell_to_the_builder(fleet, tmp_path):
@@ -106,11 +122,21 @@ def test_the_emitted_shell_config_joins_a_real_shell_to_the_builder(fleet, tmp_p
     tls = TLSFiles.in_state(fleet.state.root / "tls")
     platforms = [str(p) for p in ISSUE_PLATFORMS]
     script = shell_script(name, remote_nodes(name, fleet.inventory, tls), platforms)
-    env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": str(tmp_path), "DOCKER_CONFIG": str(tmp_path / "ci-docker"),
-           "BUILDFLEET_CA": tls.ca.read_text(), "BUILDFLEET_CLIENT_CERT": tls.cert.read_text(),
-           "BUILDFLEET_CLIENT_KEY": tls.key.read_text()}
-    joined = subprocess.run(["sh", "-c", script + '\necho "builder=$BUILDFLEET_BUILDER"\n'], env=env,
-                            capture_output=True, text=True, timeout=120)
+    env = {
+        "PATH": "/usr/local/bin:/usr/bin:/bin",
+        "HOME": str(tmp_path),
+        "DOCKER_CONFIG": str(tmp_path / "ci-docker"),
+        "BUILDFLEET_CA": tls.ca.read_text(),
+        "BUILDFLEET_CLIENT_CERT": tls.cert.read_text(),
+        "BUILDFLEET_CLIENT_KEY": tls.key.read_text(),
+    }
+    joined = subprocess.run(
+        ["sh", "-c", script + '\necho "builder=$BUILDFLEET_BUILDER"\n'],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert joined.returncode == 0, joined.stderr
     assert f"builder={name}" in joined.stdout and joined.stdout.count("Status:           running") == 2
     ci_buildx = Buildx(env={"DOCKER_CONFIG": env["DOCKER_CONFIG"]})
@@ -126,9 +152,14 @@ def test_the_emitted_shell_config_joins_a_real_shell_to_the_builder(fleet, tmp_p
 def test_the_docker_container_driver_over_ssh_builds_each_platform_where_placed(fleet, tmp_path):
     from provisioning.builder import docker_container
     from provisioning.remote.machine import machine_arch
+
     name = f"dc{uuid.uuid4().hex[:6]}"
-    buildx = Buildx(env={"DOCKER_CONFIG": str(tmp_path / "docker-config"),
-                         "PATH": f"{fleet.state.root / 'ssh-client'}:/usr/local/bin:/usr/bin:/bin"})
+    buildx = Buildx(
+        env={
+            "DOCKER_CONFIG": str(tmp_path / "docker-config"),
+            "PATH": f"{fleet.state.root / 'ssh-client'}:/usr/local/bin:/usr/bin:/bin",
+        }
+    )
     builder = FleetBuilder(name, tmp_path / "builders", buildx)
     nodes = docker_container.prepare(name, fleet.inventory, fleet.state, fleet.artifacts, buildx, machine_arch())
     try:
@@ -136,7 +167,9 @@ def test_the_docker_container_driver_over_ssh_builds_each_platform_where_placed(
         assert builder.ensure(nodes) == []
         inspected = builder.inspect(bootstrap=True)
         assert [(n.endpoint, n.status) for n in inspected.nodes] == [
-            (f"ssh://{name}-amd64-0", "running"), (f"ssh://{name}-emulation-0", "running")]
+            (f"ssh://{name}-amd64-0", "running"),
+            (f"ssh://{name}-emulation-0", "running"),
+        ]
         sources = SampleSources.from_artifacts(CACHE, ISSUE_PLATFORMS)
         build_sample(buildx, name, fleet.inventory, sources, ISSUE_PLATFORMS, "docker-container")
         results = verify_sample(fleet.inventory, "docker-container", ISSUE_PLATFORMS)

@@ -18,10 +18,22 @@ def buildfleet(*args, env):
 
 def test_up_status_configure_down(tmp_path, machine_ready):
     fleet = f"cli{uuid.uuid4().hex[:6]}"
-    env = {**os.environ, "BUILDFLEET_STATE_DIR": str(tmp_path), "COLUMNS": "200",
-           "DOCKER_CONFIG": str(tmp_path / "docker-config")}
-    one_host = ["--fleet", fleet, "--project-dir", str(tmp_path),
-                "--set", "emulationCount=0", "--set", "platforms=linux/amd64,linux/386"]
+    env = {
+        **os.environ,
+        "BUILDFLEET_STATE_DIR": str(tmp_path),
+        "COLUMNS": "200",
+        "DOCKER_CONFIG": str(tmp_path / "docker-config"),
+    }
+    one_host = [
+        "--fleet",
+        fleet,
+        "--project-dir",
+        str(tmp_path),
+        "--set",
+        "emulationCount=0",
+        "--set",
+        "platforms=linux/amd64,linux/386",
+    ]
     try:
         up = buildfleet("up", *one_host, env=env)
         assert up.returncode == 0, up.stdout + up.stderr
@@ -33,7 +45,9 @@ def test_up_status_configure_down(tmp_path, machine_ready):
         assert sample.returncode == 0, sample.stdout + sample.stderr
         built = json.loads(sample.stdout)
         assert [(p["platform"], p["ran_on"], p["ok"]) for p in built["platforms"]] == [
-            ("linux/amd64", "amd64-0", True), ("linux/386", "amd64-0", True)]
+            ("linux/amd64", "amd64-0", True),
+            ("linux/386", "amd64-0", True),
+        ]
 
         status = json.loads(buildfleet("status", "--fleet", fleet, "--json", env=env).stdout)
         assert status["builder"] == f"buildfleet-{fleet}" and status["registry"].count(":") == 1
@@ -41,8 +55,9 @@ def test_up_status_configure_down(tmp_path, machine_ready):
         assert [p["platform"] for p in host["platforms"]] == ["linux/amd64", "linux/386"]
         assert status["resources"][0]["state"] == "running"
 
-        extra = buildfleet("builder", "create", "--fleet", fleet, "--builder", f"{fleet}-extra", "--no-bootstrap",
-                           env=env)
+        extra = buildfleet(
+            "builder", "create", "--fleet", fleet, "--builder", f"{fleet}-extra", "--no-bootstrap", env=env
+        )
         assert extra.returncode == 0, extra.stderr
 
         again = buildfleet("configure", *one_host, "--json", env=env)

@@ -12,12 +12,18 @@ pytestmark = pytest.mark.integration
 @pytest.fixture
 def run(fleet, tmp_path):
     """``buildfleet ARGS --fleet <the live fleet>`` as a user runs it, with this test's docker config."""
-    env = {**os.environ, "BUILDFLEET_STATE_DIR": str(fleet.state.root.parent), "COLUMNS": "200",
-           "DOCKER_CONFIG": str(tmp_path / "docker-config")}
+    env = {
+        **os.environ,
+        "BUILDFLEET_STATE_DIR": str(fleet.state.root.parent),
+        "COLUMNS": "200",
+        "DOCKER_CONFIG": str(tmp_path / "docker-config"),
+    }
 
     def buildfleet(*args):
-        return subprocess.run(["buildfleet", *args, "--fleet", fleet.target.fleet], capture_output=True, text=True,
-                              env=env, timeout=900)
+        return subprocess.run(
+            ["buildfleet", *args, "--fleet", fleet.target.fleet], capture_output=True, text=True, env=env, timeout=900
+        )
+
     return buildfleet
 
 
@@ -34,8 +40,14 @@ def test_doctor_checks_every_host_and_node_and_names_the_fix(fleet, run):
         healthy = run("doctor", "--json")
         assert healthy.returncode == 0, healthy.stdout + healthy.stderr
         found = checks(healthy)
-        assert {check for _, check in found} == {"docker", "privileged", "buildx", "binfmt", "buildkitd",
-                                                 "builder node"}
+        assert {check for _, check in found} == {
+            "docker",
+            "privileged",
+            "buildx",
+            "binfmt",
+            "buildkitd",
+            "builder node",
+        }
         assert all(c["ok"] for c in found.values())
         assert fleet.exec("emulation-0", "sh", "-c", "echo -1 > /proc/sys/fs/binfmt_misc/qemu-s390x") == ""
         broken = run("doctor")
@@ -49,13 +61,25 @@ def test_doctor_checks_every_host_and_node_and_names_the_fix(fleet, run):
 
 def test_bench_times_each_platform_natively_and_under_qemu_and_writes_the_report(fleet, run, tmp_path):
     out = tmp_path / "report"
-    result = run("bench", "--platforms", "amd64,arm64", "--workload", "c-compile", "--repeats", "2",
-                 "--output", str(out), "--json")
+    result = run(
+        "bench",
+        "--platforms",
+        "amd64,arm64",
+        "--workload",
+        "c-compile",
+        "--repeats",
+        "2",
+        "--output",
+        str(out),
+        "--json",
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     data = json.loads(result.stdout)
     assert [(r["platform"], r["host"], r["mode"], r["placed"]) for r in data["rows"]] == [
-        ("linux/amd64", "amd64-0", "native", True), ("linux/amd64", "emulation-0", "native", False),
-        ("linux/arm64", "emulation-0", "QEMU", True)]
+        ("linux/amd64", "amd64-0", "native", True),
+        ("linux/amd64", "emulation-0", "native", False),
+        ("linux/arm64", "emulation-0", "QEMU", True),
+    ]
     arm64 = data["rows"][2]
     assert arm64["baseline"] == "linux/amd64 on emulation-0 (same machine)" and arm64["penalty"] > 1
     assert all(len(r["seconds"]) == 2 for r in data["raw"])
@@ -64,8 +88,12 @@ def test_bench_times_each_platform_natively_and_under_qemu_and_writes_the_report
     assert (out / "bench.png").read_bytes()[:4] == b"\x89PNG"
     assert "| c-compile | linux/arm64 | emulation-0 | QEMU |" in (out / "bench.md").read_text()
     assert len((out / "timings.csv").read_text().splitlines()) == 1 + 3 * 2
-    builders = subprocess.run(["docker", "buildx", "ls"], capture_output=True, text=True,
-                              env={**os.environ, "DOCKER_CONFIG": str(tmp_path / "docker-config")}).stdout
+    builders = subprocess.run(
+        ["docker", "buildx", "ls"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "DOCKER_CONFIG": str(tmp_path / "docker-config")},
+    ).stdout
     assert "-bench-" not in builders  # its single-node builders are gone again
 
 
@@ -76,10 +104,22 @@ def test_bench_refuses_a_platform_the_fleet_does_not_build(run):
 
 def test_configure_reports_each_hosts_steps_as_they_start_and_when_it_is_done(fleet):
     from provisioning.hosts.configure import ConfigureOptions, configure
+
     seen = []
-    report = configure(fleet.inventory, fleet.state, fleet.artifacts, ConfigureOptions(),
-                       progress=lambda host, step, done, total: seen.append((host, step, done, total)))
+    report = configure(
+        fleet.inventory,
+        fleet.state,
+        fleet.artifacts,
+        ConfigureOptions(),
+        progress=lambda host, step, done, total: seen.append((host, step, done, total)),
+    )
     assert report.ok
     assert [s[1:] for s in seen if s[0] == "emulation-0"] == [
-        ("docker", 0, 5), ("privileged", 1, 5), ("buildx", 2, 5), ("binfmt", 3, 5), ("buildkitd", 4, 5), ("", 5, 5)]
+        ("docker", 0, 5),
+        ("privileged", 1, 5),
+        ("buildx", 2, 5),
+        ("binfmt", 3, 5),
+        ("buildkitd", 4, 5),
+        ("", 5, 5),
+    ]
     assert [s[1] for s in seen if s[0] == "amd64-0"][-1] == ""

@@ -4,12 +4,11 @@ import json
 import subprocess
 
 import pytest
+from elf import aarch64_exit
 
 from provisioning.hosts.executor import FAILED, SKIPPED, UNCHANGED
-from provisioning.remote.ssh import HostKeyRejected, SSHTransport
 from provisioning.inventory import InventoryHost
-
-from elf import aarch64_exit
+from provisioning.remote.ssh import HostKeyRejected, SSHTransport
 
 from .conftest import CACHE
 
@@ -81,20 +80,44 @@ def test_a_foreign_binary_runs_through_qemu_on_the_emulation_host(fleet):
 
 def _buildctl(fleet, host: InventoryHost, *tls: str) -> subprocess.CompletedProcess:
     buildctl = CACHE / "buildkit" / "0.13.2" / "amd64" / "buildctl"
-    return subprocess.run([str(buildctl), "--addr", f"tcp://127.0.0.1:{host.buildkitd_port}", *tls,
-                           "debug", "workers", "--format", "{{json .}}"],
-                          capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        [
+            str(buildctl),
+            "--addr",
+            f"tcp://127.0.0.1:{host.buildkitd_port}",
+            *tls,
+            "debug",
+            "workers",
+            "--format",
+            "{{json .}}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 def test_buildkitd_answers_over_mtls_with_the_planned_platforms(fleet):
     tls = fleet.state.root / "tls"
     for host in fleet.inventory.hosts:
-        result = _buildctl(fleet, host, "--tlscacert", str(tls / "ca" / "cert.pem"),
-                           "--tlscert", str(tls / "client" / "cert.pem"), "--tlskey", str(tls / "client" / "key.pem"),
-                           "--tlsservername", "127.0.0.1")
+        result = _buildctl(
+            fleet,
+            host,
+            "--tlscacert",
+            str(tls / "ca" / "cert.pem"),
+            "--tlscert",
+            str(tls / "client" / "cert.pem"),
+            "--tlskey",
+            str(tls / "client" / "key.pem"),
+            "--tlsservername",
+            "127.0.0.1",
+        )
         assert result.returncode == 0, result.stderr
-        platforms = {f"{p['os']}/{p['architecture']}" + (f"/{p['variant']}" if p.get("variant") else "")
-                     for w in json.loads(result.stdout) for p in w["platforms"]}
+        platforms = {
+            f"{p['os']}/{p['architecture']}" + (f"/{p['variant']}" if p.get("variant") else "")
+            for w in json.loads(result.stdout)
+            for p in w["platforms"]
+        }
         assert {p.platform for p in host.platforms} <= platforms, host.name
 
 
@@ -118,10 +141,17 @@ def test_a_crashed_buildkitd_is_restarted_by_systemd_or_the_supervisor(fleet):
     before = ssh(fleet, "amd64-0", "pgrep", "-x", "buildkitd").stdout.split()
     assert before
     assert ssh(fleet, "amd64-0", "pkill", "-x", "buildkitd").ok
-    result = ssh(fleet, "amd64-0", "sh", "-c",
-                 "for i in $(seq 40); do p=$(pgrep -x buildkitd) && [ \"$p\" != \"$1\" ] && "
-                 "buildctl --addr unix:///run/buildkit/buildkitd.sock debug workers >/dev/null 2>&1 && exit 0; "
-                 "sleep 0.5; done; exit 1", "wait", before[0])
+    result = ssh(
+        fleet,
+        "amd64-0",
+        "sh",
+        "-c",
+        'for i in $(seq 40); do p=$(pgrep -x buildkitd) && [ "$p" != "$1" ] && '
+        "buildctl --addr unix:///run/buildkit/buildkitd.sock debug workers >/dev/null 2>&1 && exit 0; "
+        "sleep 0.5; done; exit 1",
+        "wait",
+        before[0],
+    )
     assert result.ok, "buildkitd did not come back within 20 s"
 
 
@@ -136,6 +166,7 @@ def test_one_unreachable_host_does_not_hide_the_others(fleet):
     ghost = InventoryHost("ghost-0", "amd64", "amd64", "127.0.0.1", "", "root", ssh_port=1)
     fleet_with_ghost = type(fleet.inventory)(fleet.inventory.target, fleet.inventory.hosts + (ghost,))
     from provisioning.hosts.configure import configure
+
     report = configure(fleet_with_ghost, fleet.state, fleet.artifacts)
     by_host = {h.host: h for h in report.hosts}
     assert not by_host["ghost-0"].ok
@@ -149,7 +180,11 @@ def test_a_host_key_that_is_not_pinned_is_refused(fleet, tmp_path):
     other = fleet.inventory.host("emulation-0")
     wrong = tmp_path / "known_hosts"
     # pin the other host's key for this host's address: a man in the middle, as far as SSH knows
-    line = next(l for l in fleet.state.known_hosts.read_text().splitlines() if l.startswith(f"[127.0.0.1]:{other.ssh_port} "))
+    line = next(
+        pinned
+        for pinned in fleet.state.known_hosts.read_text().splitlines()
+        if pinned.startswith(f"[127.0.0.1]:{other.ssh_port} ")
+    )
     wrong.write_text(line.replace(f":{other.ssh_port}]", f":{host.ssh_port}]") + "\n")
     transport = SSHTransport(host, fleet.state.ssh_key, wrong)
     with pytest.raises(HostKeyRejected, match="amd64-0 .*: host key (differs from the pinned one|is not pinned)"):

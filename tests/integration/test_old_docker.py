@@ -31,8 +31,9 @@ dpkg -i /root/old-docker.deb >/dev/null
 
 @pytest.fixture(scope="module")
 def old_host(tmp_path_factory, machine_ready):
-    live = make_fleet(tmp_path_factory, machine_ready,
-                      {"emulationCount": 0, "platforms": ["linux/amd64"], "localInit": "none"})
+    live = make_fleet(
+        tmp_path_factory, machine_ready, {"emulationCount": 0, "platforms": ["linux/amd64"], "localInit": "none"}
+    )
     try:
         live.exec("amd64-0", "sh", "-c", FAKE_OLD_DOCKER)
         assert "18.09.1" in live.exec("amd64-0", "docker", "--version")

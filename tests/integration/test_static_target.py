@@ -16,9 +16,18 @@ def static_file(fleet, tmp_path, roles):
     known = dict(line.split(" ", 1) for line in fleet.state.known_hosts.read_text().splitlines())
     hosts = []
     for host in fleet.inventory.hosts:
-        hosts.append({"name": f"existing-{host.name}", "address": "127.0.0.1", "port": host.ssh_port,
-                      "user": "root", "role": roles[host.name], "key": str(fleet.state.ssh_key),
-                      "hostKey": known[f"[127.0.0.1]:{host.ssh_port}"], "buildkitdPort": host.buildkitd_port})
+        hosts.append(
+            {
+                "name": f"existing-{host.name}",
+                "address": "127.0.0.1",
+                "port": host.ssh_port,
+                "user": "root",
+                "role": roles[host.name],
+                "key": str(fleet.state.ssh_key),
+                "hostKey": known[f"[127.0.0.1]:{host.ssh_port}"],
+                "buildkitdPort": host.buildkitd_port,
+            }
+        )
     path = tmp_path / "inventory.yaml"
     path.write_text(yaml.safe_dump({"hosts": hosts}))
     return path
@@ -33,7 +42,9 @@ def test_static_hosts_get_arch_detected_placement_and_configure(fleet, tmp_path)
     assert {h.arch for h in hosts.values()} == {"amd64"}
     assert [(p.platform, p.native) for p in hosts["existing-amd64-0"].platforms] == [("linux/amd64", True)]
     assert [(p.platform, p.native) for p in hosts["existing-emulation-0"].platforms] == [
-        ("linux/arm64", False), ("linux/s390x", False)]
+        ("linux/arm64", False),
+        ("linux/s390x", False),
+    ]
     report = configure(inventory, state, fleet.artifacts)
     assert report.ok, [(s.host, s.step, s.detail) for s in report.failures()]
 

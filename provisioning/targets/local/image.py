@@ -20,9 +20,19 @@ from provisioning.removal import unlink_inside
 
 SUITE = "bookworm"
 PACKAGES = (
-    "openssh-server", "iproute2", "procps", "ca-certificates", "python3", "sudo",
-    "iptables", "kmod", "curl", "gnupg", "xz-utils",
-    "systemd-sysv", "dbus",  # hosts can boot systemd, as EC2 hosts do (localInit systemd)
+    "openssh-server",
+    "iproute2",
+    "procps",
+    "ca-certificates",
+    "python3",
+    "sudo",
+    "iptables",
+    "kmod",
+    "curl",
+    "gnupg",
+    "xz-utils",
+    "systemd-sysv",
+    "dbus",  # hosts can boot systemd, as EC2 hosts do (localInit systemd)
 )
 INIT_PATH = "/usr/local/sbin/buildfleet-host-init"
 REPOSITORY = "buildfleet/host"
@@ -47,14 +57,18 @@ class HostImageRecipe:
 
     def mmdebstrap_args(self, init_file: Path, output: Path) -> list[str]:
         return [
-            "mmdebstrap", "--variant=minbase", "--quiet",
+            "mmdebstrap",
+            "--variant=minbase",
+            "--quiet",
             f"--include={','.join(self.packages)}",
             f"--customize-hook=upload {init_file} {INIT_PATH}",
-            f"--customize-hook=chmod 0755 \"$1{INIT_PATH}\"",
+            f'--customize-hook=chmod 0755 "$1{INIT_PATH}"',
             # every container makes its own host keys at start: none may ship in the image
-            "--customize-hook=rm -f \"$1\"/etc/ssh/ssh_host_*",
-            "--customize-hook=mkdir -p \"$1/etc/buildfleet/boot.d\"",
-            self.suite, str(output), self.mirror,
+            '--customize-hook=rm -f "$1"/etc/ssh/ssh_host_*',
+            '--customize-hook=mkdir -p "$1/etc/buildfleet/boot.d"',
+            self.suite,
+            str(output),
+            self.mirror,
         ]
 
 

@@ -31,8 +31,10 @@ def registry_binary(cache_dir: Path) -> str:
     cached = cache_dir / "bin" / BINARY
     found = shutil.which(BINARY) or (str(cached) if cached.exists() else None)
     if found is None:
-        raise BuildfleetError(f"{BINARY} not found on PATH or in {cached}: run .ci/prepare "
-                              "(it unpacks Debian's docker-registry package there)")
+        raise BuildfleetError(
+            f"{BINARY} not found on PATH or in {cached}: run .ci/prepare "
+            "(it unpacks Debian's docker-registry package there)"
+        )
     return found
 
 
@@ -76,15 +78,23 @@ class LocalRegistry:
         self.directory.mkdir(parents=True, exist_ok=True)
         address = f"{host}:{_free_port(host)}"
         config = self.directory / "config.yml"
-        config.write_text(json.dumps({  # YAML is a superset of JSON
-            "version": 0.1,
-            "log": {"level": "warn"},
-            "storage": {"filesystem": {"rootdirectory": str(self.directory / "data")}, "delete": {"enabled": True}},
-            "http": {"addr": address},
-        }))
+        config.write_text(
+            json.dumps(
+                {  # YAML is a superset of JSON
+                    "version": 0.1,
+                    "log": {"level": "warn"},
+                    "storage": {
+                        "filesystem": {"rootdirectory": str(self.directory / "data")},
+                        "delete": {"enabled": True},
+                    },
+                    "http": {"addr": address},
+                }
+            )
+        )
         with (self.directory / "log").open("ab") as log:
-            process = subprocess.Popen([binary, "serve", str(config)], stdout=log, stderr=log,
-                                       stdin=subprocess.DEVNULL, start_new_session=True)
+            process = subprocess.Popen(
+                [binary, "serve", str(config)], stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True
+            )
         self.pidfile.write_text(str(process.pid))
         self.record.write_text(address)
         deadline = time.monotonic() + 15
@@ -94,9 +104,9 @@ class LocalRegistry:
             if process.poll() is not None:
                 break
             time.sleep(0.2)
-        log = (self.directory / "log").read_text()[-500:]
+        last = (self.directory / "log").read_text()[-500:]
         self.stop()
-        raise BuildfleetError(f"the local registry did not start on {address}: {log}")
+        raise BuildfleetError(f"the local registry did not start on {address}: {last}")
 
     def stop(self) -> None:
         if self.running():

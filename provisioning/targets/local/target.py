@@ -10,20 +10,21 @@ from __future__ import annotations
 
 import socket
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar, Mapping
 from pathlib import Path
+from typing import Any, ClassVar
 
 from provisioning.errors import BuildfleetError
 from provisioning.inventory import Endpoint, Inventory, inventory_from_plan
+from provisioning.plan import Plan, plan_on_machine
 from provisioning.remote.docker import Docker
 from provisioning.remote.machine import machine_arch
-from provisioning.targets.local.image import HostImageRecipe, debian_mirror, ensure_host_image
-from provisioning.targets.local.registry import LocalRegistry, registry_binary
-from provisioning.plan import Plan, plan_on_machine
 from provisioning.settings import Settings
 from provisioning.state import FleetState
 from provisioning.targets.base import ConfigSources, HostState, TargetOptions, settings_with_defaults
+from provisioning.targets.local.image import HostImageRecipe, debian_mirror, ensure_host_image
+from provisioning.targets.local.registry import LocalRegistry, registry_binary
 
 TARGET = "local"
 LABEL = "io.buildfleet.fleet"
@@ -34,22 +35,52 @@ SSH_WAIT_SECONDS = 60
 VOLUMES = ("docker", "buildkit")  # /var/lib/<name>: overlayfs cannot nest, so these are volumes
 
 
-def run_flags(container: str, network: str, fleet: str, host: str, buildkitd_port: int, public_key: str,
-              init: str = "none") -> list[str]:
+def run_flags(
+    container: str, network: str, fleet: str, host: str, buildkitd_port: int, public_key: str, init: str = "none"
+) -> list[str]:
     """``docker run`` arguments for one host (everything but the image)."""
-    systemd = ["--env", "container=docker", "--tmpfs", "/run/lock",
-               "--stop-signal", "SIGRTMIN+3"] if init == "systemd" else []  # systemd's clean shutdown
+    systemd = (
+        ["--env", "container=docker", "--tmpfs", "/run/lock", "--stop-signal", "SIGRTMIN+3"]
+        if init == "systemd"
+        else []
+    )  # systemd's clean shutdown
     return [
-        "--detach", "--name", container, "--hostname", host,
-        "--label", f"{LABEL}={fleet}", "--label", f"{HOST_LABEL}={host}",
-        "--network", network,
-        "--publish", f"{LOOPBACK}::22", "--publish", f"{LOOPBACK}::{buildkitd_port}",
-        "--cap-add", "ALL", "--cap-drop", "SYS_RESOURCE",
-        "--security-opt", "seccomp=unconfined", "--security-opt", "apparmor=unconfined",
-        "--security-opt", "systempaths=unconfined", "--device-cgroup-rule", "a *:* rwm",
-        "--tmpfs", "/run", "--tmpfs", "/tmp",
+        "--detach",
+        "--name",
+        container,
+        "--hostname",
+        host,
+        "--label",
+        f"{LABEL}={fleet}",
+        "--label",
+        f"{HOST_LABEL}={host}",
+        "--network",
+        network,
+        "--publish",
+        f"{LOOPBACK}::22",
+        "--publish",
+        f"{LOOPBACK}::{buildkitd_port}",
+        "--cap-add",
+        "ALL",
+        "--cap-drop",
+        "SYS_RESOURCE",
+        "--security-opt",
+        "seccomp=unconfined",
+        "--security-opt",
+        "apparmor=unconfined",
+        "--security-opt",
+        "systempaths=unconfined",
+        "--device-cgroup-rule",
+        "a *:* rwm",
+        "--tmpfs",
+        "/run",
+        "--tmpfs",
+        "/tmp",
         *[arg for name in VOLUMES for arg in ("--volume", f"{container}-{name}:/var/lib/{name}")],
-        "--env", f"BUILDFLEET_AUTHORIZED_KEY={public_key}", "--env", f"BUILDFLEET_INIT={init}",
+        "--env",
+        f"BUILDFLEET_AUTHORIZED_KEY={public_key}",
+        "--env",
+        f"BUILDFLEET_INIT={init}",
         *systemd,
     ]
 
@@ -91,7 +122,7 @@ class LocalTarget:
     defaults: ClassVar[Mapping[str, Any]] = {"arm64Count": 0}
 
     @classmethod
-    def from_options(cls, options: TargetOptions) -> "LocalTarget":
+    def from_options(cls, options: TargetOptions) -> LocalTarget:
         return cls(options.fleet, options.state, options.cache_dir, options.sources)
 
     def settings(self) -> Settings:
@@ -123,8 +154,9 @@ class LocalTarget:
             info = self.docker.inspect("container", container)
             if info is None:
                 self._ensure_volumes(container)
-                flags = run_flags(container, self.network, self.fleet, host, settings.buildkitd_port, public_key,
-                                  settings.local_init)
+                flags = run_flags(
+                    container, self.network, self.fleet, host, settings.buildkitd_port, public_key, settings.local_init
+                )
                 self.docker.run(["run", *flags, image])
             elif not info["State"]["Running"]:
                 self.docker.run(["start", container])
@@ -147,8 +179,9 @@ class LocalTarget:
         except (KeyError, IndexError, TypeError):
             raise BuildfleetError(f"network {self.network} has no gateway address for the registry") from None
 
-    def _endpoints(self, wanted: dict[str, str],
-                   buildkitd_port: int) -> tuple[dict[str, Endpoint], dict[tuple[str, int], str]]:
+    def _endpoints(
+        self, wanted: dict[str, str], buildkitd_port: int
+    ) -> tuple[dict[str, Endpoint], dict[tuple[str, int], str]]:
         deadline = time.monotonic() + SSH_WAIT_SECONDS
         endpoints, host_keys = {}, {}
         for container, host in wanted.items():
@@ -156,8 +189,9 @@ class LocalTarget:
             ssh_port = _published_port(info, 22)
             wait_for_ssh(ssh_port, deadline)
             networks = info["NetworkSettings"]["Networks"]
-            endpoints[host] = Endpoint(LOOPBACK, networks[self.network]["IPAddress"], ssh_port,
-                                       _published_port(info, buildkitd_port))
+            endpoints[host] = Endpoint(
+                LOOPBACK, networks[self.network]["IPAddress"], ssh_port, _published_port(info, buildkitd_port)
+            )
             host_keys[(LOOPBACK, ssh_port)] = self._host_key(container)
         return endpoints, host_keys
 
@@ -181,8 +215,13 @@ class LocalTarget:
         rows = []
         for container in self.docker.names("container", f"{LABEL}={self.fleet}"):
             info = self.docker.inspect("container", container) or {}
-            rows.append(HostState(info.get("Config", {}).get("Labels", {}).get(HOST_LABEL, ""), container,
-                                  info.get("State", {}).get("Status", "missing")))
+            rows.append(
+                HostState(
+                    info.get("Config", {}).get("Labels", {}).get(HOST_LABEL, ""),
+                    container,
+                    info.get("State", {}).get("Status", "missing"),
+                )
+            )
         return rows
 
     def down(self) -> list[str]:
