@@ -25,11 +25,16 @@ class GroupResult(dict[str, "T | Exception"], Generic[T]):
         return {name: value for name, value in self.items() if isinstance(value, Exception)}
 
     def raise_failures(self, what: str) -> dict[str, T]:
-        """The results if every host succeeded; else one error naming each failed host."""
-        if self.failed:
-            lines = "; ".join(f"{name}: {describe(error)}" for name, error in self.failed.items())
-            raise GroupError(f"{what} failed on {len(self.failed)} of {len(self)} host(s): {lines}", self.failed)
-        return self.succeeded
+        """The results if every host succeeded; else one error naming each failed host (a lone
+        failure of ours is raised as it is: its message already names the host)."""
+        failed = self.failed
+        if not failed:
+            return self.succeeded
+        lone = next(iter(failed.values()))
+        if len(failed) == 1 and isinstance(lone, BuildfleetError):
+            raise lone
+        lines = "; ".join(f"{name}: {describe(error)}" for name, error in failed.items())
+        raise GroupError(f"{what} failed on {len(failed)} of {len(self)} host(s): {lines}", failed)
 
 
 class GroupError(BuildfleetError):

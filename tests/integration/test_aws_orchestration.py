@@ -1,6 +1,8 @@
 """up/down --target aws end to end, with only the Automation API stack faked: its outputs
 point at the live local fleet, so waiting for SSH, configure and the builder run for real."""
 
+import dataclasses
+import time
 import uuid
 from types import SimpleNamespace
 
@@ -10,7 +12,7 @@ from fake_pulumi import FakeStack
 from provisioning.cli import main
 from provisioning.errors import BuildfleetError
 from provisioning.remote.ssh import HostKeyRejected, connect
-from provisioning.remote.wait import wait_for_host
+from provisioning.remote.wait import wait_for_host, wait_for_hosts
 from provisioning.state import FleetState
 from provisioning.targets import aws as automation
 
@@ -62,10 +64,10 @@ def test_up_target_aws_waits_configures_and_builds_then_down_destroys(fleet, tmp
                 "60",
             ]
         )
-        out = capsys.readouterr().out
-        assert up == 0, out
+        out, err = capsys.readouterr()
+        assert up == 0, out + err
         assert stack.calls == ["up"] and stack.config["buildfleet:allowedCidrs"] == '["127.0.0.1/32"]'
-        assert "hosts answer: amd64-0 after" in out
+        assert "hosts answer: amd64-0 after" in err  # the target's progress lines go to stderr
         # this fleet has its own CA, so configure gives each buildkitd its certificates
         assert out.count("install the server certificate") == 2
         assert f"create node buildfleet-{name}-amd64-0" in out
@@ -103,3 +105,20 @@ def test_a_wrong_host_key_is_refused_at_once_not_retried(fleet, tmp_path):
     with pytest.raises(HostKeyRejected, match="host key differs from the pinned one"):
         wait_for_host(host, counted, timeout=30, interval=0.5)
     assert attempts == ["amd64-0"]
+
+
+def test_a_wrong_host_key_ends_the_other_hosts_waits_and_each_host_is_named(fleet, tmp_path):
+    state = FleetState(tmp_path / "state")
+    state.ensure()
+    good, other = fleet.inventory.hosts[0], fleet.inventory.hosts[1]
+    silent = dataclasses.replace(other, ssh_port=9)  # discard: refused on every attempt
+    state.write_known_hosts({(good.address, good.ssh_port): pinned_keys(fleet)[other.name]})
+    (state.root / "ssh" / "id_ed25519").write_bytes(fleet.state.ssh_key.read_bytes())
+    start = time.monotonic()
+    with pytest.raises(BuildfleetError) as error:
+        wait_for_hosts([good, silent], lambda h: connect(h, state), timeout=120)
+    assert time.monotonic() - start < 30  # not the silent host's whole timeout
+    message = str(error.value)
+    assert message.startswith("waiting for SSH and cloud-init failed on 2 of 2 host(s): ")
+    assert f"{good.name}: " in message and "host key differs from the pinned one" in message
+    assert f"{silent.name}: stopped waiting: another host's SSH key was rejected" in message
