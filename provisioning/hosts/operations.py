@@ -21,6 +21,13 @@ from provisioning.remote import facts as f
 
 MIN_DOCKER = f.Version((19, 3), "19.03")
 APT = "apt-get -o DPkg::Lock::Timeout=600 -q"  # wait for cloud-init's apt instead of failing
+# DPkg::Lock::Timeout covers the dpkg lock only; `apt-get update` fails at once on the lists
+# lock (/var/lib/apt/lists/lock) while cloud-init's apt holds it: retry that case for 10 min.
+APT_UPDATE = (
+    "i=0; until out=$(apt-get -q update 2>&1); do "
+    'case "$out" in *"Could not get lock"*) ;; *) printf "%s\\n" "$out" >&2; exit 1;; esac; '
+    'i=$((i+1)); [ $i -ge 300 ] && { printf "%s\\n" "$out" >&2; exit 1; }; sleep 2; done'
+)
 BUILDX_PLUGIN = "/usr/local/lib/docker/cli-plugins/docker-buildx"
 BUILDKIT_BIN = "/usr/local/bin"
 BUILDKIT_ETC = "/etc/buildkit"
@@ -40,7 +47,7 @@ def apt_install(*packages: str) -> tuple[str, ...]:
     return (
         "sh",
         "-c",
-        f"{APT} update && DEBIAN_FRONTEND=noninteractive {APT} install -y --no-install-recommends {names}",
+        f"{APT_UPDATE} && DEBIAN_FRONTEND=noninteractive {APT} install -y --no-install-recommends {names}",
     )
 
 
@@ -73,7 +80,7 @@ DOCKER_REPO_INSTALL = (
     "chmod a+r /etc/apt/keyrings/docker.asc; "
     'echo "deb [arch=$(dpkg --print-architecture) signed-by=/etc/apt/keyrings/docker.asc] '
     'https://download.docker.com/linux/$1 $2 stable" > /etc/apt/sources.list.d/docker.list; '
-    f"{APT} update && DEBIAN_FRONTEND=noninteractive {APT} install -y docker-ce docker-ce-cli containerd.io"
+    f"{APT_UPDATE} && DEBIAN_FRONTEND=noninteractive {APT} install -y docker-ce docker-ce-cli containerd.io"
 )
 
 
