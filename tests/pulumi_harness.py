@@ -47,10 +47,24 @@ class RecordingMocks(pulumi.runtime.Mocks):
     resources: list[Registered] = field(default_factory=list)
     calls: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     parents: dict[str, str] = field(default_factory=dict)  # resource name -> parent's type
+    ignored: dict[str, list[str]] = field(default_factory=dict)  # resource name -> its ignore_changes
+    # The "account": a default VPC with default subnets in us-east-1a..c; us-east-1a lacks
+    # Graviton c7g (as some real AZs lack a type), so the first AZ by name does not fit.
+    default_vpcs: list[str] = field(default_factory=lambda: ["vpc-default"])
+    subnet_zones: tuple[str, ...] = ("us-east-1a", "us-east-1b", "us-east-1c")
+    offerings: dict[str, list[str]] = field(
+        default_factory=lambda: {
+            "us-east-1a": ["c7i.xlarge", "c7i.2xlarge", "m7i.2xlarge"],
+            "us-east-1b": ["c7i.xlarge", "c7g.xlarge", "c8g.2xlarge", "c7i.2xlarge", "m7i.2xlarge"],
+            "us-east-1c": ["c7i.xlarge", "c7g.xlarge", "c8g.2xlarge", "m7i.2xlarge"],
+        }
+    )
 
-    def record_parent(self, args: pulumi.ResourceTransformationArgs) -> None:
+    def record_options(self, args: pulumi.ResourceTransformationArgs) -> None:
+        """What the engine gets beside the inputs: each resource's parent and ignore_changes."""
         parent = args.opts.parent if args.opts else None
         self.parents[args.name] = type(parent).__name__ if parent is not None else ""
+        self.ignored[args.name] = list(args.opts.ignore_changes or []) if args.opts else []
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs):
         urn = f"urn:pulumi:{STACK}::buildfleet::{args.typ}::{args.name}"
@@ -71,10 +85,19 @@ class RecordingMocks(pulumi.runtime.Mocks):
         if args.token == "aws:ec2/getAmi:getAmi":
             arch = next(f["values"][0] for f in args.args["filters"] if f["name"] == "architecture")
             return {"id": f"ami-{arch}", "architecture": arch}
-        if args.token == "aws:ec2/getVpc:getVpc":
-            return {"id": "vpc-default"}
+        if args.token == "aws:ec2/getVpcs:getVpcs":
+            return {"ids": self.default_vpcs}
         if args.token == "aws:ec2/getSubnets:getSubnets":
-            return {"ids": ["subnet-b", "subnet-a"]}
+            zone = next(f["values"][0] for f in args.args["filters"] if f["name"] == "availability-zone")
+            return {"ids": [f"subnet-{zone}-b", f"subnet-{zone}-a"] if zone in self.subnet_zones else []}
+        if args.token == "aws:ec2/getInstanceTypeOfferings:getInstanceTypeOfferings":
+            wanted = next(f["values"] for f in args.args["filters"] if f["name"] == "instance-type")
+            pairs = [(zone, t) for zone, types in self.offerings.items() for t in types if t in wanted]
+            return {
+                "locations": [z for z, _ in pairs],
+                "instanceTypes": [t for _, t in pairs],
+                "locationTypes": ["availability-zone"] * len(pairs),
+            }
         if args.token == "aws:index/getAvailabilityZones:getAvailabilityZones":
             return {"names": ["us-east-1a", "us-east-1b"]}
         return {}
@@ -98,7 +121,7 @@ def run_program(config: dict[str, Any], mocks: RecordingMocks | None = None) -> 
 
     @pulumi.runtime.test
     def program():
-        pulumi.runtime.register_stack_transformation(mocks.record_parent)
+        pulumi.runtime.register_stack_transformation(mocks.record_options)
         runpy.run_path(str(MAIN), run_name="__main__")
         stack_outputs = pulumi.runtime.get_root_resource().outputs
         return pulumi.Output.from_input(stack_outputs).apply(exported.update)

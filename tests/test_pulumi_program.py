@@ -47,6 +47,13 @@ def test_ami_lookups_pin_the_publisher_and_filter_on_architecture(default_run):
         assert filters["name"] == [f"ubuntu/images/hvm-ssd-gp3/ubuntu-noble-24.04-{name_arch}-server-*"]
 
 
+def test_a_newer_image_never_replaces_a_running_host(default_run):
+    """The lookup takes the newest AMI when a host is made; after that the AMI is ignored, so
+    an up after a new image is published keeps every host (its address and build cache)."""
+    for instance in default_run.mocks.of_type(INSTANCE):
+        assert default_run.mocks.ignored[instance.name] == ["ami"], instance.urn
+
+
 def test_debian_image_uses_debian_owner_and_admin_user():
     run = run_program({**BASE, "image": "debian-12"})
     owners = {tuple(a["owners"]) for t, a in run.mocks.calls if t == "aws:ec2/getAmi:getAmi"}
@@ -104,10 +111,32 @@ def test_every_resource_hangs_under_its_component(default_run):
             assert parents[r.name] == "Access", r.urn
 
 
-def test_default_vpc_uses_a_stable_default_subnet(default_run):
+def test_default_vpc_uses_a_stable_default_subnet_in_a_zone_offering_every_type(default_run):
+    # us-east-1a offers no c7g (the harness's account): the first zone offering all three types is 1b
     subnets = {r.inputs["subnetId"] for r in default_run.mocks.of_type(INSTANCE)}
-    assert subnets == {"subnet-a"}
+    assert subnets == {"subnet-us-east-1b-a"}
     assert not default_run.mocks.of_type("aws:ec2/vpc:Vpc")
+    (offerings,) = [a for t, a in default_run.mocks.calls if t.endswith("getInstanceTypeOfferings")]
+    assert offerings["locationType"] == "availability-zone"
+    assert offerings["filters"] == [{"name": "instance-type", "values": ["c7g.xlarge", "c7i.xlarge"]}]
+
+
+@pytest.mark.parametrize(
+    ("config", "mocks", "message"),
+    [
+        (
+            {"arm64InstanceType": "c8g.2xlarge", "amd64InstanceType": "c7i.2xlarge"},
+            {"offerings": {"us-east-1a": ["c7i.2xlarge"], "us-east-1b": ["c8g.2xlarge"]}},
+            "no availability zone in this region offers all of c7i.2xlarge, c7i.xlarge, c8g.2xlarge",
+        ),
+        ({"availabilityZone": "us-east-1a"}, {}, "buildfleet:availabilityZone us-east-1a does not offer c7g.xlarge"),
+        ({}, {"default_vpcs": []}, "this region has no default VPC: set buildfleet:createVpc true"),
+        ({}, {"subnet_zones": ("us-east-1a",)}, "the default VPC has no default subnet in us-east-1b"),
+    ],
+)
+def test_a_region_that_cannot_hold_the_fleet_is_one_clear_error(config, mocks, message):
+    with pytest.raises(Exception, match=message):
+        run_program({**BASE, **config}, RecordingMocks(**mocks))
 
 
 def test_create_vpc_makes_a_public_subnet_with_a_route_out():
@@ -116,7 +145,7 @@ def test_create_vpc_makes_a_public_subnet_with_a_route_out():
     (subnet,) = run.mocks.of_type("aws:ec2/subnet:Subnet")
     (routes,) = run.mocks.of_type("aws:ec2/routeTable:RouteTable")
     assert vpc.inputs["cidrBlock"] == "10.42.0.0/16", vpc.urn
-    assert subnet.inputs["mapPublicIpOnLaunch"] is True and subnet.inputs["availabilityZone"] == "us-east-1a", (
+    assert subnet.inputs["mapPublicIpOnLaunch"] is True and subnet.inputs["availabilityZone"] == "us-east-1b", (
         subnet.urn
     )
     assert routes.inputs["routes"][0]["cidrBlock"] == "0.0.0.0/0", routes.urn
@@ -165,8 +194,14 @@ def test_each_host_boots_with_a_host_key_pulumi_made_and_exports_its_public_half
         name = instance.name.removeprefix("buildfleet-test-").removesuffix("-vm")
         secret = instance.inputs["userData"]  # the mock runtime hands a secret over wrapped, with its value
         assert set(secret) == {SECRET_SIG, "value"}
-        user_data = yaml.safe_load(secret["value"].removeprefix("#cloud-config\n"))
-        assert user_data["ssh_deletekeys"] is True and user_data["ssh_genkeytypes"] == []
+        assert secret["value"].startswith("#cloud-config\n")  # cloud-init's marker for cloud-config data
+        user_data = yaml.safe_load(secret["value"])
+        # The only keys, each of the type cloud-init's schema gives it; ssh_genkeytypes needs at
+        # least one item (minItems 1: [] is "Invalid cloud-config provided" in 22.4 and 25.3) and
+        # names only the type provided, so no other host key is generated.
+        assert set(user_data) == {"ssh_deletekeys", "ssh_genkeytypes", "ssh_keys"}
+        assert user_data["ssh_deletekeys"] is True and user_data["ssh_genkeytypes"] == ["ed25519"]
+        assert set(user_data["ssh_keys"]) == {"ed25519_private", "ed25519_public"}
         assert user_data["ssh_keys"]["ed25519_public"] == keys[name]
         assert user_data["ssh_keys"]["ed25519_private"].startswith("-----BEGIN OPENSSH PRIVATE KEY-----")
 

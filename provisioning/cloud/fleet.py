@@ -34,7 +34,13 @@ class Fleet(pulumi.ComponentResource):
         settings, plan, child = args.settings, args.plan, pulumi.ResourceOptions(parent=self)
         network = Network(
             f"{name}-net",
-            NetworkArgs(settings.create_vpc, settings.vpc_cidr, settings.availability_zone, args.tags),
+            NetworkArgs(
+                settings.create_vpc,
+                settings.vpc_cidr,
+                settings.availability_zone,
+                args.tags,
+                tuple(sorted({t.name for t in plan.instance_types.values()})),
+            ),
             opts=child,
         )
         access = Access(

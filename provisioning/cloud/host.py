@@ -44,7 +44,9 @@ def host_key_cloud_config(private_openssh: str, public_openssh: str) -> str:
     return "#cloud-config\n" + yaml.safe_dump(
         {
             "ssh_deletekeys": True,
-            "ssh_genkeytypes": [],
+            # Only the type provided below: cloud-init skips generating a key whose file exists,
+            # so sshd serves this one key. ([] fails cloud-init's schema, minItems 1.)
+            "ssh_genkeytypes": ["ed25519"],
             "ssh_keys": {"ed25519_private": private_openssh, "ed25519_public": public_openssh.strip()},
         }
     )
@@ -88,7 +90,10 @@ class BuildHost(pulumi.ComponentResource):
             instance_market_options=_market_options(args.spot),
             user_data=user_data,
             tags=tags,
-            opts=pulumi.ResourceOptions(parent=self),
+            # The AMI is looked up (newest match) when a host is made; a newer image published
+            # later must not replace running hosts (new addresses, build cache lost). To move a
+            # host on purpose: pulumi up --replace <its urn>, or down and up.
+            opts=pulumi.ResourceOptions(parent=self, ignore_changes=["ami"]),
         )
         self.public_ip = instance.public_ip
         self.private_ip = instance.private_ip

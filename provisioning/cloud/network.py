@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import pulumi
@@ -12,8 +13,35 @@ import pulumi_aws as aws
 class NetworkArgs:
     create_vpc: bool
     vpc_cidr: str
-    availability_zone: str = ""  # only used with create_vpc; empty = first available
+    availability_zone: str = ""  # empty: the first (in name order) that offers every instance type
     tags: dict[str, str] = field(default_factory=dict)
+    instance_types: tuple[str, ...] = ()  # what the hosts run: the subnet's AZ must offer each
+
+
+def choose_zone(locations: Sequence[str], offered: Sequence[str], wanted: Sequence[str], asked: str = "") -> str:
+    """The AZ for the hosts' subnet, from EC2's per-AZ instance type offerings. Pure.
+
+    Not every AZ offers every type (c7g is missing from some), and a host in an AZ without
+    its type fails at create time after the others bill; so refuse with the reason first.
+    """
+    by_zone: dict[str, set[str]] = {}
+    for zone, instance_type in zip(locations, offered, strict=True):
+        by_zone.setdefault(zone, set()).add(instance_type)
+    fitting = sorted(zone for zone, types in by_zone.items() if set(wanted) <= types)
+    if asked:
+        if asked not in fitting:
+            lacking = sorted(set(wanted) - by_zone.get(asked, set()))
+            raise pulumi.RunError(
+                f"buildfleet:availabilityZone {asked} does not offer {', '.join(lacking)}; "
+                f"zones that offer every planned type: {', '.join(fitting) or 'none'}"
+            )
+        return asked
+    if not fitting:
+        raise pulumi.RunError(
+            f"no availability zone in this region offers all of {', '.join(sorted(wanted))}: "
+            "change an instance type (buildfleet:*InstanceType) or the region"
+        )
+    return fitting[0]
 
 
 class Network(pulumi.ComponentResource):
@@ -28,26 +56,43 @@ class Network(pulumi.ComponentResource):
             self.vpc_id, self.subnet_id = self._default(args)
         self.register_outputs({"vpcId": self.vpc_id, "subnetId": self.subnet_id})
 
+    def _zone(self, args: NetworkArgs) -> str:
+        # Plain (blocking) invokes: their answers decide the layout, and a region that cannot hold
+        # the fleet stops the program with one error before any resource is registered.
+        offerings = aws.ec2.get_instance_type_offerings(
+            location_type="availability-zone",
+            filters=[{"name": "instance-type", "values": sorted(set(args.instance_types))}],
+            opts=pulumi.InvokeOptions(parent=self),
+        )
+        return choose_zone(offerings.locations, offerings.instance_types, args.instance_types, args.availability_zone)
+
     def _default(self, args: NetworkArgs) -> tuple[pulumi.Output[str], pulumi.Output[str]]:
         invoke = pulumi.InvokeOptions(parent=self)
-        vpc = aws.ec2.get_vpc_output(default=True, opts=invoke)
-
-        def filters(vpc_id: str) -> list[aws.ec2.GetSubnetsFilterArgsDict]:
-            return [{"name": "vpc-id", "values": [vpc_id]}, {"name": "default-for-az", "values": ["true"]}]
-
-        subnets = aws.ec2.get_subnets_output(
-            filters=vpc.id.apply(filters),
+        vpcs = aws.ec2.get_vpcs(filters=[{"name": "is-default", "values": ["true"]}], opts=invoke).ids
+        if not vpcs:
+            raise pulumi.RunError(
+                "this region has no default VPC: set buildfleet:createVpc true (buildfleet makes one)"
+            )
+        zone = self._zone(args)
+        subnets = aws.ec2.get_subnets(
+            filters=[
+                {"name": "vpc-id", "values": [vpcs[0]]},
+                {"name": "default-for-az", "values": ["true"]},
+                {"name": "availability-zone", "values": [zone]},
+            ],
             opts=invoke,
-        )
-        # Sorted so the choice is stable between runs (the API does not promise an order).
-        return vpc.id, subnets.ids.apply(lambda ids: sorted(ids)[0])
+        ).ids
+        if not subnets:
+            raise pulumi.RunError(
+                f"the default VPC has no default subnet in {zone}: set buildfleet:createVpc true, "
+                "or buildfleet:availabilityZone to a zone that has one"
+            )
+        # Sorted: the API promises no order, and the choice must be stable between runs.
+        return pulumi.Output.from_input(vpcs[0]), pulumi.Output.from_input(sorted(subnets)[0])
 
     def _create(self, name: str, args: NetworkArgs) -> tuple[pulumi.Output[str], pulumi.Output[str]]:
         child = pulumi.ResourceOptions(parent=self)
-        zone: pulumi.Input[str] = (
-            args.availability_zone
-            or aws.get_availability_zones_output(state="available", opts=pulumi.InvokeOptions(parent=self)).names[0]
-        )
+        zone = self._zone(args)
         vpc = aws.ec2.Vpc(
             f"{name}-vpc",
             cidr_block=args.vpc_cidr,
