@@ -22,6 +22,8 @@ NAMESPACE = "buildfleet"
 ROLES = ("amd64", "arm64", "emulation")
 IMAGES = ("ubuntu-24.04", "debian-12")
 WORLD = ("0.0.0.0/0", "::/0")
+# EC2 key pairs import only these (ImportKeyPair: RSA and ED25519; no ECDSA, no FIDO "sk-" keys).
+EC2_KEY_TYPES = ("ssh-ed25519", "ssh-rsa")
 SSH_KEY_TYPES = (
     "ssh-ed25519",
     "ssh-rsa",
@@ -77,7 +79,9 @@ KEYS: dict[str, Key] = {
     "spot": Key("boolean", False, "Run the hosts as spot instances."),
     "createVpc": Key("boolean", False, "Create a VPC with one public subnet instead of using the default VPC."),
     "vpcCidr": Key("string", "10.42.0.0/16", "CIDR of the created VPC (only with createVpc)."),
-    "availabilityZone": Key("string", "", "AZ of the created subnet (only with createVpc; empty = first available)."),
+    "availabilityZone": Key(
+        "string", "", "AZ of the hosts' subnet (empty = the first, by name, that offers every planned instance type)."
+    ),
     "buildkitdPort": Key("integer", 1234, "TCP port of each host's buildkitd (mTLS)."),
     "qemuSource": Key(
         "string",
@@ -272,15 +276,29 @@ def settings_from_mapping(raw: Mapping[str, Any], catalog: Catalog | None = None
 
 def require_cloud_access(settings: Settings) -> None:
     """What AWS needs beyond a plan: who may connect, and with which key."""
+    require_allowed_cidrs(settings)
+    require_ec2_key(settings.ssh_public_key)
+
+
+def require_allowed_cidrs(settings: Settings) -> None:
     if not settings.allowed_cidrs:
         raise ConfigError(
             f"{NAMESPACE}:allowedCidrs is empty: set it to the CIDRs that may reach SSH and buildkitd, e.g. "
             f"pulumi config set --path '{NAMESPACE}:allowedCidrs[0]' 203.0.113.7/32"
         )
-    if not settings.ssh_public_key:
+
+
+def require_ec2_key(public_key: str) -> None:
+    if not public_key:
         raise ConfigError(
             f"{NAMESPACE}:sshPublicKey is not set: "
             f'pulumi config set {NAMESPACE}:sshPublicKey "$(cat ~/.ssh/id_ed25519.pub)"'
+        )
+    key_type = public_key.split(" ", 1)[0]
+    if key_type not in EC2_KEY_TYPES:
+        raise ConfigError(
+            f"{NAMESPACE}:sshPublicKey is a {key_type} key, which EC2 cannot import (only "
+            f"{' and '.join(EC2_KEY_TYPES)}): use an Ed25519 key, or unset it to use the fleet's own"
         )
 
 

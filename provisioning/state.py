@@ -32,6 +32,7 @@ STATE_ENTRIES = frozenset(
         "inventory.json",
         "buildkitd-docker-container.toml",
         "aws-stack",
+        "target",
     }
 )
 
@@ -70,6 +71,19 @@ class FleetState:
     @property
     def known_hosts(self) -> Path:
         return self.root / "ssh" / "known_hosts"
+
+    @property
+    def target_file(self) -> Path:
+        return self.root / "target"
+
+    def record_target(self, kind: str) -> None:
+        """Which target made this fleet, written before it makes anything: a failed up is
+        still taken down by the same target."""
+        self.ensure()
+        self.target_file.write_text(kind + "\n")
+
+    def recorded_target(self) -> str | None:
+        return self.target_file.read_text().strip() if self.target_file.exists() else None
 
     @property
     def inventory_file(self) -> Path:

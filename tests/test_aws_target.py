@@ -1,20 +1,30 @@
-"""up/down --target aws drive the Pulumi program through the Automation API. The engine
-and AWS cannot run here, so the stack object at that boundary is a fake; everything
-after it -- inventory, pinned host keys, state -- is real."""
+"""up/down --target aws drive the Pulumi program through the Automation API. Neither the
+Pulumi engine nor AWS runs here, so the boundary is the `pulumi` executable: a stand-in
+(tests/standin/pulumi) on PATH. The real `pulumi.automation` library builds every command
+line; the stand-in records them and behaves as the CLI does where buildfleet depends on it."""
 
-from types import SimpleNamespace
+import json
+import os
+import subprocess
+import sys
 
 import pytest
-from fake_pulumi import FakeStack
+import yaml
+from pulumi_standin import StandInPulumi, host_artifacts
 
-from provisioning.errors import BuildfleetError
+from provisioning.artifacts import ArtifactError
+from provisioning.cli import main
+from provisioning.errors import BuildfleetError, ConfigError
+from provisioning.remote.wait import CloudInitFailed, cloud_init_outcome
+from provisioning.settings import settings_from_mapping
 from provisioning.state import FleetState
 from provisioning.targets.aws import AwsTarget
 
 HOST_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOl5Hh3Xf0m8lq0n1u1v5l6xQm6b4f0nS3cU1oYt6V0z"
+CIDR = "198.51.100.7/32"
 
 
-def stack_outputs(keys=None):
+def stack_outputs() -> dict:
     inventory = {
         "target": "aws",
         "registry": "",
@@ -47,79 +57,211 @@ def stack_outputs(keys=None):
             },
         ],
     }
-    keys = {"amd64-0": HOST_KEY + "\n", "emulation-0": HOST_KEY} if keys is None else keys
-    return {"inventory": SimpleNamespace(value=inventory), "hostKeys": SimpleNamespace(value=keys)}
+    return {"inventory": inventory, "hostKeys": {"amd64-0": HOST_KEY + "\n", "emulation-0": HOST_KEY}}
 
 
 @pytest.fixture
-def target(tmp_path):
-    stack = FakeStack(stack_outputs())
-    selected = []
-
-    def select(name, project_dir):
-        selected.append((name, project_dir))
-        return stack
-
-    lines = []
-    aws = AwsTarget("dev", tmp_path / "project", FleetState(tmp_path / "state"), select=select, on_output=lines.append)
-    return SimpleNamespace(aws=aws, stack=stack, selected=selected, lines=lines)
+def pulumi(tmp_path, monkeypatch):
+    return StandInPulumi(tmp_path, monkeypatch, stack_outputs())
 
 
-def test_up_sets_config_on_the_stack_and_records_inventory_and_pinned_keys(target):
-    inventory = target.aws.apply(
-        {"arm64Count": 0, "allowedCidrs": ["198.51.100.7/32"], "spot": True}, "/keys/id_ed25519"
+def test_list_settings_are_set_path_wise_so_the_cli_accepts_them_as_arrays(pulumi, tmp_path):
+    target = pulumi.target(tmp_path, f"allowedCidrs=[{CIDR}, 203.0.113.0/24]", "platforms=[linux/amd64, linux/arm64]")
+    to_set, _ = target.prepare(target.settings())
+    target.apply(to_set)  # the stand-in validates the stack config against Pulumi.yaml's types, as the CLI does
+    config = pulumi.stack_config()
+    assert config["buildfleet:allowedCidrs"] == [CIDR, "203.0.113.0/24"]
+    assert config["buildfleet:platforms"] == ["linux/amd64", "linux/arm64"]
+    assert "config rm-all --stack dev buildfleet:allowedCidrs buildfleet:platforms" in pulumi.commands()
+    shorter = pulumi.target(tmp_path, f"allowedCidrs=[{CIDR}]")
+    shorter.apply(shorter.prepare(shorter.settings())[0])
+    assert pulumi.stack_config()["buildfleet:allowedCidrs"] == [CIDR]  # no stale second item
+
+
+def test_a_list_set_as_one_json_string_is_refused_by_the_cli_as_it_was_before(pulumi, tmp_path):
+    target = pulumi.target(tmp_path, f"allowedCidrs=[{CIDR}]")
+    target.apply(target.prepare(target.settings())[0])
+    env = {**os.environ}
+    subprocess.run(
+        [
+            "pulumi",
+            "config",
+            "set",
+            "buildfleet:allowedCidrs",
+            "--plaintext",
+            "--stack",
+            "dev",
+            "--",
+            json.dumps([CIDR]),
+        ],
+        cwd=pulumi.project,
+        env=env,
+        check=True,
     )
-    assert target.stack.config == {
-        "buildfleet:arm64Count": "0",
-        "buildfleet:allowedCidrs": '["198.51.100.7/32"]',
-        "buildfleet:spot": "true",
-    }
-    assert target.stack.calls == ["up"] and target.lines == ["Updating (dev)"]
+    up = subprocess.run(
+        ["pulumi", "up", "--yes", "--stack", "dev"], cwd=pulumi.project, env=env, capture_output=True, text=True
+    )
+    assert (
+        up.returncode != 0
+        and ("Stack 'dev' with configuration key 'buildfleet:allowedCidrs' must be of type 'array<string>'")
+        in up.stderr
+    )
+
+
+def test_a_second_up_takes_the_fleets_own_key_back_from_the_stack_file(pulumi, tmp_path):
+    first = pulumi.target(tmp_path, f"allowedCidrs=[{CIDR}]")
+    to_set, private = first.prepare(first.settings())
+    first.apply(to_set, private)
+    assert pulumi.stack_config()["buildfleet:sshPublicKey"] == to_set["sshPublicKey"] and private == ""
+    again = pulumi.target(tmp_path, f"allowedCidrs=[{CIDR}]")
+    assert again.prepare(again.settings()) == (to_set, "")  # no --ssh-key demanded
+
+
+def test_up_records_inventory_and_pinned_keys_and_refreshes_first(pulumi, tmp_path):
+    lines = []
+    target = pulumi.target(tmp_path, f"allowedCidrs=[{CIDR}]", on_output=lines.append)
+    inventory = target.apply(target.prepare(target.settings())[0], "/keys/id_ed25519")
     assert [(h.name, h.ssh_key) for h in inventory.hosts] == [
         ("amd64-0", "/keys/id_ed25519"),
         ("emulation-0", "/keys/id_ed25519"),
     ]
-    state = target.aws.state
-    assert state.known_hosts.read_text() == (f"203.0.113.5 {HOST_KEY}\n[203.0.113.6]:2222 {HOST_KEY}\n")
+    state = target.state
+    assert state.known_hosts.read_text() == f"203.0.113.5 {HOST_KEY}\n[203.0.113.6]:2222 {HOST_KEY}\n"
     assert state.load_inventory() == inventory and AwsTarget.recorded_stack(state) == "dev"
+    assert state.recorded_target() == "aws" and "Up (dev):" in lines
+    (up,) = [c for c in pulumi.commands() if c.startswith("up ")]
+    assert "--refresh" in up.split()  # a reclaimed spot instance is noticed and made again
 
 
-def test_a_host_without_an_exported_key_is_refused_by_name(target):
-    target.stack.outputs = stack_outputs({"amd64-0": HOST_KEY})
-    with pytest.raises(BuildfleetError, match="exports no host key for emulation-0"):
-        target.aws.apply({})
-    assert not target.aws.state.known_hosts.exists()
+def test_the_program_runs_with_buildfleets_own_python(pulumi, tmp_path):
+    target = pulumi.target(tmp_path, f"allowedCidrs=[{CIDR}]")
+    target.apply(target.prepare(target.settings())[0])
+    engine_calls = [c for c in pulumi.calls() if "up" in c["argv"]]
+    assert engine_calls and all(c["env"].get("PULUMI_PYTHON_CMD") == sys.executable for c in engine_calls)
 
 
-def test_an_engine_failure_is_one_line_naming_the_stack(target):
-    def fail(on_output):
-        raise RuntimeError("stderr: error: update failed\n  aws:ec2:Instance: UnauthorizedOperation\n")
-
-    target.stack.up = fail
-    with pytest.raises(BuildfleetError, match=r"^pulumi up on stack 'dev' failed: .*UnauthorizedOperation$"):
-        target.aws.apply({})
+def test_an_engine_failure_is_one_line_naming_the_stack(pulumi, tmp_path, monkeypatch):
+    monkeypatch.setenv("BUILDFLEET_STANDIN_FAIL", "up")
+    target = pulumi.target(tmp_path, f"allowedCidrs=[{CIDR}]")
+    with pytest.raises(BuildfleetError, match=r"^pulumi up on stack 'dev' failed: up failed$"):
+        target.apply(target.prepare(target.settings())[0])
 
 
-def test_down_destroys_the_stack_up_used(target):
-    target.aws.apply({})
-    target.aws.down()
-    assert target.stack.calls == ["up", "destroy"]
-    assert [name for name, _ in target.selected] == ["dev", "dev"]
+def test_not_logged_in_says_how_to_log_in(pulumi, tmp_path, monkeypatch):
+    monkeypatch.delenv("PULUMI_BACKEND_URL")
+    target = pulumi.target(tmp_path, f"allowedCidrs=[{CIDR}]")
+    with pytest.raises(BuildfleetError, match="the Pulumi CLI is not logged in: run `pulumi login`"):
+        target.apply(target.prepare(target.settings())[0])
 
 
-def test_without_the_pulumi_cli_the_error_says_what_to_install(tmp_path, monkeypatch):
-    from provisioning.targets import aws as automation
+def test_a_passphrase_stack_without_a_passphrase_is_refused_before_pulumi_runs(pulumi, tmp_path, monkeypatch):
+    target = pulumi.target(tmp_path, f"allowedCidrs=[{CIDR}]")
+    target.apply(target.prepare(target.settings())[0])  # made with a passphrase: the stack file has a salt
+    monkeypatch.delenv("PULUMI_CONFIG_PASSPHRASE")
+    before = len(pulumi.calls())
+    again = pulumi.target(tmp_path, f"allowedCidrs=[{CIDR}]")
+    with pytest.raises(ConfigError, match="export PULUMI_CONFIG_PASSPHRASE or PULUMI_CONFIG_PASSPHRASE_FILE"):
+        again.prepare(again.settings())
+    assert len(pulumi.calls()) == before
 
-    monkeypatch.setenv("PATH", str(tmp_path))  # no pulumi here
+
+def test_a_new_stack_on_a_local_backend_needs_a_passphrase_too(pulumi, tmp_path, monkeypatch):
+    monkeypatch.delenv("PULUMI_CONFIG_PASSPHRASE")
+    target = pulumi.target(tmp_path, f"allowedCidrs=[{CIDR}]")
+    with pytest.raises(ConfigError, match="passphrase"):
+        target.prepare(target.settings())
+    assert pulumi.calls() == [] and not target.state.root.exists()
+
+
+def test_an_old_pulumi_cli_is_named(pulumi, tmp_path, monkeypatch):
+    monkeypatch.setenv("BUILDFLEET_STANDIN_VERSION", "v2.25.0")
+    target = pulumi.target(tmp_path, f"allowedCidrs=[{CIDR}]")
+    with pytest.raises(BuildfleetError, match="not one the Automation API accepts .*Minimum version"):
+        target.apply(target.prepare(target.settings())[0])
+
+
+def test_without_pulumi_yaml_the_project_dir_is_named(pulumi, tmp_path):
+    (pulumi.project / "Pulumi.yaml").unlink()
+    target = pulumi.target(tmp_path, f"allowedCidrs=[{CIDR}]")
+    with pytest.raises(ConfigError, match=f"no Pulumi.yaml in {pulumi.project}"):
+        target.prepare(target.settings())
+
+
+def test_without_the_pulumi_cli_the_error_says_what_to_install(pulumi, tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    target = pulumi.target(tmp_path, f"allowedCidrs=[{CIDR}]")
     with pytest.raises(BuildfleetError, match="the Pulumi CLI is not on PATH: install it"):
-        automation.select_stack("dev", tmp_path)
+        target.apply(target.prepare(target.settings())[0])
 
 
-def test_config_errors_stop_up_before_pulumi_is_touched(tmp_path, monkeypatch, capsys):
-    from provisioning.cli import main
-    from provisioning.targets import aws as automation
+def test_down_of_an_unknown_stack_selects_never_creates_and_keeps_the_state(pulumi, tmp_path, capsys):
+    state = FleetState.for_fleet("f")
+    state.ensure_ssh_key()
+    assert (
+        main(["down", "--target", "aws", "--fleet", "f", "--stack", "typo", "--project-dir", str(pulumi.project)]) == 2
+    )
+    assert "stack 'typo' does not exist" in capsys.readouterr().err
+    assert not any(c.startswith("stack init") for c in pulumi.commands()) and state.ssh_key.exists()
 
-    monkeypatch.setenv("BUILDFLEET_STATE_DIR", str(tmp_path / "state"))
-    monkeypatch.setattr(automation, "select_stack", lambda *a: pytest.fail("Pulumi must not be reached"))
-    assert main(["up", "--target", "aws", "--project-dir", str(tmp_path), "--fleet", "f"]) == 2
+
+def test_down_after_a_failed_up_destroys_the_stack_it_made(pulumi, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("BUILDFLEET_STANDIN_FAIL", "up")
+    artifacts = host_artifacts(tmp_path / "artifacts")
+    args = [
+        "--fleet",
+        "f",
+        "--project-dir",
+        str(pulumi.project),
+        "--set",
+        f"allowedCidrs=[{CIDR}]",
+        "--artifacts",
+        str(artifacts),
+    ]
+    assert main(["up", "--target", "aws", *args]) == 2
+    monkeypatch.delenv("BUILDFLEET_STANDIN_FAIL")
+    assert main(["down", "--fleet", "f", "--project-dir", str(pulumi.project)]) == 0  # no --target needed
+    assert "destroy --skip-preview --yes --exec-kind auto.local --stack f" in pulumi.commands()
+    assert not FleetState.for_fleet("f").root.exists()
+
+
+def test_config_errors_stop_up_before_pulumi_is_touched(pulumi, tmp_path, capsys):
+    assert main(["up", "--target", "aws", "--project-dir", str(pulumi.project), "--fleet", "f"]) == 2
     assert "buildfleet:allowedCidrs is empty" in capsys.readouterr().err
+    assert pulumi.calls() == [] and not FleetState.for_fleet("f").root.exists()
+
+
+@pytest.mark.parametrize("key", ["ecdsa-sha2-nistp256 AAAAE2VjZHNh", "sk-ssh-ed25519@openssh.com AAAAGnNr"])
+def test_keys_ec2_cannot_import_are_refused_before_pulumi_runs(pulumi, tmp_path, key):
+    target = pulumi.target(tmp_path, f"allowedCidrs=[{CIDR}]", f"sshPublicKey={key}", ssh_key=tmp_path)
+    with pytest.raises(ConfigError, match="which EC2 cannot import"):
+        target.prepare(target.settings())
+    assert pulumi.calls() == []
+
+
+def test_cloud_init_degraded_is_a_warning_and_an_error_status_an_error():
+    assert cloud_init_outcome("arm64-0", "cloud-init=0\n") == ""
+    assert cloud_init_outcome("arm64-0", "cloud-init=absent\n") == ""
+    warning = cloud_init_outcome("arm64-0", "cloud-init=2\nstatus: degraded done\nrecoverable_errors: locale\n")
+    assert warning.startswith("arm64-0: cloud-init finished degraded") and "locale" in warning
+    with pytest.raises(CloudInitFailed, match="arm64-0: cloud-init reported an error .*status: error"):
+        cloud_init_outcome("arm64-0", "cloud-init=1\nstatus: error\n")
+
+
+def test_settings_ignore_a_missing_stack_file_and_read_an_existing_one(pulumi, tmp_path):
+    (pulumi.project / "Pulumi.dev.yaml").write_text(yaml.safe_dump({"config": {"buildfleet:amd64Count": "2"}}))
+    assert [r.count for r in pulumi.target(tmp_path).settings().roles if r.role == "amd64"] == [2]
+    assert settings_from_mapping({}).roles  # and without one, Pulumi.yaml's defaults
+
+
+def test_missing_graviton_artifacts_are_named_with_the_command_before_pulumi_runs(pulumi, tmp_path):
+    amd64_only = host_artifacts(tmp_path / "amd64-only", arches=("amd64",))
+    target = pulumi.target(tmp_path, f"allowedCidrs=[{CIDR}]", artifacts_dir=amd64_only)
+    with pytest.raises(ArtifactError) as error:
+        target.prepare(target.settings())
+    assert str(error.value).startswith(
+        f"no buildx for arm64, buildkit for arm64 in {amd64_only}: make them with "
+        f"provisioning/artifacts/debian/host-artifacts.sh {amd64_only} amd64 arm64"
+    )
+    assert pulumi.calls() == [] and not target.state.root.exists()
+    no_arm64_host = pulumi.target(tmp_path, f"allowedCidrs=[{CIDR}]", "arm64Count=0", artifacts_dir=amd64_only)
+    no_arm64_host.prepare(no_arm64_host.settings())  # nothing missing for an amd64-only fleet

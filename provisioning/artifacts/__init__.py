@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -135,3 +135,25 @@ class LocalArtifacts:
             elif name.startswith("binfmt/"):
                 registrations[name.removeprefix("binfmt/").removesuffix(".conf")] = (directory / name).read_bytes()
         return PinnedQemu(QEMU_VERSION, binaries, registrations)
+
+
+def missing_for(artifacts: LocalArtifacts, host_arches: Iterable[str], pinned_qemu_arches: Iterable[str]) -> list[str]:
+    """What hosts of these CPUs would lack, one entry each ("buildkit 0.13.2 for arm64"): checked
+    before any host exists, so a missing file never meets a host that already bills."""
+    missing = []
+    for arch in sorted(set(host_arches)):
+        for what, load in (("buildx", artifacts.buildx), ("buildkit", artifacts.buildkit)):
+            try:
+                load(arch)
+            except ArtifactError:
+                missing.append(f"{what} for {arch}")
+    missing += [f"static QEMU for {arch}" for arch in sorted(set(pinned_qemu_arches)) if not artifacts.has_qemu(arch)]
+    return missing
+
+
+def missing_error(root: Path, missing: list[str], arches: Iterable[str]) -> ArtifactError:
+    return ArtifactError(
+        f"no {', '.join(missing)} in {root}: make them with provisioning/artifacts/debian/host-artifacts.sh "
+        f"{root} {' '.join(sorted(set(arches)))} (or pass --artifacts DIR where they are, e.g. /var/cache/buildfleet "
+        "after .ci/prepare as root)"
+    )

@@ -25,7 +25,7 @@ def config_sources(args: argparse.Namespace) -> ConfigSources:
     )
 
 
-def target_for(args: argparse.Namespace, kind: str, console: Console | None = None) -> Target:
+def target_for(args: argparse.Namespace, kind: str, console: Console | None = None, creating: bool = False) -> Target:
     """The ``kind`` target for this fleet, given every option the command line has."""
     fleet = getattr(args, "fleet", "default")
     options = TargetOptions(
@@ -36,6 +36,8 @@ def target_for(args: argparse.Namespace, kind: str, console: Console | None = No
         inventory_file=getattr(args, "inventory", None),
         ssh_key=getattr(args, "ssh_key", None),
         wait_timeout=getattr(args, "wait_timeout", 900),
+        creating=creating,
+        artifacts_dir=getattr(args, "artifacts", None),
         on_output=engine_output(console) if console is not None else (lambda line: None),
     )
     return make_target(kind, options)

@@ -120,7 +120,7 @@ def cmd_plan(args: argparse.Namespace, console: Console) -> int:
 
 def cmd_up(args: argparse.Namespace, console: Console) -> int:
     state = FleetState.for_fleet(args.fleet)
-    target = target_for(args, args.target, console)
+    target = target_for(args, args.target, console, creating=True)
     settings = target.settings()
     with console.status(f"{args.target}: bringing up the fleet's hosts"):
         inventory = target.up(settings)
@@ -247,7 +247,7 @@ def cmd_down(args: argparse.Namespace, console: Console) -> int:
         if fleet_builder(args, state).remove():
             console.print(f"builder {record.stem}")
     inventory = state.load_inventory()
-    kind = args.target or (inventory.target if inventory else "local")
+    kind = args.target or (inventory.target if inventory else state.recorded_target()) or "local"
     removed = target_for(args, kind, console).down()
     if state.remove():
         removed.append(f"state {state.root}")

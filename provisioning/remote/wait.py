@@ -10,6 +10,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 from invoke.exceptions import CommandTimedOut
 
@@ -18,13 +19,41 @@ from provisioning.inventory import InventoryHost
 from provisioning.remote.fanout import fan_out
 from provisioning.remote.ssh import ConnectionFailed, HostKeyRejected, Transport
 
-# Where cloud-init exists, block until it has finished (its own exit status is not ours:
-# a degraded cloud-init still leaves a usable host, which configure then checks).
+# Where cloud-init exists, block until it has finished and report how: `cloud-init status`
+# exits 0 when done, 2 when done "degraded" (recoverable errors: the host is usable, the user
+# should know), 1 on an error (cloud-init 23.4+; docs.cloud-init.io "cloud-init status").
 CLOUD_INIT_DONE = (
     "sh",
     "-c",
-    "if command -v cloud-init >/dev/null; then cloud-init status --wait >/dev/null; fi; true",
+    "command -v cloud-init >/dev/null || { echo cloud-init=absent; exit 0; }; "
+    "cloud-init status --wait >/dev/null 2>&1; rc=$?; echo cloud-init=$rc; "
+    "[ $rc -eq 0 ] || cloud-init status --long 2>&1 | tail -n 8",
 )
+
+
+@dataclass(frozen=True)
+class Waited:
+    seconds: float
+    warning: str = ""  # cloud-init finished degraded: shown to the user, not a failure
+
+
+def cloud_init_outcome(host: str, stdout: str) -> str:
+    """The warning for a degraded cloud-init ("" when clean or absent); an error status raises. Pure."""
+    lines = stdout.strip().splitlines()
+    status = next((line.split("=", 1)[1] for line in lines if line.startswith("cloud-init=")), "")
+    detail = " ".join(line.strip() for line in lines if not line.startswith("cloud-init=") and line.strip())
+    if status in ("0", "absent"):
+        return ""
+    if status == "2":
+        return f"{host}: cloud-init finished degraded (recoverable errors): {detail}"
+    raise CloudInitFailed(
+        f"{host}: cloud-init reported an error (status {status or 'unknown'}): {detail}; "
+        "see /var/log/cloud-init.log on the host"
+    )
+
+
+class CloudInitFailed(BuildfleetError):
+    """cloud-init finished with an error status: the host's bootstrap (its host key) may be missing."""
 
 
 class WaitStopped(BuildfleetError):
@@ -39,8 +68,8 @@ def wait_for_host(
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
     stop: threading.Event | None = None,
-) -> float:
-    """Seconds until ``host`` answered over SSH with cloud-init done; one clear error after ``timeout``."""
+) -> Waited:
+    """How long until ``host`` answered over SSH with cloud-init done; one clear error after ``timeout``."""
     start = clock()
     while True:
         if stop is not None and stop.is_set():
@@ -52,9 +81,9 @@ def wait_for_host(
             finally:
                 transport.close()
             if result.ok:
-                return round(clock() - start, 1)
+                return Waited(round(clock() - start, 1), cloud_init_outcome(host.name, result.stdout))
             last = f"exit {result.exit_code}: {result.stderr.strip()}"
-        except HostKeyRejected:
+        except (HostKeyRejected, CloudInitFailed):
             raise
         except ConnectionFailed as error:
             last = str(error)
@@ -67,12 +96,12 @@ def wait_for_host(
 
 def wait_for_hosts(
     hosts: Sequence[InventoryHost], connect: Callable[[InventoryHost], Transport], timeout: float
-) -> dict[str, float]:
+) -> dict[str, Waited]:
     """All hosts at once, each one's outcome reported; a rejected host key ends the others'
     waits at their next attempt instead of after their whole timeout."""
     stop = threading.Event()
 
-    def one(host: InventoryHost) -> float:
+    def one(host: InventoryHost) -> Waited:
         try:
             return wait_for_host(host, connect, timeout, stop=stop)
         except HostKeyRejected:

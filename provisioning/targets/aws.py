@@ -15,36 +15,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
+from provisioning.artifacts import LocalArtifacts, missing_error, missing_for
 from provisioning.errors import BuildfleetError, ConfigError
 from provisioning.inventory import Inventory
+from provisioning.placement import EMULATION
 from provisioning.plan import Plan, plan_fleet
 from provisioning.remote.ssh import connect
 from provisioning.remote.wait import wait_for_hosts
-from provisioning.settings import NAMESPACE, Settings, pulumi_config_value, require_cloud_access
+from provisioning.settings import NAMESPACE, Settings, require_allowed_cidrs, require_ec2_key
 from provisioning.state import FleetState
+from provisioning.targets import automation
 from provisioning.targets.base import ConfigSources, HostState, TargetOptions, settings_with_defaults
 
 TARGET = "aws"
 STACK_FILE = "aws-stack"  # in the fleet's state: which stack ``down`` destroys
-
-
-def select_stack(stack: str, project_dir: Path) -> Any:
-    """The real Automation API stack for this project directory's Pulumi.yaml."""
-    from pulumi import automation
-
-    try:
-        return automation.create_or_select_stack(stack_name=stack, work_dir=str(project_dir))
-    except FileNotFoundError:
-        raise BuildfleetError(
-            "the Pulumi CLI is not on PATH: install it (https://www.pulumi.com/docs/install/), "
-            "log in (pulumi login) and set AWS credentials to use --target aws"
-        ) from None
-
-
-def _config_value(value: Any) -> Any:
-    from pulumi.automation import ConfigValue
-
-    return ConfigValue(value=pulumi_config_value(value))
 
 
 @dataclass
@@ -52,11 +36,11 @@ class AwsTarget:
     stack: str
     project_dir: Path
     state: FleetState
-    select: Callable[[str, Path], Any] = select_stack  # the Automation API boundary (tests pass a fake)
-    config_value: Callable[[Any], Any] = _config_value
     sources: ConfigSources | None = None
     ssh_key: Path | None = None  # private half of a user-set buildfleet:sshPublicKey
     wait_timeout: float = 900
+    artifacts_dir: Path | None = None  # checked before up: every host file the plan's CPUs need
+    creating: bool = False  # up may name a stack whose Pulumi.<stack>.yaml does not exist yet
     on_output: Callable[[str], None] = lambda line: None
 
     kind: ClassVar[str] = TARGET
@@ -69,10 +53,11 @@ class AwsTarget:
             stack,
             options.sources.project_dir,
             options.state,
-            select=select_stack,
             sources=options.sources,
             ssh_key=options.ssh_key,
             wait_timeout=options.wait_timeout,
+            creating=options.creating,
+            artifacts_dir=options.artifacts_dir,
             on_output=options.on_output,
         )
 
@@ -80,8 +65,9 @@ class AwsTarget:
         """The user's keys: the stack file (when it exists yet), buildfleet.yaml, --set."""
         if self.sources is None:
             return {}
-        stack_file = self.project_dir / f"Pulumi.{self.stack}.yaml"
-        return self.sources.raw(stack=self.stack if stack_file.exists() else None)
+        exists = automation.stack_file(self.project_dir, self.stack).exists()
+        named = self.sources.stack is not None and not self.creating  # a named stack file must exist, but for up
+        return self.sources.raw_with_stack(self.stack if exists or named else None)
 
     def _own_key(self) -> str:
         public = self.state.ssh_key.with_suffix(".pub")
@@ -98,26 +84,46 @@ class AwsTarget:
 
     def up(self, settings: Settings) -> Inventory:
         """Pulumi up, then wait until every host answers over SSH with cloud-init done."""
-        raw = self._raw()
-        to_set = self.sources.raw(stack=None) if self.sources else {}  # what the stack file may lack
-        ssh_key = ""
-        user_key = raw.get("sshPublicKey", "")
-        if user_key and user_key != self._own_key():  # the fleet's own key, written there by an earlier up
+        to_set, ssh_key = self.prepare(settings)
+        self.on_output(f"pulumi up: stack {self.stack!r} in {self.project_dir}")
+        inventory = self.apply(to_set, ssh_key)
+        waited = wait_for_hosts(inventory.hosts, lambda host: connect(host, self.state), self.wait_timeout)
+        self.on_output("hosts answer: " + ", ".join(f"{name} after {w.seconds:.0f} s" for name, w in waited.items()))
+        for warning in (w.warning for w in waited.values() if w.warning):
+            self.on_output(f"warning: {warning}")
+        return inventory
+
+    def prepare(self, settings: Settings) -> tuple[dict[str, Any], str]:
+        """The keys up sets on the stack (the user's buildfleet.yaml and --set; the stack file
+        keeps its own) and the private key SSH uses ("": the fleet's own). Every configuration
+        error is raised here, before Pulumi runs or anything is written."""
+        require_allowed_cidrs(settings)
+        self._require_artifacts(settings)
+        automation.check_project(self.project_dir, self.stack)
+        to_set = self.sources.raw_with_stack(None) if self.sources else {}
+        user_key = self._raw().get("sshPublicKey", "")
+        if user_key and user_key != self._own_key():  # the fleet's own key is written there by an earlier up
+            require_ec2_key(user_key)
             if self.ssh_key is None or not self.ssh_key.expanduser().is_file():
                 raise ConfigError(
                     f"{NAMESPACE}:sshPublicKey is set, so buildfleet needs its private half: "
                     "--ssh-key PATH (e.g. ~/.ssh/id_ed25519); or unset it to use the fleet's own key"
                 )
-            ssh_key = str(self.ssh_key.expanduser())
-        else:
-            to_set["sshPublicKey"] = self.state.ensure_ssh_key()
-            settings = dataclasses.replace(settings, ssh_public_key=to_set["sshPublicKey"])
-        require_cloud_access(settings)  # every config error before Pulumi starts
-        self.on_output(f"pulumi up: stack {self.stack!r} in {self.project_dir}")
-        inventory = self.apply(to_set, ssh_key)
-        waited = wait_for_hosts(inventory.hosts, lambda host: connect(host, self.state), self.wait_timeout)
-        self.on_output("hosts answer: " + ", ".join(f"{name} after {s:.0f} s" for name, s in waited.items()))
-        return inventory
+            return to_set, str(self.ssh_key.expanduser())
+        to_set["sshPublicKey"] = self.state.ensure_ssh_key()
+        return to_set, ""
+
+    def _require_artifacts(self, settings: Settings) -> None:
+        """Every file configure will upload, for every host CPU the plan has (Graviton above
+        all), found before instances exist and bill."""
+        if self.artifacts_dir is None:
+            return
+        hosts = self.plan(settings).hosts
+        arches = [h.arch for h in hosts]
+        pinned = [h.arch for h in hosts if h.role == EMULATION] if settings.qemu_source == "pinned" else []
+        missing = missing_for(LocalArtifacts(self.artifacts_dir), arches, pinned)
+        if missing:
+            raise missing_error(self.artifacts_dir, missing, arches)
 
     def status(self) -> list[HostState]:
         # EC2's own view needs the AWS API; until then, what the last up recorded.
@@ -133,13 +139,14 @@ class AwsTarget:
         return [f"stack {self.stack!r} destroyed"]
 
     def apply(self, config: Mapping[str, Any], ssh_key: str = "") -> Inventory:
-        """``config``: buildfleet keys to set on the stack (as ``pulumi config set`` would)."""
-        stack = self.select(self.stack, self.project_dir)
-        for key, value in config.items():
-            stack.set_config(f"{NAMESPACE}:{key}", self.config_value(value))
+        """``config``: buildfleet keys to set on the stack (as ``pulumi config set`` would).
+        ``refresh`` first, so an instance AWS removed (a reclaimed spot host) is made again."""
+        stack = automation.open_stack(self.stack, self.project_dir, create=True)
         self.state.ensure()
+        self.state.record_target(self.kind)  # before up: down finds a half-made stack
         (self.state.root / STACK_FILE).write_text(self.stack + "\n")
-        result = _engine(lambda: stack.up(on_output=self.on_output), "pulumi up", self.stack)
+        automation.set_config(stack, config)
+        result = automation.run(lambda: stack.up(on_output=self.on_output, refresh=True), "pulumi up", self.stack)
         return self.record(result.outputs, ssh_key)
 
     def record(self, outputs: Mapping[str, Any], ssh_key: str) -> Inventory:
@@ -161,24 +168,11 @@ class AwsTarget:
         return inventory
 
     def destroy(self) -> None:
-        stack = self.select(self.stack, self.project_dir)
-        _engine(lambda: stack.destroy(on_output=self.on_output), "pulumi destroy", self.stack)
+        """Destroy the recorded stack; it is selected, never created (a mistyped name is an error)."""
+        stack = automation.open_stack(self.stack, self.project_dir, create=False)
+        automation.run(lambda: stack.destroy(on_output=self.on_output), "pulumi destroy", self.stack)
 
     @classmethod
     def recorded_stack(cls, state: FleetState) -> str | None:
         path = state.root / STACK_FILE
         return path.read_text().strip() if path.exists() else None
-
-
-def _engine(operation: Callable[[], Any], what: str, stack: str) -> Any:
-    """Run an engine operation; its failure becomes one line naming the stack (Pulumi's own
-    output, already streamed, holds the details)."""
-    try:
-        return operation()
-    except BuildfleetError:
-        raise
-    except Exception as error:  # the Automation API raises CommandError and friends
-        lines = [line for line in str(error).splitlines() if line.strip()]
-        raise BuildfleetError(
-            f"{what} on stack {stack!r} failed: {lines[-1] if lines else type(error).__name__}"
-        ) from None

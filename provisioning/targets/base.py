@@ -28,8 +28,12 @@ class ConfigSources:
     stack: str | None = None
     overrides: tuple[str, ...] = ()
 
-    def raw(self, stack: str | None = None) -> dict[str, Any]:
-        return load_raw_config(self.project_dir, self.config_file, stack or self.stack, self.overrides)
+    def raw(self) -> dict[str, Any]:
+        """Every source, with the stack file of ``stack`` (when one was named)."""
+        return self.raw_with_stack(self.stack)
+
+    def raw_with_stack(self, stack: str | None) -> dict[str, Any]:
+        return load_raw_config(self.project_dir, self.config_file, stack, self.overrides)
 
 
 @dataclass(frozen=True)
@@ -43,6 +47,8 @@ class TargetOptions:
     inventory_file: Path | None = None  # static: the YAML host list
     ssh_key: Path | None = None  # aws: private half of a user-set buildfleet:sshPublicKey
     wait_timeout: float = 900  # aws: seconds for SSH and cloud-init on new hosts
+    artifacts_dir: Path | None = None  # the files configure puts on hosts (buildx, buildkitd, QEMU)
+    creating: bool = False  # the command may create what does not exist yet (up), e.g. a new stack
     on_output: Callable[[str], None] = field(default=lambda line: None, compare=False)  # the engine's lines
 
 

@@ -152,6 +152,7 @@ class StaticTarget:
         if self.path is None:
             raise ConfigError("up --target static needs --inventory FILE (a YAML list of existing hosts)")
         hosts = load_static_hosts(self.path)
+        self.state.record_target(self.kind)
         self.state.write_known_hosts({(h.address, h.port): pinned_key(h, self.user_known_hosts) for h in hosts})
         probes = {h.name: h for h in hosts}
         detected = fan_out([self._probe(h) for h in hosts], lambda probe: self._detect(probes[probe.name]))

@@ -1,20 +1,19 @@
-"""up/down --target aws end to end, with only the Automation API stack faked: its outputs
-point at the live local fleet, so waiting for SSH, configure and the builder run for real."""
+"""up/down --target aws end to end against a stand-in `pulumi` CLI whose outputs point at the
+live local fleet, so the Automation API library, waiting for SSH, configure and the builder
+run for real; and the wait step against real hosts."""
 
 import dataclasses
 import time
 import uuid
-from types import SimpleNamespace
 
 import pytest
-from fake_pulumi import FakeStack
+from pulumi_standin import StandInPulumi
 
 from provisioning.cli import main
 from provisioning.errors import BuildfleetError
 from provisioning.remote.ssh import HostKeyRejected, connect
 from provisioning.remote.wait import wait_for_host, wait_for_hosts
 from provisioning.state import FleetState
-from provisioning.targets import aws as automation
 
 from .conftest import CACHE
 
@@ -30,55 +29,55 @@ def pinned_keys(fleet) -> dict[str, str]:
     return {h.name: by_port[h.ssh_port] for h in fleet.inventory.hosts}
 
 
-def test_up_target_aws_waits_configures_and_builds_then_down_destroys(fleet, tmp_path, monkeypatch, capsys):
+def test_up_target_aws_twice_then_down_with_lists_from_buildfleet_yaml_and_set(fleet, tmp_path, monkeypatch, capsys):
+    """The real Automation API library against the stand-in CLI, whose stack outputs point at
+    the live local fleet: waiting for SSH, configure and the builder run for real."""
     name = f"aws{uuid.uuid4().hex[:6]}"
-    stack = FakeStack(
-        {
-            "inventory": SimpleNamespace(value={**fleet.inventory.to_dict(), "target": "aws"}),
-            "hostKeys": SimpleNamespace(value=pinned_keys(fleet)),
-        }
-    )
-    monkeypatch.setattr(automation, "select_stack", lambda stack_name, project_dir: stack)
-    monkeypatch.setenv("BUILDFLEET_STATE_DIR", str(tmp_path / "state"))
+    outputs = {"inventory": {**fleet.inventory.to_dict(), "target": "aws"}, "hostKeys": pinned_keys(fleet)}
+    pulumi = StandInPulumi(tmp_path, monkeypatch, outputs)
+    (pulumi.project / "buildfleet.yaml").write_text("platforms: [linux/amd64, linux/arm64, linux/s390x]\n")
     monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path / "docker-config"))
     public = fleet.state.ssh_key.with_suffix(".pub").read_text().strip()
+    args = [
+        "--fleet",
+        name,
+        "--project-dir",
+        str(pulumi.project),
+        "--set",
+        "allowedCidrs=[127.0.0.1/32]",
+        "--set",
+        "arm64Count=0",  # this machine's artifacts are amd64's; an arm64 host would need arm64 ones
+        "--set",
+        f"sshPublicKey={public}",
+        "--ssh-key",
+        str(fleet.state.ssh_key),
+        "--artifacts",
+        str(CACHE),
+        "--wait-timeout",
+        "60",
+    ]
     try:
-        up = main(
-            [
-                "up",
-                "--target",
-                "aws",
-                "--fleet",
-                name,
-                "--project-dir",
-                str(tmp_path),
-                "--set",
-                "allowedCidrs=[127.0.0.1/32]",
-                "--set",
-                f"sshPublicKey={public}",
-                "--ssh-key",
-                str(fleet.state.ssh_key),
-                "--artifacts",
-                str(CACHE),
-                "--wait-timeout",
-                "60",
-            ]
-        )
+        first = main(["up", "--target", "aws", *args])
         out, err = capsys.readouterr()
-        assert up == 0, out + err
-        assert stack.calls == ["up"] and stack.config["buildfleet:allowedCidrs"] == '["127.0.0.1/32"]'
+        assert first == 0, out + err
         assert "hosts answer: amd64-0 after" in err  # the target's progress lines go to stderr
-        # this fleet has its own CA, so configure gives each buildkitd its certificates
-        assert out.count("install the server certificate") == 2
+        assert out.count("install the server certificate") == 2  # this fleet's own CA reaches each buildkitd
         assert f"create node buildfleet-{name}-amd64-0" in out
-        state = FleetState.for_fleet(name)
-        assert automation.AwsTarget.recorded_stack(state) == name  # the stack defaults to the fleet's name
+        config = pulumi.stack_config(name)  # the stack defaults to the fleet's name
+        assert config["buildfleet:allowedCidrs"] == ["127.0.0.1/32"]
+        assert config["buildfleet:platforms"] == ["linux/amd64", "linux/arm64", "linux/s390x"]
 
-        assert main(["down", "--fleet", name, "--project-dir", str(tmp_path)]) == 0
+        second = main(["up", "--target", "aws", *args])
+        out, err = capsys.readouterr()
+        assert second == 0, out + err
+        assert "nothing to change: the fleet is configured" in out
+        assert [c.split()[0] for c in pulumi.commands() if c.split()[0] in ("up", "destroy")] == ["up", "up"]
+
+        assert main(["down", "--fleet", name, "--project-dir", str(pulumi.project)]) == 0
         out = capsys.readouterr().out
-        assert stack.calls == ["up", "destroy"] and f"builder buildfleet-{name}" in out
-        assert not state.root.exists()
-        assert fleet.exec("amd64-0", "true") == ""  # the fake "cloud" hosts are the fixture's, left running
+        assert f"builder buildfleet-{name}" in out and f"stack '{name}' destroyed" in out
+        assert pulumi.commands()[-2].startswith("destroy ") and not FleetState.for_fleet(name).root.exists()
+        assert fleet.exec("amd64-0", "true") == ""  # the stand-in "cloud" hosts are the fixture's, left running
     finally:
         assert fleet.configure().ok  # give the fixture's hosts their own certificates back
 

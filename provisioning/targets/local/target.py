@@ -143,6 +143,7 @@ class LocalTarget:
         """Create what is missing, start what is stopped, remove hosts the plan dropped."""
         plan = self.plan(settings)
         self.docker.ping()
+        self.state.record_target(self.kind)
         image = ensure_host_image(self.docker, HostImageRecipe(debian_mirror()), self.cache_dir)
         public_key = self.state.ensure_ssh_key()
         if self.docker.inspect("network", self.network) is None:

@@ -1,0 +1,155 @@
+"""Pulumi's Automation API, the aws target's one boundary: open a stack, set its config,
+run the engine, and turn every failure into one line that says what to do.
+
+The library drives the ``pulumi`` CLI as a subprocess (argument lists it builds itself),
+so everything here also runs against a stand-in CLI in the tests. Failure texts matched
+below are the CLI's own (pulumi/pulumi pkg/backend/backenderr, pkg/secrets/passphrase,
+pkg/workspace/config.go); the research notes are in the aws issue's closing note.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from provisioning.errors import BuildfleetError, ConfigError
+from provisioning.settings import NAMESPACE, pulumi_config_value
+
+INSTALL = "install it (https://www.pulumi.com/docs/install/)"
+# CLI text -> what the user should do. The CLI run non-interactively cannot prompt for either.
+HINTS = (
+    (
+        "PULUMI_ACCESS_TOKEN must be set",
+        "the Pulumi CLI is not logged in: run `pulumi login` (Pulumi Cloud), `pulumi login --local` (state in "
+        "~/.pulumi) or `pulumi login s3://BUCKET`, or set PULUMI_ACCESS_TOKEN",
+    ),
+    (
+        "passphrase must be set",
+        "this stack's secrets are passphrase-protected and buildfleet runs Pulumi non-interactively: export "
+        "PULUMI_CONFIG_PASSPHRASE or PULUMI_CONFIG_PASSPHRASE_FILE",
+    ),
+    ("incorrect passphrase", "PULUMI_CONFIG_PASSPHRASE(_FILE) does not decrypt this stack: use the stack's passphrase"),
+)
+
+
+class PulumiFailed(BuildfleetError):
+    """The Pulumi CLI (through the Automation API) refused or failed; the message says why."""
+
+
+def stack_file(project_dir: Path, stack: str) -> Path:
+    return project_dir / f"Pulumi.{stack}.yaml"
+
+
+def _cli_error(error: Exception) -> str:
+    """The CLI's own error line out of an Automation API exception (its str holds stdout and stderr)."""
+    text = str(error)
+    stderr = text.split(" stderr:", 1)[1] if " stderr:" in text else text
+    lines = [line.strip() for line in stderr.splitlines() if line.strip()]
+    errors = [line for line in lines if line.startswith("error:")]
+    return (errors or lines or [type(error).__name__])[-1].removeprefix("error:").strip()
+
+
+def explain(error: Exception, what: str, stack: str) -> PulumiFailed:
+    """One line for any Automation API failure: a known cause with its fix, else the CLI's error."""
+    if isinstance(error, FileNotFoundError):
+        return PulumiFailed(f"the Pulumi CLI is not on PATH: {INSTALL}, log in, and set AWS credentials")
+    if type(error).__name__ == "InvalidVersionError":
+        return PulumiFailed(f"the Pulumi CLI on PATH is not one the Automation API accepts ({error}): {INSTALL}")
+    line = _cli_error(error)
+    for needle, hint in HINTS:
+        if needle in line:
+            return PulumiFailed(f"{what} on stack {stack!r}: {hint}")
+    if "no stack named" in line:
+        return PulumiFailed(
+            f"stack {stack!r} does not exist in the current Pulumi backend (pulumi stack ls); "
+            "buildfleet down never creates one: check --stack and your pulumi login"
+        )
+    return PulumiFailed(f"{what} on stack {stack!r} failed: {line}")
+
+
+def run(operation: Callable[[], Any], what: str, stack: str) -> Any:
+    try:
+        return operation()
+    except BuildfleetError:
+        raise
+    except Exception as error:  # CommandError and friends, InvalidVersionError, FileNotFoundError
+        raise explain(error, what, stack) from None
+
+
+def check_project(project_dir: Path, stack: str) -> None:
+    """What the CLI would refuse without a prompt, said before anything runs."""
+    if not (project_dir / "Pulumi.yaml").is_file():
+        raise ConfigError(
+            f"no Pulumi.yaml in {project_dir}: run buildfleet from its project directory "
+            "(the one holding Pulumi.yaml and __main__.py) or pass --project-dir"
+        )
+    if _needs_passphrase(project_dir, stack) and not _has_passphrase():
+        raise ConfigError(f"{HINTS[1][1]} (stack {stack!r} uses the passphrase secrets provider)")
+
+
+def _has_passphrase() -> bool:
+    return "PULUMI_CONFIG_PASSPHRASE" in os.environ or "PULUMI_CONFIG_PASSPHRASE_FILE" in os.environ
+
+
+def _needs_passphrase(project_dir: Path, stack: str) -> bool:
+    """A stack file with an encryption salt, or a new stack on a self-managed (file/s3) backend."""
+    path = stack_file(project_dir, stack)
+    if path.is_file():
+        return "encryptionsalt:" in path.read_text()
+    return _backend_url().startswith(("file://", "s3://", "gs://", "azblob://"))
+
+
+def _backend_url() -> str:
+    if os.environ.get("PULUMI_BACKEND_URL"):
+        return os.environ["PULUMI_BACKEND_URL"]
+    credentials = Path(os.environ.get("PULUMI_HOME", Path.home() / ".pulumi")) / "credentials.json"
+    try:
+        return str(json.loads(credentials.read_text()).get("current") or "")
+    except (OSError, ValueError):
+        return ""
+
+
+def workspace_env() -> dict[str, str]:
+    """Run the program with buildfleet's own interpreter (the one with pulumi-aws installed),
+    whatever python3 comes first on PATH: the Python language host honours PULUMI_PYTHON_CMD."""
+    return {"PULUMI_PYTHON_CMD": sys.executable}
+
+
+def open_stack(stack: str, project_dir: Path, create: bool) -> Any:
+    """The stack of this project directory's Pulumi.yaml; ``create`` only for up (never down)."""
+    from pulumi import automation
+
+    check_project(project_dir, stack)
+    options = automation.LocalWorkspaceOptions(env_vars=workspace_env())
+    opener = automation.create_or_select_stack if create else automation.select_stack
+    return run(lambda: opener(stack_name=stack, work_dir=str(project_dir), opts=options), "selecting", stack)
+
+
+def set_config(stack: Any, config: Mapping[str, Any]) -> None:
+    """Set buildfleet keys as ``pulumi config set`` would, lists path-wise (``key[0]``…) so the
+    CLI stores real YAML lists that Pulumi.yaml's ``type: array`` accepts. A list is removed
+    first, so a shorter list leaves no stale items; an empty one falls back to its default."""
+    from pulumi.automation import ConfigValue
+
+    lists = {key: value for key, value in config.items() if isinstance(value, (list, tuple))}
+    scalars = {
+        f"{NAMESPACE}:{key}": ConfigValue(pulumi_config_value(value))
+        for key, value in config.items()
+        if key not in lists
+    }
+    items = {
+        f"{NAMESPACE}:{key}[{index}]": ConfigValue(str(item))
+        for key, value in lists.items()
+        for index, item in enumerate(value)
+    }
+    name = stack.name
+    if lists:
+        run(lambda: stack.remove_all_config([f"{NAMESPACE}:{key}" for key in lists]), "setting config", name)
+    if scalars:
+        run(lambda: stack.set_all_config(scalars), "setting config", name)
+    if items:
+        run(lambda: stack.set_all_config(items, path=True), "setting config", name)

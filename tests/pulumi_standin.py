@@ -1,0 +1,76 @@
+"""The `pulumi` boundary for tests: tests/standin/pulumi on PATH, with a local (file://)
+backend, a passphrase and a project directory of its own, so the real Automation API
+library runs and every command line it builds is recorded."""
+
+import hashlib
+import json
+import os
+import shutil
+from pathlib import Path
+
+import yaml
+
+from provisioning.artifacts import BUILDKIT_VERSION, BUILDX_VERSION
+from provisioning.state import FleetState
+from provisioning.targets.aws import AwsTarget
+from provisioning.targets.base import ConfigSources
+
+PROJECT = Path(__file__).resolve().parent.parent
+
+
+def host_artifacts(root: Path, arches=("amd64", "arm64")) -> Path:
+    """An artifact directory as the debian/ scripts lay it out (small files, real checksums)."""
+    for arch in arches:
+        for tool, version, names, listing in (
+            ("buildx", BUILDX_VERSION, ("docker-buildx",), "docker-buildx.sha256"),
+            ("buildkit", BUILDKIT_VERSION, ("buildkitd", "buildctl"), "SHA256SUMS"),
+        ):
+            directory = root / tool / version / arch
+            directory.mkdir(parents=True, exist_ok=True)
+            sums = []
+            for name in names:
+                data = f"{name} {arch}".encode()
+                (directory / name).write_bytes(data)
+                sums.append(f"{hashlib.sha256(data).hexdigest()}  {name}\n")
+            (directory / listing).write_text("".join(sums))
+    return root
+
+
+STANDIN = Path(__file__).resolve().parent / "standin"
+
+
+class StandInPulumi:
+    """The stand-in's world: a local (file://) backend, a passphrase, a project directory."""
+
+    def __init__(self, tmp_path: Path, monkeypatch, outputs: dict):
+        self.backend = tmp_path / "backend"
+        self.project = tmp_path / "project"
+        self.project.mkdir()
+        shutil.copy(PROJECT / "Pulumi.yaml", self.project / "Pulumi.yaml")
+        outputs_file = tmp_path / "outputs.json"
+        outputs_file.write_text(json.dumps(outputs))
+        for name in [n for n in os.environ if n.startswith("PULUMI_")]:
+            monkeypatch.delenv(name)
+        monkeypatch.setenv("PATH", f"{STANDIN}{os.pathsep}{os.environ['PATH']}")
+        monkeypatch.setenv("BUILDFLEET_STANDIN_DIR", str(self.backend))
+        monkeypatch.setenv("BUILDFLEET_STANDIN_OUTPUTS", str(outputs_file))
+        monkeypatch.setenv("PULUMI_HOME", str(tmp_path / "pulumi-home"))
+        monkeypatch.setenv("PULUMI_BACKEND_URL", f"file://{self.backend}")
+        monkeypatch.setenv("PULUMI_CONFIG_PASSPHRASE", "correct horse")
+        monkeypatch.setenv("BUILDFLEET_STATE_DIR", str(tmp_path / "state"))
+
+    def calls(self) -> list[dict]:
+        log = self.backend / "calls.jsonl"
+        return [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
+
+    def commands(self) -> list[str]:
+        return [" ".join(a for a in call["argv"] if a != "--non-interactive") for call in self.calls()]
+
+    def stack_config(self, stack: str = "dev") -> dict:
+        return yaml.safe_load((self.project / f"Pulumi.{stack}.yaml").read_text())["config"]
+
+    def target(self, tmp_path: Path, *overrides: str, stack: str = "dev", **fields) -> AwsTarget:
+        sources = ConfigSources(self.project, None, stack, overrides)
+        fields.setdefault("creating", True)  # as up: the stack file may not exist yet
+        fields.setdefault("artifacts_dir", host_artifacts(tmp_path / "artifacts"))
+        return AwsTarget(stack, self.project, FleetState(tmp_path / "state" / "f"), sources=sources, **fields)
