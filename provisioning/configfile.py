@@ -31,6 +31,8 @@ def stack_config(project_dir: Path, stack: str) -> dict[str, Any]:
     """The ``buildfleet:`` keys of ``Pulumi.<stack>.yaml``; other namespaces are Pulumi's business."""
     path = project_dir / f"Pulumi.{stack}.yaml"
     document = _read_yaml(path)
+    if not isinstance(document, dict):
+        raise ConfigError(f"{path}: expected a mapping with a 'config:' key, got a {type(document).__name__}")
     config = document.get("config") or {}
     if not isinstance(config, dict):
         raise ConfigError(f"{path}: 'config' must be a mapping")

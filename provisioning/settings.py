@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -149,7 +150,7 @@ def _coerce(key: str, value: Any) -> Any:
     elif kind == "integer":
         if isinstance(value, int) and not isinstance(value, bool):
             return value
-        if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        if isinstance(value, str) and re.fullmatch(r"-?[0-9]+", value.strip()):
             return int(value)
     elif kind == "boolean":
         if isinstance(value, bool):
@@ -165,8 +166,10 @@ def _coerce(key: str, value: Any) -> Any:
                 except json.JSONDecodeError:
                     raise ConfigError(f"{NAMESPACE}:{key}: {value!r} is not a valid JSON list") from None
             else:
-                value = [item.strip() for item in text.split(",") if item.strip()]
+                value = [item.strip() for item in text.split(",")] if text else []
         if isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
+            if any(not v.strip() for v in value):
+                raise ConfigError(f"{NAMESPACE}:{key}: {value!r} has an empty entry")
             return [v.strip() for v in value]
     raise ConfigError(f"{NAMESPACE}:{key}: expected {kind}, got {value!r}")
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
+from provisioning.errors import ConfigError
 from provisioning.inventory import Inventory
 from provisioning.names import FLEET_NAME, check_fleet_name
 from provisioning.removal import UnsafeRemoval, remove_owned_tree
@@ -128,4 +129,9 @@ class FleetState:
     def load_inventory(self) -> Inventory | None:
         if not self.inventory_file.exists():
             return None
-        return Inventory.from_dict(json.loads(self.inventory_file.read_text()))
+        try:
+            return Inventory.from_dict(json.loads(self.inventory_file.read_text()))
+        except (ValueError, KeyError, TypeError, AttributeError) as error:
+            raise ConfigError(
+                f"{self.inventory_file} is damaged ({type(error).__name__}: {error}); buildfleet up rewrites it"
+            ) from None

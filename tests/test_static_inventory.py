@@ -23,6 +23,11 @@ def test_a_minimal_entry_gets_defaults():
         ({"hosts": [{**GOOD, "arch": "arm64"}]}, "host 'pi': unknown key 'arch'"),
         ({"hosts": [{**GOOD, "port": "ssh"}]}, "host 'pi': 'port'"),
         ({"hosts": [GOOD, GOOD]}, "host 'pi': the name is used twice"),
+        ({"hosts": [{**GOOD, "user": "pi\n  ProxyCommand sh -c id"}]}, "host 'pi': user 'pi\\n  ProxyCommand"),
+        ({"hosts": [{**GOOD, "name": "../../etc"}]}, "name '../../etc' is not a valid name"),
+        ({"hosts": [{**GOOD, "address": "192.0.2.10 -oProxyCommand=x"}]}, "address '192.0.2.10 -oProxyCommand"),
+        ({"hosts": [{**GOOD, "port": 70000}]}, "host 'pi': port 70000 is not a TCP port"),
+        ({"hosts": [{**GOOD, "buildkitdPort": 0}]}, "host 'pi': buildkitdPort 0 is not a TCP port"),
     ],
 )
 def test_bad_entries_name_the_host_and_key(document, culprit):

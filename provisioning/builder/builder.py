@@ -100,7 +100,13 @@ class FleetBuilder:
     def owned(self) -> bool:
         if not self.record.exists():
             return False
-        return json.loads(self.record.read_text()).get("name") == self.name
+        try:
+            return json.loads(self.record.read_text()).get("name") == self.name
+        except (ValueError, AttributeError):
+            raise BuildfleetError(
+                f"{self.record} (buildfleet's record of builder {self.name!r}) is damaged: if buildfleet made "
+                f'that builder, write {{"name": "{self.name}"}} into it; else remove the file'
+            ) from None
 
     def ensure(self, desired: Sequence[Node], use: bool = False) -> list[Change]:
         existing = self.buildx.inspect(self.name)

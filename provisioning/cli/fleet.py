@@ -12,6 +12,7 @@ from rich.table import Table
 from provisioning.cli.build import ensure_builder
 from provisioning.cli.common import builder_name, fleet_builder, require_inventory, target_for
 from provisioning.cli.progress import host_progress
+from provisioning.errors import ConfigError
 from provisioning.hosts.executor import FAILED, FleetReport
 from provisioning.inventory import Inventory
 from provisioning.plan import Plan
@@ -246,7 +247,11 @@ def cmd_down(args: argparse.Namespace, console: Console) -> int:
         args.builder = record.stem
         if fleet_builder(args, state).remove():
             console.print(f"builder {record.stem}")
-    inventory = state.load_inventory()
+    try:
+        inventory = state.load_inventory()
+    except ConfigError as damaged:  # down must still take away what up made
+        console.print(f"[yellow]warning:[/] {escape(str(damaged))}; taking the fleet down by its recorded target")
+        inventory = None
     kind = args.target or (inventory.target if inventory else state.recorded_target()) or "local"
     removed = target_for(args, kind, console).down()
     if state.remove():

@@ -98,17 +98,19 @@ class AwsTarget:
         keeps its own) and the private key SSH uses ("": the fleet's own). Every configuration
         error is raised here, before Pulumi runs or anything is written."""
         require_allowed_cidrs(settings)
-        self._require_artifacts(settings)
-        automation.check_project(self.project_dir, self.stack)
-        to_set = self.sources.raw_with_stack(None) if self.sources else {}
         user_key = self._raw().get("sshPublicKey", "")
-        if user_key and user_key != self._own_key():  # the fleet's own key is written there by an earlier up
+        own = not user_key or user_key == self._own_key()  # an earlier up writes the fleet's own key there
+        if not own:
             require_ec2_key(user_key)
             if self.ssh_key is None or not self.ssh_key.expanduser().is_file():
                 raise ConfigError(
                     f"{NAMESPACE}:sshPublicKey is set, so buildfleet needs its private half: "
                     "--ssh-key PATH (e.g. ~/.ssh/id_ed25519); or unset it to use the fleet's own key"
                 )
+        self._require_artifacts(settings)  # then what this machine must have
+        automation.check_project(self.project_dir, self.stack)
+        to_set = self.sources.raw_with_stack(None) if self.sources else {}
+        if not own and self.ssh_key is not None:
             return to_set, str(self.ssh_key.expanduser())
         to_set["sshPublicKey"] = self.state.ensure_ssh_key()
         return to_set, ""

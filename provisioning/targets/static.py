@@ -18,6 +18,7 @@ file (``hostKey``) or in the operator's ~/.ssh/known_hosts; none is accepted on 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -81,6 +82,7 @@ def parse_static_hosts(document: Any, source: str) -> tuple[StaticHost, ...]:
             port, buildkitd_port = int(entry.get("port", 22)), int(entry.get("buildkitdPort", 1234))
         except (TypeError, ValueError):
             raise ConfigError(f"{label}: 'port' and 'buildkitdPort' must be numbers") from None
+        _check_values(label, entry, port, buildkitd_port)
         hosts.append(
             StaticHost(
                 str(entry["name"]),
@@ -94,6 +96,24 @@ def parse_static_hosts(document: Any, source: str) -> tuple[StaticHost, ...]:
             )
         )
     return tuple(hosts)
+
+
+# What may reach an ssh_config line, a certificate's file name or a command line: no spaces,
+# newlines or quotes (a `user` holding "\nProxyCommand ..." would become a config line).
+SAFE = {
+    "name": re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}"),
+    "user": re.compile(r"[a-z_][a-z0-9_.-]{0,31}"),
+    "address": re.compile(r"[A-Za-z0-9][A-Za-z0-9.:-]{0,252}"),
+}
+
+
+def _check_values(label: str, entry: Mapping[str, Any], port: int, buildkitd_port: int) -> None:
+    for key, pattern in SAFE.items():
+        if not pattern.fullmatch(str(entry[key])):
+            raise ConfigError(f"{label}: {key} {str(entry[key])!r} is not a valid {key} (allowed: {pattern.pattern})")
+    for key, value in (("port", port), ("buildkitdPort", buildkitd_port)):
+        if not 1 <= value <= 65535:
+            raise ConfigError(f"{label}: {key} {value} is not a TCP port (1-65535)")
 
 
 def load_static_hosts(path: Path) -> tuple[StaticHost, ...]:
