@@ -3,6 +3,7 @@ and run where it should have been."""
 
 import struct
 
+import pytest
 from elf import aarch64_exit
 
 from provisioning.builder.evidence import ELF_MACHINE, elf_identity, problems
@@ -43,6 +44,20 @@ def test_arm_v6_accepts_debian_armel_code_which_targets_armv5te():
     armel = elf_header(32, "little", 40)
     assert problems("linux/arm/v6", "armv7l", "arm/v5 32-bit", armel) == []
     assert problems("linux/arm/v7", "armv7l", "arm/v5 32-bit", armel) == ["the compiled program says 'arm/v5 32-bit'"]
+
+
+def test_32_bit_arm_run_natively_by_an_arm64_kernel_may_report_aarch64_but_not_under_qemu():
+    armhf = elf_header(32, "little", 40)
+    assert problems("linux/arm/v7", "aarch64", "arm/v7 32-bit", armhf, native_on="arm64") == []
+    assert problems("linux/arm/v7", "aarch64", "arm/v7 32-bit", armhf) == ["uname -m says 'aarch64'"]
+    assert problems("linux/arm/v6", "aarch64", "arm/v5 32-bit", armhf, native_on="amd64") == ["uname -m says 'aarch64'"]
+
+
+@pytest.mark.parametrize("platform", ["linux/mips64le", "linux/loong64"])
+def test_a_platform_without_evidence_rules_fails_instead_of_passing(platform):
+    assert problems(platform, "x86_64", "amd64 64-bit", elf_header(64, "little", 62)) == [
+        f"buildfleet has no evidence rules for {platform}: it cannot be checked"
+    ]
 
 
 def test_386_code_on_an_amd64_kernel_may_report_x86_64():

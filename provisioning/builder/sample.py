@@ -165,7 +165,8 @@ def verify_sample(inventory: Inventory, tag: str, platforms: Sequence[Platform])
         uname, program = (files.get(f"buildfleet/{f}", b"").decode().strip() for f in ("uname", "hello.out"))
         addresses = files.get("buildfleet/addresses", b"").decode()
         ran_on = sorted({by_address[a] for a in _addresses(addresses) if a in by_address})
-        problems = evidence.problems(name, uname, program, files.get("buildfleet/hello", b""))
+        native_on = inventory.host(host).arch if native else ""
+        problems = evidence.problems(name, uname, program, files.get("buildfleet/hello", b""), native_on)
         if ran_on != [host]:
             problems.append(f"ran on {', '.join(ran_on) or 'an unknown node'}, planned {host}")
         results.append(
