@@ -6,6 +6,7 @@ is not pinned is refused, never added on first sight.
 
 from __future__ import annotations
 
+import logging
 import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -18,6 +19,10 @@ from fabric import Connection
 from provisioning.errors import BuildfleetError
 from provisioning.inventory import InventoryHost
 from provisioning.state import FleetState
+
+# paramiko logs every refused or reset connection with a traceback on its transport thread;
+# buildfleet reports each failure itself (ConnectionFailed, retried while a host boots).
+logging.getLogger("paramiko").addHandler(logging.NullHandler())
 
 
 @dataclass(frozen=True)
