@@ -101,6 +101,11 @@ KEYS: dict[str, Key] = {
         "systemd",
         "Local target only: hosts boot systemd, as EC2 hosts do (systemd), or run without an init system (none).",
     ),
+    "vmRoles": Key(
+        "array",
+        ["arm64"],
+        "vm target only: the roles whose hosts are full-system VMs on this machine (the rest are containers).",
+    ),
 }
 QEMU_SOURCES = ("auto", "pinned", "distro")
 LOCAL_INITS = ("systemd", "none")
@@ -134,6 +139,7 @@ class Settings:
     buildkitd_port: int
     qemu_source: str
     local_init: str
+    vm_roles: tuple[str, ...]
     docker_source: str
     catalog: Catalog = field(repr=False)
 
@@ -272,6 +278,7 @@ def settings_from_mapping(raw: Mapping[str, Any], catalog: Catalog | None = None
         buildkitd_port=_checked_port(values["buildkitdPort"]),
         qemu_source=_checked_choice("qemuSource", values["qemuSource"], QEMU_SOURCES),
         local_init=_checked_choice("localInit", values["localInit"], LOCAL_INITS),
+        vm_roles=tuple(_checked_choice("vmRoles", str(role), ROLES) for role in values["vmRoles"]),
         docker_source=_checked_choice("dockerSource", values["dockerSource"], DOCKER_SOURCES),
         catalog=catalog,
     )

@@ -22,7 +22,8 @@ from provisioning.removal import UnsafeRemoval, remove_owned_tree
 
 # Every entry buildfleet writes directly in a fleet's state directory (ssh keys, the docker
 # client's ssh wrapper, TLS material, builder records, the local registry, the inventory, the
-# docker-container driver's buildkitd config, the aws stack name). ``remove`` refuses any other.
+# docker-container driver's buildkitd config, the aws stack name, which target made the fleet,
+# the vm target's VM disks and seeds). ``remove`` refuses any other.
 STATE_ENTRIES = frozenset(
     {
         "ssh",
@@ -34,6 +35,7 @@ STATE_ENTRIES = frozenset(
         "buildkitd-docker-container.toml",
         "aws-stack",
         "target",
+        "vm",
     }
 )
 

@@ -37,6 +37,7 @@ CASES = [
     ("platform-unknown", ["plan", "--set", "platforms=linux/vax"], {}, "buildfleet:platforms"),
     ("port-too-high", ["plan", "--set", "buildkitdPort=70000"], {}, "buildfleet:buildkitdPort: 70000"),
     ("local-init", ["plan", "--set", "localInit=maybe"], {}, "buildfleet:localInit: 'maybe'"),
+    ("vm-role", ["plan", "--set", "vmRoles=[gpu]"], {}, "buildfleet:vmRoles: 'gpu'"),
     ("arm64-on-amd64-type", ["plan", "--set", "arm64InstanceType=c7i.xlarge"], {}, "buildfleet:arm64InstanceType"),
     (
         "no-hosts",

@@ -14,10 +14,10 @@ from dataclasses import dataclass, field
 import pulumi
 import pulumi_aws as aws
 import pulumi_tls as tls
-import yaml
 
 from provisioning.catalog import InstanceType
 from provisioning.cloud.ami import lookup_ami
+from provisioning.cloudinit import host_key_cloud_config
 
 
 @dataclass
@@ -37,19 +37,6 @@ def _market_options(spot: bool) -> aws.ec2.InstanceInstanceMarketOptionsArgsDict
     if not spot:
         return None
     return {"market_type": "spot", "spot_options": {"spot_instance_type": "one-time"}}
-
-
-def host_key_cloud_config(private_openssh: str, public_openssh: str) -> str:
-    """cloud-init user data replacing the image's host keys with this one, and no others."""
-    return "#cloud-config\n" + yaml.safe_dump(
-        {
-            "ssh_deletekeys": True,
-            # Only the type provided below: cloud-init skips generating a key whose file exists,
-            # so sshd serves this one key. ([] fails cloud-init's schema, minItems 1.)
-            "ssh_genkeytypes": ["ed25519"],
-            "ssh_keys": {"ed25519_private": private_openssh, "ed25519_public": public_openssh.strip()},
-        }
-    )
 
 
 class BuildHost(pulumi.ComponentResource):

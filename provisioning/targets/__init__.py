@@ -15,6 +15,7 @@ REGISTRY = {
     "local": "provisioning.targets.local.target:LocalTarget",
     "aws": "provisioning.targets.aws:AwsTarget",
     "static": "provisioning.targets.static:StaticTarget",
+    "vm": "provisioning.targets.vm.target:VmTarget",
 }
 KINDS = tuple(REGISTRY)
 

@@ -28,16 +28,13 @@ import paramiko
 import yaml
 
 from provisioning.errors import ConfigError
-from provisioning.inventory import HostPlatform, Inventory, InventoryHost
-from provisioning.placement import HostSpec, Placement, place
+from provisioning.inventory import Inventory, InventoryHost
+from provisioning.placement import place
 from provisioning.plan import Plan
-from provisioning.remote import facts as f
-from provisioning.remote.facts import gather
-from provisioning.remote.fanout import fan_out
-from provisioning.remote.ssh import SSHTransport
 from provisioning.settings import ROLES, Settings
 from provisioning.state import FleetState, known_hosts_name
 from provisioning.targets.base import ConfigSources, HostState, TargetOptions, settings_with_defaults
+from provisioning.targets.detect import detect_all, placed
 
 TARGET = "static"
 REQUIRED = ("name", "address", "user", "role")
@@ -174,13 +171,10 @@ class StaticTarget:
         hosts = load_static_hosts(self.path)
         self.state.record_target(self.kind)
         self.state.write_known_hosts({(h.address, h.port): pinned_key(h, self.user_known_hosts) for h in hosts})
-        probes = {h.name: h for h in hosts}
-        detected = fan_out([self._probe(h) for h in hosts], lambda probe: self._detect(probes[probe.name]))
-        specs = list(detected.raise_failures("detecting the CPU over SSH").values())
+        probes = [self._probe(h) for h in hosts]
+        specs = detect_all(probes, self.state)
         placement = place(settings.platforms, specs)
-        inventory = Inventory(
-            TARGET, tuple(self._inventory_host(h, s, placement) for h, s in zip(hosts, specs, strict=True))
-        )
+        inventory = Inventory(TARGET, tuple(placed(p, s, placement) for p, s in zip(probes, specs, strict=True)))
         self.state.save_inventory(inventory)
         return inventory
 
@@ -192,32 +186,15 @@ class StaticTarget:
 
     @staticmethod
     def _probe(host: StaticHost) -> InventoryHost:
-        return InventoryHost(host.name, host.role, "", host.address, "", host.user, host.port)
-
-    def _detect(self, host: StaticHost) -> HostSpec:
-        transport = SSHTransport(self._probe(host), host.key, self.state.known_hosts)
-        try:
-            found = gather(transport, {"arch": f.Arch(), "aarch32": f.Aarch32()})
-        finally:
-            transport.close()
-        if host.role != "emulation" and found["arch"] != host.role:
-            raise ConfigError(
-                f"host {host.name!r} is declared role {host.role} but its CPU is {found['arch']} "
-                "(detected over SSH); fix its role"
-            )
-        return HostSpec(host.name, host.role, found["arch"], found["aarch32"] and found["arch"] == "arm64")
-
-    @staticmethod
-    def _inventory_host(host: StaticHost, spec: HostSpec, placement: Placement) -> InventoryHost:
+        """The host as the file declares it; its CPU and platforms come from detection."""
         return InventoryHost(
             name=host.name,
             role=host.role,
-            arch=spec.arch,
+            arch="",
             address=host.address,
             private_address=host.address,
             ssh_user=host.user,
             ssh_port=host.port,
             buildkitd_port=host.buildkitd_port,
             ssh_key=str(host.key),
-            platforms=tuple(HostPlatform(str(a.platform), a.native) for a in placement.for_host(host.name)),
         )

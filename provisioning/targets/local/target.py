@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import socket
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
 from provisioning.errors import BuildfleetError
 from provisioning.inventory import Endpoint, Inventory, inventory_from_plan
+from provisioning.placement import HostSpec
 from provisioning.plan import Plan, plan_on_machine
 from provisioning.remote.docker import Docker
 from provisioning.remote.machine import machine_arch
@@ -110,6 +111,15 @@ def wait_for_ssh(port: int, deadline: float) -> None:
 
 
 @dataclass(frozen=True)
+class Started:
+    """What starting hosts gave: where each answers, its host key, the fleet's registry."""
+
+    endpoints: dict[str, Endpoint]
+    host_keys: dict[tuple[str, int], str]
+    registry: str
+
+
+@dataclass(frozen=True)
 class LocalTarget:
     fleet: str
     state: FleetState
@@ -142,13 +152,23 @@ class LocalTarget:
     def up(self, settings: Settings) -> Inventory:
         """Create what is missing, start what is stopped, remove hosts the plan dropped."""
         plan = self.plan(settings)
-        self.docker.ping()
         self.state.record_target(self.kind)
+        started = self.start_hosts(plan.hosts, settings)
+        self.state.write_known_hosts(started.host_keys)
+        inventory = inventory_from_plan(plan, TARGET, started.endpoints, SSH_USER, started.registry)
+        self.state.save_inventory(inventory)
+        return inventory
+
+    def start_hosts(self, hosts: Sequence[HostSpec], settings: Settings) -> Started:
+        """One running container per host (and no other of this fleet's), and the registry;
+        where each answers and its host key. Writes none of the fleet's files but its SSH key
+        (another target, e.g. vm, may start some of its hosts here)."""
+        self.docker.ping()
         image = ensure_host_image(self.docker, HostImageRecipe(debian_mirror()), self.cache_dir)
         public_key = self.state.ensure_ssh_key()
         if self.docker.inspect("network", self.network) is None:
             self.docker.run(["network", "create", "--label", f"{LABEL}={self.fleet}", self.network])
-        wanted = {self.container(h.name): h.name for h in plan.hosts}
+        wanted = {self.container(h.name): h.name for h in hosts}
         for stale in set(self.docker.names("container", f"{LABEL}={self.fleet}")) - set(wanted):
             self._remove_container(stale)
         for container, host in wanted.items():
@@ -162,11 +182,8 @@ class LocalTarget:
             elif not info["State"]["Running"]:
                 self.docker.run(["start", container])
         endpoints, host_keys = self._endpoints(wanted, settings.buildkitd_port)
-        self.state.write_known_hosts(host_keys)
         registry = self.registry.ensure(self._gateway(), registry_binary(self.cache_dir))
-        inventory = inventory_from_plan(plan, TARGET, endpoints, SSH_USER, registry)
-        self.state.save_inventory(inventory)
-        return inventory
+        return Started(endpoints, host_keys, registry)
 
     @property
     def registry(self) -> LocalRegistry:

@@ -1,0 +1,1 @@
+"""The vm target: hosts of chosen roles as full-system VMs under QEMU on this machine."""

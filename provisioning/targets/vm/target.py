@@ -1,0 +1,226 @@
+"""The vm target: the local fleet, except that the hosts of some roles (default: arm64) are
+full-system VMs on this machine, so a real arm64 kernel runs arm64 and 32-bit ARM builds
+natively and the cloud-init bootstrap EC2 hosts get (the same user data, the pinned host
+key) runs for real.
+
+The VMs run under QEMU's TCG: a correctness tier, not a speed figure. Each boots the cached
+image (artifacts/debian/vm-image.sh) behind its own overlay, with a NoCloud seed holding the
+user data the Pulumi program gives EC2 and the meta-data EC2's key pair would give.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import tempfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ed25519
+
+from provisioning.cloudinit import host_key_cloud_config, nocloud_meta_data
+from provisioning.errors import BuildfleetError, tail
+from provisioning.inventory import Endpoint, Inventory, InventoryHost
+from provisioning.placement import EMULATION, HostSpec, place
+from provisioning.plan import Plan
+from provisioning.remote.machine import machine_arch
+from provisioning.remote.ssh import connect
+from provisioning.remote.wait import wait_for_hosts
+from provisioning.settings import Settings
+from provisioning.state import FleetState
+from provisioning.targets.base import ConfigSources, HostState, TargetOptions, settings_with_defaults
+from provisioning.targets.detect import detect_all, placed
+from provisioning.targets.local.target import SSH_USER as CONTAINER_USER
+from provisioning.targets.local.target import LocalTarget
+from provisioning.targets.vm.qemu import LOOPBACK, VmImage, VmProcess, VmSpec
+
+TARGET = "vm"
+VM_USER = "admin"  # the Debian AMI's default user: the image's cloud-init makes it
+GUEST_ADDRESS = "10.0.2.15"  # QEMU user networking gives every guest this address
+BOOT_SECONDS = 900  # SSH and cloud-init under TCG: ~25 s measured; the rest is slack for a busy machine
+# CPUs whose VM keeps AArch32 at EL0 (qemu.MACHINES picks neoverse-n1): the plan expects it, up detects it.
+AARCH32_VMS = {"arm64"}
+
+
+def vm_arch(role: str, machine: str) -> str:
+    return machine if role == EMULATION else role
+
+
+def newest_image(cache_dir: Path, arch: str) -> VmImage:
+    """The most recently built image for ``arch`` (vm/<key>/<arch>/ with its checksums)."""
+    found = sorted(cache_dir.glob(f"vm/*/{arch}/SHA256SUMS"), key=lambda p: p.stat().st_mtime)
+    if not found:
+        raise BuildfleetError(
+            f"no {arch} VM image in {cache_dir / 'vm'}: make it with provisioning/artifacts/debian/vm-image.sh "
+            f"{cache_dir} {arch} (about 8 minutes; .ci/prepare does it too)"
+        )
+    return VmImage(found[-1].parent)
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((LOOPBACK, 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass(frozen=True)
+class VmHost:
+    """One VM's files in the fleet's state: <state>/vm/<host>/."""
+
+    directory: Path
+
+    def ports(self) -> tuple[int, int]:
+        """SSH and buildkitd ports on 127.0.0.1, chosen once and kept, so a restart keeps its address."""
+        path = self.directory / "ports.json"
+        if not path.exists():
+            self.directory.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps({"ssh": free_port(), "buildkitd": free_port()}))
+        ports = json.loads(path.read_text())
+        return int(ports["ssh"]), int(ports["buildkitd"])
+
+    def host_key(self) -> tuple[str, str]:
+        """(private OpenSSH, public OpenSSH) of the VM's SSH host key, made here once: pinned
+        before the first connection, as pulumi-tls makes it for EC2."""
+        private, public = self.directory / "ssh_host_ed25519_key", self.directory / "ssh_host_ed25519_key.pub"
+        if not private.exists():
+            key = ed25519.Ed25519PrivateKey.generate()
+            data = key.private_bytes(
+                serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH, serialization.NoEncryption()
+            )
+            private.touch(mode=0o600)
+            private.write_bytes(data)
+            public.write_bytes(
+                key.public_key().public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
+            )
+        return private.read_text(), public.read_text().strip()
+
+
+def make_seed(seed: Path, user_data: str, meta_data: str) -> None:
+    """A NoCloud seed disk (cloud-localds: an ISO 9660 labelled cidata)."""
+    with tempfile.TemporaryDirectory() as work:
+        (Path(work) / "user-data").write_text(user_data)
+        (Path(work) / "meta-data").write_text(meta_data)
+        try:
+            result = subprocess.run(
+                ["cloud-localds", str(seed), str(Path(work) / "user-data"), str(Path(work) / "meta-data")],
+                capture_output=True,
+                text=True,
+            )
+        except FileNotFoundError:
+            raise BuildfleetError("cloud-localds is not installed (apt install cloud-image-utils)") from None
+    if result.returncode != 0:
+        raise BuildfleetError(f"making the NoCloud seed {seed} failed: {tail(result.stderr)}")
+
+
+@dataclass(frozen=True)
+class VmTarget:
+    fleet: str
+    state: FleetState
+    cache_dir: Path
+    sources: ConfigSources | None = None
+
+    kind: ClassVar[str] = TARGET
+    defaults: ClassVar[Mapping[str, Any]] = {}  # the default fleet: amd64, arm64 (a VM) and emulation hosts
+
+    @classmethod
+    def from_options(cls, options: TargetOptions) -> VmTarget:
+        return cls(options.fleet, options.state, options.cache_dir, options.sources)
+
+    @property
+    def local(self) -> LocalTarget:
+        """The container hosts (every role not in vmRoles), the network and the registry."""
+        return LocalTarget(self.fleet, self.state, self.cache_dir)
+
+    def settings(self) -> Settings:
+        return settings_with_defaults(self.sources.raw() if self.sources else {}, self.defaults)
+
+    def plan(self, settings: Settings) -> Plan:
+        """The expected placement; up places again from what each host's CPU reports."""
+        machine = machine_arch()
+        hosts = []
+        for spec in settings.roles:
+            arch = vm_arch(spec.role, machine) if spec.role in settings.vm_roles else machine
+            if spec.count and spec.role not in (EMULATION, arch):
+                raise BuildfleetError(
+                    f"buildfleet:{spec.role}Count is {spec.count}, but this machine is {machine}: add {spec.role} "
+                    f"to buildfleet:vmRoles to run those hosts as VMs"
+                )
+            for index in range(spec.count):
+                aarch32 = spec.role in settings.vm_roles and arch in AARCH32_VMS
+                hosts.append(HostSpec(f"{spec.role}-{index}", spec.role, arch, aarch32))
+        return Plan(tuple(hosts), {}, place(settings.platforms, hosts))
+
+    def vm(self, host: HostSpec, settings: Settings) -> VmSpec:
+        files = VmHost(self.state.root / "vm" / host.name)
+        ssh_port, buildkitd_port = files.ports()
+        image = newest_image(self.cache_dir, host.arch)
+        return VmSpec(host.name, host.arch, image, files.directory, ssh_port, buildkitd_port, settings.buildkitd_port)
+
+    def up(self, settings: Settings) -> Inventory:
+        plan = self.plan(settings)
+        vms = [h for h in plan.hosts if h.role in settings.vm_roles]
+        specs = {h.name: self.vm(h, settings) for h in vms}  # a missing image is named before anything starts
+        self.state.record_target(self.kind)
+        started = self.local.start_hosts([h for h in plan.hosts if h.role not in settings.vm_roles], settings)
+        endpoints, host_keys = dict(started.endpoints), dict(started.host_keys)
+        public_key = self.state.ensure_ssh_key()
+        for host in vms:
+            spec = specs[host.name]
+            private, public = VmHost(spec.directory).host_key()
+            process = VmProcess(spec)
+            if not spec.seed.exists():
+                meta = nocloud_meta_data(f"buildfleet-{self.fleet}-{host.name}", host.name, public_key)
+                make_seed(spec.seed, host_key_cloud_config(private, public), meta)
+            process.ensure_overlay()
+            process.start()
+            endpoints[host.name] = Endpoint(LOOPBACK, GUEST_ADDRESS, spec.ssh_port, spec.buildkitd_port)
+            host_keys[(LOOPBACK, spec.ssh_port)] = " ".join(public.split()[:2])
+        self.state.write_known_hosts(host_keys)
+        declared = [self._declared(h, endpoints[h.name], h.role in settings.vm_roles) for h in plan.hosts]
+        wait_for_hosts([h for h in declared if h.ssh_user == VM_USER], lambda h: connect(h, self.state), BOOT_SECONDS)
+        detected = detect_all(declared, self.state)
+        placement = place(settings.platforms, detected)
+        hosts = tuple(placed(h, s, placement) for h, s in zip(declared, detected, strict=True))
+        inventory = Inventory(TARGET, hosts, started.registry)
+        self.state.save_inventory(inventory)
+        return inventory
+
+    @staticmethod
+    def _declared(host: HostSpec, endpoint: Endpoint, is_vm: bool) -> InventoryHost:
+        return InventoryHost(
+            name=host.name,
+            role=host.role,
+            arch=host.arch,
+            address=endpoint.address,
+            private_address=endpoint.private_address,
+            ssh_user=VM_USER if is_vm else CONTAINER_USER,
+            ssh_port=endpoint.ssh_port,
+            buildkitd_port=endpoint.buildkitd_port,
+        )
+
+    def _vm_dirs(self) -> Sequence[Path]:
+        root = self.state.root / "vm"
+        return sorted(p for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
+
+    def _process(self, directory: Path) -> VmProcess:
+        """A VM's process as its files describe it (enough to find and stop it)."""
+        ssh_port, buildkitd_port = VmHost(directory).ports()
+        spec = VmSpec(directory.name, "", VmImage(directory), directory, ssh_port, buildkitd_port, 0)
+        return VmProcess(spec)
+
+    def status(self) -> list[HostState]:
+        vms = []
+        for directory in self._vm_dirs():
+            pid = self._process(directory).pid()
+            vms.append(HostState(directory.name, f"qemu pid {pid}" if pid else "qemu", "running" if pid else "off"))
+        return self.local.status() + vms
+
+    def down(self) -> list[str]:
+        """Power off every VM of the fleet, then remove its containers, network and registry (the
+        VMs' disks are in the fleet's state directory, which goes with it)."""
+        removed = [f"vm {d.name}" for d in self._vm_dirs() if self._process(d).stop()]
+        return removed + self.local.down()

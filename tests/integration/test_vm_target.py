@@ -1,0 +1,113 @@
+"""The vm target for real: an arm64 Debian VM under QEMU (TCG) booted from the cached image
+with the user data EC2 hosts get, configured over SSH as a non-root user, joined to the
+builder, and building arm64, arm/v7 and arm/v6 natively on its arm64 kernel."""
+
+import json
+import os
+import subprocess
+import uuid
+
+import pytest
+
+from provisioning.remote.ssh import connect
+from provisioning.state import FleetState
+
+from .conftest import CACHE, leftovers
+
+pytestmark = pytest.mark.integration
+
+ARM = ["linux/arm64", "linux/arm/v7", "linux/arm/v6"]
+
+
+def buildfleet(*args, env, timeout=1800):
+    return subprocess.run(["buildfleet", *args], capture_output=True, text=True, env=env, timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def vm_fleet(tmp_path_factory, machine_ready):
+    if not list(CACHE.glob("vm/*/arm64/SHA256SUMS")):
+        pytest.fail(f"no arm64 VM image in {CACHE}/vm: .ci/prepare makes it (vm-image.sh)")
+    root = tmp_path_factory.mktemp("vm-state")
+    fleet = f"vm{uuid.uuid4().hex[:6]}"
+    env = {
+        **os.environ,
+        "BUILDFLEET_STATE_DIR": str(root),
+        "COLUMNS": "200",
+        "DOCKER_CONFIG": str(root / "docker-config"),
+    }
+    args = [
+        "--fleet",
+        fleet,
+        "--project-dir",
+        str(root),
+        "--cache-dir",
+        str(CACHE),
+        "--artifacts",
+        str(CACHE),
+        "--set",
+        "amd64Count=0",
+        "--set",
+        "emulationCount=0",
+        "--set",
+        f"platforms=[{', '.join(ARM)}]",
+    ]
+    up = buildfleet("up", "--target", "vm", *args, env=env)
+    try:
+        yield fleet, env, up, FleetState(root / fleet), args
+    finally:
+        down = buildfleet("down", "--fleet", fleet, env=env, timeout=300)
+        assert down.returncode == 0, down.stdout + down.stderr
+        assert "vm arm64-0" in down.stdout and not (root / fleet).exists()
+        assert leftovers(fleet) == []
+        assert not [
+            line
+            for line in subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout.splitlines()
+            if str(root / fleet) in line
+        ], "the VM's QEMU is still running"
+
+
+def test_up_boots_the_vm_with_its_pinned_host_key_and_configures_it_as_a_non_root_user(vm_fleet):
+    fleet, env, up, state, _ = vm_fleet
+    assert up.returncode == 0, up.stdout + up.stderr
+    inventory = state.load_inventory()
+    (host,) = inventory.hosts
+    assert (host.name, host.arch, host.ssh_user, host.address) == ("arm64-0", "arm64", "admin", "127.0.0.1")
+    # the host key the VM serves is the one in its seed, pinned before the first connection
+    pinned = (state.root / "vm" / "arm64-0" / "ssh_host_ed25519_key.pub").read_text().split()[:2]
+    assert " ".join(pinned) in state.known_hosts.read_text()
+
+
+def test_aarch32_is_detected_over_ssh_and_arm_v7_v6_are_placed_natively(vm_fleet):
+    _, _, _, state, _ = vm_fleet
+    (host,) = state.load_inventory().hosts
+    assert [(p.platform, p.native) for p in host.platforms] == [(p, True) for p in ARM]
+
+
+def test_the_vm_runs_an_arm64_kernel_and_no_binfmt_interpreter(vm_fleet):
+    _, _, _, state, _ = vm_fleet
+    (host,) = state.load_inventory().hosts
+    transport = connect(host, state)
+    try:
+        kernel = transport.run(["cat", "/proc/version"]).stdout
+        binfmt = transport.run(["sh", "-c", "ls /proc/sys/fs/binfmt_misc/ | grep qemu || true"]).stdout
+    finally:
+        transport.close()
+    assert "arm64" in kernel or "aarch64" in kernel, kernel
+    assert binfmt.strip() == ""
+
+
+def test_the_sample_runs_each_arm_platform_natively_on_the_vm(vm_fleet):
+    fleet, env, _, _, _ = vm_fleet
+    sample = buildfleet("sample", "--fleet", fleet, "--artifacts", str(CACHE), "--json", env=env)
+    assert sample.returncode == 0, sample.stdout + sample.stderr
+    built = json.loads(sample.stdout)["platforms"]
+    assert [(p["platform"], p["ran_on"], p["native"], p["ok"]) for p in built] == [
+        (p, "arm64-0", True, True) for p in ARM
+    ]
+
+
+def test_a_second_up_changes_nothing(vm_fleet):
+    fleet, env, _, _, args = vm_fleet
+    again = buildfleet("up", "--target", "vm", *args, env=env)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "nothing to change: the fleet is configured" in again.stdout

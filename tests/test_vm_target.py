@@ -1,0 +1,73 @@
+"""The vm target decided without booting anything: its QEMU command line, its plan, its seed."""
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from provisioning.cloudinit import host_key_cloud_config, nocloud_meta_data
+from provisioning.errors import BuildfleetError
+from provisioning.settings import settings_from_mapping
+from provisioning.state import FleetState
+from provisioning.targets.vm.qemu import VmImage, VmSpec, qemu_args
+from provisioning.targets.vm.target import VmTarget, newest_image
+
+SPEC = VmSpec("arm64-0", "arm64", VmImage(Path("/cache/vm/k/arm64")), Path("/state/vm/arm64-0"), 40022, 41234, 1234)
+
+
+def option(args, flag):
+    return [args[i + 1] for i, a in enumerate(args) if a == flag]
+
+
+def test_an_arm64_vm_is_tcg_with_a_graviton2_cpu_that_keeps_aarch32():
+    args = qemu_args(SPEC)
+    assert args[0] == "qemu-system-aarch64" and option(args, "-machine") == ["virt"]
+    assert option(args, "-cpu") == ["neoverse-n1"] and option(args, "-accel") == ["tcg,thread=multi"]
+
+
+def test_the_vm_boots_its_overlay_and_seed_and_forwards_only_on_loopback():
+    args = qemu_args(SPEC)
+    assert option(args, "-drive") == [
+        "file=/state/vm/arm64-0/disk.qcow2,if=virtio,format=qcow2",
+        "file=/state/vm/arm64-0/seed.img,if=virtio,format=raw,readonly=on",
+    ]
+    assert option(args, "-netdev") == ["user,id=net0,hostfwd=tcp:127.0.0.1:40022-:22,hostfwd=tcp:127.0.0.1:41234-:1234"]
+    assert option(args, "-kernel") == ["/cache/vm/k/arm64/vmlinuz"] and "-daemonize" in args
+
+
+def test_an_unknown_vm_cpu_is_named():
+    with pytest.raises(BuildfleetError, match="no VM for CPU 'riscv64'"):
+        qemu_args(VmSpec("x", "riscv64", SPEC.image, SPEC.directory, 1, 2, 3))
+
+
+def test_the_plan_puts_arm_v7_and_v6_on_the_arm64_vm_and_the_rest_on_containers(tmp_path):
+    plan = VmTarget("f", FleetState(tmp_path / "f"), tmp_path).plan(settings_from_mapping({}))
+    placed = {str(a.platform): (a.host, a.native) for a in plan.placement.assignments}
+    assert placed["linux/arm64"] == ("arm64-0", True)
+    assert placed["linux/arm/v7"] == ("arm64-0", True) and placed["linux/arm/v6"] == ("arm64-0", True)
+    assert placed["linux/amd64"] == ("amd64-0", True) and placed["linux/s390x"] == ("emulation-0", False)
+
+
+def test_an_arm64_host_that_is_not_a_vm_is_refused_by_name(tmp_path):
+    target = VmTarget("f", FleetState(tmp_path / "f"), tmp_path)
+    with pytest.raises(BuildfleetError, match="buildfleet:arm64Count is 1, but this machine is amd64: add arm64"):
+        target.plan(settings_from_mapping({"vmRoles": []}))
+
+
+def test_a_missing_image_names_the_command_that_makes_it(tmp_path):
+    with pytest.raises(BuildfleetError, match=f"vm-image.sh {tmp_path} arm64"):
+        newest_image(tmp_path, "arm64")
+
+
+def test_the_seed_carries_the_user_data_ec2_gets_and_the_key_pair_as_meta_data():
+    user_data = host_key_cloud_config("PRIVATE", "ssh-ed25519 AAAA host\n")
+    assert yaml.safe_load(user_data)["ssh_keys"] == {
+        "ed25519_private": "PRIVATE",
+        "ed25519_public": "ssh-ed25519 AAAA host",
+    }
+    meta = yaml.safe_load(nocloud_meta_data("buildfleet-f-arm64-0", "arm64-0", "ssh-ed25519 BBBB buildfleet\n"))
+    assert meta == {
+        "instance-id": "buildfleet-f-arm64-0",
+        "local-hostname": "arm64-0",
+        "public-keys": ["ssh-ed25519 BBBB buildfleet"],
+    }
