@@ -8,6 +8,7 @@ and the removal itself is checked.
 from __future__ import annotations
 
 import os
+import subprocess
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,6 +45,21 @@ class LiveFleet:
     def exec(self, host: str, *argv: str) -> str:
         result = self.target.docker.run(["exec", self.target.container(host), *argv])
         return result.stdout
+
+
+def cli_env(root: Path) -> dict[str, str]:
+    """The environment a test runs the buildfleet command in: its own state and docker config."""
+    return {
+        **os.environ,
+        "BUILDFLEET_STATE_DIR": str(root),
+        "COLUMNS": "200",
+        "DOCKER_CONFIG": str(root / "docker-config"),
+    }
+
+
+def buildfleet(*args: str, env: dict[str, str], timeout: float = 600) -> subprocess.CompletedProcess:
+    """The installed console script, as a user runs it."""
+    return subprocess.run(["buildfleet", *args], capture_output=True, text=True, env=env, timeout=timeout)
 
 
 def leftovers(fleet: str) -> list[str]:

@@ -1,29 +1,18 @@
 """The buildfleet command itself: up, status, configure again, down, as a user runs them."""
 
 import json
-import os
-import subprocess
 import uuid
 
 import pytest
 
-from .conftest import leftovers
+from .conftest import buildfleet, cli_env, leftovers
 
 pytestmark = pytest.mark.integration
 
 
-def buildfleet(*args, env):
-    return subprocess.run(["buildfleet", *args], capture_output=True, text=True, env=env, timeout=600)
-
-
 def test_up_status_configure_down(tmp_path, machine_ready):
     fleet = f"cli{uuid.uuid4().hex[:6]}"
-    env = {
-        **os.environ,
-        "BUILDFLEET_STATE_DIR": str(tmp_path),
-        "COLUMNS": "200",
-        "DOCKER_CONFIG": str(tmp_path / "docker-config"),
-    }
+    env = cli_env(tmp_path)
     one_host = [
         "--fleet",
         fleet,
