@@ -189,3 +189,10 @@ def test_a_host_key_that_is_not_pinned_is_refused(fleet, tmp_path):
     transport = SSHTransport(host, fleet.state.ssh_key, wrong)
     with pytest.raises(HostKeyRejected, match="amd64-0 .*: host key (differs from the pinned one|is not pinned)"):
         transport.run(["true"])
+
+
+def test_sshd_accepts_keys_only(fleet):
+    for host in ("amd64-0", "emulation-0"):
+        effective = fleet.exec(host, "/usr/sbin/sshd", "-T")
+        assert "passwordauthentication no" in effective and "kbdinteractiveauthentication no" in effective, host
+        assert "permitrootlogin without-password" in effective or "permitrootlogin prohibit-password" in effective

@@ -14,6 +14,10 @@ else
     done
 fi
 ssh-keygen -A >/dev/null
+# Keys only, as on the cloud images: no password or keyboard-interactive logins at all.
+install -d /etc/ssh/sshd_config.d
+printf '%s\n' "PasswordAuthentication no" "KbdInteractiveAuthentication no" \
+    "PermitRootLogin prohibit-password" > /etc/ssh/sshd_config.d/10-buildfleet.conf
 install -d -m 0700 /root/.ssh
 printf '%s\n' "${BUILDFLEET_AUTHORIZED_KEY:?BUILDFLEET_AUTHORIZED_KEY is not set}" > /root/.ssh/authorized_keys
 chmod 0600 /root/.ssh/authorized_keys
