@@ -3,8 +3,8 @@ with the user data EC2 hosts get, configured over SSH as a non-root user, joined
 builder, and building arm64, arm/v7 and arm/v6 natively on its arm64 kernel."""
 
 import json
-import os
 import subprocess
+import time
 import uuid
 
 import pytest
@@ -12,15 +12,11 @@ import pytest
 from provisioning.remote.ssh import connect
 from provisioning.state import FleetState
 
-from .conftest import CACHE, leftovers
+from .conftest import CACHE, buildfleet, cli_env, leftovers
 
 pytestmark = pytest.mark.integration
 
 ARM = ["linux/arm64", "linux/arm/v7", "linux/arm/v6"]
-
-
-def buildfleet(*args, env, timeout=1800):
-    return subprocess.run(["buildfleet", *args], capture_output=True, text=True, env=env, timeout=timeout)
 
 
 @pytest.fixture(scope="module")
@@ -29,12 +25,7 @@ def vm_fleet(tmp_path_factory, machine_ready):
         pytest.fail(f"no arm64 VM image in {CACHE}/vm: .ci/prepare makes it (vm-image.sh)")
     root = tmp_path_factory.mktemp("vm-state")
     fleet = f"vm{uuid.uuid4().hex[:6]}"
-    env = {
-        **os.environ,
-        "BUILDFLEET_STATE_DIR": str(root),
-        "COLUMNS": "200",
-        "DOCKER_CONFIG": str(root / "docker-config"),
-    }
+    env = cli_env(root)
     args = [
         "--fleet",
         fleet,
@@ -51,7 +42,7 @@ def vm_fleet(tmp_path_factory, machine_ready):
         "--set",
         f"platforms=[{', '.join(ARM)}]",
     ]
-    up = buildfleet("up", "--target", "vm", *args, env=env)
+    up = buildfleet("up", "--target", "vm", *args, env=env, timeout=1800)
     try:
         yield fleet, env, up, FleetState(root / fleet), args
     finally:
@@ -98,7 +89,7 @@ def test_the_vm_runs_an_arm64_kernel_and_no_binfmt_interpreter(vm_fleet):
 
 def test_the_sample_runs_each_arm_platform_natively_on_the_vm(vm_fleet):
     fleet, env, _, _, _ = vm_fleet
-    sample = buildfleet("sample", "--fleet", fleet, "--artifacts", str(CACHE), "--json", env=env)
+    sample = buildfleet("sample", "--fleet", fleet, "--artifacts", str(CACHE), "--json", env=env, timeout=1800)
     assert sample.returncode == 0, sample.stdout + sample.stderr
     built = json.loads(sample.stdout)["platforms"]
     assert [(p["platform"], p["ran_on"], p["native"], p["ok"]) for p in built] == [
@@ -106,8 +97,42 @@ def test_the_sample_runs_each_arm_platform_natively_on_the_vm(vm_fleet):
     ]
 
 
+def boot_id(host, state) -> str:
+    transport = connect(host, state)
+    try:
+        return transport.run(["cat", "/proc/sys/kernel/random/boot_id"], timeout=30).stdout.strip()
+    finally:
+        transport.close()
+
+
+def test_after_a_reboot_buildkitd_and_the_builder_node_come_back_and_a_build_passes(vm_fleet):
+    fleet, env, _, state, _ = vm_fleet
+    (host,) = state.load_inventory().hosts
+    before = boot_id(host, state)
+    transport = connect(host, state)
+    try:
+        transport.run(["systemd-run", "--on-active=2", "systemctl", "reboot"], sudo=True, timeout=30)
+    finally:
+        transport.close()
+    deadline = time.monotonic() + 600
+    while True:  # bounded: the VM must be back, with a new boot, within 10 minutes
+        assert time.monotonic() < deadline, "the VM did not come back within 600 s"
+        try:
+            if boot_id(host, state) not in ("", before):
+                break
+        except Exception:  # refused or reset while it reboots
+            pass
+        time.sleep(5)
+    doctor = buildfleet("doctor", "--fleet", fleet, "--artifacts", str(CACHE), "--json", env=env, timeout=600)
+    checks = json.loads(doctor.stdout)["checks"]  # read-only: nothing restarted them but the VM's own boot
+    assert doctor.returncode == 0 and all(c["ok"] for c in checks), [c for c in checks if not c["ok"]]
+    assert {c["check"] for c in checks} >= {"docker", "buildkitd", "builder node"}
+    sample = buildfleet("sample", "--fleet", fleet, "--artifacts", str(CACHE), "--json", env=env, timeout=1800)
+    assert sample.returncode == 0 and all(p["ok"] for p in json.loads(sample.stdout)["platforms"]), sample.stdout
+
+
 def test_a_second_up_changes_nothing(vm_fleet):
     fleet, env, _, _, args = vm_fleet
-    again = buildfleet("up", "--target", "vm", *args, env=env)
+    again = buildfleet("up", "--target", "vm", *args, env=env, timeout=1800)
     assert again.returncode == 0, again.stdout + again.stderr
     assert "nothing to change: the fleet is configured" in again.stdout
