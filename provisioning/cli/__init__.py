@@ -62,7 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
         default="local",
         help="local: containers on this machine (default); aws: the Pulumi program through the "
         "Automation API (stack --stack, default the fleet name; needs the Pulumi CLI and AWS "
-        "credentials); static: hosts listed in --inventory",
+        "credentials); static: hosts listed in --inventory; vm: the roles in buildfleet:vmRoles (default "
+        "arm64) as full-system QEMU VMs on this machine, the rest containers",
     )
     up.add_argument("--inventory", type=Path, metavar="FILE", help="the static target's YAML host list")
     up.add_argument(

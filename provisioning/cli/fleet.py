@@ -123,8 +123,9 @@ def cmd_up(args: argparse.Namespace, console: Console) -> int:
     state = FleetState.for_fleet(args.fleet)
     target = target_for(args, args.target, console, creating=True)
     settings = target.settings()
-    with console.status(f"{args.target}: bringing up the fleet's hosts"):
-        inventory = target.up(settings)
+    # A line, not a spinner: targets stream their own progress (Pulumi's among it) meanwhile.
+    console.print(f"{args.target}: bringing up the fleet's hosts")
+    inventory = target.up(settings)
     console.print(f"fleet {args.fleet!r} ({inventory.target}): {', '.join(h.name for h in inventory.hosts)} up")
     status = configure_fleet(args, console, state, settings)
     if status == 0:
