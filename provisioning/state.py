@@ -53,6 +53,23 @@ def known_hosts_name(address: str, port: int) -> str:
     return address if port == 22 else f"[{address}]:{port}"
 
 
+def ensure_ed25519_pair(private: Path, comment: str = "") -> str:
+    """An Ed25519 key pair in OpenSSH form, made once (private half 0600, public at
+    ``<private>.pub``); returns the public line."""
+    public = private.with_suffix(".pub")
+    if not private.exists():
+        key = ed25519.Ed25519PrivateKey.generate()
+        _write_private(
+            private,
+            key.private_bytes(
+                serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH, serialization.NoEncryption()
+            ),
+        )
+        line = key.public_key().public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
+        public.write_text(line.decode() + comment + "\n")
+    return public.read_text().strip()
+
+
 def _write_private(path: Path, data: bytes) -> None:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "wb") as handle:
@@ -100,17 +117,7 @@ class FleetState:
     def ensure_ssh_key(self) -> str:
         """Create the fleet's Ed25519 key once; return its OpenSSH public line."""
         self.ensure()
-        if not self.ssh_key.exists():
-            key = ed25519.Ed25519PrivateKey.generate()
-            _write_private(
-                self.ssh_key,
-                key.private_bytes(
-                    serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH, serialization.NoEncryption()
-                ),
-            )
-            public = key.public_key().public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
-            self.ssh_key.with_suffix(".pub").write_text(public.decode() + " buildfleet\n")
-        return self.ssh_key.with_suffix(".pub").read_text().strip()
+        return ensure_ed25519_pair(self.ssh_key, " buildfleet")
 
     def write_known_hosts(self, entries: dict[tuple[str, int], str]) -> None:
         """Pin each host key as reported by the target: ``(address, port) -> 'type base64'``."""

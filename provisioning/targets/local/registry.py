@@ -13,7 +13,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import time
 import urllib.request
@@ -21,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from provisioning.errors import BuildfleetError
+from provisioning.remote.machine import free_port
 from provisioning.removal import unlink_inside
 
 BINARY = "docker-registry"
@@ -76,7 +76,7 @@ class LocalRegistry:
             return current
         self.stop()
         self.directory.mkdir(parents=True, exist_ok=True)
-        address = f"{host}:{_free_port(host)}"
+        address = f"{host}:{free_port(host)}"
         config = self.directory / "config.yml"
         config.write_text(
             json.dumps(
@@ -125,9 +125,3 @@ class LocalRegistry:
                 time.sleep(0.1)
         unlink_inside(self.pidfile, self.directory)
         unlink_inside(self.record, self.directory)
-
-
-def _free_port(host: str) -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return sock.getsockname()[1]

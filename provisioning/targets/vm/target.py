@@ -11,7 +11,6 @@ user data the Pulumi program gives EC2 and the meta-data EC2's key pair would gi
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import tempfile
 from collections.abc import Mapping, Sequence
@@ -19,19 +18,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ed25519
-
 from provisioning.cloudinit import host_key_cloud_config, nocloud_meta_data
 from provisioning.errors import BuildfleetError, tail
 from provisioning.inventory import Endpoint, Inventory, InventoryHost
 from provisioning.placement import EMULATION, HostSpec, place
-from provisioning.plan import Plan
-from provisioning.remote.machine import machine_arch
+from provisioning.plan import Plan, host_name
+from provisioning.remote.machine import free_port, machine_arch
 from provisioning.remote.ssh import connect
 from provisioning.remote.wait import wait_for_hosts
 from provisioning.settings import Settings
-from provisioning.state import FleetState
+from provisioning.state import FleetState, ensure_ed25519_pair
 from provisioning.targets.base import ConfigSources, HostState, TargetOptions, settings_with_defaults
 from provisioning.targets.detect import detect_all, placed
 from provisioning.targets.local.target import SSH_USER as CONTAINER_USER
@@ -61,12 +57,6 @@ def newest_image(cache_dir: Path, arch: str) -> VmImage:
     return VmImage(found[-1].parent)
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((LOOPBACK, 0))
-        return int(sock.getsockname()[1])
-
-
 @dataclass(frozen=True)
 class VmHost:
     """One VM's files in the fleet's state: <state>/vm/<host>/."""
@@ -78,25 +68,16 @@ class VmHost:
         path = self.directory / "ports.json"
         if not path.exists():
             self.directory.mkdir(parents=True, exist_ok=True)
-            path.write_text(json.dumps({"ssh": free_port(), "buildkitd": free_port()}))
+            path.write_text(json.dumps({"ssh": free_port(LOOPBACK), "buildkitd": free_port(LOOPBACK)}))
         ports = json.loads(path.read_text())
         return int(ports["ssh"]), int(ports["buildkitd"])
 
     def host_key(self) -> tuple[str, str]:
         """(private OpenSSH, public OpenSSH) of the VM's SSH host key, made here once: pinned
         before the first connection, as pulumi-tls makes it for EC2."""
-        private, public = self.directory / "ssh_host_ed25519_key", self.directory / "ssh_host_ed25519_key.pub"
-        if not private.exists():
-            key = ed25519.Ed25519PrivateKey.generate()
-            data = key.private_bytes(
-                serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH, serialization.NoEncryption()
-            )
-            private.touch(mode=0o600)
-            private.write_bytes(data)
-            public.write_bytes(
-                key.public_key().public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
-            )
-        return private.read_text(), public.read_text().strip()
+        private = self.directory / "ssh_host_ed25519_key"
+        public = ensure_ed25519_pair(private)
+        return private.read_text(), public
 
 
 def make_seed(seed: Path, user_data: str, meta_data: str) -> None:
@@ -151,7 +132,7 @@ class VmTarget:
                 )
             for index in range(spec.count):
                 aarch32 = spec.role in settings.vm_roles and arch in AARCH32_VMS
-                hosts.append(HostSpec(f"{spec.role}-{index}", spec.role, arch, aarch32))
+                hosts.append(HostSpec(host_name(spec.role, index), spec.role, arch, aarch32))
         return Plan(tuple(hosts), {}, place(settings.platforms, hosts))
 
     def vm(self, host: HostSpec, settings: Settings) -> VmSpec:
