@@ -100,3 +100,10 @@ def test_aarch32_from_lscpu_op_modes():
 def test_sys_resource_capability_from_the_bounding_set():
     assert parse(f.SysResourceCapability(), "fresh-capbnd") is False  # a local host: a container without it
     assert parse(f.SysResourceCapability(), "vm-capbnd") is True  # a VM's full set
+
+
+def test_dpkg_interrupted_by_a_journal_entry_or_a_half_installed_package():
+    assert f.DpkgInterrupted().parse(0, "") is False
+    assert f.DpkgInterrupted().parse(0, "tmp.i\n") is True  # /var/lib/dpkg/updates not empty
+    audit = "The following packages are only half configured, probably due to problems\n docker.io  Linux containers\n"
+    assert f.DpkgInterrupted().parse(0, audit) is True

@@ -46,6 +46,7 @@ def docker_facts(**changes):
         "client": None,
         "server": None,
         "groups": frozenset({"root"}),
+        "dpkg_interrupted": False,
         "files": {SUPERVISE: None, DOCKERD.definition_path("none"): None, DOCKERD.definition_path("systemd"): None},
     }
     facts.update(changes)
@@ -101,6 +102,27 @@ def test_a_non_root_ssh_user_joins_the_docker_group():
         )
     )
     assert [a.argv for a in decision.actions] == [("usermod", "-aG", "docker", "ubuntu")]
+
+
+def test_a_dpkg_run_an_earlier_run_left_interrupted_is_finished_before_installing():
+    decision = docker_step(DockerDesired("root")).decide(docker_facts(dpkg_interrupted=True))
+    names = [a.dest if isinstance(a, WriteFile) else a.why for a in decision.actions]
+    assert names[:3] == [
+        POLICY_RC_D,  # the repair configures docker.io: no daemon started behind the supervisor's back
+        "finish the dpkg run an earlier run left interrupted",
+        "Docker is not installed: install docker.io",
+    ]
+    assert decision.actions[1].argv[-1].startswith("export DEBIAN_FRONTEND=noninteractive; dpkg --configure -a && ")
+    assert " -f install -y" in decision.actions[1].argv[-1]
+
+
+def test_docker_unpacked_but_never_configured_is_repaired_then_started():
+    half = docker_facts(client=f.Version((20, 10, 24)), dpkg_interrupted=True, files=configured_supervision())
+    whys = [getattr(a, "why", "") for a in docker_step(DockerDesired("root")).decide(half).actions]
+    assert whys[1:] == [
+        "finish the dpkg run an earlier run left interrupted",
+        "start the Docker engine and wait until it answers",
+    ]
 
 
 def test_an_os_without_apt_is_refused_by_name():

@@ -101,7 +101,8 @@ def configure_fleet(args: argparse.Namespace, console: Console, state: FleetStat
             tasks[host.name] = shown.add_task("connect", host=host.name, total=None)
 
         def progress(host: str, step: str, done: int, total: int) -> None:
-            shown.update(tasks[host], description=step or "done", completed=done, total=total)
+            finished = "done" if done == total else "failed"
+            shown.update(tasks[host], description=step or finished, completed=done, total=total)
             if not step:
                 shown.stop_task(tasks[host])  # freeze its elapsed time at the host's own finish
 

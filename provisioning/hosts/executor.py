@@ -129,7 +129,9 @@ def run_step(transport: Transport, step: Step, check_only: bool = False) -> Step
         return result(FAILED, f"{type(error).__name__}: {error}")
 
 
-Progress = Callable[[str, str, int, int], None]  # host, step now running ("" when done), done, total
+# host, step now running ("" when finished), steps succeeded, total: finished with fewer
+# succeeded than total means the host failed
+Progress = Callable[[str, str, int, int], None]
 
 
 def run_host(
@@ -141,9 +143,13 @@ def run_host(
     """Steps in order; after a failure the rest are skipped (they build on it). A check
     changes nothing, so every step is checked whatever the one before found."""
     results: list[StepResult] = []
+
+    def succeeded() -> int:  # a host whose step failed never shows as done n/n
+        return sum(r.status in (CHANGED, UNCHANGED, DRIFT) for r in results)
+
     try:
         for step in steps:
-            progress(transport.host.name, step.name, len(results), len(steps))
+            progress(transport.host.name, step.name, succeeded(), len(steps))
             if not check_only and results and results[-1].status in (FAILED, SKIPPED):
                 results.append(
                     StepResult(
@@ -152,7 +158,7 @@ def run_host(
                 )
                 continue
             results.append(run_step(transport, step, check_only))
-        progress(transport.host.name, "", len(results), len(steps))
+        progress(transport.host.name, "", succeeded(), len(steps))
     finally:
         transport.close()
     return HostReport(transport.host.name, tuple(results))

@@ -51,6 +51,10 @@ def apt_install(*packages: str) -> tuple[str, ...]:
     )
 
 
+# What dpkg itself says to run after an interruption, then let apt finish what was half done.
+DPKG_REPAIR = f"export DEBIAN_FRONTEND=noninteractive; dpkg --configure -a && {APT} -f install -y"
+
+
 def differing(wanted: list, digests: Mapping[str, str | None]) -> list:
     """The uploads/files whose content on the host is not already the wanted one."""
     return [w for w in wanted if digests.get(w.dest) != w.sha256]
@@ -113,6 +117,7 @@ def docker_step(desired: DockerDesired) -> Step:
         "client": f.DockerClient(),
         "server": f.DockerServer(),
         "groups": f.UserGroups(desired.ssh_user),
+        "dpkg_interrupted": f.DpkgInterrupted(),
     }
 
     def decide(got: Mapping[str, Any]) -> Decision:
@@ -129,8 +134,9 @@ def docker_step(desired: DockerDesired) -> Step:
             )
         supervised = got["init"] != "systemd"
         install = client is None or client < MIN_DOCKER
+        repair = got["dpkg_interrupted"]
         actions: list = []
-        if install and supervised:
+        if (install or repair) and supervised:
             actions.append(
                 WriteFile(
                     POLICY_RC_D,
@@ -139,6 +145,9 @@ def docker_step(desired: DockerDesired) -> Step:
                     "keep apt from starting daemons: there is no init system",
                 )
             )
+        if repair:
+            # A host stopped during an earlier run's apt: apt refuses every install until this ran.
+            actions.append(Run(("sh", "-c", DPKG_REPAIR), "finish the dpkg run an earlier run left interrupted"))
         if install:
             why = "Docker is not installed" if client is None else f"Docker {client} is older than {MIN_DOCKER}"
             package = desired.install(got["os"])

@@ -132,6 +132,17 @@ class InitSystem(Fact):
         return "systemd" if stdout.strip() == "systemd" else "none"
 
 
+class DpkgInterrupted(Fact):
+    """Whether a dpkg run was cut off (the host stopped or lost power during apt): dpkg's
+    journal in /var/lib/dpkg/updates is not empty, or ``dpkg --audit`` lists packages left
+    half-installed. apt refuses to install anything until it is repaired."""
+
+    command = ("sh", "-c", "ls -A /var/lib/dpkg/updates 2>/dev/null; dpkg --audit 2>/dev/null")
+
+    def parse(self, exit_code: int, stdout: str) -> bool:
+        return bool(stdout.strip())
+
+
 class DockerClient(Fact):
     """Installed docker CLI version, or None when docker is absent."""
 

@@ -41,6 +41,10 @@ class ConnectionFailed(BuildfleetError):
     """The host could not be reached or authenticated; the message says which and why."""
 
 
+class ConnectionLost(ConnectionFailed):
+    """The connection dropped while a command ran (the host stopped, rebooted or went off the network)."""
+
+
 class HostKeyRejected(ConnectionFailed):
     """The host showed a key that is not the pinned one: never retried, never accepted."""
 
@@ -74,10 +78,14 @@ class SSHTransport:
         client.load_host_keys(str(known_hosts))
         client.set_missing_host_key_policy(paramiko.RejectPolicy())
 
+    @property
+    def _where(self) -> str:
+        return f"{self.host.name} ({self.host.ssh_user}@{self.host.address}:{self.host.ssh_port})"
+
     def _open(self) -> None:
         if self._connection.is_connected:
             return
-        where = f"{self.host.name} ({self.host.ssh_user}@{self.host.address}:{self.host.ssh_port})"
+        where = self._where
         try:
             self._connection.open()
         except paramiko.BadHostKeyException as error:
@@ -94,8 +102,18 @@ class SSHTransport:
         command = shlex.join(argv)
         if sudo and self.host.ssh_user != "root":
             command = shlex.join(["sudo", "-n", "--", *argv])
-        result = self._connection.run(command, hide=True, warn=True, in_stream=False, timeout=timeout)
+        try:
+            result = self._connection.run(command, hide=True, warn=True, in_stream=False, timeout=timeout)
+        except (paramiko.SSHException, EOFError, OSError) as error:
+            raise self._lost(command, f": {error}") from None
+        # paramiko reports -1 when the channel closed without an exit status: nothing exited.
+        if result.exited == -1:
+            raise self._lost(command, "")
         return CommandResult(command, result.exited, result.stdout, result.stderr)
+
+    def _lost(self, command: str, why: str) -> ConnectionLost:
+        shown = command if len(command) <= 120 else command[:117] + "..."
+        return ConnectionLost(f"{self._where}: the connection to the host was lost while running {shown}{why}")
 
     def put(self, local: Path, remote: str) -> None:
         self._open()

@@ -1,11 +1,17 @@
 """Faults a real host shows, and what buildfleet does about them (bounded: each stops by itself)."""
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
+from provisioning.hosts.configure import configure
+from provisioning.hosts.executor import CHANGED, FAILED, SKIPPED
 from provisioning.hosts.operations import apt_install
+from provisioning.remote import facts as f
 from provisioning.remote.ssh import connect
+
+from .conftest import leftovers, make_fleet
 
 pytestmark = pytest.mark.integration
 
@@ -36,3 +42,52 @@ def test_apt_waits_for_the_lists_lock_another_apt_holds_then_goes_on(fleet):
         transport.close()
     assert result.ok, result.stderr
     assert waited > 4  # it waited for the holder instead of failing at once ("Could not get lock")
+
+
+def _wait_until_running(fleet, host: str, pattern: str, seconds: float, still_going) -> None:
+    """Until a process matching ``pattern`` runs on the host (or the run it belongs to ended)."""
+    deadline = time.monotonic() + seconds
+    pgrep = ["exec", fleet.target.container(host), "pgrep", "-f", pattern]
+    while fleet.target.docker.run(pgrep, check=False).returncode:
+        assert still_going(), f"the run ended before {pattern!r} ran on {host}"
+        assert time.monotonic() < deadline, f"{pattern!r} did not start on {host} within {seconds}s"
+        time.sleep(0.2)
+
+
+def test_a_host_stopped_mid_install_is_named_the_others_finish_and_a_rerun_completes(tmp_path_factory, machine_ready):
+    live = make_fleet(tmp_path_factory, machine_ready, {})
+    victim, other = "emulation-0", "amd64-0"
+    try:
+        finished: dict[str, tuple[str, int, int]] = {}
+
+        def progress(host: str, step: str, done: int, total: int) -> None:
+            if not step:
+                finished[host] = (step, done, total)
+
+        with ThreadPoolExecutor(1) as pool:
+            run = pool.submit(configure, live.inventory, live.state, live.artifacts, progress=progress)
+            # dpkg unpacking docker.io: the moment a stop leaves dpkg interrupted (apt refuses after)
+            _wait_until_running(live, victim, "dpkg .*--unpack", 300, lambda: not run.done())
+            live.target.docker.run(["kill", live.target.container(victim)])
+            report = run.result(timeout=600)
+
+        hosts = {h.host: h for h in report.hosts}
+        assert hosts[other].ok, hosts[other]
+        stopped = hosts[victim].steps
+        assert [s.status for s in stopped] == [FAILED, SKIPPED, SKIPPED, SKIPPED, SKIPPED]
+        assert "the connection to the host was lost while running" in stopped[0].detail, stopped[0].detail
+        assert "exit -1" not in stopped[0].detail
+        assert finished[other][1] == finished[other][2] == 4  # done 4/4
+        assert finished[victim][1:] == (0, 5)  # never "done 5/5"
+
+        inventory = live.target.up(live.settings)  # the re-run: the stopped host starts again
+        left = live.exec(victim, *f.DpkgInterrupted().argv)
+        assert left.strip(), "the stop did not leave dpkg interrupted: this test proved nothing"
+        again = configure(inventory, live.state, live.artifacts)
+        assert again.ok, again.failures()
+        docker = next(s for h in again.hosts if h.host == victim for s in h.steps if s.step == "docker")
+        assert docker.status == CHANGED and "finish the dpkg run" in docker.detail, docker
+        assert not live.exec(victim, *f.DpkgInterrupted().argv).strip()
+    finally:
+        live.target.down()
+    assert leftovers(live.target.fleet) == []
