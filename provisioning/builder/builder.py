@@ -116,10 +116,12 @@ class FleetBuilder:
                 f"choose another name (--builder) or remove it yourself (docker buildx rm {self.name})"
             )
         changes = plan_changes(self.name, desired, existing)
-        for change in changes:
-            self.buildx.run(change.args)
+        # Recorded before the first create: a run that fails half-way (an --append refused)
+        # leaves a builder the next run finishes and ``down`` removes, never a foreign one.
         self.record.parent.mkdir(parents=True, exist_ok=True)
         self.record.write_text(json.dumps({"name": self.name, "nodes": [n.name for n in desired]}, indent=2) + "\n")
+        for change in changes:
+            self.buildx.run(change.args)
         if use:
             self.buildx.run(["buildx", "use", self.name])
         return changes

@@ -8,7 +8,7 @@ import pytest
 
 from provisioning.builder.builder import Buildx, FleetBuilder
 from provisioning.builder.ciconfig import shell_script
-from provisioning.builder.nodes import TLSFiles, remote_nodes
+from provisioning.builder.nodes import Node, TLSFiles, remote_nodes
 from provisioning.builder.preflight import check_emulation
 from provisioning.builder.registry_client import RegistryClient
 from provisioning.builder.sample import SampleSources, build_sample, verify_sample
@@ -68,6 +68,22 @@ def test_a_builder_buildfleet_did_not_make_is_never_clobbered(fleet, buildx, tmp
         assert buildx.inspect(name) is not None
     finally:
         buildx.run(["buildx", "rm", name])
+
+
+def test_a_builder_whose_append_failed_is_still_ours_the_rerun_finishes_it_and_remove_takes_it(buildx, tmp_path):
+    builder = FleetBuilder(f"bf{uuid.uuid4().hex[:6]}", tmp_path / "builders", buildx)
+    first = Node(f"{builder.name}-a", "tcp://127.0.0.1:1", ("linux/amd64",), ())
+    refused = Node(f"{builder.name}-b", "tcp://127.0.0.1:2", ("linux/arm64",), (), driver="no-such-driver")
+    try:
+        with pytest.raises(BuildfleetError, match="failed"):
+            builder.ensure([first, refused])  # create works, the --append is refused
+        assert [n.name for n in buildx.inspect(builder.name).nodes] == [first.name]
+        assert builder.owned()
+        second = Node(refused.name, refused.endpoint, refused.platforms, ())
+        assert [c.kind for c in builder.ensure([first, second])] == ["append"]
+    finally:
+        assert builder.remove()
+    assert buildx.inspect(builder.name) is None
 
 
 def test_seven_platforms_build_each_where_the_placement_said(fleet, made, buildx):

@@ -53,14 +53,22 @@ class LocalRegistry:
     def address(self) -> str | None:
         return self.record.read_text().strip() if self.record.exists() else None
 
-    def running(self) -> bool:
-        if not self.pidfile.exists():
-            return False
+    @property
+    def config(self) -> Path:
+        return self.directory / "config.yml"
+
+    def _pid(self) -> int | None:
+        """The registry's pid, only if that process is this fleet's registry: the pidfile
+        outlives a reboot, and its number may since belong to anything."""
         try:
-            os.kill(int(self.pidfile.read_text()), 0)
+            pid = int(self.pidfile.read_text())
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
         except (OSError, ValueError):
-            return False
-        return True
+            return None
+        return pid if b"serve" in argv and str(self.config).encode() in argv else None
+
+    def running(self) -> bool:
+        return self._pid() is not None
 
     def answers(self, address: str) -> bool:
         try:
@@ -77,7 +85,7 @@ class LocalRegistry:
         self.stop()
         self.directory.mkdir(parents=True, exist_ok=True)
         address = f"{host}:{free_port(host)}"
-        config = self.directory / "config.yml"
+        config = self.config
         config.write_text(
             json.dumps(
                 {  # YAML is a superset of JSON
@@ -109,8 +117,8 @@ class LocalRegistry:
         raise BuildfleetError(f"the local registry did not start on {address}: {last}")
 
     def stop(self) -> None:
-        if self.running():
-            pid = int(self.pidfile.read_text())
+        pid = self._pid()
+        if pid is not None:
             os.killpg(pid, signal.SIGTERM)
             for _ in range(50):
                 try:
