@@ -10,17 +10,18 @@ from __future__ import annotations
 
 import datetime
 import ipaddress
-import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from provisioning.errors import BuildfleetError
+from provisioning.private import write_private
 
 VALID_DAYS = 825
 
@@ -46,13 +47,6 @@ def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
     )
 
 
-def _write(path: Path, data: bytes, mode: int) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(data)
-
-
 def _load(directory: Path) -> Pem | None:
     cert, key = directory / "cert.pem", directory / "key.pem"
     if cert.exists() and key.exists():
@@ -61,8 +55,8 @@ def _load(directory: Path) -> Pem | None:
 
 
 def _save(directory: Path, pem: Pem) -> Pem:
-    _write(directory / "cert.pem", pem.cert, 0o644)
-    _write(directory / "key.pem", pem.key, 0o600)
+    write_private(directory / "key.pem", pem.key)  # makes the directory 0700
+    (directory / "cert.pem").write_bytes(pem.cert)
     return pem
 
 
@@ -144,3 +138,46 @@ def _sans(cert_pem: bytes) -> set[x509.GeneralName]:
         return set(cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value)
     except x509.ExtensionNotFound:
         return set()
+
+
+RENEW_DAYS = 30  # doctor warns this long before a certificate expires
+
+
+@dataclass(frozen=True)
+class CertStatus:
+    """One certificate of the fleet as doctor shows it: when it expires, and who issued it."""
+
+    name: str  # ca, client, or hosts/<host>
+    not_after: datetime.datetime
+    days_left: int
+    issued_by_ca: bool
+
+    @property
+    def ok(self) -> bool:
+        return self.issued_by_ca and self.days_left >= RENEW_DAYS
+
+    def describe(self) -> str:
+        issuer = "" if self.issued_by_ca else ", not issued by the fleet's CA"
+        return f"{self.name} expires {self.not_after:%Y-%m-%d} ({self.days_left} days){issuer}"
+
+
+def certificate_status(directory: Path, now: datetime.datetime) -> list[CertStatus]:
+    """Every certificate in ``<state>/tls``: expiry, and whether the fleet's CA signed it."""
+    ca_file = directory / "ca" / "cert.pem"
+    if not ca_file.exists():
+        return []
+    ca = x509.load_pem_x509_certificate(ca_file.read_bytes())
+    found = []
+    for cert_file in [ca_file, directory / "client" / "cert.pem", *sorted((directory / "hosts").glob("*/cert.pem"))]:
+        if not cert_file.exists():
+            continue
+        cert = x509.load_pem_x509_certificate(cert_file.read_bytes())
+        try:
+            cert.verify_directly_issued_by(ca)
+            issued = True
+        except (ValueError, TypeError, InvalidSignature):
+            issued = False
+        not_after = cert.not_valid_after_utc
+        name = str(cert_file.parent.relative_to(directory))
+        found.append(CertStatus(name, not_after, (not_after - now).days, issued))
+    return found

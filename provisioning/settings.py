@@ -142,6 +142,8 @@ class Settings:
     vm_roles: tuple[str, ...]
     docker_source: str
     catalog: Catalog = field(repr=False)
+    # every key's validated raw value: what a fleet keeps, so later commands use what ``up`` used
+    values: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     def role(self, name: str) -> RoleSpec:
         return next(r for r in self.roles if r.role == name)
@@ -281,6 +283,7 @@ def settings_from_mapping(raw: Mapping[str, Any], catalog: Catalog | None = None
         vm_roles=tuple(_checked_choice("vmRoles", str(role), ROLES) for role in values["vmRoles"]),
         docker_source=_checked_choice("dockerSource", values["dockerSource"], DOCKER_SOURCES),
         catalog=catalog,
+        values=values,
     )
 
 

@@ -7,22 +7,29 @@ which goes to its own host. Default location: ~/.local/state/buildfleet/<fleet>
 
 from __future__ import annotations
 
+import fcntl
+import hashlib
 import json
 import os
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
-from provisioning.errors import ConfigError
+from provisioning.errors import BuildfleetError, ConfigError
 from provisioning.inventory import Inventory
 from provisioning.names import FLEET_NAME, check_fleet_name
+from provisioning.private import private_dir, write_private
 from provisioning.removal import UnsafeRemoval, remove_owned_tree
 
 # Every entry buildfleet writes directly in a fleet's state directory (ssh keys, the docker
 # client's ssh wrapper, TLS material, builder records, the local registry, the inventory, the
 # docker-container driver's buildkitd config, the aws stack name, which target made the fleet,
+# the settings ``up`` used,
 # the vm target's VM disks and seeds). ``remove`` refuses any other.
 STATE_ENTRIES = frozenset(
     {
@@ -32,6 +39,7 @@ STATE_ENTRIES = frozenset(
         "builders",
         "registry",
         "inventory.json",
+        "settings.json",
         "buildkitd-docker-container.toml",
         "aws-stack",
         "target",
@@ -48,6 +56,17 @@ def default_state_root() -> Path:
     return Path(base) / "buildfleet"
 
 
+def runtime_dir() -> Path:
+    """Where buildfleet keeps what lives only while the machine runs (locks): /run/buildfleet
+    for root, else a private directory of the user's."""
+    env = os.environ.get("BUILDFLEET_RUN_DIR")
+    if env:
+        return Path(env)
+    if os.geteuid() == 0:
+        return Path("/run/buildfleet")
+    return Path(os.environ.get("XDG_RUNTIME_DIR") or f"/tmp/buildfleet-{os.geteuid()}") / "buildfleet"
+
+
 def known_hosts_name(address: str, port: int) -> str:
     """How known_hosts names a host: bare on port 22, ``[address]:port`` elsewhere."""
     return address if port == 22 else f"[{address}]:{port}"
@@ -59,7 +78,7 @@ def ensure_ed25519_pair(private: Path, comment: str = "") -> str:
     public = private.with_suffix(".pub")
     if not private.exists():
         key = ed25519.Ed25519PrivateKey.generate()
-        _write_private(
+        write_private(
             private,
             key.private_bytes(
                 serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH, serialization.NoEncryption()
@@ -68,12 +87,6 @@ def ensure_ed25519_pair(private: Path, comment: str = "") -> str:
         line = key.public_key().public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
         public.write_text(line.decode() + comment + "\n")
     return public.read_text().strip()
-
-
-def _write_private(path: Path, data: bytes) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(data)
 
 
 @dataclass(frozen=True)
@@ -106,13 +119,36 @@ class FleetState:
         return self.target_file.read_text().strip() if self.target_file.exists() else None
 
     @property
+    def settings_file(self) -> Path:
+        return self.root / "settings.json"
+
+    def save_settings(self, values: Mapping[str, Any]) -> None:
+        """The effective settings ``up`` used (every key, validated): configure and doctor read
+        them back, so a custom buildkitdPort never reverts to the default from another directory."""
+        self.ensure()
+        self.settings_file.write_text(json.dumps(dict(values), indent=2, sort_keys=True) + "\n")
+
+    def saved_settings(self) -> dict[str, Any] | None:
+        if not self.settings_file.exists():
+            return None
+        try:
+            values = json.loads(self.settings_file.read_text())
+        except ValueError:
+            values = None
+        if not isinstance(values, dict):
+            raise ConfigError(
+                f"{self.settings_file} is damaged (not a JSON object of settings); "
+                "buildfleet up rewrites it from your configuration"
+            )
+        return values
+
+    @property
     def inventory_file(self) -> Path:
         return self.root / "inventory.json"
 
     def ensure(self) -> None:
-        (self.root / "ssh").mkdir(parents=True, exist_ok=True)
-        os.chmod(self.root, 0o700)
-        os.chmod(self.root / "ssh", 0o700)
+        private_dir(self.root)
+        private_dir(self.root / "ssh")
 
     def ensure_ssh_key(self) -> str:
         """Create the fleet's Ed25519 key once; return its OpenSSH public line."""
@@ -124,6 +160,33 @@ class FleetState:
         self.ensure()
         lines = [f"{known_hosts_name(address, port)} {key}\n" for (address, port), key in sorted(entries.items())]
         self.known_hosts.write_text("".join(lines))
+
+    @property
+    def lock_path(self) -> Path:
+        digest = hashlib.sha256(str(self.root.absolute()).encode()).hexdigest()[:16]
+        return runtime_dir() / "locks" / f"{self.root.name}-{digest}.lock"
+
+    @contextmanager
+    def locked(self, command: str) -> Iterator[None]:
+        """One changing command per fleet at a time: a second ``up`` (or configure, down) while
+        one runs is refused at once, naming the one that holds the fleet. The lock lives outside
+        the state directory, so a refused command leaves that directory exactly as it was."""
+        path = self.lock_path
+        private_dir(path.parent)
+        with path.open("a+") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                handle.seek(0)
+                holder = handle.read().strip() or "another buildfleet command"
+                raise BuildfleetError(
+                    f"fleet {self.root.name!r} is busy: {holder} is changing it (lock {path}); "
+                    "run this again when it has finished"
+                ) from None
+            handle.truncate(0)
+            handle.write(f"buildfleet {command} (pid {os.getpid()})\n")
+            handle.flush()
+            yield
 
     def remove(self) -> bool:
         """Delete this fleet's state directory, and nothing else; False if there was none."""

@@ -129,6 +129,18 @@ CASES = [
         {"state/rec/builders/buildfleet-rec.json": "{oops", "state/rec/inventory.json": STATIC_INVENTORY},
         "buildfleet-rec.json (buildfleet's record of builder 'buildfleet-rec') is damaged",
     ),
+    (
+        "settings-damaged",
+        ["configure", "--fleet", "kept"],
+        {"state/kept/settings.json": "{oops", "state/kept/inventory.json": STATIC_INVENTORY},
+        "kept/settings.json is damaged (not a JSON object of settings)",
+    ),
+    (
+        "settings-key-edited",
+        ["doctor", "--fleet", "kept"],
+        {"state/kept/settings.json": '{"buildkitdPort": 22}', "state/kept/inventory.json": STATIC_INVENTORY},
+        "kept/settings.json: buildfleet:buildkitdPort: 22 is not a usable TCP port",
+    ),
 ]
 
 

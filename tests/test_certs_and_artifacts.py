@@ -1,7 +1,9 @@
 """mTLS material and artifacts: made once, reused byte for byte, and checked by sha256."""
 
+import datetime
 import hashlib
 import ipaddress
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -10,7 +12,7 @@ from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from provisioning.artifacts import ArtifactError, LocalArtifacts
-from provisioning.certs import FleetCA
+from provisioning.certs import VALID_DAYS, FleetCA, certificate_status
 from provisioning.hosts.services import Service
 from provisioning.remote import facts as f
 from provisioning.remote.facts import batch_script, parse_batch
@@ -108,3 +110,18 @@ def test_a_batch_cut_short_names_the_facts_it_lost():
     cut = "::buildfleet-fact:: 0\nx86_64\n::buildfleet-fact:: 0\n::buildfleet-fact:: 1\nsys"
     with pytest.raises(Exception, match="facts init produced no output"):
         parse_batch(facts, cut)
+
+
+def test_doctor_sees_each_certificate_expiry_and_one_the_fleet_ca_did_not_issue(tmp_path):
+    ca = FleetCA(tmp_path / "tls")
+    ca.server("amd64-0", ["127.0.0.1"])
+    ca.client()
+    FleetCA(tmp_path / "other").server("stray", ["127.0.0.1"])
+    shutil.copytree(tmp_path / "other" / "hosts" / "stray", tmp_path / "tls" / "hosts" / "stray")
+    now = datetime.datetime.now(datetime.timezone.utc)
+    found = {c.name: c for c in certificate_status(tmp_path / "tls", now)}
+    assert sorted(found) == ["ca", "client", "hosts/amd64-0", "hosts/stray"]
+    assert [found[n].ok for n in sorted(found)] == [True, True, True, False]
+    assert found["hosts/stray"].describe().endswith(", not issued by the fleet's CA")
+    later = certificate_status(tmp_path / "tls", now + datetime.timedelta(days=VALID_DAYS - 10))
+    assert {c.name: (c.ok, c.days_left) for c in later}["client"] == (False, 9)  # within RENEW_DAYS

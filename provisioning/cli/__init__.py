@@ -19,6 +19,7 @@ from provisioning.cli.fleet import cmd_configure, cmd_down, cmd_plan, cmd_status
 from provisioning.cli.measure import cmd_bench, cmd_cost
 from provisioning.cli.options import add_config_options, add_fleet_options, default_cache_dir, fraction, positive
 from provisioning.errors import BuildfleetError
+from provisioning.state import FleetState
 from provisioning.targets import KINDS
 
 
@@ -234,11 +235,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# Commands that change a fleet's hosts, builder or state: one at a time per fleet.
+CHANGING = frozenset({"up", "configure", "builder", "down"})
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     # Piped output keeps full rows instead of folding at 80 columns.
     console = Console() if sys.stdout.isatty() else Console(width=int(os.environ.get("COLUMNS", "160")))
     try:
+        if args.command in CHANGING:
+            with FleetState.for_fleet(args.fleet).locked(args.command):
+                return args.handler(args, console)
         return args.handler(args, console)
     except BuildfleetError as error:
         Console(stderr=True).print(f"[bold red]error:[/] {escape(str(error))}", highlight=False, soft_wrap=True)

@@ -9,8 +9,9 @@ from pathlib import Path
 from rich.console import Console
 
 from provisioning.cli.options import default_cache_dir
-from provisioning.errors import BuildfleetError
+from provisioning.errors import BuildfleetError, ConfigError
 from provisioning.inventory import Inventory
+from provisioning.settings import Settings, settings_from_mapping
 from provisioning.state import FleetState
 from provisioning.targets import Target, make_target
 from provisioning.targets.base import ConfigSources, TargetOptions
@@ -66,3 +67,15 @@ def require_inventory(args: argparse.Namespace, state: FleetState) -> Inventory:
     if inventory is None:
         raise BuildfleetError(f"fleet {args.fleet!r} has no inventory in {state.root}: run buildfleet up first")
     return inventory
+
+
+def fleet_settings(args: argparse.Namespace, state: FleetState, inventory: Inventory) -> Settings:
+    """The settings ``up`` used for this fleet; a fleet made before they were kept gets its
+    target's settings from the configuration in reach now."""
+    saved = state.saved_settings()
+    if saved is None:
+        return target_for(args, inventory.target).settings()
+    try:
+        return settings_from_mapping(saved)
+    except ConfigError as error:
+        raise ConfigError(f"{state.settings_file}: {error}; buildfleet up rewrites it") from None

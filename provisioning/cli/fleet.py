@@ -10,11 +10,10 @@ from rich.markup import escape
 from rich.table import Table
 
 from provisioning.cli.build import ensure_builder
-from provisioning.cli.common import builder_name, fleet_builder, require_inventory, target_for
+from provisioning.cli.common import builder_name, fleet_builder, fleet_settings, require_inventory, target_for
 from provisioning.cli.progress import host_progress
 from provisioning.errors import ConfigError
 from provisioning.hosts.executor import FAILED, FleetReport
-from provisioning.inventory import Inventory
 from provisioning.plan import Plan
 from provisioning.settings import Settings
 from provisioning.state import FleetState
@@ -127,6 +126,7 @@ def cmd_up(args: argparse.Namespace, console: Console) -> int:
     # A line, not a spinner: targets stream their own progress (Pulumi's among it) meanwhile.
     console.print(f"{args.target}: bringing up the fleet's hosts")
     inventory = target.up(settings)
+    state.save_settings(settings.values)  # what configure, doctor and bench use from now on
     console.print(f"fleet {args.fleet!r} ({inventory.target}): {', '.join(h.name for h in inventory.hosts)} up")
     status = configure_fleet(args, console, state, settings)
     if status == 0:
@@ -134,14 +134,9 @@ def cmd_up(args: argparse.Namespace, console: Console) -> int:
     return status
 
 
-def fleet_settings(args: argparse.Namespace, inventory: Inventory):
-    """The settings of the target that made this fleet's inventory."""
-    return target_for(args, inventory.target).settings()
-
-
 def cmd_configure(args: argparse.Namespace, console: Console) -> int:
     state = FleetState.for_fleet(args.fleet)
-    return configure_fleet(args, console, state, fleet_settings(args, require_inventory(args, state)))
+    return configure_fleet(args, console, state, fleet_settings(args, state, require_inventory(args, state)))
 
 
 def cmd_status(args: argparse.Namespace, console: Console) -> int:
@@ -193,7 +188,7 @@ def doctor(args: argparse.Namespace, console: Console) -> int:
     state = FleetState.for_fleet(args.fleet)
     inventory = require_inventory(args, state)
     with console.status(f"checking {len(inventory.hosts)} host(s) and the builder"):
-        report = run_configure(args, state, fleet_settings(args, inventory), check_only=True)
+        report = run_configure(args, state, fleet_settings(args, state, inventory), check_only=True)
         inspected = fleet_builder(args, state).inspect(bootstrap=True)
     checks = []
     for host in report.hosts:
@@ -227,6 +222,7 @@ def doctor(args: argparse.Namespace, console: Console) -> int:
                 else "buildfleet configure, then buildfleet builder create",
             }
         )
+    checks.extend(certificate_checks(state))
     ok = all(c["ok"] for c in checks)
     if args.json:
         console.print_json(json.dumps({"fleet": args.fleet, "ok": ok, "checks": checks}))
@@ -241,6 +237,25 @@ def doctor(args: argparse.Namespace, console: Console) -> int:
     console.print(table)
     console.print("all checks pass" if ok else f"[bold red]{sum(not c['ok'] for c in checks)} check(s) failed[/]")
     return 0 if ok else 1
+
+
+def certificate_checks(state: FleetState) -> list[dict]:
+    """Each certificate's expiry and issuer, with how to renew it."""
+    import datetime
+
+    from provisioning.certs import certificate_status
+
+    tls = state.root / "tls"
+    checks = []
+    for cert in certificate_status(tls, datetime.datetime.now(datetime.timezone.utc)):
+        if cert.name.startswith("hosts/"):
+            fix = f"remove {tls / cert.name}, then buildfleet configure (issues it again, restarts that buildkitd)"
+        else:  # the CA or the client: every certificate goes with it
+            fix = f"remove {tls}, then buildfleet configure, buildfleet builder rm and buildfleet builder create"
+        node = cert.name.removeprefix("hosts/")  # ca, client, or the host's name
+        fix = "" if cert.ok else fix
+        checks.append({"node": node, "check": "certificate", "ok": cert.ok, "detail": cert.describe(), "fix": fix})
+    return checks
 
 
 def cmd_down(args: argparse.Namespace, console: Console) -> int:

@@ -9,7 +9,7 @@ import time
 from rich.console import Console
 from rich.table import Table
 
-from provisioning.cli.common import builder_name, fleet_builder, require_inventory, target_for
+from provisioning.cli.common import builder_name, fleet_builder, fleet_settings, require_inventory, target_for
 from provisioning.errors import BuildfleetError
 from provisioning.plan import plan_fleet
 from provisioning.settings import Settings
@@ -63,7 +63,7 @@ def cmd_bench(args: argparse.Namespace, console: Console) -> int:
     runs = plan_runs(inventory, platforms, workloads)
     sources = SampleSources.from_artifacts(args.artifacts, parse_platforms(r.platform for r in runs))
     check_emulation(inventory, lambda host: connect(host, state))
-    prices, price_note = catalog_prices(target_for(args, inventory.target).settings(), inventory)
+    prices, price_note = catalog_prices(fleet_settings(args, state, inventory), inventory)
     buildx = fleet_builder(args, state).buildx
     progress = Progress(
         TextColumn("{task.description}"),

@@ -1,9 +1,14 @@
 """The buildfleet command itself: up, status, configure again, down, as a user runs them."""
 
 import json
+import subprocess
+import time
 import uuid
+from subprocess import PIPE
 
 import pytest
+
+from provisioning.state import FleetState
 
 from .conftest import buildfleet, cli_env, leftovers
 
@@ -24,7 +29,18 @@ def test_up_status_configure_down(tmp_path, machine_ready):
         "platforms=linux/amd64,linux/386",
     ]
     try:
-        up = buildfleet("up", *one_host, env=env)
+        first = subprocess.Popen(
+            ["buildfleet", "up", *one_host, "--set", "buildkitdPort=1240"], env=env, stdout=PIPE, stderr=PIPE, text=True
+        )
+        lock = FleetState(tmp_path / fleet).lock_path
+        deadline = time.monotonic() + 60
+        while not (lock.exists() and "buildfleet up" in lock.read_text()):
+            assert first.poll() is None and time.monotonic() < deadline, "the first up never took the fleet's lock"
+            time.sleep(0.1)
+        second = buildfleet("up", *one_host, env=env)  # while the first one runs
+        assert second.returncode == 2 and f"fleet '{fleet}' is busy: buildfleet up (pid {first.pid})" in second.stderr
+        out, err = first.communicate(timeout=600)
+        up = subprocess.CompletedProcess(first.args, first.returncode, out, err)
         assert up.returncode == 0, up.stdout + up.stderr
         assert "amd64-0" in up.stdout and "changed" in up.stdout
 
@@ -49,9 +65,14 @@ def test_up_status_configure_down(tmp_path, machine_ready):
         )
         assert extra.returncode == 0, extra.stderr
 
-        again = buildfleet("configure", *one_host, "--json", env=env)
+        # from another directory, with no configuration in reach: what up used, port 1240 included
+        elsewhere = tmp_path / "elsewhere"
+        elsewhere.mkdir()
+        again = buildfleet("configure", "--fleet", fleet, "--project-dir", str(elsewhere), "--json", env=env)
         assert again.returncode == 0, again.stderr
         assert json.loads(again.stdout)["changes"] == 0
+        doctor = buildfleet("doctor", "--fleet", fleet, "--project-dir", str(elsewhere), env=env)
+        assert doctor.returncode == 0, doctor.stdout + doctor.stderr
     finally:
         down = buildfleet("down", "--fleet", fleet, env=env)
     assert down.returncode == 0 and f"container buildfleet-{fleet}-amd64-0" in down.stdout

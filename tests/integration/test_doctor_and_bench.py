@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import subprocess
 
 import pytest
@@ -47,8 +48,12 @@ def test_doctor_checks_every_host_and_node_and_names_the_fix(fleet, run):
             "binfmt",
             "buildkitd",
             "builder node",
+            "certificate",
         }
         assert all(c["ok"] for c in found.values())
+        certificates = {node for node, check in found if check == "certificate"}
+        assert certificates == {"ca", "client", "amd64-0", "emulation-0"}
+        assert re.fullmatch(r"ca expires \d{4}-\d\d-\d\d \(82[45] days\)", found[("ca", "certificate")]["detail"])
         assert fleet.exec("emulation-0", "sh", "-c", "echo -1 > /proc/sys/fs/binfmt_misc/qemu-s390x") == ""
         broken = run("doctor")
         assert broken.returncode == 1 and "✗" in broken.stdout and "1 check(s) failed" in broken.stdout

@@ -5,6 +5,7 @@ import subprocess
 
 import pytest
 from elf import aarch64_exit
+from test_secrets import loose, secrets_in
 
 from provisioning.hosts.executor import FAILED, SKIPPED, UNCHANGED
 from provisioning.inventory import InventoryHost
@@ -196,3 +197,8 @@ def test_sshd_accepts_keys_only(fleet):
         effective = fleet.exec(host, "/usr/sbin/sshd", "-T")
         assert "passwordauthentication no" in effective and "kbdinteractiveauthentication no" in effective, host
         assert "permitrootlogin without-password" in effective or "permitrootlogin prohibit-password" in effective
+
+
+def test_every_secret_in_the_state_directory_is_0600_in_a_0700_directory(fleet):
+    assert len(secrets_in(fleet.state.root)) >= 5  # ssh key, CA, client, a server key per host
+    assert loose(fleet.state.root) == []
