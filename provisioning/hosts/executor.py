@@ -8,28 +8,34 @@ and stderr tail of a failure); one host failing never hides another's result.
 
 from __future__ import annotations
 
+import contextlib
+import re
 import time
-import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from provisioning.errors import BuildfleetError, tail
-from provisioning.hosts.actions import Action, Run, Upload
+from provisioning.hosts.actions import Action, Run, Upload, WriteFile
 from provisioning.hosts.operations import Step
 from provisioning.inventory import InventoryHost
 from provisioning.remote.facts import gather
 from provisioning.remote.fanout import describe, fan_out
-from provisioning.remote.ssh import CommandResult, Transport
+from provisioning.remote.ssh import CommandResult, ConnectionFailed, Transport
 
 CHANGED, UNCHANGED, FAILED, SKIPPED = "changed", "unchanged", "failed", "skipped"
 DRIFT = "drift"  # check only: the step would change something
 
-# $1 sha256, $2 staged file, $3 destination, $4 mode: check, then move into place.
+# $1 sha256, $2 staged file, $3 destination, $4 mode: check, move into place, and remove the
+# private staging directory whatever happened.
 _INSTALL = (
-    'echo "$1  $2" | sha256sum -c --quiet - || { rm -f "$2"; echo "checksum mismatch for $3" >&2; exit 1; }; '
-    'mkdir -p "$(dirname "$3")" && install -m "$4" "$2" "$3"; rc=$?; rm -f "$2"; exit $rc'
+    'trap \'rm -rf "$(dirname "$2")"\' EXIT; '
+    'echo "$1  $2" | sha256sum -c --quiet - || { echo "checksum mismatch for $3" >&2; exit 1; }; '
+    'mkdir -p "$(dirname "$3")" && install -m "$4" "$2" "$3"'
 )
+# A directory only the SSH user can enter (mktemp -d makes it 0700): a key staged there is
+# never readable by another user of the host, whatever mode SFTP gives the file.
+_STAGE_DIR = ("mktemp", "-d", "/tmp/buildfleet-stage.XXXXXXXX")
 
 
 @dataclass(frozen=True)
@@ -77,19 +83,32 @@ class ActionFailed(BuildfleetError):
 
 
 def apply(transport: Transport, action: Action) -> None:
-    if isinstance(action, Run):
-        result = transport.run(action.argv, sudo=True)
-    else:
-        staged = f"/tmp/buildfleet-{uuid.uuid4().hex}"
+    result = transport.run(action.argv, sudo=True) if isinstance(action, Run) else _install(transport, action)
+    if not result.ok:
+        raise ActionFailed(action, result)
+
+
+def _install(transport: Transport, action: Upload | WriteFile) -> CommandResult:
+    """Stage in a private directory, then check and move into place as root; the staging
+    directory goes whether that worked or not (unless the connection itself is gone)."""
+    made = transport.run(_STAGE_DIR)
+    if not made.ok:
+        raise ActionFailed(action, made)
+    directory = made.stdout.strip()
+    if not re.fullmatch(r"/tmp/buildfleet-stage\.[A-Za-z0-9]{8}", directory):
+        raise BuildfleetError(f"{transport.host.name}: mktemp gave {directory[:80]!r}, not a staging directory")
+    staged = f"{directory}/file"
+    try:
         if isinstance(action, Upload):
             transport.put(action.source, staged)
         else:
             transport.put_bytes(action.content, staged)
-        result = transport.run(
-            ("sh", "-c", _INSTALL, "install", action.sha256, staged, action.dest, action.mode), sudo=True
-        )
-    if not result.ok:
-        raise ActionFailed(action, result)
+    except Exception:
+        # when nothing reaches the host any more, the directory stays (0700; /tmp is cleared at boot)
+        with contextlib.suppress(ConnectionFailed):
+            transport.run(("rm", "-rf", "--", directory))
+        raise
+    return transport.run(("sh", "-c", _INSTALL, "install", action.sha256, staged, action.dest, action.mode), sudo=True)
 
 
 def run_step(transport: Transport, step: Step, check_only: bool = False) -> StepResult:

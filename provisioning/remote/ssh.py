@@ -45,6 +45,10 @@ class ConnectionLost(ConnectionFailed):
     """The connection dropped while a command ran (the host stopped, rebooted or went off the network)."""
 
 
+class SudoNeedsPassword(BuildfleetError):
+    """sudo wants a password from the SSH user; buildfleet runs ``sudo -n`` and never types one."""
+
+
 class HostKeyRejected(ConnectionFailed):
     """The host showed a key that is not the pinned one: never retried, never accepted."""
 
@@ -109,6 +113,11 @@ class SSHTransport:
         # paramiko reports -1 when the channel closed without an exit status: nothing exited.
         if result.exited == -1:
             raise self._lost(command, "")
+        if command.startswith("sudo -n ") and result.exited == 1 and "a password is required" in result.stderr:
+            raise SudoNeedsPassword(
+                f"{self._where}: sudo asks {self.host.ssh_user} for a password; buildfleet needs passwordless "
+                f"sudo there (a sudoers line '{self.host.ssh_user} ALL=(ALL) NOPASSWD:ALL', as cloud images have)"
+            )
         return CommandResult(command, result.exited, result.stdout, result.stderr)
 
     def _lost(self, command: str, why: str) -> ConnectionLost:
@@ -123,6 +132,7 @@ class SSHTransport:
         self._open()
         sftp = self._connection.sftp()
         with sftp.file(remote, "wb") as handle:
+            handle.chmod(0o600)  # before any byte is written: it may be a private key
             handle.write(data)
 
     def close(self) -> None:

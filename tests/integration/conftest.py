@@ -7,6 +7,7 @@ and the removal itself is checked.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import uuid
@@ -23,6 +24,7 @@ from provisioning.remote.docker import Docker
 from provisioning.remote.machine import machine_arch
 from provisioning.settings import Settings, settings_from_mapping
 from provisioning.state import FleetState
+from provisioning.targets.local.binfmt import TABLE, MachineBinfmt
 from provisioning.targets.local.target import LABEL, LocalTarget
 
 CACHE = Path(os.environ.get("BUILDFLEET_CACHE", "/var/cache/buildfleet"))
@@ -71,6 +73,25 @@ def leftovers(fleet: str) -> list[str]:
     ]
 
 
+def qemu_entries() -> dict[str, str]:
+    """This machine's QEMU registrations, as the kernel shows them."""
+    return {p.name: p.read_text() for p in TABLE.glob("qemu-*")}
+
+
+def binfmt_not_restored(target: LocalTarget, before: dict[str, str]) -> list[str]:
+    """After ``down``: entries the fleet still holds, or that differ from before while no other
+    fleet holds them."""
+    ledger = MachineBinfmt().ledger
+    held = json.loads(ledger.read_text()) if ledger.exists() else {}
+    problems = [f"{name} still held" for name, record in held.items() if target.binfmt_holder in record["holders"]]
+    now = qemu_entries()
+    return problems + [
+        f"{name}: {before.get(name)!r} became {now.get(name)!r}"
+        for name in sorted(set(before) | set(now))
+        if name not in held and before.get(name) != now.get(name)
+    ]
+
+
 @pytest.fixture(scope="session")
 def machine_ready():
     Docker().ping()
@@ -80,11 +101,11 @@ def machine_ready():
     return artifacts
 
 
-def make_fleet(tmp_path_factory, artifacts: LocalArtifacts, config: dict) -> LiveFleet:
+def make_fleet(tmp_path_factory, artifacts: LocalArtifacts, config: dict, say=lambda line: None) -> LiveFleet:
     name = f"it{uuid.uuid4().hex[:6]}"
     state = FleetState(tmp_path_factory.mktemp("state") / name)
     settings = settings_from_mapping({**LocalTarget.defaults, **config})
-    target = LocalTarget(name, state, CACHE)
+    target = LocalTarget(name, state, CACHE, say=say)
     return LiveFleet(target, settings, target.up(settings), artifacts)
 
 
@@ -92,6 +113,7 @@ def make_fleet(tmp_path_factory, artifacts: LocalArtifacts, config: dict) -> Liv
 def fleet(request, tmp_path_factory, machine_ready):
     """The default local fleet (amd64 host + emulation host), configured once per kind of
     host: booting systemd like an EC2 host, or with no init system at all (supervisor)."""
+    before = qemu_entries()
     live = make_fleet(tmp_path_factory, machine_ready, {"localInit": request.param})
     try:
         live.first_report = live.configure()
@@ -99,3 +121,4 @@ def fleet(request, tmp_path_factory, machine_ready):
     finally:
         live.target.down()
     assert leftovers(live.target.fleet) == []
+    assert binfmt_not_restored(live.target, before) == []  # the machine's table as the fleet found it

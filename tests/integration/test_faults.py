@@ -1,17 +1,20 @@
 """Faults a real host shows, and what buildfleet does about them (bounded: each stops by itself)."""
 
+import dataclasses
 import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
+from provisioning.hosts.actions import Upload, WriteFile
 from provisioning.hosts.configure import configure
-from provisioning.hosts.executor import CHANGED, FAILED, SKIPPED
+from provisioning.hosts.executor import _STAGE_DIR, CHANGED, FAILED, SKIPPED, ActionFailed, apply
 from provisioning.hosts.operations import apt_install
+from provisioning.inventory import Inventory
 from provisioning.remote import facts as f
 from provisioning.remote.ssh import connect
 
-from .conftest import leftovers, make_fleet
+from .conftest import binfmt_not_restored, leftovers, make_fleet, qemu_entries
 
 pytestmark = pytest.mark.integration
 
@@ -55,8 +58,11 @@ def _wait_until_running(fleet, host: str, pattern: str, seconds: float, still_go
 
 
 def test_a_host_stopped_mid_install_is_named_the_others_finish_and_a_rerun_completes(tmp_path_factory, machine_ready):
-    live = make_fleet(tmp_path_factory, machine_ready, {})
+    before, said = qemu_entries(), []
+    live = make_fleet(tmp_path_factory, machine_ready, {}, say=said.append)
     victim, other = "emulation-0", "amd64-0"
+    (notice,) = said  # up says, before any host exists, that it changes the machine's binfmt table
+    assert "registers qemu-aarch64, qemu-arm, qemu-ppc64le, qemu-riscv64, qemu-s390x in this machine's kernel" in notice
     try:
         finished: dict[str, tuple[str, int, int]] = {}
 
@@ -89,5 +95,55 @@ def test_a_host_stopped_mid_install_is_named_the_others_finish_and_a_rerun_compl
         assert docker.status == CHANGED and "finish the dpkg run" in docker.detail, docker
         assert not live.exec(victim, *f.DpkgInterrupted().argv).strip()
     finally:
-        live.target.down()
+        removed = live.target.down()
     assert leftovers(live.target.fleet) == []
+    assert any(line.startswith("binfmt qemu-aarch64 ") for line in removed), removed
+    assert binfmt_not_restored(live.target, before) == []
+
+
+def _staged(fleet, host: str) -> str:
+    return fleet.exec(host, "sh", "-c", "ls -d /tmp/buildfleet-stage.* 2>/dev/null || true").strip()
+
+
+def test_a_file_is_staged_in_a_private_directory_that_goes_whether_the_install_worked_or_not(fleet, tmp_path):
+    transport = connect(fleet.inventory.host("amd64-0"), fleet.state)
+    try:
+        made = transport.run(_STAGE_DIR).stdout.strip()
+        assert transport.run(("stat", "-c", "%a %U", made)).stdout.split() == ["700", "root"]
+        transport.run(("rmdir", made))
+        key = WriteFile("/etc/buildfleet-test/key.pem", b"secret\n", "0600", "a key")
+        apply(transport, key)
+        assert transport.run(("stat", "-c", "%a", key.dest)).stdout.strip() == "600"
+        assert _staged(fleet, "amd64-0") == ""
+        source = tmp_path / "other.pem"
+        source.write_bytes(b"changed on the way")
+        damaged = Upload(source, "/etc/buildfleet-test/other.pem", "0" * 64, "0600", "a key")  # sha256 won't match
+        with pytest.raises(ActionFailed) as failed:
+            apply(transport, damaged)
+        assert "checksum mismatch for /etc/buildfleet-test/other.pem" in failed.value.result.stderr
+        assert _staged(fleet, "amd64-0") == ""
+    finally:
+        transport.run(("rm", "-rf", "/etc/buildfleet-test"))
+        transport.close()
+
+
+def test_sudo_that_wants_a_password_is_one_clear_line_naming_host_and_user(fleet):
+    user = "bfpw"
+    fleet.exec(
+        "amd64-0",
+        "sh",
+        "-c",
+        f"id {user} >/dev/null 2>&1 || useradd -m {user}; install -d -o {user} -m 700 /home/{user}/.ssh; "
+        f"install -o {user} -m 600 /root/.ssh/authorized_keys /home/{user}/.ssh/authorized_keys; "
+        f"echo '{user} ALL=(ALL) ALL' > /etc/sudoers.d/{user}",  # sudo, but with a password
+    )
+    host = dataclasses.replace(fleet.inventory.host("amd64-0"), ssh_user=user)
+    try:
+        report = configure(Inventory("static", (host,)), fleet.state, fleet.artifacts)
+    finally:
+        fleet.exec("amd64-0", "sh", "-c", f"rm -f /etc/sudoers.d/{user}; userdel -r {user} 2>/dev/null || true")
+    (failure,) = report.failures()
+    assert failure.detail == (
+        f"amd64-0 ({user}@127.0.0.1:{host.ssh_port}): sudo asks {user} for a password; buildfleet needs "
+        f"passwordless sudo there (a sudoers line '{user} ALL=(ALL) NOPASSWD:ALL', as cloud images have)"
+    )

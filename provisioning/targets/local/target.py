@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import socket
 import time
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -24,6 +24,7 @@ from provisioning.remote.machine import machine_arch
 from provisioning.settings import Settings
 from provisioning.state import FleetState
 from provisioning.targets.base import ConfigSources, HostState, TargetOptions, settings_with_defaults
+from provisioning.targets.local.binfmt import MachineBinfmt
 from provisioning.targets.local.image import HostImageRecipe, debian_mirror, ensure_host_image
 from provisioning.targets.local.registry import LocalRegistry, registry_binary
 
@@ -126,6 +127,8 @@ class LocalTarget:
     cache_dir: Path
     sources: ConfigSources | None = None  # the user's configuration, for ``settings``
     docker: Docker = Docker()
+    say: Callable[[str], None] = field(default=lambda line: None, compare=False)  # lines for the operator
+    binfmt: MachineBinfmt = MachineBinfmt()
 
     kind: ClassVar[str] = TARGET
     # This machine has no native arm64 CPU: its fleet is an amd64 host and an emulation host.
@@ -133,7 +136,7 @@ class LocalTarget:
 
     @classmethod
     def from_options(cls, options: TargetOptions) -> LocalTarget:
-        return cls(options.fleet, options.state, options.cache_dir, options.sources)
+        return cls(options.fleet, options.state, options.cache_dir, options.sources, say=options.on_output)
 
     def settings(self) -> Settings:
         raw = self.sources.raw() if self.sources else {}
@@ -153,11 +156,31 @@ class LocalTarget:
         """Create what is missing, start what is stopped, remove hosts the plan dropped."""
         plan = self.plan(settings)
         self.state.record_target(self.kind)
+        self.claim_binfmt(plan, plan.hosts)
         started = self.start_hosts(plan.hosts, settings)
         self.state.write_known_hosts(started.host_keys)
         inventory = inventory_from_plan(plan, TARGET, started.endpoints, SSH_USER, started.registry)
         self.state.save_inventory(inventory)
         return inventory
+
+    @property
+    def binfmt_holder(self) -> str:
+        return f"{self.fleet} ({self.state.root})"
+
+    def claim_binfmt(self, plan: Plan, containers: Sequence[HostSpec]) -> None:
+        """Before any container registers QEMU in this machine's kernel: record what is there,
+        and say so (binfmt_misc is machine-wide; ``down`` puts it back)."""
+        names = {h.name for h in containers}
+        emulated = [a.platform for a in plan.placement.assignments if not a.native and a.host in names]
+        entries = sorted({f"qemu-{platform.qemu_arch}" for platform in emulated})
+        if not entries:
+            return
+        self.binfmt.claim(self.binfmt_holder, entries)
+        self.say(
+            f"{self.kind}: the emulation host registers {', '.join(entries)} in this machine's kernel "
+            f"(binfmt_misc is machine-wide); buildfleet down puts back what is there now "
+            f"(recorded in {self.binfmt.ledger})"
+        )
 
     def start_hosts(self, hosts: Sequence[HostSpec], settings: Settings) -> Started:
         """One running container per host (and no other of this fleet's), and the registry;
@@ -244,7 +267,7 @@ class LocalTarget:
 
     def down(self) -> list[str]:
         """Remove every container, volume and network of this fleet, and its registry."""
-        removed = []
+        removed = self.binfmt.release(self.binfmt_holder)
         if self.registry.running():
             self.registry.stop()
             removed.append("registry process")

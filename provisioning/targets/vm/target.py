@@ -13,8 +13,8 @@ from __future__ import annotations
 import json
 import subprocess
 import tempfile
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -103,18 +103,19 @@ class VmTarget:
     state: FleetState
     cache_dir: Path
     sources: ConfigSources | None = None
+    say: Callable[[str], None] = field(default=lambda line: None, compare=False)  # lines for the operator
 
     kind: ClassVar[str] = TARGET
     defaults: ClassVar[Mapping[str, Any]] = {}  # the default fleet: amd64, arm64 (a VM) and emulation hosts
 
     @classmethod
     def from_options(cls, options: TargetOptions) -> VmTarget:
-        return cls(options.fleet, options.state, options.cache_dir, options.sources)
+        return cls(options.fleet, options.state, options.cache_dir, options.sources, say=options.on_output)
 
     @property
     def local(self) -> LocalTarget:
         """The container hosts (every role not in vmRoles), the network and the registry."""
-        return LocalTarget(self.fleet, self.state, self.cache_dir)
+        return LocalTarget(self.fleet, self.state, self.cache_dir, say=self.say)
 
     def settings(self) -> Settings:
         return settings_with_defaults(self.sources.raw() if self.sources else {}, self.defaults)
@@ -146,7 +147,9 @@ class VmTarget:
         vms = [h for h in plan.hosts if h.role in settings.vm_roles]
         specs = {h.name: self.vm(h, settings) for h in vms}  # a missing image is named before anything starts
         self.state.record_target(self.kind)
-        started = self.local.start_hosts([h for h in plan.hosts if h.role not in settings.vm_roles], settings)
+        containers = [h for h in plan.hosts if h.role not in settings.vm_roles]
+        self.local.claim_binfmt(plan, containers)
+        started = self.local.start_hosts(containers, settings)
         endpoints, host_keys = dict(started.endpoints), dict(started.host_keys)
         public_key = self.state.ensure_ssh_key()
         for host in vms:

@@ -1,0 +1,147 @@
+"""This machine's binfmt_misc table, which the local target's emulation hosts write to.
+
+binfmt_misc is one table per kernel: a QEMU registration made inside a host container is
+this machine's, and outlives the container (with the F flag the kernel keeps the
+interpreter open). So the local target keeps a machine-wide ledger beside the table
+(/run, cleared at boot as the table is): for each entry its fleets touch, what was there
+before the first of them and which fleets still use it. ``down`` of the last fleet using
+an entry puts the original back (or removes the entry if there was none); while another
+fleet still uses it, it stays, so two local fleets never break each other.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from provisioning.errors import BuildfleetError
+
+TABLE = Path("/proc/sys/fs/binfmt_misc")
+LEDGER_DIR = Path("/run/buildfleet")
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One registration as the kernel shows it (magic entries: all QEMU ones are)."""
+
+    name: str
+    enabled: bool
+    interpreter: str
+    flags: str
+    offset: int
+    magic: str  # hex, as the kernel prints it
+    mask: str
+
+    @classmethod
+    def parse(cls, name: str, text: str) -> Entry:
+        fields: dict[str, str] = {}
+        for line in text.splitlines():
+            key, _, value = line.partition(" ")
+            fields[key.rstrip(":")] = value.strip()
+        if "magic" not in fields:
+            raise BuildfleetError(f"binfmt_misc entry {name} is not a magic-number entry: {text.strip()[:120]!r}")
+        return cls(
+            name,
+            "enabled" in fields,
+            fields.get("interpreter", ""),
+            fields.get("flags", ""),
+            int(fields.get("offset", "0")),
+            fields["magic"],
+            fields.get("mask", ""),
+        )
+
+    def registration(self) -> str:
+        """The ``:name:M:offset:magic:mask:interpreter:flags`` line that registers it again."""
+
+        def escaped(hexed: str) -> str:
+            return "".join(f"\\x{hexed[i : i + 2]}" for i in range(0, len(hexed), 2))
+
+        magic, mask = escaped(self.magic), escaped(self.mask)
+        return ":" + ":".join((self.name, "M", str(self.offset), magic, mask, self.interpreter, self.flags))
+
+
+@dataclass(frozen=True)
+class MachineBinfmt:
+    table: Path = TABLE
+    ledger_dir: Path = LEDGER_DIR
+
+    @property
+    def ledger(self) -> Path:
+        return self.ledger_dir / "binfmt.json"
+
+    def entry(self, name: str) -> Entry | None:
+        try:
+            return Entry.parse(name, (self.table / name).read_text())
+        except FileNotFoundError:
+            return None
+
+    @contextmanager
+    def _locked(self) -> Iterator[dict[str, Any]]:
+        """The ledger, read and written under an exclusive lock (two ``up``/``down`` at once)."""
+        self.ledger_dir.mkdir(parents=True, exist_ok=True)
+        with (self.ledger_dir / "binfmt.lock").open("w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            ledger = json.loads(self.ledger.read_text()) if self.ledger.exists() else {}
+            yield ledger
+            temporary = self.ledger.with_suffix(".tmp")
+            temporary.write_text(json.dumps(ledger, indent=2, sort_keys=True) + "\n")
+            os.replace(temporary, self.ledger)
+
+    def claim(self, holder: str, names: Iterable[str]) -> None:
+        """Record what each entry is now (unless a fleet already did) and that ``holder`` uses it."""
+        with self._locked() as ledger:
+            for name in names:
+                record = ledger.setdefault(name, {"before": _as_record(self.entry(name)), "holders": []})
+                if holder not in record["holders"]:
+                    record["holders"].append(holder)
+
+    def release(self, holder: str) -> list[str]:
+        """``holder`` no longer uses its entries: each one no other fleet uses is put back as it
+        was before. Returns what was done, one line an entry."""
+        done = []
+        with self._locked() as ledger:
+            for name in sorted(ledger):
+                record = ledger[name]
+                if holder not in record["holders"]:
+                    continue
+                record["holders"].remove(holder)
+                if record["holders"]:
+                    done.append(f"binfmt {name} kept: fleet {', '.join(record['holders'])} still uses it")
+                    continue
+                done.append(self._restore(name, _from_record(name, record["before"])))
+                del ledger[name]
+        return done
+
+    def _restore(self, name: str, before: Entry | None) -> str:
+        now = self.entry(name)
+        if now == before:
+            return f"binfmt {name} is as it was before"
+        if before is not None and "F" in before.flags and not Path(before.interpreter).exists():
+            # registered from inside some container: the kernel cannot open it from here again
+            return f"binfmt {name} left as it is: {before.interpreter}, there before, is not on this machine"
+        try:
+            if now is not None:
+                (self.table / name).write_text("-1")
+            if before is None:
+                return f"binfmt {name} unregistered (there was none before)"
+            (self.table / "register").write_text(before.registration())
+            if not before.enabled:
+                (self.table / name).write_text("0")
+        except OSError as error:
+            what = f"put back {before.interpreter}" if before else "unregister it"
+            return f"binfmt {name}: could not {what} ({error.strerror}); run as root, or re-register it yourself"
+        return f"binfmt {name} restored to {before.interpreter}"
+
+
+def _as_record(entry: Entry | None) -> dict[str, Any] | None:
+    return None if entry is None else {k: v for k, v in entry.__dict__.items() if k != "name"}
+
+
+def _from_record(name: str, record: dict[str, Any] | None) -> Entry | None:
+    return None if record is None else Entry(name, **record)
