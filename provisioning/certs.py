@@ -73,8 +73,16 @@ class FleetCA:
 
     def ca(self) -> Pem:
         existing = _load(self.directory / "ca")
-        if existing:
-            return existing
+        return existing or self._new_ca()
+
+    def renew_authority(self) -> Pem:
+        """A new CA and client certificate in place of the old ones (rotate-certs): every
+        server certificate the old CA signed is then issued again by the next configure."""
+        ca = self._new_ca()
+        self._new_client()
+        return ca
+
+    def _new_ca(self) -> Pem:
         key = ec.generate_private_key(ec.SECP256R1())
         builder = _validity(
             x509.CertificateBuilder()
@@ -120,16 +128,24 @@ class FleetCA:
                 sans.append(x509.DNSName(name))
         directory = self.directory / "hosts" / host
         existing = _load(directory)
-        if existing and _sans(existing.cert) == set(sans):
+        if existing and _sans(existing.cert) == set(sans) and _issued_by(existing.cert, self.ca().cert):
             return existing
         return _save(directory, self._issue(host, ExtendedKeyUsageOID.SERVER_AUTH, sans))
 
     def client(self) -> Pem:
         """The certificate buildx (the operator, or a CI job) presents to every node."""
-        existing = _load(self.directory / "client")
-        return existing or _save(
-            self.directory / "client", self._issue("buildfleet client", ExtendedKeyUsageOID.CLIENT_AUTH, [])
-        )
+        return _load(self.directory / "client") or self._new_client()
+
+    def _new_client(self) -> Pem:
+        return _save(self.directory / "client", self._issue("buildfleet client", ExtendedKeyUsageOID.CLIENT_AUTH, []))
+
+
+def _issued_by(cert_pem: bytes, ca_pem: bytes) -> bool:
+    try:
+        x509.load_pem_x509_certificate(cert_pem).verify_directly_issued_by(x509.load_pem_x509_certificate(ca_pem))
+    except (ValueError, TypeError, InvalidSignature):
+        return False
+    return True
 
 
 def _sans(cert_pem: bytes) -> set[x509.GeneralName]:
@@ -166,18 +182,13 @@ def certificate_status(directory: Path, now: datetime.datetime) -> list[CertStat
     ca_file = directory / "ca" / "cert.pem"
     if not ca_file.exists():
         return []
-    ca = x509.load_pem_x509_certificate(ca_file.read_bytes())
+    ca_pem = ca_file.read_bytes()
     found = []
     for cert_file in [ca_file, directory / "client" / "cert.pem", *sorted((directory / "hosts").glob("*/cert.pem"))]:
         if not cert_file.exists():
             continue
-        cert = x509.load_pem_x509_certificate(cert_file.read_bytes())
-        try:
-            cert.verify_directly_issued_by(ca)
-            issued = True
-        except (ValueError, TypeError, InvalidSignature):
-            issued = False
-        not_after = cert.not_valid_after_utc
+        pem = cert_file.read_bytes()
+        not_after = x509.load_pem_x509_certificate(pem).not_valid_after_utc
         name = str(cert_file.parent.relative_to(directory))
-        found.append(CertStatus(name, not_after, (not_after - now).days, issued))
+        found.append(CertStatus(name, not_after, (not_after - now).days, _issued_by(pem, ca_pem)))
     return found

@@ -84,6 +84,12 @@ KEYS: dict[str, Key] = {
         "string", "", "AZ of the hosts' subnet (empty = the first, by name, that offers every planned instance type)."
     ),
     "buildkitdPort": Key("integer", 1234, "TCP port of each host's buildkitd (mTLS)."),
+    "idleStopMinutes": Key(
+        "integer",
+        0,
+        "Power each host off after this many minutes without a buildkitd client or SSH session (0 = never); "
+        "buildfleet wake starts them again. Local and vm targets only for now (AWS: 0 until wake starts EC2 hosts).",
+    ),
     "qemuSource": Key(
         "string",
         "auto",
@@ -137,6 +143,7 @@ class Settings:
     vpc_cidr: str
     availability_zone: str
     buildkitd_port: int
+    idle_stop_minutes: int
     qemu_source: str
     local_init: str
     vm_roles: tuple[str, ...]
@@ -242,6 +249,12 @@ def _checked_port(value: int) -> int:
     return value
 
 
+def _checked_minutes(value: int) -> int:
+    if value < 0:
+        raise ConfigError(f"{NAMESPACE}:idleStopMinutes: must be 0 (never) or more, got {value}")
+    return value
+
+
 def _checked_ssh_key(value: str) -> str:
     if value and value.split(" ", 1)[0] not in SSH_KEY_TYPES:
         raise ConfigError(
@@ -278,6 +291,7 @@ def settings_from_mapping(raw: Mapping[str, Any], catalog: Catalog | None = None
         vpc_cidr=values["vpcCidr"],
         availability_zone=values["availabilityZone"],
         buildkitd_port=_checked_port(values["buildkitdPort"]),
+        idle_stop_minutes=_checked_minutes(values["idleStopMinutes"]),
         qemu_source=_checked_choice("qemuSource", values["qemuSource"], QEMU_SOURCES),
         local_init=_checked_choice("localInit", values["localInit"], LOCAL_INITS),
         vm_roles=tuple(_checked_choice("vmRoles", str(role), ROLES) for role in values["vmRoles"]),

@@ -130,6 +130,12 @@ CASES = [
         "buildfleet-rec.json (buildfleet's record of builder 'buildfleet-rec') is damaged",
     ),
     (
+        "idle-negative",
+        ["plan", "--set", "idleStopMinutes=-1"],
+        {},
+        "buildfleet:idleStopMinutes: must be 0 (never) or more, got -1",
+    ),
+    (
         "settings-damaged",
         ["configure", "--fleet", "kept"],
         {"state/kept/settings.json": "{oops", "state/kept/inventory.json": STATIC_INVENTORY},

@@ -107,3 +107,11 @@ def test_dpkg_interrupted_by_a_journal_entry_or_a_half_installed_package():
     assert f.DpkgInterrupted().parse(0, "tmp.i\n") is True  # /var/lib/dpkg/updates not empty
     audit = "The following packages are only half configured, probably due to problems\n docker.io  Linux containers\n"
     assert f.DpkgInterrupted().parse(0, audit) is True
+
+
+def test_idle_seconds_from_the_watchers_mark_or_none_without_a_watcher():
+    assert f.IdleSeconds().parse(0, "none\n") is None
+    assert f.IdleSeconds().parse(0, "75\n") == 75
+    assert f.IdleSeconds().parse(0, "-2\n") == 0  # a mark written a moment after uptime was read
+    with pytest.raises(f.FactError):
+        f.IdleSeconds().parse(0, "cat: permission denied\n")

@@ -13,6 +13,8 @@ from test_facts import parse
 
 from provisioning.artifacts import Artifact, PinnedQemu
 from provisioning.hosts.actions import Run, Upload, WriteFile
+from provisioning.hosts.idle import IDLE_SCRIPT, IdleDesired, idle_service, idle_step
+from provisioning.hosts.idle import SCRIPT as IDLE_SCRIPT_BYTES
 from provisioning.hosts.operations import (
     BUILDX_PLUGIN,
     DOCKERD,
@@ -340,3 +342,56 @@ def test_a_container_host_gets_the_runc_wrapper_as_default_runtime_once():
         privileged_facts(runtime="nosysres", files={wrapper.dest: wrapper.sha256, daemon.dest: daemon.sha256})
     )
     assert not done.changes
+
+
+# --- idle stop ---------------------------------------------------------------------------
+
+IDLE = idle_service(30, 1234)
+NO_IDLE_FILES = {
+    IDLE_SCRIPT: None,
+    SUPERVISE: None,
+    IDLE.definition_path("none"): None,
+    IDLE.definition_path("systemd"): None,
+}
+
+
+def idle_facts(init="none", running=False, **files):
+    return {"init": init, "running": running, "files": {**NO_IDLE_FILES, **files}}
+
+
+def test_idle_stop_off_on_a_host_that_never_had_it_needs_nothing():
+    assert idle_step(IdleDesired(0, 1234)).decide(idle_facts()).reason == "idle stop is off"
+
+
+def test_idle_stop_turned_off_stops_the_watcher_and_removes_its_files():
+    decision = idle_step(IdleDesired(0, 1234)).decide(
+        idle_facts("systemd", True, **{IDLE_SCRIPT: SHA(IDLE_SCRIPT_BYTES)})
+    )
+    (action,) = decision.actions
+    assert action.argv[-1].startswith(
+        "systemctl disable --now buildfleet-idle; rm -f /usr/local/lib/buildfleet/idle-stop "
+    )
+
+
+def test_idle_stop_on_a_systemd_host_installs_the_watcher_and_its_unit_then_starts_it():
+    decision = idle_step(IdleDesired(30, 1234)).decide(idle_facts("systemd"))
+    assert kinds(decision)[:2] == [("WriteFile", IDLE_SCRIPT), ("WriteFile", IDLE.definition_path("systemd"))]
+    assert "systemctl start buildfleet-idle" in decision.actions[-1].argv[-1]
+    assert b"idle-stop 30 1234; sleep 20" in decision.actions[1].content
+
+
+def test_idle_stop_without_init_runs_under_the_supervisor_and_a_new_limit_restarts_it_with_the_new_one():
+    fresh = idle_step(IdleDesired(30, 1234)).decide(idle_facts())
+    assert [a.dest for a in fresh.actions[:3]] == [IDLE_SCRIPT, SUPERVISE, IDLE.definition_path("none")]
+    configured = {
+        IDLE_SCRIPT: SHA(IDLE_SCRIPT_BYTES),
+        SUPERVISE: SHA(SUPERVISE_SCRIPT),
+        IDLE.definition_path("none"): SHA(IDLE.boot_script()),
+    }
+    assert not idle_step(IdleDesired(30, 1234)).decide(idle_facts("none", True, **configured)).changes
+    shorter = idle_step(IdleDesired(5, 1234)).decide(idle_facts("none", True, **configured))
+    assert [getattr(a, "why", "") for a in shorter.actions] == [
+        "start buildfleet-idle at boot",
+        "stop the old idle watcher",
+        "(re)start it",
+    ]

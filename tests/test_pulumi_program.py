@@ -84,10 +84,16 @@ def test_imdsv2_required_and_root_volume_encrypted_gp3(default_run):
         assert "instanceMarketOptions" not in r.inputs, r.urn
 
 
+def test_a_host_that_powers_itself_off_is_stopped_not_terminated(default_run):
+    for r in default_run.mocks.of_type(INSTANCE):
+        assert r.inputs["instanceInitiatedShutdownBehavior"] == "stop", r.urn
+
+
 def test_spot_is_optional():
     run = run_program({**BASE, "spot": True, "arm64Count": 0})
     for r in run.mocks.of_type(INSTANCE):
         assert r.inputs["instanceMarketOptions"]["marketType"] == "spot", r.urn
+        assert "instanceInitiatedShutdownBehavior" not in r.inputs, r.urn  # one-time spot cannot stop
 
 
 def test_every_aws_resource_is_tagged(default_run):

@@ -15,7 +15,15 @@ from rich.markup import escape
 from provisioning.bench.runs import WORKLOADS
 from provisioning.builder.drivers import DRIVERS
 from provisioning.cli.build import cmd_builder, cmd_ci_config, cmd_sample
-from provisioning.cli.fleet import cmd_configure, cmd_down, cmd_plan, cmd_status, cmd_up
+from provisioning.cli.fleet import (
+    cmd_configure,
+    cmd_down,
+    cmd_plan,
+    cmd_rotate_certs,
+    cmd_status,
+    cmd_up,
+    cmd_wake,
+)
 from provisioning.cli.measure import cmd_bench, cmd_cost
 from provisioning.cli.options import add_config_options, add_fleet_options, default_cache_dir, fraction, positive
 from provisioning.errors import BuildfleetError
@@ -93,6 +101,30 @@ def build_parser() -> argparse.ArgumentParser:
     add_config_options(configure)
     add_fleet_options(configure)
     configure.set_defaults(handler=cmd_configure)
+
+    rotate = commands.add_parser(
+        "rotate-certs",
+        help="renew the fleet's CA, client and server certificates; hosts restart buildkitd once",
+        description="Make a new fleet CA and client certificate, issue every host a new server certificate "
+        "and restart its buildkitd with them (the only interruption). The builder reads the client "
+        "files afresh on its next command; CI jobs hold copies: emit them again with ci-config.",
+    )
+    add_config_options(rotate)
+    add_fleet_options(rotate)
+    rotate.set_defaults(handler=cmd_rotate_certs)
+
+    wake = commands.add_parser(
+        "wake",
+        help="start the hosts idle stop powered off and wait until each buildkitd answers",
+        description="Start every stopped host of the fleet (local: its container; vm: its VM), update the "
+        "builder's nodes to where the hosts answer now, and wait until each buildkitd serves the fleet's "
+        "client certificate; prints how long that took. CI runs it before a build (see ci-config).",
+    )
+    wake.add_argument(
+        "--wait-timeout", type=positive, default=300, metavar="SECONDS", help="how long to wait (default: %(default)s)"
+    )
+    add_fleet_options(wake)
+    wake.set_defaults(handler=cmd_wake)
 
     status = commands.add_parser(
         "status",
@@ -236,7 +268,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 # Commands that change a fleet's hosts, builder or state: one at a time per fleet.
-CHANGING = frozenset({"up", "configure", "builder", "down"})
+CHANGING = frozenset({"up", "configure", "rotate-certs", "wake", "builder", "down"})
 
 
 def main(argv: Sequence[str] | None = None) -> int:

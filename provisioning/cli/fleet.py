@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import time
 
 from rich.console import Console
 from rich.markup import escape
@@ -14,9 +15,11 @@ from provisioning.cli.common import builder_name, fleet_builder, fleet_settings,
 from provisioning.cli.progress import host_progress
 from provisioning.errors import ConfigError
 from provisioning.hosts.executor import FAILED, FleetReport
+from provisioning.inventory import Inventory, InventoryHost
 from provisioning.plan import Plan
 from provisioning.settings import Settings
 from provisioning.state import FleetState
+from provisioning.targets.base import HostState
 
 STATUS_STYLE = {"changed": "yellow", "unchanged": "green", "failed": "bold red", "skipped": "dim"}
 
@@ -84,6 +87,7 @@ def run_configure(
 
     options = ConfigureOptions(
         buildkitd_port=settings.buildkitd_port,
+        idle_stop_minutes=settings.idle_stop_minutes,
         allow_docker_upgrade=not getattr(args, "no_docker_upgrade", False),
         qemu_source=settings.qemu_source,
         docker_source=settings.docker_source,
@@ -139,6 +143,47 @@ def cmd_configure(args: argparse.Namespace, console: Console) -> int:
     return configure_fleet(args, console, state, fleet_settings(args, state, require_inventory(args, state)))
 
 
+def cmd_rotate_certs(args: argparse.Namespace, console: Console) -> int:
+    from provisioning.certs import FleetCA
+
+    state = FleetState.for_fleet(args.fleet)
+    inventory = require_inventory(args, state)
+    settings = fleet_settings(args, state, inventory)
+    FleetCA(state.root / "tls").renew_authority()
+    console.print("new fleet CA and client certificate; each host gets a new server certificate and restarts buildkitd")
+    status = configure_fleet(args, console, state, settings)
+    console.print(
+        "every host serves the new certificates; the builder reads the new client files on its next command. "
+        "CI jobs hold copies of the old ones: run buildfleet ci-config again and update their secrets."
+        if status == 0
+        else "[bold red]some hosts still have the old certificates:[/] fix what is named above, then configure"
+    )
+    return status
+
+
+def cmd_wake(args: argparse.Namespace, console: Console) -> int:
+    """Start what idle stop powered off, point the builder at where the hosts answer now, and
+    wait until every buildkitd serves the fleet's client certificate."""
+    from provisioning.remote.wait import ClientTLS, wait_for_buildkitd
+
+    state = FleetState.for_fleet(args.fleet)
+    inventory = require_inventory(args, state)
+    target = target_for(args, inventory.target, console)
+    start = time.monotonic()
+    console.print(f"{inventory.target}: starting the fleet's stopped hosts")
+    woken = target.wake(fleet_settings(args, state, inventory))
+    builder = fleet_builder(args, state)
+    existing = builder.inspect() if builder.owned() else None
+    if existing is not None:  # new ports or addresses: the same nodes, moved
+        args.driver = existing.driver
+        ensure_builder(args, console, state)
+    tls = state.root / "tls"
+    client = ClientTLS(str(tls / "ca" / "cert.pem"), str(tls / "client" / "cert.pem"), str(tls / "client" / "key.pem"))
+    wait_for_buildkitd([h for h in woken.hosts if h.platforms], client, args.wait_timeout)
+    console.print(f"woke {len(woken.hosts)} host(s) in {time.monotonic() - start:.1f} s: buildkitd answers on each")
+    return 0
+
+
 def cmd_status(args: argparse.Namespace, console: Console) -> int:
     if args.check or args.command == "doctor":
         return doctor(args, console)
@@ -146,6 +191,7 @@ def cmd_status(args: argparse.Namespace, console: Console) -> int:
     inventory = state.load_inventory()
     resources = target_for(args, inventory.target if inventory else "local").status()
     builder = builder_name(args) if fleet_builder(args, state).owned() else None
+    idle = idle_times(state, inventory, resources) if inventory else {}
     if args.json:
         console.print_json(
             json.dumps(
@@ -155,6 +201,7 @@ def cmd_status(args: argparse.Namespace, console: Console) -> int:
                     "registry": inventory.registry if inventory else None,
                     "builder": builder,
                     "resources": [r.__dict__ for r in resources],
+                    "idle_seconds": idle,
                 }
             )
         )
@@ -162,15 +209,19 @@ def cmd_status(args: argparse.Namespace, console: Console) -> int:
     if inventory is None:
         console.print(f"fleet {args.fleet!r} is not up")
         return 0
+    power = {r.host: r.state for r in resources}
     table = Table(title=f"fleet {args.fleet!r} ({inventory.target})")
-    for column in ("host", "role", "arch", "ssh", "buildkitd", "platforms"):
+    for column in ("host", "role", "arch", "power", "idle", "ssh", "buildkitd", "platforms"):
         table.add_column(column)
     for host in inventory.hosts:
         platforms = ", ".join(f"{p.platform}{'' if p.native else ' (QEMU)'}" for p in host.platforms)
+        seconds = idle.get(host.name)
         table.add_row(
             host.name,
             host.role,
             host.arch,
+            power.get(host.name, "?"),
+            "-" if seconds is None else f"{seconds // 60} min {seconds % 60} s",
             f"{host.ssh_user}@{host.address}:{host.ssh_port}",
             f"{host.address}:{host.buildkitd_port}",
             platforms,
@@ -178,6 +229,26 @@ def cmd_status(args: argparse.Namespace, console: Console) -> int:
     console.print(table)
     console.print(f"registry: {inventory.registry or '-'}    builder: {builder or '- (buildfleet builder create)'}")
     return 0
+
+
+def idle_times(state: FleetState, inventory: Inventory, resources: list[HostState]) -> dict[str, int | None]:
+    """Seconds each running host has gone unused, as its idle watcher counts them (None: the
+    host is off, has no watcher, or did not answer)."""
+    from provisioning.remote.facts import IdleSeconds, gather
+    from provisioning.remote.fanout import fan_out
+    from provisioning.remote.ssh import connect
+
+    running = {r.host for r in resources if r.state == "running"}
+
+    def one(host: InventoryHost) -> int | None:
+        transport = connect(host, state)
+        try:
+            return gather(transport, {"idle": IdleSeconds()})["idle"]
+        finally:
+            transport.close()
+
+    answered = fan_out([h for h in inventory.hosts if h.name in running], one).succeeded
+    return {h.name: answered.get(h.name) for h in inventory.hosts}
 
 
 def doctor(args: argparse.Namespace, console: Console) -> int:

@@ -73,6 +73,10 @@ class BuildHost(pulumi.ComponentResource):
             key_name=args.key_name,
             associate_public_ip_address=True,
             metadata_options=metadata,
+            # A host that powers itself off (idle stop, or by hand) is stopped, never terminated:
+            # its disk and build cache stay for the next start. Not on spot: a one-time spot
+            # instance cannot be stopped at all (only persistent requests can, per EC2).
+            instance_initiated_shutdown_behavior=None if args.spot else "stop",
             root_block_device=root,
             instance_market_options=_market_options(args.spot),
             user_data=user_data,

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from provisioning.artifacts import ArtifactSource
 from provisioning.certs import FleetCA
 from provisioning.hosts.executor import FleetReport, Progress, run_fleet
+from provisioning.hosts.idle import IdleDesired, idle_step
 from provisioning.hosts.operations import (
     BuildkitdDesired,
     DockerDesired,
@@ -51,6 +52,7 @@ def buildkitd_config(host: InventoryHost, registry: str = "") -> bytes:
 @dataclass(frozen=True)
 class ConfigureOptions:
     buildkitd_port: int = 1234  # where buildkitd listens on the host itself
+    idle_stop_minutes: int = 0  # power the host off after this long unused (0: never)
     allow_docker_upgrade: bool = True
     qemu_source: str = "auto"  # pinned (static QEMU 10) | distro (qemu-user-static) | auto
     docker_source: str = "distro"  # distro (docker.io) | docker (Docker's apt repository)
@@ -94,6 +96,7 @@ def steps_for(
             )
         )
     )
+    steps.append(idle_step(IdleDesired(options.idle_stop_minutes, options.buildkitd_port)))
     return steps
 
 

@@ -152,7 +152,7 @@ def docker_step(desired: DockerDesired) -> Step:
             why = "Docker is not installed" if client is None else f"Docker {client} is older than {MIN_DOCKER}"
             package = desired.install(got["os"])
             actions.append(Run(package.argv, f"{why}: {package.why}"))
-        files = _supervised(DOCKERD, got["init"], got["files"]) if supervised else []
+        files = supervised_files(DOCKERD, got["init"], got["files"]) if supervised else []
         actions.extend(files)
         if install or files or got["server"] is None:
             actions.append(
@@ -175,7 +175,7 @@ def _service_files(service: Service) -> dict[str, f.Fact]:
     return {"files": f.FileDigests((SUPERVISE, service.definition_path("none"), service.definition_path("systemd")))}
 
 
-def _supervised(service: Service, init: str, digests: Mapping[str, str | None]) -> list:
+def supervised_files(service: Service, init: str, digests: Mapping[str, str | None]) -> list:
     """Files that keep ``service`` running on a host without systemd, if not already there."""
     wanted = [
         WriteFile(SUPERVISE, SUPERVISE_SCRIPT, "0755", "install the buildfleet supervisor"),
@@ -493,7 +493,7 @@ def buildkitd_step(desired: BuildkitdDesired) -> Step:
         if got["init"] == "systemd":
             wanted.append(WriteFile(service.definition_path("systemd"), service.unit(), "0644", "install the unit"))
         else:
-            wanted.extend(_supervised(service, "none", digests))
+            wanted.extend(supervised_files(service, "none", digests))
         changed = differing(wanted, digests)
         actions.extend(changed)
         healthy = got["workers"] is not None and len(got["workers"]) > 0

@@ -307,6 +307,48 @@ class FileDigests(Fact):
         return digests
 
 
+@dataclass(frozen=True)
+class ServiceRunning(Fact):
+    """Whether a buildfleet service runs: systemd's view where PID 1 is systemd, else the
+    supervisor's pidfile (see hosts/services)."""
+
+    name: str = ""
+    sudo: ClassVar[bool] = True
+
+    @property
+    def argv(self) -> list[str]:
+        script = (
+            'if [ "$(cat /proc/1/comm)" = systemd ]; then systemctl is-active --quiet "$1"; '
+            'else p=/run/buildfleet/$1.pid; [ -f "$p" ] && kill -0 "$(cat "$p")"; fi '
+            "&& echo running || echo stopped"
+        )
+        return ["sh", "-c", script, "sh", self.name]
+
+    def parse(self, exit_code: int, stdout: str) -> bool:
+        if stdout.strip() not in ("running", "stopped"):
+            raise FactError(f"cannot tell whether {self.name} runs: {stdout.strip()[:200]!r}")
+        return stdout.strip() == "running"
+
+
+class IdleSeconds(Fact):
+    """Seconds since the idle watcher last saw a client (hosts/idle), or None without one."""
+
+    command = (
+        "sh",
+        "-c",
+        "m=$(cat /run/buildfleet/last-active 2>/dev/null) || { echo none; exit 0; }; "
+        "read up _ < /proc/uptime; echo $(( ${up%.*} - m ))",
+    )
+
+    def parse(self, exit_code: int, stdout: str) -> int | None:
+        text = stdout.strip()
+        if text == "none":
+            return None
+        if not text.lstrip("-").isdigit():
+            raise FactError(f"cannot read the idle watcher's mark: {text[:200]!r}")
+        return max(0, int(text))
+
+
 class BuildkitdWorkers(Fact):
     """Platforms of buildkitd's workers over its local socket, or None when it does not answer."""
 

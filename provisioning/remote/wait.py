@@ -7,6 +7,8 @@ deadline; a host key that differs from the pinned one is never retried.
 
 from __future__ import annotations
 
+import socket
+import ssl
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -109,3 +111,54 @@ def wait_for_hosts(
             raise
 
     return fan_out(hosts, one).raise_failures("waiting for SSH and cloud-init")
+
+
+@dataclass(frozen=True)
+class ClientTLS:
+    """The fleet CA and the operator's client certificate: what buildkitd asks of a client."""
+
+    ca: str
+    cert: str
+    key: str
+
+
+# An HTTP/2 client preface and an empty SETTINGS frame: buildkitd (gRPC) answers with its own
+# SETTINGS frame (type 4) once it serves; a refused client certificate ends in a TLS alert.
+H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes([0, 0, 0, 4, 0, 0, 0, 0, 0])
+
+
+def buildkitd_answers(host: InventoryHost, tls: ClientTLS, timeout: float = 5.0) -> str:
+    """ "" when the host's buildkitd serves gRPC to the fleet's client certificate, else why not."""
+    context = ssl.create_default_context(cafile=tls.ca)
+    context.load_cert_chain(tls.cert, tls.key)
+    context.check_hostname = False  # the CA is the fleet's own: it alone signs the server certificates
+    context.set_alpn_protocols(["h2"])
+    try:
+        with (
+            socket.create_connection((host.address, host.buildkitd_port), timeout=timeout) as raw,
+            context.wrap_socket(raw) as wrapped,
+        ):
+            wrapped.sendall(H2_PREFACE)
+            frame = wrapped.recv(9)
+    except (OSError, ssl.SSLError) as error:
+        return f"{type(error).__name__}: {error}"
+    return "" if len(frame) >= 4 and frame[3] == 4 else f"no HTTP/2 SETTINGS frame from it (got {frame!r})"
+
+
+def wait_for_buildkitd(hosts: Sequence[InventoryHost], tls: ClientTLS, timeout: float) -> dict[str, float]:
+    """Seconds until each host's buildkitd answered over mTLS; one error naming the silent ones."""
+
+    def one(host: InventoryHost) -> float:
+        start = time.monotonic()
+        while True:
+            why = buildkitd_answers(host, tls)
+            if not why:
+                return round(time.monotonic() - start, 1)
+            if time.monotonic() - start > timeout:
+                raise BuildfleetError(
+                    f"{host.name}: buildkitd at {host.address}:{host.buildkitd_port} did not answer "
+                    f"within {timeout:.0f} s; last: {why}"
+                )
+            time.sleep(0.5)
+
+    return fan_out(hosts, one).raise_failures("waiting for buildkitd")

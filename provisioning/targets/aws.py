@@ -98,6 +98,11 @@ class AwsTarget:
         keeps its own) and the private key SSH uses ("": the fleet's own). Every configuration
         error is raised here, before Pulumi runs or anything is written."""
         require_allowed_cidrs(settings)
+        if settings.idle_stop_minutes:
+            raise ConfigError(
+                f"{NAMESPACE}:idleStopMinutes is {settings.idle_stop_minutes}, but buildfleet wake cannot start "
+                "stopped EC2 hosts yet: an idle fleet would stay off. Set it to 0 on AWS for now"
+            )
         user_key = self._raw().get("sshPublicKey", "")
         own = not user_key or user_key == self._own_key()  # an earlier up writes the fleet's own key there
         if not own:
@@ -126,6 +131,14 @@ class AwsTarget:
         missing = missing_for(LocalArtifacts(self.artifacts_dir), arches, pinned)
         if missing:
             raise missing_error(self.artifacts_dir, missing, arches)
+
+    def wake(self, settings: Settings) -> Inventory:
+        """EC2 hosts never stop by themselves yet (idle stop is refused on AWS): the recorded
+        inventory; waiting for each buildkitd tells whether someone stopped one by hand."""
+        inventory = self.state.load_inventory()
+        if inventory is None:
+            raise BuildfleetError(f"{self.state.root} has no inventory: run buildfleet up --target aws first")
+        return inventory
 
     def status(self) -> list[HostState]:
         # EC2's own view needs the AWS API; until then, what the last up recorded.

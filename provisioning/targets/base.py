@@ -79,6 +79,11 @@ class Target(Protocol):
         """Make or find the hosts until each answers over SSH; save and return the inventory."""
         ...
 
+    def wake(self, settings: Settings) -> Inventory:
+        """Start every host that is off (idle stop powered it off) and return where each answers
+        now: addresses and ports may have changed."""
+        ...
+
     def status(self) -> list[HostState]: ...
 
     def down(self) -> list[str]:

@@ -150,7 +150,8 @@ class StaticTarget:
     sources: ConfigSources | None = None
 
     kind: ClassVar[str] = TARGET
-    defaults: ClassVar[Mapping[str, Any]] = {"arm64Count": 0}
+    # the user's own machines: never powered off unless asked
+    defaults: ClassVar[Mapping[str, Any]] = {"arm64Count": 0, "idleStopMinutes": 0}
 
     @classmethod
     def from_options(cls, options: TargetOptions) -> StaticTarget:
@@ -177,6 +178,10 @@ class StaticTarget:
         inventory = Inventory(TARGET, tuple(placed(p, s, placement) for p, s in zip(probes, specs, strict=True)))
         self.state.save_inventory(inventory)
         return inventory
+
+    def wake(self, settings: Settings) -> Inventory:
+        """Static hosts are the user's to start: this only finds them again over SSH."""
+        return self.up(settings)
 
     def status(self) -> list[HostState]:
         return []  # the hosts were there before buildfleet; it neither starts nor stops them

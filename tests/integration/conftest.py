@@ -19,7 +19,7 @@ import pytest
 from provisioning.artifacts import LocalArtifacts
 from provisioning.hosts.configure import ConfigureOptions, configure
 from provisioning.hosts.executor import FleetReport
-from provisioning.inventory import Inventory
+from provisioning.inventory import Inventory, InventoryHost
 from provisioning.remote.docker import Docker
 from provisioning.remote.machine import machine_arch
 from provisioning.settings import Settings, settings_from_mapping
@@ -122,3 +122,53 @@ def fleet(request, tmp_path_factory, machine_ready):
         live.target.down()
     assert leftovers(live.target.fleet) == []
     assert binfmt_not_restored(live.target, before) == []  # the machine's table as the fleet found it
+
+
+def buildctl(host: InventoryHost, *tls: str) -> subprocess.CompletedProcess:
+    """buildctl debug workers against a host's buildkitd, with the TLS flags given."""
+    buildctl = CACHE / "buildkit" / "0.13.2" / "amd64" / "buildctl"
+    return subprocess.run(
+        [
+            str(buildctl),
+            "--addr",
+            f"tcp://127.0.0.1:{host.buildkitd_port}",
+            *tls,
+            "debug",
+            "workers",
+            "--format",
+            "{{json .}}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def mtls_flags(tls: Path) -> list[str]:
+    """buildctl's flags for the fleet's CA and client certificate in a ``tls`` directory."""
+    return [
+        "--tlscacert",
+        str(tls / "ca" / "cert.pem"),
+        "--tlscert",
+        str(tls / "client" / "cert.pem"),
+        "--tlskey",
+        str(tls / "client" / "key.pem"),
+        "--tlsservername",
+        "127.0.0.1",
+    ]
+
+
+def amd64_build(builder: str, context: Path) -> list[str]:
+    """``docker buildx build`` arguments for a linux/amd64 build of ``context`` whose Dockerfile
+    may ``COPY --from=busybox busybox-amd64`` (the static busybox .ci/prepare fetched)."""
+    from provisioning.builder.sample import SampleSources
+    from provisioning.platforms import parse_platforms
+
+    busybox = SampleSources.from_artifacts(CACHE, parse_platforms(["linux/amd64"])).busybox
+    return ["buildx", "build", "--builder", builder, "--platform", "linux/amd64", "--progress", "plain"] + [
+        "--build-context",
+        f"busybox={busybox}",
+        "--output",
+        "type=cacheonly",
+        str(context),
+    ]

@@ -3,9 +3,12 @@
 import json
 import os
 import re
+import shutil
 import subprocess
 
 import pytest
+
+from .conftest import buildctl, mtls_flags
 
 pytestmark = pytest.mark.integration
 
@@ -47,6 +50,7 @@ def test_doctor_checks_every_host_and_node_and_names_the_fix(fleet, run):
             "buildx",
             "binfmt",
             "buildkitd",
+            "idle-stop",
             "builder node",
             "certificate",
         }
@@ -120,11 +124,35 @@ def test_configure_reports_each_hosts_steps_as_they_start_and_when_it_is_done(fl
     )
     assert report.ok
     assert [s[1:] for s in seen if s[0] == "emulation-0"] == [
-        ("docker", 0, 5),
-        ("privileged", 1, 5),
-        ("buildx", 2, 5),
-        ("binfmt", 3, 5),
-        ("buildkitd", 4, 5),
-        ("", 5, 5),
+        ("docker", 0, 6),
+        ("privileged", 1, 6),
+        ("buildx", 2, 6),
+        ("binfmt", 3, 6),
+        ("buildkitd", 4, 6),
+        ("idle-stop", 5, 6),
+        ("", 6, 6),
     ]
     assert [s[1] for s in seen if s[0] == "amd64-0"][-1] == ""
+
+
+def test_rotate_certs_renews_every_certificate_and_the_builder_made_before_keeps_working(fleet, run, tmp_path):
+    tls = fleet.state.root / "tls"
+    old = tmp_path / "old-tls"
+    shutil.copytree(tls, old)
+    assert run("builder", "create", "--no-bootstrap").returncode == 0  # made with the old certificates
+    try:
+        rotated = run("rotate-certs")
+        assert rotated.returncode == 0, rotated.stdout + rotated.stderr
+        assert "run buildfleet ci-config again" in rotated.stdout
+        new_ca = (tls / "ca" / "cert.pem").read_text()
+        assert new_ca != (old / "ca" / "cert.pem").read_text()
+        for host in fleet.inventory.hosts:
+            assert fleet.exec(host.name, "cat", "/etc/buildkit/tls/ca.pem") == new_ca
+            assert buildctl(host, *mtls_flags(tls)).returncode == 0
+            refused = buildctl(host, *mtls_flags(old))  # the old client (and CA) no longer get in
+            assert refused.returncode != 0
+        healthy = run("doctor", "--json")  # builder nodes running (bootstrapped) and certificates ok
+        assert healthy.returncode == 0, healthy.stdout + healthy.stderr
+        assert all(c["ok"] for c in checks(healthy).values())
+    finally:
+        assert run("builder", "rm").returncode == 0

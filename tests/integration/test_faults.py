@@ -1,11 +1,15 @@
 """Faults a real host shows, and what buildfleet does about them (bounded: each stops by itself)."""
 
 import dataclasses
+import subprocess
 import time
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
+from provisioning.builder.builder import Buildx, FleetBuilder
+from provisioning.builder.nodes import TLSFiles, remote_nodes
 from provisioning.hosts.actions import Upload, WriteFile
 from provisioning.hosts.configure import configure
 from provisioning.hosts.executor import _STAGE_DIR, CHANGED, FAILED, SKIPPED, ActionFailed, apply
@@ -14,37 +18,47 @@ from provisioning.inventory import Inventory
 from provisioning.remote import facts as f
 from provisioning.remote.ssh import connect
 
-from .conftest import binfmt_not_restored, leftovers, make_fleet, qemu_entries
+from .conftest import amd64_build, binfmt_not_restored, buildctl, leftovers, make_fleet, mtls_flags, qemu_entries
 
 pytestmark = pytest.mark.integration
 
-# Another apt holding the lists lock, as cloud-init's does on a new VM: a POSIX (fcntl) lock,
-# the kind apt takes, held for 8 seconds, then released when the holder exits.
-HOLD_LISTS_LOCK = (
-    "import fcntl, time\n"
-    "lock = open('/var/lib/apt/lists/lock', 'w')\n"
+# Another apt holding a lock, as cloud-init's does on a new VM: a POSIX (fcntl) lock, the kind
+# apt and dpkg take, held for 8 seconds, then released when the holder exits.
+HOLD_LOCK = (
+    "import fcntl, sys, time\n"
+    "lock = open(sys.argv[1], 'w')\n"
     "fcntl.lockf(lock, fcntl.LOCK_EX)\n"
-    "open('/tmp/lists-lock-held', 'w').close()\n"
+    "open('/tmp/lock-held', 'w').close()\n"
     "time.sleep(8)\n"
+    "lock.close()\n"
+    "open('/tmp/lock-released', 'w').close()\n"
 )
 
 
-def test_apt_waits_for_the_lists_lock_another_apt_holds_then_goes_on(fleet):
-    fleet.exec("amd64-0", "rm", "-f", "/tmp/lists-lock-held")
-    fleet.target.docker.run(["exec", "--detach", fleet.target.container("amd64-0"), "python3", "-c", HOLD_LISTS_LOCK])
+@pytest.mark.parametrize(
+    "lock",
+    ["/var/lib/apt/lists/lock", "/var/lib/dpkg/lock-frontend"],
+    ids=["apt-lists-lock", "dpkg-frontend-lock"],
+)
+def test_apt_waits_for_a_lock_another_apt_holds_then_goes_on(fleet, lock):
+    fleet.exec("amd64-0", "rm", "-f", "/tmp/lock-held", "/tmp/lock-released")
+    container = fleet.target.container("amd64-0")
+    fleet.target.docker.run(["exec", "--detach", container, "python3", "-c", HOLD_LOCK, lock])
     deadline = time.monotonic() + 10
-    while "held" not in fleet.exec("amd64-0", "sh", "-c", "ls /tmp/lists-lock-held >/dev/null 2>&1 && echo held"):
+    while "held" not in fleet.exec("amd64-0", "sh", "-c", "ls /tmp/lock-held >/dev/null 2>&1 && echo held"):
         assert time.monotonic() < deadline, "the lock holder did not start"
         time.sleep(0.2)
     transport = connect(fleet.inventory.host("amd64-0"), fleet.state)
     try:
         start = time.monotonic()
-        result = transport.run(apt_install("ca-certificates"), sudo=True, timeout=300)  # installed: only update runs
+        # installed already: apt-get update, then an install that still takes dpkg's frontend lock
+        result = transport.run(apt_install("ca-certificates"), sudo=True, timeout=300)
         waited = time.monotonic() - start
     finally:
         transport.close()
-    assert result.ok, result.stderr
-    assert waited > 4  # it waited for the holder instead of failing at once ("Could not get lock")
+    assert result.ok, result.stderr  # no "Could not get lock"
+    released = fleet.exec("amd64-0", "sh", "-c", "[ -f /tmp/lock-released ] && echo released || true")
+    assert waited > 4 and "released" in released  # it waited for the holder, which let go before apt ended
 
 
 def _wait_until_running(fleet, host: str, pattern: str, seconds: float, still_going) -> None:
@@ -80,11 +94,11 @@ def test_a_host_stopped_mid_install_is_named_the_others_finish_and_a_rerun_compl
         hosts = {h.host: h for h in report.hosts}
         assert hosts[other].ok, hosts[other]
         stopped = hosts[victim].steps
-        assert [s.status for s in stopped] == [FAILED, SKIPPED, SKIPPED, SKIPPED, SKIPPED]
+        assert [s.status for s in stopped] == [FAILED] + [SKIPPED] * 5
         assert "the connection to the host was lost while running" in stopped[0].detail, stopped[0].detail
         assert "exit -1" not in stopped[0].detail
-        assert finished[other][1] == finished[other][2] == 4  # done 4/4
-        assert finished[victim][1:] == (0, 5)  # never "done 5/5"
+        assert finished[other][1] == finished[other][2] == 5  # done 5/5
+        assert finished[victim][1:] == (0, 6)  # never "done 6/6"
 
         inventory = live.target.up(live.settings)  # the re-run: the stopped host starts again
         left = live.exec(victim, *f.DpkgInterrupted().argv)
@@ -147,3 +161,42 @@ def test_sudo_that_wants_a_password_is_one_clear_line_naming_host_and_user(fleet
         f"amd64-0 ({user}@127.0.0.1:{host.ssh_port}): sudo asks {user} for a password; buildfleet needs "
         f"passwordless sudo there (a sudoers line '{user} ALL=(ALL) NOPASSWD:ALL', as cloud images have)"
     )
+
+
+# One step that runs long enough to be cut off: busybox's sleep, on the node's own CPU.
+SLOW_BUILD = (
+    'FROM scratch\nCOPY --from=busybox busybox-amd64 /bin/busybox\nRUN ["/bin/busybox", "sleep", "{seconds}"]\n'
+)
+
+
+def _sleeping_build(builder: str, context, seconds: int) -> list[str]:
+    (context / "Dockerfile").write_text(SLOW_BUILD.format(seconds=seconds))
+    return amd64_build(builder, context)
+
+
+def test_buildkitd_killed_mid_build_fails_that_build_comes_back_by_itself_and_the_next_build_passes(fleet, tmp_path):
+    buildx = Buildx(env={"DOCKER_CONFIG": str(tmp_path / "docker-config")})
+    builder = FleetBuilder(f"bf{uuid.uuid4().hex[:6]}", tmp_path / "builders", buildx)
+    amd64 = dataclasses.replace(fleet.inventory, hosts=(fleet.inventory.host("amd64-0"),))
+    builder.ensure(remote_nodes(builder.name, amd64, TLSFiles.in_state(fleet.state.root / "tls")))
+    try:
+        context = tmp_path / "context"
+        context.mkdir()
+        command = [buildx.docker, *_sleeping_build(builder.name, context, 60)]
+        running = subprocess.Popen(command, env=buildx.full_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        try:
+            _wait_until_running(fleet, "amd64-0", "busybox sleep 60", 120, lambda: running.poll() is None)
+            fleet.exec("amd64-0", "pkill", "-KILL", "-x", "buildkitd")
+            output, _ = running.communicate(timeout=120)
+        finally:
+            running.kill()
+        assert running.returncode != 0, output.decode(errors="replace")[-2000:]
+        mtls = mtls_flags(fleet.state.root / "tls")
+        deadline = time.monotonic() + 60  # systemd (Restart=always) or the supervisor restarts it
+        while buildctl(fleet.inventory.host("amd64-0"), *mtls).returncode != 0:
+            assert time.monotonic() < deadline, "buildkitd did not come back within 60 s"
+            time.sleep(1)
+        again = buildx.run(_sleeping_build(builder.name, context, 1), check=False)
+        assert again.returncode == 0, again.stderr[-2000:]
+    finally:
+        builder.remove()

@@ -1,7 +1,6 @@
 """The local fleet, brought up and configured for real, checked on the hosts over SSH."""
 
 import json
-import subprocess
 
 import pytest
 from elf import aarch64_exit
@@ -11,7 +10,7 @@ from provisioning.hosts.executor import FAILED, SKIPPED, UNCHANGED
 from provisioning.inventory import InventoryHost
 from provisioning.remote.ssh import HostKeyRejected, SSHTransport
 
-from .conftest import CACHE
+from .conftest import buildctl, mtls_flags
 
 pytestmark = pytest.mark.integration
 
@@ -79,40 +78,10 @@ def test_a_foreign_binary_runs_through_qemu_on_the_emulation_host(fleet):
         transport.close()
 
 
-def _buildctl(fleet, host: InventoryHost, *tls: str) -> subprocess.CompletedProcess:
-    buildctl = CACHE / "buildkit" / "0.13.2" / "amd64" / "buildctl"
-    return subprocess.run(
-        [
-            str(buildctl),
-            "--addr",
-            f"tcp://127.0.0.1:{host.buildkitd_port}",
-            *tls,
-            "debug",
-            "workers",
-            "--format",
-            "{{json .}}",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-
-
 def test_buildkitd_answers_over_mtls_with_the_planned_platforms(fleet):
     tls = fleet.state.root / "tls"
     for host in fleet.inventory.hosts:
-        result = _buildctl(
-            fleet,
-            host,
-            "--tlscacert",
-            str(tls / "ca" / "cert.pem"),
-            "--tlscert",
-            str(tls / "client" / "cert.pem"),
-            "--tlskey",
-            str(tls / "client" / "key.pem"),
-            "--tlsservername",
-            "127.0.0.1",
-        )
+        result = buildctl(host, *mtls_flags(tls))
         assert result.returncode == 0, result.stderr
         platforms = {
             f"{p['os']}/{p['architecture']}" + (f"/{p['variant']}" if p.get("variant") else "")
@@ -125,7 +94,7 @@ def test_buildkitd_answers_over_mtls_with_the_planned_platforms(fleet):
 def test_buildkitd_refuses_a_client_without_a_certificate(fleet):
     tls = fleet.state.root / "tls"
     host = fleet.inventory.host("amd64-0")
-    result = _buildctl(fleet, host, "--tlscacert", str(tls / "ca" / "cert.pem"), "--tlsservername", "127.0.0.1")
+    result = buildctl(host, "--tlscacert", str(tls / "ca" / "cert.pem"), "--tlsservername", "127.0.0.1")
     assert result.returncode != 0
     assert "certificate required" in result.stderr or "bad certificate" in result.stderr, result.stderr
 

@@ -132,7 +132,8 @@ class LocalTarget:
 
     kind: ClassVar[str] = TARGET
     # This machine has no native arm64 CPU: its fleet is an amd64 host and an emulation host.
-    defaults: ClassVar[Mapping[str, Any]] = {"arm64Count": 0}
+    # Idle stop only where asked: a container host powering itself off surprises more than it saves.
+    defaults: ClassVar[Mapping[str, Any]] = {"arm64Count": 0, "idleStopMinutes": 0}
 
     @classmethod
     def from_options(cls, options: TargetOptions) -> LocalTarget:
@@ -251,6 +252,10 @@ class LocalTarget:
         self.docker.run(["rm", "--force", "--volumes", container])
         for suffix in VOLUMES:
             self.docker.run(["volume", "rm", "--force", f"{container}-{suffix}"], check=False)
+
+    def wake(self, settings: Settings) -> Inventory:
+        """Starting what is stopped and reading where it answers is what ``up`` does."""
+        return self.up(settings)
 
     def status(self) -> list[HostState]:
         rows = []

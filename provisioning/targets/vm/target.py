@@ -106,7 +106,8 @@ class VmTarget:
     say: Callable[[str], None] = field(default=lambda line: None, compare=False)  # lines for the operator
 
     kind: ClassVar[str] = TARGET
-    defaults: ClassVar[Mapping[str, Any]] = {}  # the default fleet: amd64, arm64 (a VM) and emulation hosts
+    # the default fleet: amd64, arm64 (a VM) and emulation hosts; idle stop only where asked
+    defaults: ClassVar[Mapping[str, Any]] = {"idleStopMinutes": 0}
 
     @classmethod
     def from_options(cls, options: TargetOptions) -> VmTarget:
@@ -195,6 +196,10 @@ class VmTarget:
         ssh_port, buildkitd_port = VmHost(directory).ports()
         spec = VmSpec(directory.name, "", VmImage(directory), directory, ssh_port, buildkitd_port, 0)
         return VmProcess(spec)
+
+    def wake(self, settings: Settings) -> Inventory:
+        """Starting what is stopped and reading where it answers is what ``up`` does."""
+        return self.up(settings)
 
     def status(self) -> list[HostState]:
         vms = []
