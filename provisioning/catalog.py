@@ -177,3 +177,19 @@ HOSTED_RATES = (
         "read 2026-11-26",
     ),
 )
+
+
+@dataclass(frozen=True)
+class UsagePrice:
+    """A price that runs while a host exists or runs, beside its instance price."""
+
+    usd: float
+    per: str  # what the price is for
+    source: str
+    as_of: str
+
+
+# Billed while the volume exists, running or stopped (us-east-1).
+GP3_STORAGE = UsagePrice(0.08, "GiB-month of gp3", "aws.amazon.com/ebs/pricing", "read 2026-11-26")
+# Billed while the instance runs: a stopped instance gives its auto-assigned address back.
+PUBLIC_IPV4 = UsagePrice(0.005, "public IPv4 address-hour", "aws.amazon.com/vpc/pricing", "read 2026-11-26")

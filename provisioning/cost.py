@@ -9,10 +9,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from provisioning.catalog import HOSTED_RATES, HostedRate
+from provisioning.catalog import GP3_STORAGE, HOSTED_RATES, PUBLIC_IPV4, HostedRate
 from provisioning.plan import Plan
 
 HOURS_PER_MONTH = 730  # AWS's own convention: 24 x 365 / 12
+DAYS_PER_MONTH = HOURS_PER_MONTH / 24
 
 
 @dataclass(frozen=True)
@@ -77,3 +78,42 @@ def fleet_cost(plan: Plan, spot_discount: float, hosted: Sequence[HostedRate] = 
             )
         )
     return FleetCost(tuple(hosts), spot_discount, tuple(hosted))
+
+
+@dataclass(frozen=True)
+class UsageCost:
+    """A month of the fleet at a given use: always on, with idle stop, and on hosted runners.
+
+    Idle stop assumes the day's builds come as one block: hosts run the build hours plus one
+    idle tail a day (spread-out builds pay a tail per pause longer than the limit). Disks are
+    paid all month either way; public IPv4 addresses only while running.
+    """
+
+    build_hours_per_day: float
+    idle_stop_minutes: int
+    running_hours_per_month: float
+    always_on_usd_per_month: float
+    idle_stop_usd_per_month: float
+    hosted_usd_per_month: tuple[tuple[str, float], ...]  # one runner building for as many hours
+
+    def to_dict(self) -> dict[str, object]:
+        return {**self.__dict__, "hosted_usd_per_month": dict(self.hosted_usd_per_month)}
+
+
+def usage_cost(cost: FleetCost, root_volume_gib: int, build_hours_per_day: float, idle_stop_minutes: int) -> UsageCost:
+    if not 0 <= build_hours_per_day <= 24:
+        raise ValueError(f"build hours per day must be between 0 and 24, not {build_hours_per_day}")
+    hosts = len(cost.hosts)
+    storage = hosts * root_volume_gib * GP3_STORAGE.usd
+    per_running_hour = cost.usd_per_hour + hosts * PUBLIC_IPV4.usd
+    tail = idle_stop_minutes / 60 if build_hours_per_day else 0.0
+    running = min(24.0, build_hours_per_day + tail) * DAYS_PER_MONTH
+    build_minutes = build_hours_per_day * 60 * DAYS_PER_MONTH
+    return UsageCost(
+        build_hours_per_day,
+        idle_stop_minutes,
+        round(running, 1),
+        round(per_running_hour * HOURS_PER_MONTH + storage, 2),
+        round(per_running_hour * running + storage, 2),
+        tuple((rate.name, round(rate.usd_per_minute * build_minutes, 2)) for rate in cost.hosted),
+    )

@@ -5,7 +5,7 @@ import json
 import pytest
 
 from provisioning.cli import main
-from provisioning.cost import HOURS_PER_MONTH, fleet_cost
+from provisioning.cost import HOURS_PER_MONTH, fleet_cost, usage_cost
 from provisioning.plan import plan_fleet
 from provisioning.settings import settings_from_mapping
 
@@ -44,3 +44,30 @@ def test_a_bad_discount_is_refused_by_the_flag(capsys):
     with pytest.raises(SystemExit):
         main(["cost", "--spot-discount", "1.5"])
     assert "--spot-discount: must be at least 0 and below 1" in capsys.readouterr().err
+
+
+def test_a_month_of_use_always_on_with_idle_stop_and_on_hosted_runners():
+    cost = fleet_cost(plan_fleet(settings_from_mapping({})), 0.6)  # 3 hosts, 0.502 $/h
+    usage = usage_cost(cost, 50, 4, 30)
+    disks = 3 * 50 * 0.08  # all month, running or not
+    per_running_hour = 0.502 + 3 * 0.005  # instances and their public IPv4 addresses
+    assert usage.always_on_usd_per_month == round(per_running_hour * 730 + disks, 2) == 389.41
+    assert usage.running_hours_per_month == round(4.5 * 730 / 24, 1)  # 4 h of builds + a 30 min tail a day
+    assert usage.idle_stop_usd_per_month == round(per_running_hour * 4.5 * 730 / 24 + disks, 2)
+    assert dict(usage.hosted_usd_per_month)["GitHub Actions Linux 2-core (arm64)"] == round(0.005 * 240 * 730 / 24, 2)
+
+
+@pytest.mark.parametrize("hours", [0, 24])
+def test_idle_stop_costs_the_disks_alone_when_nothing_builds_and_the_always_on_price_when_all_day(hours):
+    cost = fleet_cost(plan_fleet(settings_from_mapping({})), 0.6)
+    usage = usage_cost(cost, 50, hours, 30)
+    expected = 12.0 if hours == 0 else usage.always_on_usd_per_month
+    assert usage.idle_stop_usd_per_month == pytest.approx(expected, abs=0.01)
+
+
+def test_cost_per_build_hours_a_day_through_the_command(capsys):
+    assert main(["cost", "--json", "--build-hours-per-day", "8", "--idle-minutes", "15"]) == 0
+    usage = json.loads(capsys.readouterr().out)["usage"]
+    assert (usage["build_hours_per_day"], usage["idle_stop_minutes"]) == (8, 15)
+    with pytest.raises(SystemExit):
+        main(["cost", "--build-hours-per-day", "25"])

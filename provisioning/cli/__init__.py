@@ -25,7 +25,14 @@ from provisioning.cli.fleet import (
     cmd_wake,
 )
 from provisioning.cli.measure import cmd_bench, cmd_cost
-from provisioning.cli.options import add_config_options, add_fleet_options, default_cache_dir, fraction, positive
+from provisioning.cli.options import (
+    add_config_options,
+    add_fleet_options,
+    default_cache_dir,
+    fraction,
+    hours_per_day,
+    positive,
+)
 from provisioning.errors import BuildfleetError
 from provisioning.state import FleetState
 from provisioning.targets import KINDS
@@ -226,6 +233,18 @@ def build_parser() -> argparse.ArgumentParser:
         default=0.6,
         metavar="FRACTION",
         help="assumed spot discount off on-demand, 0 to below 1 (default 0.6: an estimate)",
+    )
+    cost.add_argument(
+        "--build-hours-per-day",
+        type=hours_per_day,
+        metavar="H",
+        help="also price a month at H hours of builds a day: always on, with idle stop, and on hosted runners",
+    )
+    cost.add_argument(
+        "--idle-minutes",
+        type=int,
+        metavar="M",
+        help="the idle stop limit to price (default: buildfleet:idleStopMinutes, or 30 where that is 0)",
     )
     cost.add_argument("--json", action="store_true", help="print the figures as JSON")
     add_config_options(cost)

@@ -160,12 +160,16 @@ def bench_table(rows, title: str) -> Table:
 
 
 def cmd_cost(args: argparse.Namespace, console: Console) -> int:
-    from provisioning.cost import HOURS_PER_MONTH, fleet_cost
+    from provisioning.cost import HOURS_PER_MONTH, fleet_cost, usage_cost
 
     settings = target_for(args, "aws").settings()
     cost = fleet_cost(plan_fleet(settings), args.spot_discount)
+    usage = None
+    if args.build_hours_per_day is not None:
+        minutes = args.idle_minutes if args.idle_minutes is not None else settings.idle_stop_minutes or 30
+        usage = usage_cost(cost, settings.root_volume_gib, args.build_hours_per_day, minutes)
     if args.json:
-        console.print_json(json.dumps(cost.to_dict()))
+        console.print_json(json.dumps({**cost.to_dict(), "usage": usage.to_dict() if usage else None}))
         return 0
     table = Table(title="buildfleet cost: the planned AWS fleet (catalog list prices)")
     for column in ("host", "instance type", "vCPU", "$/h on-demand", "$/month on-demand", "$/h spot (estimate)"):
@@ -209,4 +213,30 @@ def cmd_cost(args: argparse.Namespace, console: Console) -> int:
             f"{rate.source} ({rate.as_of})",
         )
     console.print(hosted)
+    if usage:
+        print_usage(console, usage)
     return 0
+
+
+def print_usage(console: Console, usage) -> None:
+    from provisioning.catalog import GP3_STORAGE, PUBLIC_IPV4
+
+    table = Table(title=f"a month at {usage.build_hours_per_day:g} build-hours a day")
+    for column in ("how", "hours running", "$/month"):
+        table.add_column(column, justify="left" if column == "how" else "right")
+    table.add_row("fleet always on", "730", f"{usage.always_on_usd_per_month:.2f}")
+    table.add_row(
+        f"fleet with idle stop after {usage.idle_stop_minutes} min",
+        f"{usage.running_hours_per_month:.0f}",
+        f"{usage.idle_stop_usd_per_month:.2f}",
+    )
+    for name, usd in usage.hosted_usd_per_month:
+        table.add_row(f"{name}, one runner", "per build minute", f"{usd:.2f}")
+    console.print(table)
+    console.print(
+        f"Disks are paid all month ({GP3_STORAGE.usd} $/{GP3_STORAGE.per}, {GP3_STORAGE.source}), public IPv4 "
+        f"only while running ({PUBLIC_IPV4.usd} $/{PUBLIC_IPV4.per}, {PUBLIC_IPV4.source}). Idle stop assumes the "
+        "day's builds come as one block (one idle tail a day). A fleet host builds several platforms at once on "
+        "all its vCPUs; a hosted runner is one 2-vCPU job. Idle stop on AWS: not yet (see README, Idle stop).",
+        highlight=False,
+    )

@@ -102,6 +102,13 @@ def fraction(text: str) -> float:
     return value
 
 
+def hours_per_day(text: str) -> float:
+    value = float(text)
+    if not 0 <= value <= 24:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 24 hours, not {value}")
+    return value
+
+
 def default_cache_dir() -> Path:
     """Slow artefacts (host image, buildx, buildkitd) outlive clones and fleets."""
     env = os.environ.get("BUILDFLEET_CACHE")
