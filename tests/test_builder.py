@@ -1,9 +1,11 @@
 """The builder, decided without buildx: node arguments, reading inspect, planning changes."""
 
 import dataclasses
+import subprocess
 from pathlib import Path
 
 import pytest
+import yaml
 from test_facts import parse
 
 from provisioning.builder.builder import plan_changes
@@ -31,6 +33,7 @@ def host(name, role, platforms, address="203.0.113.5", port=1234):
     )
 
 
+PLATFORMS = ["linux/amd64", "linux/s390x"]
 INVENTORY = Inventory(
     "aws",
     (
@@ -137,12 +140,19 @@ def test_preflight_and_configure_agree_an_entry_without_the_f_flag_is_not_usable
     assert missing_interpreters(emulation, no_f) and not no_f.registered("s390x", s390x.interpreter)
 
 
-def test_github_actions_step_uses_the_documented_inputs_and_secret_names():
+def _workflow(tmp_path, text: str, name: str):
     import yaml
 
+    (tmp_path / name).write_text(text)
+    return yaml.safe_load(text)
+
+
+def test_github_actions_is_a_whole_workflow_whose_builder_step_uses_the_documented_inputs(tmp_path):
     from provisioning.builder.ciconfig import github_actions
 
-    (step,) = yaml.safe_load(github_actions("ci", remote_nodes("ci", INVENTORY, TLS)))
+    workflow = _workflow(tmp_path, github_actions("ci", remote_nodes("ci", INVENTORY, TLS), PLATFORMS), "gh.yml")
+    checkout, step, login, build = workflow["jobs"]["build"]["steps"]
+    assert checkout["uses"].startswith("actions/checkout@") and login["uses"].startswith("docker/login-action@")
     assert step["uses"].startswith("docker/setup-buildx-action@")
     assert (step["with"]["driver"], step["with"]["endpoint"]) == ("remote", "tcp://203.0.113.5:1234")
     assert step["with"]["platforms"] == "linux/amd64,linux/386"
@@ -154,20 +164,45 @@ def test_github_actions_step_uses_the_documented_inputs_and_secret_names():
     }
     assert step["env"]["BUILDER_NODE_1_AUTH_TLS_KEY"] == "${{ secrets.BUILDFLEET_CLIENT_KEY }}"
     assert set(step["env"]) == {f"BUILDER_NODE_{i}_AUTH_TLS_{k}" for i in (0, 1) for k in ("CACERT", "CERT", "KEY")}
+    assert build["run"].startswith("docker buildx build --builder ci --platform linux/amd64,linux/s390x --push")
 
 
-def test_circleci_job_writes_the_certs_then_builds_every_platform():
-    import yaml
-
+def test_circleci_is_a_whole_config_that_writes_the_certs_then_builds_every_platform(tmp_path):
     from provisioning.builder.ciconfig import circleci
 
-    job = yaml.safe_load(circleci("ci", remote_nodes("ci", INVENTORY, TLS), ["linux/amd64", "linux/s390x"]))
-    join, build = job["jobs"]["multiarch"]["steps"][1:]
+    config = _workflow(tmp_path, circleci("ci", remote_nodes("ci", INVENTORY, TLS), PLATFORMS), "circle.yml")
+    assert config["version"] == 2.1 and config["workflows"]["buildfleet"]["jobs"] == ["multiarch"]
+    join, login, build = config["jobs"]["multiarch"]["steps"][1:]
     assert '"$BUILDFLEET_CLIENT_KEY" > "$tls/key.pem"' in join["run"]["command"]
     assert "--append --driver remote" in join["run"]["command"]
+    assert "docker login" in login["run"]["command"]
     assert build["run"]["command"].startswith(
         "docker buildx build --builder ci --platform linux/amd64,linux/s390x --push"
     )
+
+
+@pytest.mark.parametrize(
+    ("render", "schema"),
+    [("github_actions", "vendor.github-workflows"), ("circleci", "vendor.circle-ci")],
+    ids=["github", "circleci"],
+)
+def test_each_ci_file_passes_its_published_schema(tmp_path, render, schema):
+    """check-jsonschema's own command, with the schema it vendors (SchemaStore's)."""
+    from provisioning.builder import ciconfig
+
+    config = tmp_path / "config.yml"
+    config.write_text(getattr(ciconfig, render)("ci", remote_nodes("ci", INVENTORY, TLS), PLATFORMS))
+    checked = subprocess.run(
+        ["check-jsonschema", "--builtin-schema", schema, str(config)], capture_output=True, text=True
+    )
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
+def test_a_file_the_schema_refuses_is_refused(tmp_path):
+    config = tmp_path / "config.yml"
+    config.write_text("version: 2.1\njobs:\n  multiarch:\n    steps: 7\n")
+    checked = subprocess.run(["check-jsonschema", "--builtin-schema", "vendor.circle-ci", str(config)])
+    assert checked.returncode != 0
 
 
 def test_docker_container_nodes_go_through_ssh_aliases_on_the_host_network():

@@ -10,10 +10,11 @@ BUILDER_NODE_<n>_AUTH_TLS_CACERT / _CERT / _KEY (its documented names), node 0 b
 
 from __future__ import annotations
 
-import json
 import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass
+
+import yaml
 
 from provisioning.builder.nodes import Node
 
@@ -32,38 +33,77 @@ class CINode:
         return cls(node.endpoint, node.platforms, dict(node.driver_opts)["servername"])
 
 
-def _q(value: str) -> str:
-    return json.dumps(value)  # a JSON string is a valid YAML scalar
+def _yaml(document: dict | list) -> str:
+    return yaml.safe_dump(document, sort_keys=False, width=1000, default_flow_style=False)
 
 
-def github_actions(builder: str, nodes: Sequence[Node]) -> str:
+def setup_buildx_step(builder: str, nodes: Sequence[Node]) -> dict:
+    """docker/setup-buildx-action with one remote node per host; TLS from the three secrets."""
     ci = [CINode.of(n) for n in nodes]
-    lines = [
-        "# docker/setup-buildx-action step: one remote node per buildfleet host (mTLS).",
-        "# Create the repository secrets BUILDFLEET_CA, BUILDFLEET_CLIENT_CERT, BUILDFLEET_CLIENT_KEY first.",
-        "- name: Set up the buildfleet builder",
-        "  uses: docker/setup-buildx-action@v3",
-        "  with:",
-        f"    name: {_q(builder)}",
-        "    driver: remote",
-        f"    endpoint: {_q(ci[0].endpoint)}",
-        f"    platforms: {_q(','.join(ci[0].platforms))}",
-        f"    driver-opts: {_q('servername=' + ci[0].servername)}",
-    ]
+    inputs: dict[str, str] = {
+        "name": builder,
+        "driver": "remote",
+        "endpoint": ci[0].endpoint,
+        "platforms": ",".join(ci[0].platforms),
+        "driver-opts": f"servername={ci[0].servername}",
+    }
     if len(ci) > 1:
-        lines.append("    append: |")
-        for node in ci[1:]:
-            lines += [
-                f"      - endpoint: {_q(node.endpoint)}",
-                f"        platforms: {_q(','.join(node.platforms))}",
-                "        driver-opts:",
-                f"          - {_q('servername=' + node.servername)}",
-            ]
-    lines.append("  env:")
-    for index in range(len(ci)):
-        for secret, kind in SECRETS.items():
-            lines.append(f"    BUILDER_NODE_{index}_AUTH_TLS_{GITHUB_SUFFIX[kind]}: ${{{{ secrets.{secret} }}}}")
-    return "\n".join(lines) + "\n"
+        appended = [
+            {"endpoint": n.endpoint, "platforms": ",".join(n.platforms), "driver-opts": [f"servername={n.servername}"]}
+            for n in ci[1:]
+        ]
+        inputs["append"] = _yaml(appended)  # the action reads this input as YAML text
+    env = {
+        f"BUILDER_NODE_{index}_AUTH_TLS_{GITHUB_SUFFIX[kind]}": f"${{{{ secrets.{secret} }}}}"
+        for index in range(len(ci))
+        for secret, kind in SECRETS.items()
+    }
+    return {
+        "name": "Set up the buildfleet builder",
+        "uses": "docker/setup-buildx-action@v3",
+        "with": inputs,
+        "env": env,
+    }
+
+
+def github_actions(builder: str, nodes: Sequence[Node], platforms: Sequence[str]) -> str:
+    """A complete workflow (save as .github/workflows/buildfleet.yml): check out, join the
+    builder, build every platform and push to the repository's GitHub Container Registry."""
+    workflow = {
+        "name": "buildfleet multi-platform build",
+        "on": {"push": {"branches": ["main"]}, "workflow_dispatch": {}},
+        "permissions": {"contents": "read", "packages": "write"},
+        "jobs": {
+            "build": {
+                "runs-on": "ubuntu-latest",
+                "steps": [
+                    {"uses": "actions/checkout@v4"},
+                    setup_buildx_step(builder, nodes),
+                    {
+                        "name": "Log in to the GitHub Container Registry",
+                        "uses": "docker/login-action@v3",
+                        "with": {
+                            "registry": "ghcr.io",
+                            "username": "${{ github.actor }}",
+                            "password": "${{ secrets.GITHUB_TOKEN }}",
+                        },
+                    },
+                    {
+                        "name": "Build and push every platform",
+                        # bash's ${VAR,,}: registry names must be lower case
+                        "run": f"docker buildx build --builder {shlex.quote(builder)} "
+                        f"--platform {shlex.quote(','.join(platforms))} --push "
+                        '-t "ghcr.io/${GITHUB_REPOSITORY,,}:${GITHUB_SHA}" .',
+                    },
+                ],
+            }
+        },
+    }
+    return (
+        "# buildfleet: every platform on the fleet's builder. Save as .github/workflows/buildfleet.yml and\n"
+        "# create the repository secrets BUILDFLEET_CA, BUILDFLEET_CLIENT_CERT, BUILDFLEET_CLIENT_KEY.\n"
+        + _yaml(workflow)
+    )
 
 
 def shell_script(builder: str, nodes: Sequence[Node], platforms: Sequence[str]) -> str:
@@ -99,26 +139,40 @@ def shell_script(builder: str, nodes: Sequence[Node], platforms: Sequence[str]) 
 
 
 def circleci(builder: str, nodes: Sequence[Node], platforms: Sequence[str]) -> str:
-    """A CircleCI job (the seed's CI): the shell variant as a step, then the build."""
-    script = shell_script(builder, nodes, platforms)
-    body = "\n".join(f"            {line}" for line in script.splitlines())
+    """A complete CircleCI config (the seed's CI; save as .circleci/config.yml): join the
+    builder with the shell variant, log in, build and push every platform."""
+    join = shell_script(builder, nodes, platforms)
+    config = {
+        "version": 2.1,
+        "jobs": {
+            "multiarch": {
+                "machine": {"image": "ubuntu-2204:current"},
+                "steps": [
+                    "checkout",
+                    {"run": {"name": "Join the buildfleet builder", "command": join}},
+                    {
+                        "run": {
+                            "name": "Log in to the registry",
+                            "command": 'echo "$REGISTRY_PASSWORD" | docker login -u "$REGISTRY_USER" '
+                            '--password-stdin "${IMAGE%%/*}"',
+                        }
+                    },
+                    {
+                        "run": {
+                            "name": "Build and push every platform",
+                            "command": f"docker buildx build --builder {shlex.quote(builder)} "
+                            f'--platform {shlex.quote(",".join(platforms))} --push -t "$IMAGE" .',
+                        }
+                    },
+                ],
+            }
+        },
+        "workflows": {"buildfleet": {"jobs": ["multiarch"]}},
+    }
     return (
-        "# CircleCI job: add BUILDFLEET_CA, BUILDFLEET_CLIENT_CERT, BUILDFLEET_CLIENT_KEY to a context\n"
-        "# or the project's environment variables; IMAGE is yours.\n"
-        "jobs:\n"
-        "  multiarch:\n"
-        "    machine:\n"
-        "      image: ubuntu-2204:current\n"
-        "    steps:\n"
-        "      - checkout\n"
-        "      - run:\n"
-        "          name: Join the buildfleet builder\n"
-        "          command: |\n"
-        f"{body}\n"
-        "      - run:\n"
-        "          name: Build and push every platform\n"
-        f"          command: docker buildx build --builder {shlex.quote(builder)} "
-        f'--platform {shlex.quote(",".join(platforms))} --push -t "$IMAGE" .\n'
+        "# buildfleet: every platform on the fleet's builder. Save as .circleci/config.yml; in a context or the\n"
+        "# project's environment variables set BUILDFLEET_CA, BUILDFLEET_CLIENT_CERT, BUILDFLEET_CLIENT_KEY, and\n"
+        "# IMAGE (registry/name:tag), REGISTRY_USER, REGISTRY_PASSWORD for the push.\n" + _yaml(config)
     )
 
 

@@ -131,7 +131,7 @@ def cmd_ci_config(args: argparse.Namespace, console: Console) -> int:
     platforms = list(inventory.platforms)
     secrets = ciconfig.secret_files(str(tls.ca), str(tls.cert), str(tls.key))
     rendered = {
-        "github": lambda: ciconfig.github_actions(builder_name(args), nodes),
+        "github": lambda: ciconfig.github_actions(builder_name(args), nodes, platforms),
         "circleci": lambda: ciconfig.circleci(builder_name(args), nodes, platforms),
         "shell": lambda: ciconfig.shell_script(builder_name(args), nodes, platforms),
     }[args.format]()
