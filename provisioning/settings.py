@@ -73,6 +73,12 @@ KEYS: dict[str, Key] = {
         "array", [], "Extra instance types, each NAME=ARCH,VCPU,MEMORY_GIB,USD_PER_HOUR[,aarch32]."
     ),
     "allowedCidrs": Key("array", [], "CIDRs allowed to reach SSH and buildkitd (required for AWS)."),
+    "buildkitdCidrs": Key(
+        "array",
+        [],
+        "Extra CIDRs that may reach buildkitd only, never SSH (e.g. hosted CI runners, 0.0.0.0/0): "
+        "buildkitd accepts only the fleet's client certificate.",
+    ),
     "allowWorld": Key("boolean", False, "Allow 0.0.0.0/0 or ::/0 in allowedCidrs (not recommended)."),
     "sshPublicKey": Key("string", "", "OpenSSH public key installed on the hosts (required for AWS)."),
     "image": Key("string", "ubuntu-24.04", "Host OS image: ubuntu-24.04 or debian-12."),
@@ -134,6 +140,7 @@ class Settings:
     platforms: tuple[Platform, ...]
     roles: tuple[RoleSpec, ...]
     allowed_cidrs: tuple[str, ...]
+    buildkitd_cidrs: tuple[str, ...]  # beside allowed_cidrs, for buildkitd only
     allow_world: bool
     ssh_public_key: str
     image: str
@@ -237,6 +244,18 @@ def _cidrs(values: dict[str, Any]) -> tuple[str, ...]:
     return tuple(cidrs)
 
 
+def _buildkitd_cidrs(values: dict[str, Any]) -> tuple[str, ...]:
+    """Any network, the world included: the setting exists to open buildkitd (mTLS only) wider
+    than SSH, for CI runners without fixed addresses. The README states the risk."""
+    cidrs = []
+    for text in values["buildkitdCidrs"]:
+        try:
+            cidrs.append(str(ipaddress.ip_network(text, strict=True)))
+        except ValueError as error:
+            raise ConfigError(f"{NAMESPACE}:buildkitdCidrs: {text!r} is not a CIDR ({error})") from None
+    return tuple(cidrs)
+
+
 def _checked_choice(key: str, value: str, choices: tuple[str, ...]) -> str:
     if value not in choices:
         raise ConfigError(f"{NAMESPACE}:{key}: {value!r} is not one of {', '.join(choices)}")
@@ -282,6 +301,7 @@ def settings_from_mapping(raw: Mapping[str, Any], catalog: Catalog | None = None
         platforms=platforms,
         roles=_role_specs(values, catalog),
         allowed_cidrs=_cidrs(values),
+        buildkitd_cidrs=_buildkitd_cidrs(values),
         allow_world=values["allowWorld"],
         ssh_public_key=_checked_ssh_key(values["sshPublicKey"]),
         image=_checked_choice("image", values["image"], IMAGES),

@@ -244,3 +244,40 @@ def test_ssh_config_pins_keys_and_host_keys_per_alias():
         "  StrictHostKeyChecking yes",
         "  BatchMode yes",
     ]
+
+
+@pytest.mark.parametrize(
+    ("target", "buildkitd_only", "says"),
+    [
+        ("aws", (), "answers only 198.51.100.0/24 (allowedCidrs): run the job on a runner in those networks"),
+        ("aws", ("0.0.0.0/0",), "buildkitd is open to the internet (buildfleet:buildkitdCidrs) for hosted runners"),
+        ("aws", ("192.0.2.0/24",), "buildkitd answers 198.51.100.0/24, 192.0.2.0/24 (allowedCidrs + buildkitdCidrs)"),
+        ("local", (), "a local fleet listens on 127.0.0.1"),
+    ],
+)
+def test_ci_config_says_how_the_job_reaches_buildkitd_as_the_fleet_is_set_up(target, buildkitd_only, says):
+    from provisioning.builder.ciconfig import reach_note, shell_script, with_note
+
+    note = reach_note(target, ("198.51.100.0/24",), buildkitd_only)
+    assert says in note and note.startswith("# reach: ")
+    script = with_note(shell_script("ci", remote_nodes("ci", INVENTORY, TLS), PLATFORMS), note)
+    assert script.splitlines()[:2] == ["#!/bin/sh", note]
+
+
+def test_ci_config_from_a_fleets_state_says_the_route_its_saved_settings_open(tmp_path, monkeypatch, capsys):
+    import json
+
+    from provisioning.cli import main
+    from provisioning.settings import settings_from_mapping
+    from provisioning.state import FleetState
+
+    monkeypatch.setenv("BUILDFLEET_STATE_DIR", str(tmp_path))
+    state = FleetState(tmp_path / "ci")
+    state.save_inventory(INVENTORY)
+    opened = {"allowedCidrs": ["198.51.100.0/24"], "buildkitdCidrs": ["0.0.0.0/0"]}
+    state.save_settings(settings_from_mapping(opened).values)
+    assert main(["ci-config", "--fleet", "ci", "--format", "circleci", "--json"]) == 0
+    emitted = json.loads(capsys.readouterr().out)
+    assert emitted["reach"].startswith("reach: buildkitd is open to the internet")
+    assert emitted["config"].startswith("# reach: buildkitd is open to the internet")
+    assert yaml.safe_load(emitted["config"])["version"] == 2.1

@@ -75,6 +75,15 @@ def test_ingress_only_from_allowed_cidrs_on_ssh_and_buildkitd(default_run):
     assert len(groups) == 1 and "ingress" not in groups[0].inputs, groups[0].urn
 
 
+def test_buildkitd_can_be_opened_wider_than_ssh_which_stays_on_allowed_cidrs():
+    run = run_program({**BASE, "buildkitdCidrs": ["0.0.0.0/0", "198.51.100.0/24"]})
+    rules = {
+        (r.inputs.get("cidrIpv4") or r.inputs.get("cidrIpv6"), r.inputs["fromPort"]) for r in run.mocks.of_type(INGRESS)
+    }
+    assert rules == {(c, p) for c in BASE["allowedCidrs"] for p in (22, 1234)} | {("0.0.0.0/0", 1234)}
+    assert len(run.mocks.of_type(INGRESS)) == 5  # a CIDR in both lists is one rule, not two
+
+
 def test_imdsv2_required_and_root_volume_encrypted_gp3(default_run):
     for r in default_run.mocks.of_type(INSTANCE):
         assert r.inputs["metadataOptions"]["httpTokens"] == "required", r.urn

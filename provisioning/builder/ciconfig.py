@@ -176,6 +176,36 @@ def circleci(builder: str, nodes: Sequence[Node], platforms: Sequence[str]) -> s
     )
 
 
+WORLD = ("0.0.0.0/0", "::/0")
+
+
+def reach_note(target: str, allowed: Sequence[str], buildkitd_only: Sequence[str]) -> str:
+    """How a CI job reaches the fleet's buildkitd, as this fleet is set up: one comment line."""
+    if target in ("local", "vm"):
+        return "# reach: a local fleet listens on 127.0.0.1 of the machine it runs on; the CI job must run there."
+    if target == "static":
+        return "# reach: static hosts answer wherever your network routes to their addresses."
+    if any(c in WORLD for c in buildkitd_only):
+        return (
+            "# reach: buildkitd is open to the internet (buildfleet:buildkitdCidrs) for hosted runners; only the "
+            "fleet's client certificate gets in, so keep the three secrets secret. SSH stays on allowedCidrs."
+        )
+    if buildkitd_only:
+        return f"# reach: buildkitd answers {', '.join([*allowed, *buildkitd_only])} (allowedCidrs + buildkitdCidrs)."
+    return (
+        f"# reach: buildkitd answers only {', '.join(allowed) or 'no one'} (allowedCidrs): run the job on a runner "
+        "in those networks (e.g. self-hosted in the VPC), or add hosted runners with buildfleet:buildkitdCidrs."
+    )
+
+
+def with_note(rendered: str, note: str) -> str:
+    """The note as the file's first comment (after a shebang)."""
+    if rendered.startswith("#!"):
+        shebang, _, rest = rendered.partition("\n")
+        return f"{shebang}\n{note}\n{rest}"
+    return f"{note}\n{rendered}"
+
+
 def secret_files(tls_ca: str, tls_cert: str, tls_key: str) -> dict[str, str]:
     """Each CI secret and the file (in the fleet's state) whose content it must hold."""
     return {"BUILDFLEET_CA": tls_ca, "BUILDFLEET_CLIENT_CERT": tls_cert, "BUILDFLEET_CLIENT_KEY": tls_key}

@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from provisioning.cli.common import builder_name, fleet_builder, require_inventory
+from provisioning.cli.common import builder_name, fleet_builder, fleet_settings, require_inventory
 from provisioning.errors import BuildfleetError
 from provisioning.platforms import parse_platform
 from provisioning.state import FleetState
@@ -135,8 +135,12 @@ def cmd_ci_config(args: argparse.Namespace, console: Console) -> int:
         "circleci": lambda: ciconfig.circleci(builder_name(args), nodes, platforms),
         "shell": lambda: ciconfig.shell_script(builder_name(args), nodes, platforms),
     }[args.format]()
+    settings = fleet_settings(args, state, inventory)
+    note = ciconfig.reach_note(inventory.target, settings.allowed_cidrs, settings.buildkitd_cidrs)
+    rendered = ciconfig.with_note(rendered, note)
     if args.json:
-        console.print_json(json.dumps({"format": args.format, "config": rendered, "secrets": secrets}))
+        payload = {"format": args.format, "config": rendered, "secrets": secrets, "reach": note.removeprefix("# ")}
+        console.print_json(json.dumps(payload))
         return 0
     print(rendered, end="")  # plain, so it can be piped into a file or a shell
     print("\n# secrets to create (name: file whose content is the value):", file=sys.stderr)

@@ -1,4 +1,5 @@
-"""Who can reach the hosts: a security group open only to allowedCidrs, and the SSH key.
+"""Who can reach the hosts: a security group open to allowedCidrs (SSH and buildkitd) and
+buildkitdCidrs (buildkitd only, mTLS), and the SSH key.
 
 One ingress rule per CIDR and port, as resources of their own: the AWS provider docs
 advise against inline rules, which handle multiple CIDRs badly and cannot be tagged.
@@ -22,6 +23,7 @@ class AccessArgs:
     buildkitd_port: int
     ssh_public_key: str
     tags: dict[str, str] = field(default_factory=dict)
+    buildkitd_cidrs: tuple[str, ...] = ()  # buildkitd only, beside allowed_cidrs
 
 
 def _cidr_fields(cidr: str) -> tuple[str | None, str | None]:
@@ -39,25 +41,29 @@ class Access(pulumi.ComponentResource):
         group = aws.ec2.SecurityGroup(
             f"{name}-sg",
             vpc_id=args.vpc_id,
-            description="buildfleet build hosts: SSH and buildkitd (mTLS) from allowedCidrs only",
+            description="buildfleet build hosts: SSH from allowedCidrs, buildkitd (mTLS) also from buildkitdCidrs",
             tags={**args.tags, "Name": f"{name}-sg"},
             opts=child,
         )
         ports = {"ssh": SSH_PORT, "buildkitd": args.buildkitd_port}
-        for index, cidr in enumerate(args.allowed_cidrs):
-            for service, port in ports.items():
-                aws.vpc.SecurityGroupIngressRule(
-                    f"{name}-{service}-{index}",
-                    security_group_id=group.id,
-                    ip_protocol="tcp",
-                    from_port=port,
-                    to_port=port,
-                    description=f"{service} from {cidr}",
-                    tags=args.tags,
-                    opts=child,
-                    cidr_ipv4=_cidr_fields(cidr)[0],
-                    cidr_ipv6=_cidr_fields(cidr)[1],
-                )
+        rules = [
+            (f"{service}-{index}", service, cidr) for index, cidr in enumerate(args.allowed_cidrs) for service in ports
+        ]
+        extra = [c for c in args.buildkitd_cidrs if c not in args.allowed_cidrs]
+        rules += [(f"buildkitd-extra-{index}", "buildkitd", cidr) for index, cidr in enumerate(extra)]
+        for suffix, service, cidr in rules:
+            aws.vpc.SecurityGroupIngressRule(
+                f"{name}-{suffix}",
+                security_group_id=group.id,
+                ip_protocol="tcp",
+                from_port=ports[service],
+                to_port=ports[service],
+                description=f"{service} from {cidr}",
+                tags=args.tags,
+                opts=child,
+                cidr_ipv4=_cidr_fields(cidr)[0],
+                cidr_ipv6=_cidr_fields(cidr)[1],
+            )
         # Hosts fetch packages and push images, so all egress is allowed.
         for family, cidr in (("ipv4", "0.0.0.0/0"), ("ipv6", "::/0")):
             aws.vpc.SecurityGroupEgressRule(

@@ -46,7 +46,12 @@ class Fleet(pulumi.ComponentResource):
         access = Access(
             f"{name}-access",
             AccessArgs(
-                network.vpc_id, settings.allowed_cidrs, settings.buildkitd_port, settings.ssh_public_key, args.tags
+                network.vpc_id,
+                settings.allowed_cidrs,
+                settings.buildkitd_port,
+                settings.ssh_public_key,
+                args.tags,
+                settings.buildkitd_cidrs,
             ),
             opts=child,
         )
