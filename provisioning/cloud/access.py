@@ -41,7 +41,8 @@ class Access(pulumi.ComponentResource):
         group = aws.ec2.SecurityGroup(
             f"{name}-sg",
             vpc_id=args.vpc_id,
-            description="buildfleet build hosts: SSH from allowedCidrs, buildkitd (mTLS) also from buildkitdCidrs",
+            # kept as first written: EC2 cannot change a group's description, Pulumi would replace it
+            description="buildfleet build hosts: SSH and buildkitd (mTLS) from allowedCidrs only",
             tags={**args.tags, "Name": f"{name}-sg"},
             opts=child,
         )
