@@ -85,8 +85,9 @@ class UsageCost:
     """A month of the fleet at a given use: always on, with idle stop, and on hosted runners.
 
     Idle stop assumes the day's builds come as one block: hosts run the build hours plus one
-    idle tail a day (spread-out builds pay a tail per pause longer than the limit). Disks are
-    paid all month either way; public IPv4 addresses only while running.
+    idle tail a day (spread-out builds pay a tail per pause longer than the limit). Disks and
+    public IPv4 addresses are paid all month either way: a fleet that stops keeps its
+    addresses on Elastic IPs, which are billed while their instance is stopped too.
     """
 
     build_hours_per_day: float
@@ -104,8 +105,7 @@ def usage_cost(cost: FleetCost, root_volume_gib: int, build_hours_per_day: float
     if not 0 <= build_hours_per_day <= 24:
         raise ValueError(f"build hours per day must be between 0 and 24, not {build_hours_per_day}")
     hosts = len(cost.hosts)
-    storage = hosts * root_volume_gib * GP3_STORAGE.usd
-    per_running_hour = cost.usd_per_hour + hosts * PUBLIC_IPV4.usd
+    all_month = hosts * (root_volume_gib * GP3_STORAGE.usd + PUBLIC_IPV4.usd * HOURS_PER_MONTH)
     tail = idle_stop_minutes / 60 if build_hours_per_day else 0.0
     running = min(24.0, build_hours_per_day + tail) * DAYS_PER_MONTH
     build_minutes = build_hours_per_day * 60 * DAYS_PER_MONTH
@@ -113,7 +113,7 @@ def usage_cost(cost: FleetCost, root_volume_gib: int, build_hours_per_day: float
         build_hours_per_day,
         idle_stop_minutes,
         round(running, 1),
-        round(per_running_hour * HOURS_PER_MONTH + storage, 2),
-        round(per_running_hour * running + storage, 2),
+        round(cost.usd_per_hour * HOURS_PER_MONTH + all_month, 2),
+        round(cost.usd_per_hour * running + all_month, 2),
         tuple((rate.name, round(rate.usd_per_minute * build_minutes, 2)) for rate in cost.hosted),
     )

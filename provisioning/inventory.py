@@ -6,6 +6,7 @@ dicts so it can be a Pulumi stack output, a JSON file, or YAML written by hand.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -79,6 +80,16 @@ class Inventory:
     def platforms(self) -> tuple[str, ...]:
         """Every planned platform, in host order: what the fleet builds."""
         return tuple(p.platform for h in self.hosts for p in h.platforms)
+
+    def with_addresses(self, addresses: Mapping[str, tuple[str, str]]) -> Inventory:
+        """The same hosts at new (public, private) addresses, e.g. EC2 hosts after a start."""
+        moved = tuple(
+            dataclasses.replace(h, address=addresses[h.name][0], private_address=addresses[h.name][1])
+            if h.name in addresses
+            else h
+            for h in self.hosts
+        )
+        return dataclasses.replace(self, hosts=moved)
 
     def host(self, name: str) -> InventoryHost:
         for host in self.hosts:

@@ -92,9 +92,10 @@ KEYS: dict[str, Key] = {
     "buildkitdPort": Key("integer", 1234, "TCP port of each host's buildkitd (mTLS)."),
     "idleStopMinutes": Key(
         "integer",
-        0,
+        30,
         "Power each host off after this many minutes without a buildkitd client or SSH session (0 = never); "
-        "buildfleet wake starts them again. Local and vm targets only for now (AWS: 0 until wake starts EC2 hosts).",
+        "buildfleet wake starts them again. AWS stops the instances (disks and cache kept, Elastic IPs keep "
+        "their addresses); the local, vm and static targets default to 0.",
     ),
     "qemuSource": Key(
         "string",

@@ -188,6 +188,18 @@ class FleetState:
             handle.flush()
             yield
 
+    def known_host_keys(self) -> dict[tuple[str, int], str]:
+        """The pinned keys, as ``write_known_hosts`` takes them."""
+        entries = {}
+        for line in self.known_hosts.read_text().splitlines() if self.known_hosts.exists() else []:
+            name, _, key = line.partition(" ")
+            if name.startswith("["):
+                address, _, port = name[1:].partition("]:")
+                entries[(address, int(port))] = key.strip()
+            elif name:
+                entries[(name, 22)] = key.strip()
+        return entries
+
     def remove(self) -> bool:
         """Delete this fleet's state directory, and nothing else; False if there was none."""
         if not FLEET_NAME.fullmatch(self.root.name):

@@ -74,10 +74,14 @@ class RecordingMocks(pulumi.runtime.Mocks):
         if args.typ == "aws:ec2/instance:Instance":
             # Documentation ranges (RFC 5737): never contacted, only reported.
             outputs.update(publicIp=f"203.0.113.{index}", privateIp=f"10.0.0.{index}")
+        if args.typ == "aws:ec2/eip:Eip":
+            outputs.update(publicIp=f"192.0.2.{index}")  # another documentation range: an Elastic IP
         if args.typ == "tls:index/privateKey:PrivateKey":
             outputs.update(_openssh_ed25519())
         if args.typ == "aws:ec2/keyPair:KeyPair":
             outputs.setdefault("keyName", args.name)
+        if args.typ == "aws:iam/policy:Policy":
+            outputs.setdefault("arn", f"arn:aws:iam::123456789012:policy/{args.name}")
         return f"{args.name}-id", outputs
 
     def call(self, args: pulumi.runtime.MockCallArgs):

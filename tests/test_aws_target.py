@@ -230,13 +230,6 @@ def test_config_errors_stop_up_before_pulumi_is_touched(pulumi, tmp_path, capsys
     assert pulumi.calls() == [] and not FleetState.for_fleet("f").root.exists()
 
 
-def test_idle_stop_is_refused_on_aws_until_wake_can_start_ec2_hosts(pulumi, tmp_path):
-    target = pulumi.target(tmp_path, f"allowedCidrs=[{CIDR}]", "idleStopMinutes=30")
-    with pytest.raises(ConfigError, match="buildfleet wake cannot start stopped EC2 hosts yet"):
-        target.prepare(target.settings())
-    assert pulumi.calls() == []
-
-
 @pytest.mark.parametrize("key", ["ecdsa-sha2-nistp256 AAAAE2VjZHNh", "sk-ssh-ed25519@openssh.com AAAAGnNr"])
 def test_keys_ec2_cannot_import_are_refused_before_pulumi_runs(pulumi, tmp_path, key):
     target = pulumi.target(tmp_path, f"allowedCidrs=[{CIDR}]", f"sshPublicKey={key}", ssh_key=tmp_path)

@@ -281,3 +281,61 @@ def test_ci_config_from_a_fleets_state_says_the_route_its_saved_settings_open(tm
     assert emitted["reach"].startswith("reach: buildkitd is open to the internet")
     assert emitted["config"].startswith("# reach: buildkitd is open to the internet")
     assert yaml.safe_load(emitted["config"])["version"] == 2.1
+
+
+def test_an_aws_fleet_that_stops_when_idle_is_woken_by_the_ci_job_before_it_joins_the_builder(
+    tmp_path, monkeypatch, capsys
+):
+    import json
+
+    from provisioning.cli import main
+    from provisioning.settings import settings_from_mapping
+    from provisioning.state import FleetState
+
+    monkeypatch.setenv("BUILDFLEET_STATE_DIR", str(tmp_path))
+    state = FleetState(tmp_path / "ci")
+    state.save_inventory(INVENTORY)
+    state.save_settings(settings_from_mapping({"allowedCidrs": ["198.51.100.0/24"]}).values)  # idle stop: 30 min
+    (state.root / "aws-stack").write_text("dev\n")
+    emitted = {}
+    for form in ("github", "circleci", "shell"):
+        assert main(["ci-config", "--fleet", "ci", "--format", form, "--json"]) == 0
+        emitted[form] = json.loads(capsys.readouterr().out)["config"]
+    steps = yaml.safe_load(emitted["github"])["jobs"]["build"]["steps"]
+    assert [s.get("name", s.get("uses")) for s in steps][1:3] == [
+        "Wake the buildfleet hosts",
+        "Set up the buildfleet builder",
+    ]
+    wake = steps[1]["run"]
+    assert "Name=tag:buildfleet:stack,Values=dev" in wake and "aws ec2 wait instance-running" in wake
+    assert "</dev/tcp/203.0.113.5/1234" in wake and "</dev/tcp/203.0.113.6/1234" in wake
+    assert steps[1]["env"]["AWS_SECRET_ACCESS_KEY"] == "${{ secrets.AWS_SECRET_ACCESS_KEY }}"
+    for form, text in emitted.items():
+        script = text if form == "shell" else None
+        if form == "circleci":
+            script = yaml.safe_load(text)["jobs"]["multiarch"]["steps"][1]["run"]["command"]
+        if script is not None:
+            assert script.index("aws ec2 start-instances") < script.index("docker buildx create")
+            parsed = subprocess.run(["sh", "-n"], input=script, capture_output=True, text=True)
+            assert parsed.returncode == 0, parsed.stderr  # the shell itself reads it
+    (tmp_path / "gh.yml").write_text(emitted["github"])
+    checked = subprocess.run(
+        ["check-jsonschema", "--builtin-schema", "vendor.github-workflows", str(tmp_path / "gh.yml")]
+    )
+    assert checked.returncode == 0
+
+
+def test_a_fleet_that_never_stops_gets_no_wake_step(tmp_path, monkeypatch, capsys):
+    import json
+
+    from provisioning.cli import main
+    from provisioning.settings import settings_from_mapping
+    from provisioning.state import FleetState
+
+    monkeypatch.setenv("BUILDFLEET_STATE_DIR", str(tmp_path))
+    state = FleetState(tmp_path / "ci")
+    state.save_inventory(INVENTORY)
+    state.save_settings(settings_from_mapping({"allowedCidrs": ["198.51.100.0/24"], "idleStopMinutes": 0}).values)
+    (state.root / "aws-stack").write_text("dev\n")
+    assert main(["ci-config", "--fleet", "ci", "--format", "shell", "--json"]) == 0
+    assert "start-instances" not in json.loads(capsys.readouterr().out)["config"]

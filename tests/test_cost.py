@@ -49,19 +49,18 @@ def test_a_bad_discount_is_refused_by_the_flag(capsys):
 def test_a_month_of_use_always_on_with_idle_stop_and_on_hosted_runners():
     cost = fleet_cost(plan_fleet(settings_from_mapping({})), 0.6)  # 3 hosts, 0.502 $/h
     usage = usage_cost(cost, 50, 4, 30)
-    disks = 3 * 50 * 0.08  # all month, running or not
-    per_running_hour = 0.502 + 3 * 0.005  # instances and their public IPv4 addresses
-    assert usage.always_on_usd_per_month == round(per_running_hour * 730 + disks, 2) == 389.41
+    all_month = 3 * 50 * 0.08 + 3 * 0.005 * 730  # disks and Elastic IPs, running or not
+    assert usage.always_on_usd_per_month == round(0.502 * 730 + all_month, 2) == 389.41
     assert usage.running_hours_per_month == round(4.5 * 730 / 24, 1)  # 4 h of builds + a 30 min tail a day
-    assert usage.idle_stop_usd_per_month == round(per_running_hour * 4.5 * 730 / 24 + disks, 2)
+    assert usage.idle_stop_usd_per_month == round(0.502 * 4.5 * 730 / 24 + all_month, 2)
     assert dict(usage.hosted_usd_per_month)["GitHub Actions Linux 2-core (arm64)"] == round(0.005 * 240 * 730 / 24, 2)
 
 
 @pytest.mark.parametrize("hours", [0, 24])
-def test_idle_stop_costs_the_disks_alone_when_nothing_builds_and_the_always_on_price_when_all_day(hours):
+def test_idle_stop_costs_disks_and_addresses_alone_when_nothing_builds_and_always_on_when_all_day(hours):
     cost = fleet_cost(plan_fleet(settings_from_mapping({})), 0.6)
     usage = usage_cost(cost, 50, hours, 30)
-    expected = 12.0 if hours == 0 else usage.always_on_usd_per_month
+    expected = 12.0 + 10.95 if hours == 0 else usage.always_on_usd_per_month  # disks and addresses only
     assert usage.idle_stop_usd_per_month == pytest.approx(expected, abs=0.01)
 
 

@@ -3,6 +3,8 @@
 Each assertion names the resource URN it is about.
 """
 
+import json
+
 import pulumi
 import pytest
 import yaml
@@ -98,11 +100,40 @@ def test_a_host_that_powers_itself_off_is_stopped_not_terminated(default_run):
         assert r.inputs["instanceInitiatedShutdownBehavior"] == "stop", r.urn
 
 
-def test_spot_is_optional():
-    run = run_program({**BASE, "spot": True, "arm64Count": 0})
+def test_spot_is_optional_and_one_time_unless_hosts_stop_when_idle():
+    run = run_program({**BASE, "spot": True, "arm64Count": 0, "idleStopMinutes": 0})
     for r in run.mocks.of_type(INSTANCE):
         assert r.inputs["instanceMarketOptions"]["marketType"] == "spot", r.urn
+        assert r.inputs["instanceMarketOptions"]["spotOptions"]["spotInstanceType"] == "one-time", r.urn
         assert "instanceInitiatedShutdownBehavior" not in r.inputs, r.urn  # one-time spot cannot stop
+    idle = run_program({**BASE, "spot": True, "arm64Count": 0})  # idle stop on by default
+    for r in idle.mocks.of_type(INSTANCE):
+        spot = r.inputs["instanceMarketOptions"]["spotOptions"]
+        assert (spot["spotInstanceType"], spot["instanceInterruptionBehavior"]) == ("persistent", "stop"), r.urn
+        assert r.inputs["instanceInitiatedShutdownBehavior"] == "stop", r.urn
+
+
+def test_hosts_that_stop_when_idle_keep_their_address_on_an_elastic_ip_and_others_do_not(default_run):
+    ips = default_run.mocks.of_type("aws:ec2/eip:Eip")
+    instances = {r.name: r for r in default_run.mocks.of_type(INSTANCE)}
+    assert sorted(r.name for r in ips) == sorted(name.removesuffix("-vm") + "-ip" for name in instances)
+    assert all(r.inputs["domain"] == "vpc" and r.inputs["instance"].endswith("-vm-id") for r in ips)
+    addresses = {h["address"] for h in default_run.outputs["inventory"]["hosts"]}
+    assert all(a.startswith("192.0.2.") for a in addresses)  # the Elastic IPs, not the instances' own
+    always_on = run_program({**BASE, "idleStopMinutes": 0})
+    assert always_on.mocks.of_type("aws:ec2/eip:Eip") == []
+
+
+def test_the_wake_policy_may_start_only_this_stacks_instances(default_run):
+    (policy,) = default_run.mocks.of_type("aws:iam/policy:Policy")
+    document = json.loads(policy.inputs["policy"])
+    start, describe = document["Statement"]
+    assert start["Action"] == "ec2:StartInstances" and start["Resource"] == "arn:aws:ec2:*:*:instance/*"
+    assert start["Condition"] == {"StringEquals": {"aws:ResourceTag/buildfleet:stack": "test"}}, policy.urn
+    assert describe["Action"] == "ec2:DescribeInstances"  # no resource-level scope exists for it
+    assert not any("Stop" in s["Action"] or "Terminate" in s["Action"] for s in document["Statement"])
+    assert default_run.outputs["wakePolicyArn"].endswith("/buildfleet-test-wake")
+    assert json.loads(default_run.outputs["wakePolicy"]) == document
 
 
 def test_every_aws_resource_is_tagged(default_run):
@@ -186,7 +217,7 @@ def test_outputs_have_the_inventory_shape(default_run):
             "sshKey",
             "platforms",
         }
-        assert host["address"].startswith("203.0.113.") and host["sshUser"] == "ubuntu"
+        assert host["address"].startswith("192.0.2.") and host["sshUser"] == "ubuntu"  # Elastic IPs
     assert {p["platform"]: p["native"] for p in hosts["arm64-0"]["platforms"]} == {
         "linux/arm64": True,
         "linux/arm/v7": True,

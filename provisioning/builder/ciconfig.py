@@ -33,6 +33,36 @@ class CINode:
         return cls(node.endpoint, node.platforms, dict(node.driver_opts)["servername"])
 
 
+@dataclass(frozen=True)
+class Wake:
+    """An AWS fleet whose hosts stop when idle: the job starts them before it builds."""
+
+    stack: str
+    endpoints: tuple[tuple[str, int], ...]  # each buildkitd's address and port
+
+
+def wake_script(wake: Wake) -> str:
+    """POSIX sh with the AWS CLI: start the stack's stopped hosts (the stack's wakePolicy allows
+    exactly this), wait until they run and each buildkitd accepts connections (bounded)."""
+    states = "pending,running,stopping,stopped"
+    lines = [
+        "# wake the fleet: its hosts power off when idle (AWS_* credentials allowed by the stack's wakePolicy)",
+        f"ids=$(aws ec2 describe-instances --filters Name=tag:buildfleet:stack,Values={shlex.quote(wake.stack)} "
+        f"Name=instance-state-name,Values={states} --query 'Reservations[].Instances[].InstanceId' --output text)",
+        '[ -n "$ids" ] || { echo "no buildfleet hosts found: check AWS_REGION" >&2; exit 1; }',
+        "i=0; until aws ec2 start-instances --instance-ids $ids >/dev/null; do  # a host still stopping: again",
+        "  i=$((i+1)); [ $i -lt 30 ] || exit 1; sleep 10; done",
+        "aws ec2 wait instance-running --instance-ids $ids",
+    ]
+    for address, port in wake.endpoints:
+        lines.append(
+            f"i=0; until timeout 3 bash -c {shlex.quote(f'</dev/tcp/{address}/{port}')} 2>/dev/null; do "
+            f'i=$((i+1)); [ $i -lt 100 ] || {{ echo "buildkitd at {address}:{port} is not up" >&2; exit 1; }}; '
+            "sleep 3; done"
+        )
+    return "\n".join(lines) + "\n"
+
+
 def _yaml(document: dict | list) -> str:
     return yaml.safe_dump(document, sort_keys=False, width=1000, default_flow_style=False)
 
@@ -66,9 +96,14 @@ def setup_buildx_step(builder: str, nodes: Sequence[Node]) -> dict:
     }
 
 
-def github_actions(builder: str, nodes: Sequence[Node], platforms: Sequence[str]) -> str:
-    """A complete workflow (save as .github/workflows/buildfleet.yml): check out, join the
-    builder, build every platform and push to the repository's GitHub Container Registry."""
+def github_actions(builder: str, nodes: Sequence[Node], platforms: Sequence[str], wake: Wake | None = None) -> str:
+    """A complete workflow (save as .github/workflows/buildfleet.yml): check out, (wake the
+    fleet,) join the builder, build every platform and push to the repository's GHCR."""
+    wake_steps = []
+    if wake is not None:
+        credentials = {name: f"${{{{ secrets.{name} }}}}" for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")}
+        env = {**credentials, "AWS_REGION": "${{ vars.AWS_REGION }}"}
+        wake_steps = [{"name": "Wake the buildfleet hosts", "shell": "bash", "run": wake_script(wake), "env": env}]
     workflow = {
         "name": "buildfleet multi-platform build",
         "on": {"push": {"branches": ["main"]}, "workflow_dispatch": {}},
@@ -78,6 +113,7 @@ def github_actions(builder: str, nodes: Sequence[Node], platforms: Sequence[str]
                 "runs-on": "ubuntu-latest",
                 "steps": [
                     {"uses": "actions/checkout@v4"},
+                    *wake_steps,
                     setup_buildx_step(builder, nodes),
                     {
                         "name": "Log in to the GitHub Container Registry",
@@ -106,14 +142,15 @@ def github_actions(builder: str, nodes: Sequence[Node], platforms: Sequence[str]
     )
 
 
-def shell_script(builder: str, nodes: Sequence[Node], platforms: Sequence[str]) -> str:
-    """POSIX sh for any CI: write the secrets to files, create the builder, show it."""
+def shell_script(builder: str, nodes: Sequence[Node], platforms: Sequence[str], wake: Wake | None = None) -> str:
+    """POSIX sh for any CI: (wake the fleet,) write the secrets to files, create the builder, show it."""
     ci = [CINode.of(n) for n in nodes]
     lines = [
         "#!/bin/sh",
         "# buildfleet builder for any CI. Needs BUILDFLEET_CA, BUILDFLEET_CLIENT_CERT and",
         "# BUILDFLEET_CLIENT_KEY (PEM text) in the environment, and docker with buildx.",
         "set -eu",
+        *(wake_script(wake).splitlines() if wake else []),
         "tls=$(mktemp -d)",
         "umask 077",
     ]
@@ -138,10 +175,10 @@ def shell_script(builder: str, nodes: Sequence[Node], platforms: Sequence[str]) 
     return "\n".join(lines) + "\n"
 
 
-def circleci(builder: str, nodes: Sequence[Node], platforms: Sequence[str]) -> str:
-    """A complete CircleCI config (the seed's CI; save as .circleci/config.yml): join the
-    builder with the shell variant, log in, build and push every platform."""
-    join = shell_script(builder, nodes, platforms)
+def circleci(builder: str, nodes: Sequence[Node], platforms: Sequence[str], wake: Wake | None = None) -> str:
+    """A complete CircleCI config (the seed's CI; save as .circleci/config.yml): (wake the
+    fleet and) join the builder with the shell variant, log in, build and push every platform."""
+    join = shell_script(builder, nodes, platforms, wake)
     config = {
         "version": 2.1,
         "jobs": {

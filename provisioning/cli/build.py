@@ -120,6 +120,18 @@ def cmd_sample(args: argparse.Namespace, console: Console) -> int:
     return 0 if all(r.ok for r in results) else 1
 
 
+def ci_wake(state: FleetState, inventory, settings):
+    """What a CI job needs to wake an AWS fleet whose hosts stop when idle (None otherwise:
+    local hosts are started where they run, static ones by their owner)."""
+    from provisioning.builder.ciconfig import Wake
+    from provisioning.targets.aws import AwsTarget
+
+    stack = AwsTarget.recorded_stack(state)
+    if inventory.target != "aws" or not settings.idle_stop_minutes or stack is None:
+        return None
+    return Wake(stack, tuple((h.address, h.buildkitd_port) for h in inventory.hosts if h.platforms))
+
+
 def cmd_ci_config(args: argparse.Namespace, console: Console) -> int:
     from provisioning.builder import ciconfig
     from provisioning.builder.nodes import TLSFiles, remote_nodes
@@ -130,12 +142,13 @@ def cmd_ci_config(args: argparse.Namespace, console: Console) -> int:
     nodes = remote_nodes(builder_name(args), inventory, tls)
     platforms = list(inventory.platforms)
     secrets = ciconfig.secret_files(str(tls.ca), str(tls.cert), str(tls.key))
-    rendered = {
-        "github": lambda: ciconfig.github_actions(builder_name(args), nodes, platforms),
-        "circleci": lambda: ciconfig.circleci(builder_name(args), nodes, platforms),
-        "shell": lambda: ciconfig.shell_script(builder_name(args), nodes, platforms),
-    }[args.format]()
     settings = fleet_settings(args, state, inventory)
+    wake = ci_wake(state, inventory, settings)
+    rendered = {
+        "github": lambda: ciconfig.github_actions(builder_name(args), nodes, platforms, wake),
+        "circleci": lambda: ciconfig.circleci(builder_name(args), nodes, platforms, wake),
+        "shell": lambda: ciconfig.shell_script(builder_name(args), nodes, platforms, wake),
+    }[args.format]()
     note = ciconfig.reach_note(inventory.target, settings.allowed_cidrs, settings.buildkitd_cidrs)
     rendered = ciconfig.with_note(rendered, note)
     if args.json:

@@ -234,9 +234,9 @@ def print_usage(console: Console, usage) -> None:
         table.add_row(f"{name}, one runner", "per build minute", f"{usd:.2f}")
     console.print(table)
     console.print(
-        f"Disks are paid all month ({GP3_STORAGE.usd} $/{GP3_STORAGE.per}, {GP3_STORAGE.source}), public IPv4 "
-        f"only while running ({PUBLIC_IPV4.usd} $/{PUBLIC_IPV4.per}, {PUBLIC_IPV4.source}). Idle stop assumes the "
-        "day's builds come as one block (one idle tail a day). A fleet host builds several platforms at once on "
-        "all its vCPUs; a hosted runner is one 2-vCPU job. Idle stop on AWS: not yet (see README, Idle stop).",
+        f"Disks ({GP3_STORAGE.usd} $/{GP3_STORAGE.per}, {GP3_STORAGE.source}) and public IPv4 addresses "
+        f"({PUBLIC_IPV4.usd} $/{PUBLIC_IPV4.per}, {PUBLIC_IPV4.source}; Elastic IPs while stopped too) are paid all "
+        "month. Idle stop assumes the day's builds come as one block (one idle tail a day). A fleet host builds "
+        "several platforms at once on all its vCPUs; a hosted runner is one 2-vCPU job.",
         highlight=False,
     )

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 import pulumi
+import pulumi_aws as aws
 
 from provisioning.cloud.access import Access, AccessArgs
 from provisioning.cloud.ami import IMAGE_SOURCES
@@ -22,6 +24,30 @@ class FleetArgs:
     settings: Settings
     plan: Plan
     tags: dict[str, str]
+
+
+STACK_TAG = "buildfleet:stack"
+
+
+def wake_policy(stack: str) -> str:
+    """IAM policy for whoever wakes the fleet (a CI job): start only instances tagged with this
+    stack, and see instances' state (DescribeInstances has no resource-level scope). Pure."""
+    return json.dumps(
+        {
+            "Version": "2012-10-17",
+            "Statement": [
+                {
+                    "Sid": "StartThisFleetsHosts",
+                    "Effect": "Allow",
+                    "Action": "ec2:StartInstances",
+                    "Resource": "arn:aws:ec2:*:*:instance/*",
+                    "Condition": {"StringEquals": {f"aws:ResourceTag/{STACK_TAG}": stack}},
+                },
+                {"Sid": "SeeTheirState", "Effect": "Allow", "Action": "ec2:DescribeInstances", "Resource": "*"},
+            ],
+        },
+        indent=2,
+    )
 
 
 class Fleet(pulumi.ComponentResource):
@@ -68,6 +94,7 @@ class Fleet(pulumi.ComponentResource):
                     root_volume_gib=settings.root_volume_gib,
                     spot=settings.spot,
                     tags=args.tags,
+                    stops=settings.idle_stop_minutes > 0,
                 ),
                 opts=child,
             )
@@ -89,4 +116,20 @@ class Fleet(pulumi.ComponentResource):
             lambda keys: dict(zip(names, keys, strict=True))
         )
         self.placement = plan.placement.to_list()
-        self.register_outputs({"inventory": self.inventory, "placement": self.placement, "hostKeys": self.host_keys})
+        self.wake_policy = wake_policy(args.tags[STACK_TAG])
+        policy = aws.iam.Policy(
+            f"{name}-wake",
+            description=f"buildfleet wake: start the stopped build hosts of stack {args.tags[STACK_TAG]}, nothing else",
+            policy=self.wake_policy,
+            tags=args.tags,
+            opts=child,
+        )
+        self.wake_policy_arn = policy.arn
+        self.register_outputs(
+            {
+                "inventory": self.inventory,
+                "placement": self.placement,
+                "hostKeys": self.host_keys,
+                "wakePolicyArn": self.wake_policy_arn,
+            }
+        )

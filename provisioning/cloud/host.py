@@ -31,11 +31,17 @@ class BuildHostArgs:
     root_volume_gib: int
     spot: bool = False
     tags: dict[str, str] = field(default_factory=dict)
+    stops: bool = False  # idle stop: the host powers itself off and is started again (wake)
 
 
-def _market_options(spot: bool) -> aws.ec2.InstanceInstanceMarketOptionsArgsDict | None:
+def _market_options(spot: bool, stops: bool) -> aws.ec2.InstanceInstanceMarketOptionsArgsDict | None:
     if not spot:
         return None
+    if stops:  # only a persistent request's instance can stop (and start again); EC2 refuses one-time
+        return {
+            "market_type": "spot",
+            "spot_options": {"spot_instance_type": "persistent", "instance_interruption_behavior": "stop"},
+        }
     return {"market_type": "spot", "spot_options": {"spot_instance_type": "one-time"}}
 
 
@@ -74,11 +80,11 @@ class BuildHost(pulumi.ComponentResource):
             associate_public_ip_address=True,
             metadata_options=metadata,
             # A host that powers itself off (idle stop, or by hand) is stopped, never terminated:
-            # its disk and build cache stay for the next start. Not on spot: a one-time spot
-            # instance cannot be stopped at all (only persistent requests can, per EC2).
-            instance_initiated_shutdown_behavior=None if args.spot else "stop",
+            # its disk and build cache stay for the next start. Not on one-time spot, which
+            # cannot stop at all (idle stop makes spot requests persistent instead).
+            instance_initiated_shutdown_behavior="stop" if args.stops or not args.spot else None,
             root_block_device=root,
-            instance_market_options=_market_options(args.spot),
+            instance_market_options=_market_options(args.spot, args.stops),
             user_data=user_data,
             tags=tags,
             # The AMI is looked up (newest match) when a host is made; a newer image published
@@ -87,6 +93,13 @@ class BuildHost(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self, ignore_changes=["ami"]),
         )
         self.public_ip = instance.public_ip
+        if args.stops:
+            # An instance's public address changes at every start; an Elastic IP keeps it, so the
+            # builder, CI's endpoints and the pinned host keys stay right after a wake.
+            address = aws.ec2.Eip(
+                f"{name}-ip", domain="vpc", instance=instance.id, tags=tags, opts=pulumi.ResourceOptions(parent=self)
+            )
+            self.public_ip = address.public_ip
         self.private_ip = instance.private_ip
         self.host_key = host_key.public_key_openssh.apply(lambda key: key.strip())
         self.register_outputs({"publicIp": self.public_ip, "privateIp": self.private_ip, "hostKey": self.host_key})

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
+import yaml
+
 from provisioning.artifacts import LocalArtifacts, missing_error, missing_for
 from provisioning.errors import BuildfleetError, ConfigError
 from provisioning.inventory import Inventory
@@ -26,6 +28,7 @@ from provisioning.settings import NAMESPACE, Settings, require_allowed_cidrs, re
 from provisioning.state import FleetState
 from provisioning.targets import automation
 from provisioning.targets.base import ConfigSources, HostState, TargetOptions, settings_with_defaults
+from provisioning.targets.ec2power import start_stack_hosts
 
 TARGET = "aws"
 STACK_FILE = "aws-stack"  # in the fleet's state: which stack ``down`` destroys
@@ -98,11 +101,6 @@ class AwsTarget:
         keeps its own) and the private key SSH uses ("": the fleet's own). Every configuration
         error is raised here, before Pulumi runs or anything is written."""
         require_allowed_cidrs(settings)
-        if settings.idle_stop_minutes:
-            raise ConfigError(
-                f"{NAMESPACE}:idleStopMinutes is {settings.idle_stop_minutes}, but buildfleet wake cannot start "
-                "stopped EC2 hosts yet: an idle fleet would stay off. Set it to 0 on AWS for now"
-            )
         user_key = self._raw().get("sshPublicKey", "")
         own = not user_key or user_key == self._own_key()  # an earlier up writes the fleet's own key there
         if not own:
@@ -133,12 +131,40 @@ class AwsTarget:
             raise missing_error(self.artifacts_dir, missing, arches)
 
     def wake(self, settings: Settings) -> Inventory:
-        """EC2 hosts never stop by themselves yet (idle stop is refused on AWS): the recorded
-        inventory; waiting for each buildkitd tells whether someone stopped one by hand."""
+        """Start the stack's stopped instances (found by tag, through the AWS SDK), follow any
+        that came back at other addresses, and wait until each answers over SSH."""
+        import boto3
+
         inventory = self.state.load_inventory()
         if inventory is None:
             raise BuildfleetError(f"{self.state.root} has no inventory: run buildfleet up --target aws first")
-        return inventory
+        ec2 = boto3.client("ec2", region_name=self._region())
+        running = start_stack_hosts(ec2, self.stack, self.wait_timeout)
+        self.on_output("EC2 hosts running: " + ", ".join(sorted(running)))
+        moved = self.follow(inventory, {h.host: (h.public_ip, h.private_ip) for h in running.values()})
+        wait_for_hosts(moved.hosts, lambda host: connect(host, self.state), self.wait_timeout)
+        return moved
+
+    def follow(self, inventory: Inventory, addresses: Mapping[str, tuple[str, str]]) -> Inventory:
+        """Hosts at new addresses (no Elastic IP, stopped by hand): the inventory and the pinned
+        keys move with them; the keys themselves stay what the stack made."""
+        moved = inventory.with_addresses(addresses)
+        if moved != inventory:
+            keys = self.state.known_host_keys()
+            pairs = zip(inventory.hosts, moved.hosts, strict=True)
+            self.state.write_known_hosts({(n.address, n.ssh_port): keys[(o.address, o.ssh_port)] for o, n in pairs})
+            self.state.save_inventory(moved)
+        return moved
+
+    def _region(self) -> str | None:
+        """The stack's aws:region, as the Pulumi program ran with it; None: the SDK's own default
+        (AWS_REGION, the profile), which the provider falls back to as well."""
+        stack_file = self.project_dir / f"Pulumi.{self.stack}.yaml"
+        if not stack_file.exists():
+            return None
+        config = (yaml.safe_load(stack_file.read_text()) or {}).get("config") or {}
+        region = config.get("aws:region") if isinstance(config, dict) else None
+        return str(region) if region else None
 
     def status(self) -> list[HostState]:
         # EC2's own view needs the AWS API; until then, what the last up recorded.

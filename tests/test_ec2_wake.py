@@ -1,0 +1,83 @@
+"""wake on AWS: the stack's stopped instances started through the AWS SDK, found by their tags.
+
+AWS is out of reach here, so EC2 is moto's server: a real HTTP endpoint on 127.0.0.1 that
+boto3 talks to as it would to AWS (the same requests, the same pagination and errors).
+"""
+
+import boto3
+import pytest
+from moto.server import ThreadedMotoServer
+
+from provisioning.errors import BuildfleetError
+from provisioning.inventory import Inventory, InventoryHost
+from provisioning.remote.machine import free_port
+from provisioning.state import FleetState
+from provisioning.targets.aws import AwsTarget
+from provisioning.targets.ec2power import start_stack_hosts
+
+
+@pytest.fixture(scope="module")
+def ec2_endpoint():
+    port = free_port("127.0.0.1")
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    yield f"http://127.0.0.1:{port}"
+    server.stop()
+
+
+@pytest.fixture
+def ec2(ec2_endpoint, monkeypatch):
+    for name, value in (("AWS_ACCESS_KEY_ID", "testing"), ("AWS_SECRET_ACCESS_KEY", "testing")):
+        monkeypatch.setenv(name, value)
+    client = boto3.client("ec2", region_name="us-east-1", endpoint_url=ec2_endpoint)
+    yield client
+    ids = [i["InstanceId"] for r in client.describe_instances()["Reservations"] for i in r["Instances"]]
+    if ids:
+        client.terminate_instances(InstanceIds=ids)
+
+
+def launch(ec2, stack: str, host: str) -> str:
+    tags = [{"Key": "buildfleet:stack", "Value": stack}, {"Key": "Name", "Value": f"buildfleet-{stack}-{host}"}]
+    (instance,) = ec2.run_instances(
+        ImageId="ami-12c6146b",
+        MinCount=1,
+        MaxCount=1,
+        InstanceType="c7i.xlarge",
+        TagSpecifications=[{"ResourceType": "instance", "Tags": tags}],
+    )["Instances"]
+    return instance["InstanceId"]
+
+
+def state_of(ec2, instance_id: str) -> str:
+    (reservation,) = ec2.describe_instances(InstanceIds=[instance_id])["Reservations"]
+    return reservation["Instances"][0]["State"]["Name"]
+
+
+def test_wake_starts_exactly_the_stacks_stopped_hosts_and_says_where_each_runs(ec2):
+    ours = {host: launch(ec2, "dev", host) for host in ("amd64-0", "arm64-0", "emulation-0")}
+    theirs = launch(ec2, "prod", "amd64-0")
+    ec2.stop_instances(InstanceIds=[ours["amd64-0"], ours["arm64-0"], theirs])
+    running = start_stack_hosts(ec2, "dev", timeout=60, poll=0.2)
+    assert sorted(running) == ["amd64-0", "arm64-0", "emulation-0"]
+    assert {h.instance_id for h in running.values()} == set(ours.values())
+    assert all(h.state == "running" and h.private_ip for h in running.values())
+    assert state_of(ec2, theirs) == "stopped"  # another stack's host is never touched
+
+
+def test_a_region_without_the_stacks_hosts_is_one_clear_error(ec2):
+    launch(ec2, "dev", "amd64-0")
+    with pytest.raises(BuildfleetError, match="no EC2 instance is tagged buildfleet:stack=staging"):
+        start_stack_hosts(ec2, "staging", timeout=5, poll=0.2)
+
+
+def test_hosts_that_came_back_elsewhere_take_their_pinned_keys_with_them(tmp_path):
+    state = FleetState(tmp_path / "fleet")
+    old = Inventory("aws", (InventoryHost("amd64-0", "amd64", "amd64", "198.51.100.1", "10.0.0.1", "ubuntu"),))
+    state.save_inventory(old)
+    state.write_known_hosts({("198.51.100.1", 22): "ssh-ed25519 AAAAkey"})
+    target = AwsTarget("dev", tmp_path, state)
+    moved = target.follow(old, {"amd64-0": ("198.51.100.9", "10.0.0.9")})
+    assert (moved.hosts[0].address, moved.hosts[0].private_address) == ("198.51.100.9", "10.0.0.9")
+    assert state.known_host_keys() == {("198.51.100.9", 22): "ssh-ed25519 AAAAkey"}
+    assert state.load_inventory() == moved
+    assert target.follow(moved, {"amd64-0": ("198.51.100.9", "10.0.0.9")}) == moved  # an Elastic IP: no change
