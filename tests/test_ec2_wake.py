@@ -81,3 +81,25 @@ def test_hosts_that_came_back_elsewhere_take_their_pinned_keys_with_them(tmp_pat
     assert state.known_host_keys() == {("198.51.100.9", 22): "ssh-ed25519 AAAAkey"}
     assert state.load_inventory() == moved
     assert target.follow(moved, {"amd64-0": ("198.51.100.9", "10.0.0.9")}) == moved  # an Elastic IP: no change
+
+
+def test_status_shows_each_hosts_power_state_as_ec2_sees_it(ec2, ec2_endpoint, tmp_path, monkeypatch):
+    monkeypatch.setenv("AWS_ENDPOINT_URL", ec2_endpoint)  # what boto3 reads instead of AWS's own endpoint
+    monkeypatch.setenv("AWS_REGION", "us-east-1")
+    ids = {host: launch(ec2, "dev", host) for host in ("amd64-0", "arm64-0")}
+    ec2.stop_instances(InstanceIds=[ids["arm64-0"]])
+    rows = AwsTarget("dev", tmp_path, FleetState(tmp_path / "fleet")).status()
+    assert [(r.host, r.resource, r.state) for r in rows] == [
+        ("amd64-0", ids["amd64-0"], "running"),
+        ("arm64-0", ids["arm64-0"], "stopped"),
+    ]
+
+
+def test_status_without_aws_access_shows_what_up_recorded_and_why(tmp_path, monkeypatch):
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{free_port('127.0.0.1')}")  # nothing listens
+    monkeypatch.setenv("AWS_REGION", "us-east-1")
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
+    state = FleetState(tmp_path / "fleet")
+    state.save_inventory(Inventory("aws", (InventoryHost("amd64-0", "amd64", "amd64", "198.51.100.1", "", "ubuntu"),)))
+    (row,) = AwsTarget("dev", tmp_path, state).status()
+    assert row.state.startswith("recorded by up (EC2 not asked: ")

@@ -10,6 +10,7 @@ later stages read. It needs the Pulumi CLI on PATH and AWS credentials, as
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,7 +29,7 @@ from provisioning.settings import NAMESPACE, Settings, require_allowed_cidrs, re
 from provisioning.state import FleetState
 from provisioning.targets import automation
 from provisioning.targets.base import ConfigSources, HostState, TargetOptions, settings_with_defaults
-from provisioning.targets.ec2power import start_stack_hosts
+from provisioning.targets.ec2power import stack_hosts, start_stack_hosts
 
 TARGET = "aws"
 STACK_FILE = "aws-stack"  # in the fleet's state: which stack ``down`` destroys
@@ -157,22 +158,26 @@ class AwsTarget:
         return moved
 
     def _region(self) -> str | None:
-        """The stack's aws:region, as the Pulumi program ran with it; None: the SDK's own default
-        (AWS_REGION, the profile), which the provider falls back to as well."""
+        """The stack's aws:region, as the Pulumi program ran with it; else AWS_REGION, which the
+        provider reads too (the SDK reads only AWS_DEFAULT_REGION and the profile on its own)."""
         stack_file = self.project_dir / f"Pulumi.{self.stack}.yaml"
-        if not stack_file.exists():
-            return None
-        config = (yaml.safe_load(stack_file.read_text()) or {}).get("config") or {}
+        config = (yaml.safe_load(stack_file.read_text()) or {}).get("config") if stack_file.exists() else None
         region = config.get("aws:region") if isinstance(config, dict) else None
-        return str(region) if region else None
+        return str(region) if region else os.environ.get("AWS_REGION") or None
 
     def status(self) -> list[HostState]:
-        # EC2's own view needs the AWS API; until then, what the last up recorded.
-        inventory = self.state.load_inventory()
-        return [
-            HostState(h.name, f"{self.stack}/{h.address}", "recorded by up")
-            for h in (inventory.hosts if inventory else ())
-        ]
+        """EC2's own view of each host (running, stopped, ...); without AWS access, what the
+        last up recorded, saying why."""
+        import boto3
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            hosts = stack_hosts(boto3.client("ec2", region_name=self._region()), self.stack)
+        except (BotoCoreError, ClientError) as error:
+            inventory = self.state.load_inventory()
+            why = f"recorded by up (EC2 not asked: {type(error).__name__})"
+            return [HostState(h.name, f"{self.stack}/{h.address}", why) for h in (inventory.hosts if inventory else ())]
+        return [HostState(h.host, h.instance_id, h.state) for h in sorted(hosts.values(), key=lambda h: h.host)]
 
     def down(self) -> list[str]:
         self.on_output(f"pulumi destroy: stack {self.stack!r}")
