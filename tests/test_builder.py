@@ -1,6 +1,7 @@
 """The builder, decided without buildx: node arguments, reading inspect, planning changes."""
 
 import dataclasses
+import json
 import subprocess
 from pathlib import Path
 
@@ -264,20 +265,29 @@ def test_ci_config_says_how_the_job_reaches_buildkitd_as_the_fleet_is_set_up(tar
     assert script.splitlines()[:2] == ["#!/bin/sh", note]
 
 
-def test_ci_config_from_a_fleets_state_says_the_route_its_saved_settings_open(tmp_path, monkeypatch, capsys):
-    import json
-
-    from provisioning.cli import main
+def fleet_in_state(tmp_path, monkeypatch, settings: dict, stack: str | None = None) -> None:
+    """A fleet named ci in a temporary state root, as up leaves it (inventory, settings, stack)."""
     from provisioning.settings import settings_from_mapping
     from provisioning.state import FleetState
 
     monkeypatch.setenv("BUILDFLEET_STATE_DIR", str(tmp_path))
     state = FleetState(tmp_path / "ci")
     state.save_inventory(INVENTORY)
-    opened = {"allowedCidrs": ["198.51.100.0/24"], "buildkitdCidrs": ["0.0.0.0/0"]}
-    state.save_settings(settings_from_mapping(opened).values)
-    assert main(["ci-config", "--fleet", "ci", "--format", "circleci", "--json"]) == 0
-    emitted = json.loads(capsys.readouterr().out)
+    state.save_settings(settings_from_mapping(settings).values)
+    if stack:
+        (state.root / "aws-stack").write_text(stack + "\n")
+
+
+def ci_config(capsys, form: str) -> dict:
+    from provisioning.cli import main
+
+    assert main(["ci-config", "--fleet", "ci", "--format", form, "--json"]) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def test_ci_config_from_a_fleets_state_says_the_route_its_saved_settings_open(tmp_path, monkeypatch, capsys):
+    fleet_in_state(tmp_path, monkeypatch, {"allowedCidrs": ["198.51.100.0/24"], "buildkitdCidrs": ["0.0.0.0/0"]})
+    emitted = ci_config(capsys, "circleci")
     assert emitted["reach"].startswith("reach: buildkitd is open to the internet")
     assert emitted["config"].startswith("# reach: buildkitd is open to the internet")
     assert yaml.safe_load(emitted["config"])["version"] == 2.1
@@ -286,21 +296,8 @@ def test_ci_config_from_a_fleets_state_says_the_route_its_saved_settings_open(tm
 def test_an_aws_fleet_that_stops_when_idle_is_woken_by_the_ci_job_before_it_joins_the_builder(
     tmp_path, monkeypatch, capsys
 ):
-    import json
-
-    from provisioning.cli import main
-    from provisioning.settings import settings_from_mapping
-    from provisioning.state import FleetState
-
-    monkeypatch.setenv("BUILDFLEET_STATE_DIR", str(tmp_path))
-    state = FleetState(tmp_path / "ci")
-    state.save_inventory(INVENTORY)
-    state.save_settings(settings_from_mapping({"allowedCidrs": ["198.51.100.0/24"]}).values)  # idle stop: 30 min
-    (state.root / "aws-stack").write_text("dev\n")
-    emitted = {}
-    for form in ("github", "circleci", "shell"):
-        assert main(["ci-config", "--fleet", "ci", "--format", form, "--json"]) == 0
-        emitted[form] = json.loads(capsys.readouterr().out)["config"]
+    fleet_in_state(tmp_path, monkeypatch, {"allowedCidrs": ["198.51.100.0/24"]}, stack="dev")  # idle stop: 30 min
+    emitted = {form: ci_config(capsys, form)["config"] for form in ("github", "circleci", "shell")}
     steps = yaml.safe_load(emitted["github"])["jobs"]["build"]["steps"]
     assert [s.get("name", s.get("uses")) for s in steps][1:3] == [
         "Wake the buildfleet hosts",
@@ -326,16 +323,5 @@ def test_an_aws_fleet_that_stops_when_idle_is_woken_by_the_ci_job_before_it_join
 
 
 def test_a_fleet_that_never_stops_gets_no_wake_step(tmp_path, monkeypatch, capsys):
-    import json
-
-    from provisioning.cli import main
-    from provisioning.settings import settings_from_mapping
-    from provisioning.state import FleetState
-
-    monkeypatch.setenv("BUILDFLEET_STATE_DIR", str(tmp_path))
-    state = FleetState(tmp_path / "ci")
-    state.save_inventory(INVENTORY)
-    state.save_settings(settings_from_mapping({"allowedCidrs": ["198.51.100.0/24"], "idleStopMinutes": 0}).values)
-    (state.root / "aws-stack").write_text("dev\n")
-    assert main(["ci-config", "--fleet", "ci", "--format", "shell", "--json"]) == 0
-    assert "start-instances" not in json.loads(capsys.readouterr().out)["config"]
+    fleet_in_state(tmp_path, monkeypatch, {"allowedCidrs": ["198.51.100.0/24"], "idleStopMinutes": 0}, stack="dev")
+    assert "start-instances" not in ci_config(capsys, "shell")["config"]
