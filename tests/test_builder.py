@@ -307,14 +307,11 @@ def test_an_aws_fleet_that_stops_when_idle_is_woken_by_the_ci_job_before_it_join
     assert "Name=tag:buildfleet:stack,Values=dev" in wake and "aws ec2 wait instance-running" in wake
     assert "</dev/tcp/203.0.113.5/1234" in wake and "</dev/tcp/203.0.113.6/1234" in wake
     assert steps[1]["env"]["AWS_SECRET_ACCESS_KEY"] == "${{ secrets.AWS_SECRET_ACCESS_KEY }}"
-    for form, text in emitted.items():
-        script = text if form == "shell" else None
-        if form == "circleci":
-            script = yaml.safe_load(text)["jobs"]["multiarch"]["steps"][1]["run"]["command"]
-        if script is not None:
-            assert script.index("aws ec2 start-instances") < script.index("docker buildx create")
-            parsed = subprocess.run(["sh", "-n"], input=script, capture_output=True, text=True)
-            assert parsed.returncode == 0, parsed.stderr  # the shell itself reads it
+    circleci_join = yaml.safe_load(emitted["circleci"])["jobs"]["multiarch"]["steps"][1]["run"]["command"]
+    for script in (emitted["shell"], circleci_join):
+        assert script.index("aws ec2 start-instances") < script.index("docker buildx create")
+        parsed = subprocess.run(["sh", "-n"], input=script, capture_output=True, text=True)
+        assert parsed.returncode == 0, parsed.stderr  # the shell itself reads it
     (tmp_path / "gh.yml").write_text(emitted["github"])
     checked = subprocess.run(
         ["check-jsonschema", "--builtin-schema", "vendor.github-workflows", str(tmp_path / "gh.yml")]
