@@ -34,6 +34,9 @@ class InventoryHost:
     platforms: tuple[HostPlatform, ...] = ()
     buildkitd_port: int = 1234  # where the operator reaches this host's buildkitd
     ssh_key: str = ""  # operator-side private key for this host; empty: the fleet's own key
+    # a whole machine emulated by qemu-system (TCG; the vm target): its "native" times are
+    # emulation too, and never stand for the CPU it imitates (a Graviton)
+    full_system_emulation: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -48,7 +51,7 @@ class InventoryHost:
             "buildkitdPort": self.buildkitd_port,
             "sshKey": self.ssh_key,
             "platforms": [{"platform": p.platform, "native": p.native} for p in self.platforms],
-        }
+        } | ({"fullSystemEmulation": True} if self.full_system_emulation else {})
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> InventoryHost:
@@ -65,6 +68,7 @@ class InventoryHost:
                 buildkitd_port=int(data.get("buildkitdPort", 1234)),
                 ssh_key=str(data.get("sshKey", "")),
                 platforms=tuple(HostPlatform(str(p["platform"]), bool(p["native"])) for p in data.get("platforms", [])),
+                full_system_emulation=bool(data.get("fullSystemEmulation", False)),
             )
         except (KeyError, TypeError, ValueError) as error:
             raise ConfigError(f"inventory host {data.get('name', '?')!r}: missing or bad field {error}") from None

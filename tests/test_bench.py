@@ -1,5 +1,6 @@
 """bench: which runs happen where, what each QEMU run is compared with, and the report."""
 
+import dataclasses
 import json
 
 import pytest
@@ -8,8 +9,10 @@ from provisioning.bench.report import Measured, disagreements, markdown, rows, w
 from provisioning.bench.runner import parse_report
 from provisioning.bench.runs import Run, baseline_for, plan_runs
 from provisioning.catalog import Catalog
+from provisioning.cli.measure import catalog_prices
 from provisioning.inventory import HostPlatform, Inventory, InventoryHost
 from provisioning.platforms import parse_platforms
+from provisioning.settings import settings_from_mapping
 
 
 def host(name, role, arch, *platforms):
@@ -98,6 +101,36 @@ def test_the_report_separates_measured_numbers_from_catalog_prices(tmp_path):
     data = json.loads(files["json"].read_text())
     assert data["fleet"] == "t" and data["raw"][0]["seconds"] == [1.0, 2.0, 3.0]
     assert files["csv"].read_text().splitlines()[1] == "c-compile,linux/amd64,amd64-0,native,1,1.0,2.0"
+
+
+VM_FLEET = Inventory(
+    "vm",
+    (
+        host("amd64-0", "amd64", "amd64", "linux/amd64"),
+        dataclasses.replace(host("arm64-0", "arm64", "arm64", "linux/arm64"), full_system_emulation=True),
+        host("emulation-0", "emulation", "amd64", "linux/s390x~"),
+    ),
+)
+
+
+def test_a_vm_hosts_times_are_full_system_emulation_never_graviton_figures_and_the_ratio_stays():
+    runs = plan_runs(VM_FLEET, parse_platforms(["arm64"]), ["c-compile"])
+    on_vm, under_qemu = runs
+    assert (on_vm.host, on_vm.mode, under_qemu.host, under_qemu.mode) == (
+        "arm64-0",
+        "full-system emulation",
+        "emulation-0",
+        "QEMU",
+    )
+    assert "not a Graviton figure" in on_vm.note
+    results = [measured(on_vm, (4.0,), (5.0,)), measured(under_qemu, (2.0,), (3.0,))]
+    prices, _ = catalog_prices(settings_from_mapping({}), VM_FLEET)
+    assert "arm64-0" not in prices and "amd64-0" in prices  # the VM is never priced as a c7g
+    table = rows(results, {h.name: h.arch for h in VM_FLEET.hosts}, prices)
+    assert table[0].usd_per_build is None and table[1].penalty == 0.5  # user-mode QEMU / full-system QEMU
+    text = markdown(table, "bench", "Prices.")
+    assert "0.5x slower than linux/arm64 on arm64-0 (full-system emulation)" in text
+    assert "never Graviton figures" in text and "slower than native linux/arm64" not in text
 
 
 def test_a_platform_computing_a_different_result_is_named():

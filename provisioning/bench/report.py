@@ -17,7 +17,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from provisioning.bench.runs import Run, baseline_for
+from provisioning.bench.runs import FULL_SYSTEM_BASELINE, Run, baseline_for
 from provisioning.catalog import InstanceType
 
 
@@ -114,7 +114,8 @@ def markdown(table: Sequence[Row], title: str, price_note: str) -> str:
         "|---|---|---|---|---:|---:|---|---:|---:|---|",
     ]
     for r in table:
-        penalty = f"{r.penalty}x slower than native {r.baseline}" if r.penalty is not None else "-"
+        native = "" if r.baseline.endswith(FULL_SYSTEM_BASELINE) else "native "
+        penalty = f"{r.penalty}x slower than {native}{r.baseline}" if r.penalty is not None else "-"
         node = r.host if r.placed else f"{r.host} (extra run)"
         mode = r.mode + (f" ({r.note})" if r.note else "")
         lines.append(
@@ -131,6 +132,13 @@ def markdown(table: Sequence[Row], title: str, price_note: str) -> str:
         f"From the catalog, not measured: *$ / build* = build s / 60 x the node's $/h / 60. {price_note}",
         "",
     ]
+    if any(r.mode == "full-system emulation" for r in table):
+        lines += [
+            "*Full-system emulation*: the vm target's arm64 host is a whole arm64 machine emulated by "
+            "qemu-system (TCG) on this machine. Its times are emulation too, never Graviton figures, and carry "
+            "no price; the penalty against it compares user-mode QEMU (binfmt) with full-system QEMU.",
+            "",
+        ]
     return "\n".join(lines)
 
 

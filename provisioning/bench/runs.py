@@ -20,6 +20,10 @@ WORKLOADS = {
 }
 
 
+FULL_SYSTEM_NOTE = "a qemu-system VM under TCG: emulation of a whole machine, not a Graviton figure"
+FULL_SYSTEM_BASELINE = " (full-system emulation)"
+
+
 @dataclass(frozen=True)
 class Run:
     workload: str
@@ -28,9 +32,12 @@ class Run:
     native: bool
     placed: bool  # the placement's choice (False: the extra run on the emulation host)
     note: str = ""
+    full_system: bool = False  # on a qemu-system VM: "native" to its guest, emulated all the same
 
     @property
     def mode(self) -> str:
+        if self.full_system:
+            return "full-system emulation"
         return "native" if self.native else "QEMU"
 
 
@@ -42,7 +49,8 @@ def plan_runs(inventory: Inventory, platforms: Sequence[Platform], workloads: Se
         for platform in platforms:
             name = str(platform)
             host, native = placed[name]
-            runs.append(Run(workload, name, host.name, native, True))
+            vm = FULL_SYSTEM_NOTE if host.full_system_emulation else ""
+            runs.append(Run(workload, name, host.name, native, True, vm, host.full_system_emulation))
             if native and emulation is not None and emulation.name != host.name:
                 own = platform in native_platforms(emulation.arch)
                 note = f"the emulation host's own {emulation.arch} CPU runs it natively" if own else ""
@@ -75,7 +83,8 @@ def baseline_for(run: Run, runs: Sequence[Run], arch: Mapping[str, str]) -> Base
         return None
     same = [r for r in runs if r.workload == run.workload and r.platform == run.platform and r.native]
     if same:
-        return Baseline(same[0], f"{run.platform} on {same[0].host}")
+        kind = FULL_SYSTEM_BASELINE if same[0].full_system else ""
+        return Baseline(same[0], f"{run.platform} on {same[0].host}{kind}")
     own = str(parse_platform(arch[run.host]))
     local = [r for r in runs if r.workload == run.workload and r.platform == own and r.native and r.host == run.host]
     if local:

@@ -25,6 +25,8 @@ def catalog_prices(settings: Settings, inventory) -> tuple[dict, str]:
     by_role = {h.role: aws_plan.instance_types[h.name] for h in aws_plan.hosts if h.name in aws_plan.instance_types}
     prices, stand_ins = {}, []
     for host in inventory.hosts:
+        if host.full_system_emulation:
+            continue  # an emulated machine is no instance type: it is never priced as one
         if host.instance_type:
             prices[host.name] = catalog.lookup(host.instance_type)
         elif host.role in by_role:

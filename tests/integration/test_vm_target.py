@@ -63,6 +63,7 @@ def test_up_boots_the_vm_with_its_pinned_host_key_and_configures_it_as_a_non_roo
     inventory = state.load_inventory()
     (host,) = inventory.hosts
     assert (host.name, host.arch, host.ssh_user, host.address) == ("arm64-0", "arm64", "admin", "127.0.0.1")
+    assert host.full_system_emulation  # so bench never shows its times as a Graviton's
     # the host key the VM serves is the one in its seed, pinned before the first connection
     pinned = (state.root / "vm" / "arm64-0" / "ssh_host_ed25519_key.pub").read_text().split()[:2]
     assert " ".join(pinned) in state.known_hosts.read_text()

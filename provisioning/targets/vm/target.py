@@ -185,6 +185,7 @@ class VmTarget:
             ssh_user=VM_USER if is_vm else CONTAINER_USER,
             ssh_port=endpoint.ssh_port,
             buildkitd_port=endpoint.buildkitd_port,
+            full_system_emulation=is_vm,  # qemu-system under TCG here: no KVM on this kind of machine
         )
 
     def _vm_dirs(self) -> Sequence[Path]:
