@@ -16,14 +16,14 @@ import json
 import os
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from provisioning.errors import BuildfleetError
+from provisioning.state import runtime_dir
 
 TABLE = Path("/proc/sys/fs/binfmt_misc")
-LEDGER_DIR = Path("/run/buildfleet")
 
 
 @dataclass(frozen=True)
@@ -69,7 +69,7 @@ class Entry:
 @dataclass(frozen=True)
 class MachineBinfmt:
     table: Path = TABLE
-    ledger_dir: Path = LEDGER_DIR
+    ledger_dir: Path = field(default_factory=runtime_dir)  # /run/buildfleet for root
 
     @property
     def ledger(self) -> Path:

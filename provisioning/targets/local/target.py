@@ -128,7 +128,7 @@ class LocalTarget:
     sources: ConfigSources | None = None  # the user's configuration, for ``settings``
     docker: Docker = Docker()
     say: Callable[[str], None] = field(default=lambda line: None, compare=False)  # lines for the operator
-    binfmt: MachineBinfmt = MachineBinfmt()
+    binfmt: MachineBinfmt = field(default_factory=MachineBinfmt)
 
     kind: ClassVar[str] = TARGET
     # This machine has no native arm64 CPU: its fleet is an amd64 host and an emulation host.
