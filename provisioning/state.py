@@ -24,7 +24,7 @@ from provisioning.errors import BuildfleetError, ConfigError
 from provisioning.inventory import Inventory
 from provisioning.names import FLEET_NAME, check_fleet_name
 from provisioning.private import private_dir, write_private
-from provisioning.removal import UnsafeRemoval, remove_owned_tree
+from provisioning.removal import UnsafeRemoval, remove_owned_tree, unlink_inside
 
 # Every entry buildfleet writes directly in a fleet's state directory (ssh keys, the docker
 # client's ssh wrapper, TLS material, builder records, the local registry, the inventory, the
@@ -183,10 +183,14 @@ class FleetState:
                     f"fleet {self.root.name!r} is busy: {holder} is changing it (lock {path}); "
                     "run this again when it has finished"
                 ) from None
-            handle.truncate(0)
-            handle.write(f"buildfleet {command} (pid {os.getpid()})\n")
-            handle.flush()
-            yield
+            try:
+                handle.truncate(0)
+                handle.write(f"buildfleet {command} (pid {os.getpid()})\n")
+                handle.flush()
+                yield
+            finally:
+                if not self.root.exists():  # taken down (or never made): no lock file stays behind
+                    unlink_inside(path, path.parent)
 
     def known_host_keys(self) -> dict[tuple[str, int], str]:
         """The pinned keys, as ``write_known_hosts`` takes them."""

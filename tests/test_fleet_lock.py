@@ -41,3 +41,21 @@ def test_a_second_changing_command_is_refused_while_one_runs_and_the_state_is_le
         holder.wait()
     with state.locked("configure"):  # free again once the holder is gone (never blocks: it would raise)
         pass
+
+
+def test_a_fleet_taken_down_leaves_no_lock_file_behind(tmp_path, monkeypatch):
+    monkeypatch.setenv("BUILDFLEET_RUN_DIR", str(tmp_path / "run"))
+    canary = tmp_path / "run" / "locks" / "other-fleet.lock"
+    canary.parent.mkdir(parents=True)
+    canary.write_text("another fleet's lock")
+    state = FleetState(tmp_path / "state" / "gone")
+    state.ensure_ssh_key()
+    with state.locked("down"):
+        assert state.lock_path.exists()
+        state.remove()
+    assert not state.lock_path.exists() and canary.read_text() == "another fleet's lock"
+    kept = FleetState(tmp_path / "state" / "kept")
+    kept.ensure_ssh_key()
+    with kept.locked("configure"):
+        pass
+    assert kept.lock_path.exists()  # a fleet that is still there keeps its lock file
