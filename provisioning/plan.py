@@ -52,18 +52,28 @@ def plan_fleet(settings: Settings) -> Plan:
     return Plan(tuple(hosts), types, place(settings.platforms, hosts))
 
 
-def plan_on_machine(settings: Settings, arch: str) -> Plan:
-    """The plan for hosts that all run on one machine of CPU ``arch`` (the local target).
+LOCAL_REFUSAL = " and the local target cannot make native {role} hosts; set {role}Count to 0 (QEMU builds {role} here)"
 
-    No second CPU exists here, so a role asking for another arch is refused by name
-    instead of being faked.
+
+def plan_on_machine(
+    settings: Settings,
+    arch: str,
+    vms: Mapping[str, tuple[str, bool]] | None = None,
+    refusal: str = LOCAL_REFUSAL,
+) -> Plan:
+    """The plan for hosts that all run on one machine of CPU ``arch`` (the local target), or
+    as VMs on it: ``vms`` maps a role whose hosts are VMs to their (CPU, AArch32).
+
+    No other CPU exists here, so a role asking for one is refused by name (``refusal``, with
+    ``{role}``, says what to do instead) rather than faked.
     """
     hosts: list[HostSpec] = []
     for spec in settings.roles:
-        if spec.count and spec.role not in ("emulation", arch):
+        cpu, aarch32 = (vms or {}).get(spec.role, (arch, False))
+        if spec.count and spec.role not in ("emulation", cpu):
             raise ConfigError(
-                f"buildfleet:{spec.role}Count is {spec.count}, but this machine is {arch} and the local target "
-                f"cannot make native {spec.role} hosts; set {spec.role}Count to 0 (QEMU builds {spec.role} here)"
+                f"buildfleet:{spec.role}Count is {spec.count}, but this machine is {arch}"
+                + refusal.format(role=spec.role)
             )
-        hosts.extend(HostSpec(host_name(spec.role, i), spec.role, arch) for i in range(spec.count))
+        hosts.extend(HostSpec(host_name(spec.role, i), spec.role, cpu, aarch32) for i in range(spec.count))
     return Plan(tuple(hosts), {}, place(settings.platforms, hosts))

@@ -22,7 +22,7 @@ from provisioning.cloudinit import host_key_cloud_config, nocloud_meta_data
 from provisioning.errors import BuildfleetError, tail
 from provisioning.inventory import Endpoint, Inventory, InventoryHost
 from provisioning.placement import EMULATION, HostSpec, place
-from provisioning.plan import Plan, host_name
+from provisioning.plan import Plan, plan_on_machine
 from provisioning.remote.machine import free_port, machine_arch
 from provisioning.remote.ssh import connect
 from provisioning.remote.wait import wait_for_hosts
@@ -124,18 +124,12 @@ class VmTarget:
     def plan(self, settings: Settings) -> Plan:
         """The expected placement; up places again from what each host's CPU reports."""
         machine = machine_arch()
-        hosts = []
-        for spec in settings.roles:
-            arch = vm_arch(spec.role, machine) if spec.role in settings.vm_roles else machine
-            if spec.count and spec.role not in (EMULATION, arch):
-                raise BuildfleetError(
-                    f"buildfleet:{spec.role}Count is {spec.count}, but this machine is {machine}: add {spec.role} "
-                    f"to buildfleet:vmRoles to run those hosts as VMs"
-                )
-            for index in range(spec.count):
-                aarch32 = spec.role in settings.vm_roles and arch in AARCH32_VMS
-                hosts.append(HostSpec(host_name(spec.role, index), spec.role, arch, aarch32))
-        return Plan(tuple(hosts), {}, place(settings.platforms, hosts))
+        vms = {}
+        for role in settings.vm_roles:
+            arch = vm_arch(role, machine)
+            vms[role] = (arch, arch in AARCH32_VMS)
+        refusal = ": add {role} to buildfleet:vmRoles to run those hosts as VMs"
+        return plan_on_machine(settings, machine, vms, refusal)
 
     def vm(self, host: HostSpec, settings: Settings) -> VmSpec:
         files = VmHost(self.state.root / "vm" / host.name)
