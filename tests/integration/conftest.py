@@ -17,9 +17,11 @@ from pathlib import Path
 import pytest
 
 from provisioning.artifacts import LocalArtifacts
+from provisioning.builder.sample import SampleSources
 from provisioning.hosts.configure import ConfigureOptions, configure
 from provisioning.hosts.executor import FleetReport
 from provisioning.inventory import Inventory, InventoryHost
+from provisioning.platforms import parse_platforms
 from provisioning.remote.docker import Docker
 from provisioning.remote.machine import machine_arch
 from provisioning.settings import Settings, settings_from_mapping
@@ -161,14 +163,7 @@ def mtls_flags(tls: Path) -> list[str]:
 def amd64_build(builder: str, context: Path) -> list[str]:
     """``docker buildx build`` arguments for a linux/amd64 build of ``context`` whose Dockerfile
     may ``COPY --from=busybox busybox-amd64`` (the static busybox .ci/prepare fetched)."""
-    from provisioning.builder.sample import SampleSources
-    from provisioning.platforms import parse_platforms
-
     busybox = SampleSources.from_artifacts(CACHE, parse_platforms(["linux/amd64"])).busybox
     return ["buildx", "build", "--builder", builder, "--platform", "linux/amd64", "--progress", "plain"] + [
-        "--build-context",
-        f"busybox={busybox}",
-        "--output",
-        "type=cacheonly",
-        str(context),
+        *("--build-context", f"busybox={busybox}", "--output", "type=cacheonly", str(context))
     ]
