@@ -164,6 +164,7 @@ def amd64_build(builder: str, context: Path) -> list[str]:
     """``docker buildx build`` arguments for a linux/amd64 build of ``context`` whose Dockerfile
     may ``COPY --from=busybox busybox-amd64`` (the static busybox .ci/prepare fetched)."""
     busybox = SampleSources.from_artifacts(CACHE, parse_platforms(["linux/amd64"])).busybox
-    return ["buildx", "build", "--builder", builder, "--platform", "linux/amd64", "--progress", "plain"] + [
-        *("--build-context", f"busybox={busybox}", "--output", "type=cacheonly", str(context))
+    return [
+        *("buildx", "build", "--builder", builder, "--platform", "linux/amd64", "--progress", "plain"),
+        *("--build-context", f"busybox={busybox}", "--output", "type=cacheonly", str(context)),
     ]
