@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import yaml
 
 from provisioning.builder.nodes import Node
+from provisioning.settings import WORLD
 
 SECRETS = {"BUILDFLEET_CA": "ca", "BUILDFLEET_CLIENT_CERT": "cert", "BUILDFLEET_CLIENT_KEY": "key"}
 GITHUB_SUFFIX = {"ca": "CACERT", "cert": "CERT", "key": "KEY"}
@@ -61,6 +62,12 @@ def wake_script(wake: Wake) -> str:
             "sleep 3; done"
         )
     return "\n".join(lines) + "\n"
+
+
+def build_command(builder: str, platforms: Sequence[str], tag: str) -> str:
+    """The build a CI job runs on the fleet's builder; ``tag`` is shell text (it may expand)."""
+    platform = shlex.quote(",".join(platforms))
+    return f"docker buildx build --builder {shlex.quote(builder)} --platform {platform} --push -t {tag} ."
 
 
 def _yaml(document: dict | list) -> str:
@@ -127,9 +134,7 @@ def github_actions(builder: str, nodes: Sequence[Node], platforms: Sequence[str]
                     {
                         "name": "Build and push every platform",
                         # bash's ${VAR,,}: registry names must be lower case
-                        "run": f"docker buildx build --builder {shlex.quote(builder)} "
-                        f"--platform {shlex.quote(','.join(platforms))} --push "
-                        '-t "ghcr.io/${GITHUB_REPOSITORY,,}:${GITHUB_SHA}" .',
+                        "run": build_command(builder, platforms, '"ghcr.io/${GITHUB_REPOSITORY,,}:${GITHUB_SHA}"'),
                     },
                 ],
             }
@@ -197,8 +202,7 @@ def circleci(builder: str, nodes: Sequence[Node], platforms: Sequence[str], wake
                     {
                         "run": {
                             "name": "Build and push every platform",
-                            "command": f"docker buildx build --builder {shlex.quote(builder)} "
-                            f'--platform {shlex.quote(",".join(platforms))} --push -t "$IMAGE" .',
+                            "command": build_command(builder, platforms, '"$IMAGE"'),
                         }
                     },
                 ],
@@ -211,9 +215,6 @@ def circleci(builder: str, nodes: Sequence[Node], platforms: Sequence[str], wake
         "# project's environment variables set BUILDFLEET_CA, BUILDFLEET_CLIENT_CERT, BUILDFLEET_CLIENT_KEY, and\n"
         "# IMAGE (registry/name:tag), REGISTRY_USER, REGISTRY_PASSWORD for the push.\n" + _yaml(config)
     )
-
-
-WORLD = ("0.0.0.0/0", "::/0")
 
 
 def reach_note(target: str, allowed: Sequence[str], buildkitd_only: Sequence[str]) -> str:
