@@ -15,12 +15,12 @@ def test_a_pidfile_naming_another_process_is_not_our_registry_and_that_process_i
     try:
         registry = LocalRegistry(tmp_path / "registry")
         registry.directory.mkdir()
-        registry.pidfile.write_text(str(other.pid))  # as after a reboot: the number now names another process
+        registry.process.pidfile.write_text(str(other.pid))  # as after a reboot: the number now names another process
         assert registry.running() is False
         registry.stop()
         time.sleep(0.2)
         assert other.poll() is None, "stop signalled a process that was not the registry"
-        assert not registry.pidfile.exists()
+        assert not registry.process.pidfile.exists()
     finally:
         os.killpg(other.pid, signal.SIGKILL)
         other.wait()
@@ -29,7 +29,7 @@ def test_a_pidfile_naming_another_process_is_not_our_registry_and_that_process_i
 def test_the_registry_we_started_is_found_running_and_stopped(tmp_path):
     registry = LocalRegistry(tmp_path / "registry")
     address = registry.ensure("127.0.0.1", registry_binary(CACHE))
-    pid = int(registry.pidfile.read_text())
+    pid = int(registry.process.pidfile.read_text())
     try:
         assert registry.running() and registry.answers(address)
         assert registry.ensure("127.0.0.1", registry_binary(CACHE)) == address  # found, not started again

@@ -10,10 +10,7 @@ Plain HTTP on that private bridge only; nodes are told it is insecure.
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import signal
-import subprocess
 import time
 import urllib.request
 from dataclasses import dataclass
@@ -22,6 +19,7 @@ from pathlib import Path
 from provisioning.errors import BuildfleetError
 from provisioning.remote.machine import free_port
 from provisioning.removal import unlink_inside
+from provisioning.targets.local.process import OwnedProcess
 
 BINARY = "docker-registry"
 
@@ -43,10 +41,6 @@ class LocalRegistry:
     directory: Path  # <state>/registry: config, data, pid, log
 
     @property
-    def pidfile(self) -> Path:
-        return self.directory / "pid"
-
-    @property
     def record(self) -> Path:
         return self.directory / "address"
 
@@ -57,18 +51,12 @@ class LocalRegistry:
     def config(self) -> Path:
         return self.directory / "config.yml"
 
-    def _pid(self) -> int | None:
-        """The registry's pid, only if that process is this fleet's registry: the pidfile
-        outlives a reboot, and its number may since belong to anything."""
-        try:
-            pid = int(self.pidfile.read_text())
-            argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-        except (OSError, ValueError):
-            return None
-        return pid if b"serve" in argv and str(self.config).encode() in argv else None
+    @property
+    def process(self) -> OwnedProcess:
+        return OwnedProcess(self.directory, self.config)
 
     def running(self) -> bool:
-        return self._pid() is not None
+        return self.process.running()
 
     def answers(self, address: str) -> bool:
         try:
@@ -99,11 +87,7 @@ class LocalRegistry:
                 }
             )
         )
-        with (self.directory / "log").open("ab") as log:
-            process = subprocess.Popen(
-                [binary, "serve", str(config)], stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True
-            )
-        self.pidfile.write_text(str(process.pid))
+        process = self.process.start([binary, "serve", str(config)])
         self.record.write_text(address)
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline:
@@ -112,24 +96,10 @@ class LocalRegistry:
             if process.poll() is not None:
                 break
             time.sleep(0.2)
-        last = (self.directory / "log").read_text()[-500:]
+        last = self.process.log_tail()
         self.stop()
         raise BuildfleetError(f"the local registry did not start on {address}: {last}")
 
     def stop(self) -> None:
-        pid = self._pid()
-        if pid is not None:
-            os.killpg(pid, signal.SIGTERM)
-            for _ in range(50):
-                try:
-                    if os.waitpid(pid, os.WNOHANG)[0] == pid:  # reaped: it was our child
-                        break
-                except ChildProcessError:
-                    pass  # started by an earlier buildfleet process
-                try:
-                    os.kill(pid, 0)
-                except OSError:
-                    break
-                time.sleep(0.1)
-        unlink_inside(self.pidfile, self.directory)
+        self.process.stop()
         unlink_inside(self.record, self.directory)
