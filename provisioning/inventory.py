@@ -37,21 +37,26 @@ class InventoryHost:
     # a whole machine emulated by qemu-system (TCG; the vm target): its "native" times are
     # emulation too, and never stand for the CPU it imitates (a Graviton)
     full_system_emulation: bool = False
+    pool: str = ""  # the pool whose balancer sends builds here ("" for none)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "role": self.role,
-            "arch": self.arch,
-            "address": self.address,
-            "privateAddress": self.private_address,
-            "sshUser": self.ssh_user,
-            "sshPort": self.ssh_port,
-            "instanceType": self.instance_type,
-            "buildkitdPort": self.buildkitd_port,
-            "sshKey": self.ssh_key,
-            "platforms": [{"platform": p.platform, "native": p.native} for p in self.platforms],
-        } | ({"fullSystemEmulation": True} if self.full_system_emulation else {})
+        return (
+            {
+                "name": self.name,
+                "role": self.role,
+                "arch": self.arch,
+                "address": self.address,
+                "privateAddress": self.private_address,
+                "sshUser": self.ssh_user,
+                "sshPort": self.ssh_port,
+                "instanceType": self.instance_type,
+                "buildkitdPort": self.buildkitd_port,
+                "sshKey": self.ssh_key,
+                "platforms": [{"platform": p.platform, "native": p.native} for p in self.platforms],
+            }
+            | ({"fullSystemEmulation": True} if self.full_system_emulation else {})
+            | ({"pool": self.pool} if self.pool else {})
+        )
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> InventoryHost:
@@ -69,9 +74,30 @@ class InventoryHost:
                 ssh_key=str(data.get("sshKey", "")),
                 platforms=tuple(HostPlatform(str(p["platform"]), bool(p["native"])) for p in data.get("platforms", [])),
                 full_system_emulation=bool(data.get("fullSystemEmulation", False)),
+                pool=str(data.get("pool", "")),
             )
         except (KeyError, TypeError, ValueError) as error:
             raise ConfigError(f"inventory host {data.get('name', '?')!r}: missing or bad field {error}") from None
+
+
+@dataclass(frozen=True)
+class Pool:
+    """Hosts of one role behind a TCP balancer (TLS passes through to each buildkitd): one
+    buildx node whose builds the balancer spreads, least connections first."""
+
+    name: str
+    address: str  # where the operator and CI reach the balancer
+    port: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "address": self.address, "port": self.port}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Pool:
+        try:
+            return cls(str(data["name"]), str(data["address"]), int(data["port"]))
+        except (KeyError, TypeError, ValueError) as error:
+            raise ConfigError(f"inventory pool {data.get('name', '?')!r}: missing or bad field {error}") from None
 
 
 @dataclass(frozen=True)
@@ -79,11 +105,22 @@ class Inventory:
     target: str
     hosts: tuple[InventoryHost, ...]
     registry: str = ""  # host:port of a registry every node and the operator reach ("" if none)
+    pools: tuple[Pool, ...] = ()
+
+    def pool(self, name: str) -> Pool:
+        for pool in self.pools:
+            if pool.name == name:
+                return pool
+        raise ConfigError(f"inventory: host(s) of pool {name!r} but no balancer address for it")
+
+    def members(self, pool: str) -> tuple[InventoryHost, ...]:
+        return tuple(h for h in self.hosts if h.pool == pool)
 
     @property
     def platforms(self) -> tuple[str, ...]:
-        """Every planned platform, in host order: what the fleet builds."""
-        return tuple(p.platform for h in self.hosts for p in h.platforms)
+        """Every planned platform once, in host order: what the fleet builds (a pool's members
+        all build the pool's)."""
+        return tuple(dict.fromkeys(p.platform for h in self.hosts for p in h.platforms))
 
     def with_addresses(self, addresses: Mapping[str, tuple[str, str]]) -> Inventory:
         """The same hosts at new (public, private) addresses, e.g. EC2 hosts after a start."""
@@ -102,13 +139,24 @@ class Inventory:
         raise KeyError(name)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"target": self.target, "hosts": [h.to_dict() for h in self.hosts], "registry": self.registry}
+        return {
+            "target": self.target,
+            "hosts": [h.to_dict() for h in self.hosts],
+            "registry": self.registry,
+        } | ({"pools": [p.to_dict() for p in self.pools]} if self.pools else {})
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Inventory:
-        return cls(
-            str(data["target"]), tuple(InventoryHost.from_dict(h) for h in data["hosts"]), str(data.get("registry", ""))
+        inventory = cls(
+            str(data["target"]),
+            tuple(InventoryHost.from_dict(h) for h in data["hosts"]),
+            str(data.get("registry", "")),
+            tuple(Pool.from_dict(p) for p in data.get("pools", [])),
         )
+        for host in inventory.hosts:
+            if host.pool:
+                inventory.pool(host.pool)  # a pool member without its balancer is named now
+        return inventory
 
 
 @dataclass(frozen=True)
@@ -122,9 +170,14 @@ class Endpoint:
 
 
 def inventory_from_plan(
-    plan: Plan, target: str, endpoints: Mapping[str, Endpoint], ssh_user: str, registry: str = ""
+    plan: Plan,
+    target: str,
+    endpoints: Mapping[str, Endpoint],
+    ssh_user: str,
+    registry: str = "",
+    pools: tuple[Pool, ...] = (),
 ) -> Inventory:
-    """Join the plan with the endpoint a target gave each host."""
+    """Join the plan with the endpoint a target gave each host (and each pool's balancer)."""
     hosts = []
     for spec in plan.hosts:
         endpoint = endpoints[spec.name]
@@ -139,8 +192,9 @@ def inventory_from_plan(
                 ssh_user=ssh_user,
                 ssh_port=endpoint.ssh_port,
                 instance_type=instance_type.name if instance_type else "",
-                platforms=tuple(HostPlatform(str(a.platform), a.native) for a in plan.placement.for_host(spec.name)),
+                platforms=tuple(HostPlatform(str(a.platform), a.native) for a in plan.assignments_for(spec)),
                 buildkitd_port=endpoint.buildkitd_port,
+                pool=spec.pool,
             )
         )
-    return Inventory(target, tuple(hosts), registry)
+    return Inventory(target, tuple(hosts), registry, pools)

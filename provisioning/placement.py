@@ -4,6 +4,10 @@ Pure and deterministic. Rules: a host outside the emulation role that runs the p
 natively wins; else an emulation host that runs it natively; else an emulation host
 under QEMU. Among equal candidates the least-loaded host wins, ties going to the first
 in fleet order, so extra hosts of a role share the work.
+
+Hosts that name a pool are placed as one: a platform goes to the pool, every member
+builds it, and a load balancer in front of them shares the builds (buildx itself sends all
+builds of a platform to one node).
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ class HostSpec:
     role: str
     arch: str
     aarch32: bool = False
+    pool: str = ""  # the pool this host serves in ("" for none): placed as one with its members
 
     @property
     def native(self) -> frozenset[Platform]:
@@ -84,16 +89,31 @@ def _choose(platform: Platform, hosts: Sequence[HostSpec], load: dict[str, int])
     return None
 
 
+def _units(hosts: Sequence[HostSpec]) -> list[HostSpec]:
+    """What placement chooses among: each host outside a pool, and each pool once (as its
+    first member, renamed to the pool). A pool's members must run the same CPU."""
+    units: dict[str, HostSpec] = {}
+    for host in hosts:
+        if not host.pool:
+            units[host.name] = host
+            continue
+        first = units.setdefault(host.pool, HostSpec(host.pool, host.role, host.arch, host.aarch32))
+        if (first.role, first.arch, first.aarch32) != (host.role, host.arch, host.aarch32):
+            raise PlacementError(f"pool {host.pool}: host {host.name} is not like the pool's other hosts")
+    return list(units.values())
+
+
 def place(platforms: Iterable[Platform], hosts: Sequence[HostSpec]) -> Placement:
     """Place each platform once; platforms no host can build are all named in one error."""
-    names = [h.name for h in hosts]
+    names = [h.name for h in hosts] + sorted({h.pool for h in hosts if h.pool})
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
-        raise PlacementError(f"host names must be unique; repeated: {', '.join(duplicates)}")
-    load = {name: 0 for name in names}
+        raise PlacementError(f"host and pool names must be unique; repeated: {', '.join(duplicates)}")
+    units = _units(hosts)
+    load = {unit.name: 0 for unit in units}
     assignments, homeless = [], []
     for platform in dict.fromkeys(platforms):
-        assignment = _choose(platform, hosts, load)
+        assignment = _choose(platform, units, load)
         if assignment is None:
             homeless.append(str(platform))
         else:

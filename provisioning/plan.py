@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from provisioning.catalog import InstanceType
 from provisioning.errors import ConfigError
-from provisioning.placement import HostSpec, Placement, place
+from provisioning.placement import EMULATION, Assignment, HostSpec, Placement, place
 from provisioning.settings import Settings
 
 
@@ -20,6 +20,19 @@ class Plan:
     hosts: tuple[HostSpec, ...]
     instance_types: Mapping[str, InstanceType]  # host name -> its type; cloud hosts only
     placement: Placement
+
+    @property
+    def pools(self) -> dict[str, tuple[str, ...]]:
+        """pool -> its member hosts, in fleet order."""
+        pools: dict[str, tuple[str, ...]] = {}
+        for host in self.hosts:
+            if host.pool:
+                pools[host.pool] = (*pools.get(host.pool, ()), host.name)
+        return pools
+
+    def assignments_for(self, host: HostSpec) -> tuple[Assignment, ...]:
+        """What a host builds: its own platforms, or its pool's."""
+        return self.placement.for_host(host.pool or host.name)
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -30,6 +43,7 @@ class Plan:
                     "arch": host.arch,
                     "instanceType": self.instance_types[host.name].name if host.name in self.instance_types else "",
                     "aarch32": host.aarch32,
+                    "pool": host.pool,
                 }
                 for host in self.hosts
             ],
@@ -41,13 +55,27 @@ def host_name(role: str, index: int) -> str:
     return f"{role}-{index}"
 
 
+def pool_of(role: str, count: int) -> str:
+    """The pool a role's hosts form: a native role with more than one host shares its builds
+    through a balancer; emulation hosts split the foreign platforms between them instead."""
+    return f"{role}-pool" if count > 1 and role != EMULATION else ""
+
+
 def plan_fleet(settings: Settings) -> Plan:
     """The cloud plan: each host's CPU is the one its instance type has."""
     hosts, types = [], {}
     for spec in settings.roles:
         for index in range(spec.count):
             name = host_name(spec.role, index)
-            hosts.append(HostSpec(name, spec.role, spec.instance_type.arch, spec.instance_type.aarch32))
+            hosts.append(
+                HostSpec(
+                    name,
+                    spec.role,
+                    spec.instance_type.arch,
+                    spec.instance_type.aarch32,
+                    pool_of(spec.role, spec.count),
+                )
+            )
             types[name] = spec.instance_type
     return Plan(tuple(hosts), types, place(settings.platforms, hosts))
 
@@ -70,10 +98,11 @@ def plan_on_machine(
     hosts: list[HostSpec] = []
     for spec in settings.roles:
         cpu, aarch32 = (vms or {}).get(spec.role, (arch, False))
-        if spec.count and spec.role not in ("emulation", cpu):
+        if spec.count and spec.role not in (EMULATION, cpu):
             raise ConfigError(
                 f"buildfleet:{spec.role}Count is {spec.count}, but this machine is {arch}"
                 + refusal.format(role=spec.role)
             )
-        hosts.extend(HostSpec(host_name(spec.role, i), spec.role, cpu, aarch32) for i in range(spec.count))
+        pool = pool_of(spec.role, spec.count)
+        hosts.extend(HostSpec(host_name(spec.role, i), spec.role, cpu, aarch32, pool) for i in range(spec.count))
     return Plan(tuple(hosts), {}, place(settings.platforms, hosts))

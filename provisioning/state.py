@@ -27,7 +27,7 @@ from provisioning.private import private_dir, write_private
 from provisioning.removal import UnsafeRemoval, remove_owned_tree, unlink_inside
 
 # Every entry buildfleet writes directly in a fleet's state directory (ssh keys, the docker
-# client's ssh wrapper, TLS material, builder records, the local registry, the inventory, the
+# client's ssh wrapper, TLS material, builder records, the local registry and pool balancer, the inventory, the
 # docker-container driver's buildkitd config, the aws stack name, which target made the fleet,
 # the settings ``up`` used,
 # the vm target's VM disks and seeds). ``remove`` refuses any other.
@@ -38,6 +38,7 @@ STATE_ENTRIES = frozenset(
         "tls",
         "builders",
         "registry",
+        "balancer",
         "inventory.json",
         "settings.json",
         "buildkitd-docker-container.toml",

@@ -165,7 +165,21 @@ def test_github_actions_is_a_whole_workflow_whose_builder_step_uses_the_document
     }
     assert step["env"]["BUILDER_NODE_1_AUTH_TLS_KEY"] == "${{ secrets.BUILDFLEET_CLIENT_KEY }}"
     assert set(step["env"]) == {f"BUILDER_NODE_{i}_AUTH_TLS_{k}" for i in (0, 1) for k in ("CACERT", "CERT", "KEY")}
-    assert build["run"].startswith("docker buildx build --builder ci --platform linux/amd64,linux/s390x --push")
+    amd64, s390x, *waits, merge = build["run"].splitlines()
+    cache = 'type=registry,ref="ghcr.io/${GITHUB_REPOSITORY,,}":buildcache-amd64-0'
+    assert amd64 == (
+        f"docker buildx build --builder ci --platform linux/amd64,linux/386 --cache-from {cache} "
+        f'--cache-to {cache},mode=max --push -t "ghcr.io/${{GITHUB_REPOSITORY,,}}":"${{GITHUB_SHA}}"-amd64-0 . & p0=$!'
+    )
+    assert "--platform linux/s390x" in s390x and s390x.endswith('"${GITHUB_SHA}"-emulation-0 . & p1=$!')
+    assert waits == ["wait $p0", "wait $p1"]
+    assert merge == (
+        'docker buildx imagetools create -t "ghcr.io/${GITHUB_REPOSITORY,,}":"${GITHUB_SHA}" '
+        '"ghcr.io/${GITHUB_REPOSITORY,,}":"${GITHUB_SHA}"-amd64-0 '
+        '"ghcr.io/${GITHUB_REPOSITORY,,}":"${GITHUB_SHA}"-emulation-0'
+    )
+    checked = subprocess.run(["bash", "-n"], input=build["run"], capture_output=True, text=True)
+    assert checked.returncode == 0, checked.stderr
 
 
 def test_circleci_is_a_whole_config_that_writes_the_certs_then_builds_every_platform(tmp_path):
@@ -177,8 +191,25 @@ def test_circleci_is_a_whole_config_that_writes_the_certs_then_builds_every_plat
     assert '"$BUILDFLEET_CLIENT_KEY" > "$tls/key.pem"' in join["run"]["command"]
     assert "--append --driver remote" in join["run"]["command"]
     assert "docker login" in login["run"]["command"]
-    assert build["run"]["command"].startswith(
-        "docker buildx build --builder ci --platform linux/amd64,linux/s390x --push"
+    command = build["run"]["command"]
+    assert command.startswith("docker buildx build --builder ci --platform linux/amd64,linux/386 --cache-from ")
+    assert 'ref="${IMAGE%:*}":buildcache-emulation-0,mode=max' in command
+    assert command.endswith(
+        'imagetools create -t "${IMAGE%:*}":"${IMAGE##*:}" "${IMAGE%:*}":"${IMAGE##*:}"-amd64-0 '
+        '"${IMAGE%:*}":"${IMAGE##*:}"-emulation-0\n'
+    )
+
+
+def test_a_one_node_fleet_builds_and_pushes_in_one_command_with_a_cache_the_user_names():
+    from provisioning.builder.ciconfig import Image, build_command
+
+    (node,) = remote_nodes("ci", INVENTORY, TLS)[:1]
+    command = build_command("ci", [node], Image('"$REPO"', "v1", "'registry.example/team/cache'"))
+    assert command == (
+        "docker buildx build --builder ci --platform linux/amd64,linux/386 "
+        "--cache-from type=registry,ref='registry.example/team/cache':buildcache-amd64-0 "
+        "--cache-to type=registry,ref='registry.example/team/cache':buildcache-amd64-0,mode=max "
+        '--push -t "$REPO":v1 .\n'
     )
 
 

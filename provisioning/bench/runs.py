@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from provisioning.inventory import Inventory
+from provisioning.inventory import Inventory, InventoryHost
 from provisioning.platforms import Platform, native_platforms, parse_platform
 
 WORKLOADS = {
@@ -42,7 +42,10 @@ class Run:
 
 
 def plan_runs(inventory: Inventory, platforms: Sequence[Platform], workloads: Sequence[str]) -> list[Run]:
-    placed = {p.platform: (h, p.native) for h in inventory.hosts for p in h.platforms}
+    placed: dict[str, tuple[InventoryHost, bool]] = {}
+    for host in inventory.hosts:  # a pool's platforms run on its first member
+        for p in host.platforms:
+            placed.setdefault(p.platform, (host, p.native))
     emulation = next((h for h in inventory.hosts if h.role == "emulation"), None)
     runs = []
     for workload in workloads:

@@ -64,10 +64,42 @@ def wake_script(wake: Wake) -> str:
     return "\n".join(lines) + "\n"
 
 
-def build_command(builder: str, platforms: Sequence[str], tag: str) -> str:
-    """The build a CI job runs on the fleet's builder; ``tag`` is shell text (it may expand)."""
-    platform = shlex.quote(",".join(platforms))
-    return f"docker buildx build --builder {shlex.quote(builder)} --platform {platform} --push -t {tag} ."
+@dataclass(frozen=True)
+class Image:
+    """Where a CI job pushes, as shell text that may expand (``"${IMAGE%:*}"``)."""
+
+    repository: str
+    tag: str
+    cache: str = ""  # the repository for the build cache ("": the image's own)
+
+    def ref(self, suffix: str = "") -> str:
+        return f"{self.repository}:{self.tag}{suffix}"
+
+    def cache_ref(self, node: str) -> str:
+        return f"type=registry,ref={self.cache or self.repository}:buildcache-{node}"
+
+
+def build_command(builder: str, nodes: Sequence[Node], image: Image) -> str:
+    """The build a CI job runs: one build per node at once, each importing and exporting its own
+    registry cache (one ref per node: a multi-node build exporting to one ref keeps only the last
+    node's cache, docker/buildx#1044), so a pool member reuses the layers another one built; then
+    one manifest list of all of them. A fleet of one node builds and pushes in one command."""
+    prefix = f"{builder}-"
+    lines = []
+    for index, node in enumerate(nodes):
+        name = node.name.removeprefix(prefix)
+        cache = image.cache_ref(name)
+        target = image.ref() if len(nodes) == 1 else image.ref(f"-{name}")
+        build = (
+            f"docker buildx build --builder {shlex.quote(builder)} --platform {shlex.quote(','.join(node.platforms))} "
+            f"--cache-from {cache} --cache-to {cache},mode=max --push -t {target} ."
+        )
+        lines.append(build if len(nodes) == 1 else f"{build} & p{index}=$!")
+    if len(nodes) > 1:
+        lines += [f"wait $p{index}" for index in range(len(nodes))]
+        parts = " ".join(image.ref(f"-{n.name.removeprefix(prefix)}") for n in nodes)
+        lines.append(f"docker buildx imagetools create -t {image.ref()} {parts}")
+    return "\n".join(lines) + "\n"
 
 
 def _yaml(document: dict | list) -> str:
@@ -103,7 +135,9 @@ def setup_buildx_step(builder: str, nodes: Sequence[Node]) -> dict:
     }
 
 
-def github_actions(builder: str, nodes: Sequence[Node], platforms: Sequence[str], wake: Wake | None = None) -> str:
+def github_actions(
+    builder: str, nodes: Sequence[Node], platforms: Sequence[str], wake: Wake | None = None, cache: str = ""
+) -> str:
     """A complete workflow (save as .github/workflows/buildfleet.yml): check out, (wake the
     fleet,) join the builder, build every platform and push to the repository's GHCR."""
     wake_steps = []
@@ -134,7 +168,9 @@ def github_actions(builder: str, nodes: Sequence[Node], platforms: Sequence[str]
                     {
                         "name": "Build and push every platform",
                         # bash's ${VAR,,}: registry names must be lower case
-                        "run": build_command(builder, platforms, '"ghcr.io/${GITHUB_REPOSITORY,,}:${GITHUB_SHA}"'),
+                        "run": build_command(
+                            builder, nodes, Image('"ghcr.io/${GITHUB_REPOSITORY,,}"', '"${GITHUB_SHA}"', cache)
+                        ),
                     },
                 ],
             }
@@ -180,7 +216,9 @@ def shell_script(builder: str, nodes: Sequence[Node], platforms: Sequence[str], 
     return "\n".join(lines) + "\n"
 
 
-def circleci(builder: str, nodes: Sequence[Node], platforms: Sequence[str], wake: Wake | None = None) -> str:
+def circleci(
+    builder: str, nodes: Sequence[Node], platforms: Sequence[str], wake: Wake | None = None, cache: str = ""
+) -> str:
     """A complete CircleCI config (the seed's CI; save as .circleci/config.yml): (wake the
     fleet and) join the builder with the shell variant, log in, build and push every platform."""
     join = shell_script(builder, nodes, platforms, wake)
@@ -202,7 +240,7 @@ def circleci(builder: str, nodes: Sequence[Node], platforms: Sequence[str], wake
                     {
                         "run": {
                             "name": "Build and push every platform",
-                            "command": build_command(builder, platforms, '"$IMAGE"'),
+                            "command": build_command(builder, nodes, Image('"${IMAGE%:*}"', '"${IMAGE##*:}"', cache)),
                         }
                     },
                 ],

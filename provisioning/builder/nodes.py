@@ -4,6 +4,7 @@ Two drivers behind one shape (as buildx has them):
 - ``remote`` (default): each node is a host's buildkitd over mTLS — what CI jobs use
   too, no SSH keys there. buildx takes the CA, the client cert and key, and the server
   name to verify (the address the operator dials, which every server cert carries).
+  A pool is one node too: its balancer's address, which every member's cert carries.
 - ``docker-container``: each node is ``ssh://ALIAS``, the host's Docker reached through
   plain ssh, where buildx starts a BuildKit container. The alias, port, key and pinned
   host key come from the fleet's generated ssh config (see sshconfig).
@@ -14,7 +15,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from provisioning.inventory import Inventory, InventoryHost
+from provisioning.errors import BuildfleetError
+from provisioning.inventory import Inventory, InventoryHost, Pool
 
 
 @dataclass(frozen=True)
@@ -66,18 +68,24 @@ def node_name(builder: str, host: str) -> str:
     return f"{builder}-{host}"
 
 
-def remote_node(builder: str, host: InventoryHost, tls: TLSFiles) -> Node:
+def _tls_node(name: str, address: str, port: int, platforms: tuple[str, ...], tls: TLSFiles) -> Node:
     return Node(
-        name=node_name(builder, host.name),
-        endpoint=f"tcp://{host.address}:{host.buildkitd_port}",
-        platforms=tuple(p.platform for p in host.platforms),
-        driver_opts=(
-            ("cacert", str(tls.ca)),
-            ("cert", str(tls.cert)),
-            ("key", str(tls.key)),
-            ("servername", host.address),
-        ),
+        name=name,
+        endpoint=f"tcp://{address}:{port}",
+        platforms=platforms,
+        driver_opts=(("cacert", str(tls.ca)), ("cert", str(tls.cert)), ("key", str(tls.key)), ("servername", address)),
     )
+
+
+def remote_node(builder: str, host: InventoryHost, tls: TLSFiles) -> Node:
+    platforms = tuple(p.platform for p in host.platforms)
+    return _tls_node(node_name(builder, host.name), host.address, host.buildkitd_port, platforms, tls)
+
+
+def pool_node(builder: str, pool: Pool, members: tuple[InventoryHost, ...], tls: TLSFiles) -> Node:
+    """The pool's balancer as one node; its members all build the same platforms."""
+    platforms = tuple(p.platform for p in members[0].platforms)
+    return _tls_node(node_name(builder, pool.name), pool.address, pool.port, platforms, tls)
 
 
 def docker_container_node(builder: str, host: InventoryHost, image: str, buildkitd_config: str = "") -> Node:
@@ -99,10 +107,23 @@ def building_hosts(inventory: Inventory) -> tuple[InventoryHost, ...]:
 
 
 def remote_nodes(builder: str, inventory: Inventory, tls: TLSFiles) -> tuple[Node, ...]:
-    return tuple(remote_node(builder, h, tls) for h in building_hosts(inventory))
+    """A node per building host outside a pool and per pool, in host order."""
+    nodes: dict[str, Node] = {}
+    for host in building_hosts(inventory):
+        if not host.pool:
+            nodes[host.name] = remote_node(builder, host, tls)
+        elif host.pool not in nodes:
+            nodes[host.pool] = pool_node(builder, inventory.pool(host.pool), inventory.members(host.pool), tls)
+    return tuple(nodes.values())
 
 
 def docker_container_nodes(
     builder: str, inventory: Inventory, image: str, buildkitd_config: str = ""
 ) -> tuple[Node, ...]:
+    pooled = sorted({h.pool for h in inventory.hosts if h.pool})
+    if pooled:
+        raise BuildfleetError(
+            f"pool {', '.join(pooled)}: the docker-container driver reaches each host over SSH, which no TCP "
+            "balancer can share; use the remote driver (the default), or set that role's count to 1"
+        )
     return tuple(docker_container_node(builder, h, image, buildkitd_config) for h in building_hosts(inventory))

@@ -1,11 +1,13 @@
 """Just enough of the OCI distribution API to read back what a build pushed.
 
-Plain HTTP to the fleet's own registry; index, manifest and blob reads only.
+Plain HTTP to the fleet's own registry: index, manifest and blob reads, and one write, an
+index merging images pushed under several tags (the sample's per-node builds).
 """
 
 from __future__ import annotations
 
 import gzip
+import hashlib
 import io
 import json
 import tarfile
@@ -33,10 +35,43 @@ class RegistryClient:
             raise BuildfleetError(f"registry {self.address}: GET /v2/{path} failed: {error}") from None
 
     def index(self, repository: str, reference: str) -> dict:
-        document = json.loads(self._get(f"{repository}/manifests/{reference}", INDEX_TYPES + MANIFEST_TYPES))
-        if document.get("mediaType") not in INDEX_TYPES and "manifests" not in document:
-            raise BuildfleetError(f"{repository}:{reference} is a single-platform image, not a manifest list")
-        return document
+        """The image's manifest list; a single-platform image (what buildx pushes for one
+        platform) as a list of that one manifest, its platform read from its config."""
+        raw = self._get(f"{repository}/manifests/{reference}", INDEX_TYPES + MANIFEST_TYPES)
+        document = json.loads(raw)
+        if document.get("mediaType") in INDEX_TYPES or "manifests" in document:
+            return document
+        if "config" not in document:
+            raise BuildfleetError(f"{repository}:{reference} is neither a manifest list nor an image manifest")
+        config = json.loads(self._get(f"{repository}/blobs/{document['config']['digest']}"))
+        platform = {key: config[key] for key in ("os", "architecture", "variant") if config.get(key)}
+        descriptor = {
+            "mediaType": document.get("mediaType", MANIFEST_TYPES[0]),
+            "digest": f"sha256:{hashlib.sha256(raw).hexdigest()}",
+            "size": len(raw),
+            "platform": platform,
+        }
+        return {"manifests": [descriptor]}
+
+    def merge(self, repository: str, tag: str, parts: list[str]) -> None:
+        """Tag one OCI index of every image the ``parts`` tags hold (each a manifest list or a
+        single image), as ``docker buildx imagetools create`` does; the manifests stay where
+        they are, in the same repository."""
+        manifests = [m for part in parts for m in self.index(repository, part)["manifests"]]
+        body = json.dumps({"schemaVersion": 2, "mediaType": INDEX_TYPES[0], "manifests": manifests}).encode()
+        request = urllib.request.Request(
+            f"http://{self.address}/v2/{repository}/manifests/{tag}",
+            data=body,
+            method="PUT",
+            headers={"Content-Type": INDEX_TYPES[0]},
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=30):
+                pass
+        except OSError as error:
+            raise BuildfleetError(
+                f"registry {self.address}: PUT /v2/{repository}/manifests/{tag} failed: {error}"
+            ) from None
 
     def manifest(self, repository: str, digest: str) -> dict:
         return json.loads(self._get(f"{repository}/manifests/{digest}", MANIFEST_TYPES))

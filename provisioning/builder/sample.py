@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -85,18 +86,56 @@ def context_args(sources: SampleSources, dockerfile_dir: Path | None = None, nam
 @dataclass(frozen=True)
 class BuiltPlatform:
     platform: str
-    host: str
+    host: str  # the host or pool the placement chose
     native: bool
     uname: str
     program: str  # what the program compiled in the step printed
-    ran_on: str  # the host whose address the step recorded
+    ran_on: str  # the host whose address the step recorded (a member, for a pool)
     ok: bool
     problem: str = ""
 
 
-def build_args(builder: str, platforms: Sequence[Platform], output: str, sources: SampleSources) -> list[str]:
+CACHE_REPOSITORY = "buildfleet-cache"
+
+
+def cache_args(registry: str, node: str) -> list[str]:
+    """Registry cache for the builds of one node (a pool, or a host): imported before the build
+    and exported after it with every intermediate layer (mode=max), so a pool member that never
+    built the sample reuses what another one did instead of unpacking the userland again. One
+    ref per node: with one ref for a multi-node build each node's export replaces the others'
+    (docker/buildx#1044). Uncompressed: the fleet's registry is on this machine."""
+    ref = f"ref={registry}/{CACHE_REPOSITORY}:{node},registry.insecure=true"
+    return [
+        "--cache-from",
+        f"type=registry,{ref}",
+        "--cache-to",
+        f"type=registry,{ref},mode=max,compression=uncompressed",
+    ]
+
+
+def node_groups(inventory: Inventory, platforms: Sequence[Platform]) -> dict[str, list[Platform]]:
+    """node (a pool, or a host outside one) -> the requested platforms it builds, in host order."""
+    wanted = {str(p): p for p in platforms}
+    groups: dict[str, list[Platform]] = {}
+    for host in inventory.hosts:
+        for placed in host.platforms:
+            group = groups.setdefault(host.pool or host.name, [])
+            if placed.platform in wanted and wanted[placed.platform] not in group:
+                group.append(wanted[placed.platform])
+    return {node: group for node, group in groups.items() if group}
+
+
+def build_args(
+    builder: str,
+    platforms: Sequence[Platform],
+    output: str,
+    sources: SampleSources,
+    build_id: str = "",
+    cache: Sequence[str] = (),
+) -> list[str]:
     """``docker buildx build`` with the compile stage uncached, so it really runs where placed
-    (the unpacked userland stays cached on each node)."""
+    (the unpacked userland stays cached on each node); ``build_id`` tells apart builds that
+    are otherwise the same; ``cache``: cache import/export arguments."""
     return [
         "buildx",
         "build",
@@ -109,6 +148,8 @@ def build_args(builder: str, platforms: Sequence[Platform], output: str, sources
         "--provenance=false",
         "--no-cache-filter",
         "compile",
+        *(["--build-arg", f"BUILD_ID={build_id}"] if build_id else []),
+        *cache,
         "--progress",
         "plain",
         *context_args(sources),
@@ -118,15 +159,43 @@ def build_args(builder: str, platforms: Sequence[Platform], output: str, sources
     ]
 
 
+def _push(image: str) -> str:
+    return f"type=image,name={image},push=true,registry.insecure=true"
+
+
 def build_sample(
-    buildx: Buildx, builder: str, inventory: Inventory, sources: SampleSources, platforms: Sequence[Platform], tag: str
+    buildx: Buildx,
+    builder: str,
+    inventory: Inventory,
+    sources: SampleSources,
+    platforms: Sequence[Platform],
+    tag: str,
+    registry_cache: bool = False,
 ) -> tuple[str, float]:
-    """One multi-platform build, pushed as a manifest list; returns the image and seconds."""
+    """One multi-platform build, pushed as a manifest list; returns the image and seconds.
+    With ``registry_cache``: one build per node at once, each with its node's cache, pushed
+    under ``TAG-NODE``, then one manifest list of them all under ``TAG``."""
     if not inventory.registry:
         raise BuildfleetError("the fleet has no registry to push to")
     image = f"{inventory.registry}/{REPOSITORY}:{tag}"
     start = time.monotonic()
-    buildx.run(build_args(builder, platforms, f"type=image,name={image},push=true,registry.insecure=true", sources))
+    if not registry_cache:
+        buildx.run(build_args(builder, platforms, _push(image), sources))
+        return image, round(time.monotonic() - start, 2)
+    groups = node_groups(inventory, platforms)
+    with ThreadPoolExecutor(len(groups)) as threads:
+        builds = [
+            threads.submit(
+                buildx.run,
+                build_args(
+                    builder, group, _push(f"{image}-{node}"), sources, cache=cache_args(inventory.registry, node)
+                ),
+            )
+            for node, group in groups.items()
+        ]
+        for build in builds:
+            build.result()  # a failed build raises here, naming it
+    RegistryClient(inventory.registry).merge(REPOSITORY, tag, [f"{tag}-{node}" for node in groups])
     return image, round(time.monotonic() - start, 2)
 
 
@@ -140,8 +209,10 @@ def time_each(buildx: Buildx, builder: str, sources: SampleSources, platforms: S
     return seconds
 
 
-def _addresses(text: str) -> set[str]:
-    return set(re.findall(r"inet (\d+\.\d+\.\d+\.\d+)/", text))
+def ran_on(inventory: Inventory, addresses: str) -> list[str]:
+    """The fleet's hosts whose private addresses a step's ``ip -4 addr`` output shows."""
+    by_address = {h.private_address: h.name for h in inventory.hosts if h.private_address}
+    return sorted({by_address[a] for a in re.findall(r"inet (\d+\.\d+\.\d+\.\d+)/", addresses) if a in by_address})
 
 
 def verify_sample(inventory: Inventory, tag: str, platforms: Sequence[Platform]) -> list[BuiltPlatform]:
@@ -152,24 +223,25 @@ def verify_sample(inventory: Inventory, tag: str, platforms: Sequence[Platform])
         p = entry.get("platform", {})
         key = "/".join(filter(None, [p.get("os"), p.get("architecture"), p.get("variant")]))
         listed[key] = entry["digest"]
-    planned = {p.platform: (h.name, p.native) for h in inventory.hosts for p in h.platforms}
-    by_address = {h.private_address: h.name for h in inventory.hosts if h.private_address}
+    planned: dict[str, tuple[str, bool, set[str]]] = {}  # platform -> (host or pool, native, hosts that may run it)
+    for h in inventory.hosts:
+        for p in h.platforms:
+            planned.setdefault(p.platform, (h.pool or h.name, p.native, set()))[2].add(h.name)
     results = []
     for platform in platforms:
         name = str(platform)
-        host, native = planned.get(name, ("?", False))
+        host, native, members = planned.get(name, ("?", False, set()))
         if name not in listed:
             results.append(BuiltPlatform(name, host, native, "", "", "", False, "missing from the manifest list"))
             continue
         files = registry.files(REPOSITORY, listed[name], "buildfleet/")
         uname, program = (files.get(f"buildfleet/{f}", b"").decode().strip() for f in ("uname", "hello.out"))
-        addresses = files.get("buildfleet/addresses", b"").decode()
-        ran_on = sorted({by_address[a] for a in _addresses(addresses) if a in by_address})
-        native_on = inventory.host(host).arch if native else ""
+        hosts = ran_on(inventory, files.get("buildfleet/addresses", b"").decode())
+        native_on = inventory.host(min(members)).arch if native else ""
         problems = evidence.problems(name, uname, program, files.get("buildfleet/hello", b""), native_on)
-        if ran_on != [host]:
-            problems.append(f"ran on {', '.join(ran_on) or 'an unknown node'}, planned {host}")
+        if len(hosts) != 1 or hosts[0] not in members:
+            problems.append(f"ran on {', '.join(hosts) or 'an unknown node'}, planned {host}")
         results.append(
-            BuiltPlatform(name, host, native, uname, program, ", ".join(ran_on), not problems, "; ".join(problems))
+            BuiltPlatform(name, host, native, uname, program, ", ".join(hosts), not problems, "; ".join(problems))
         )
     return results

@@ -184,6 +184,12 @@ def build_parser() -> argparse.ArgumentParser:
         "program's ELF header and output, uname -m, and that it ran on the node the placement chose.",
     )
     sample.add_argument("--time-each", action="store_true", help="also time each platform built alone")
+    sample.add_argument(
+        "--registry-cache",
+        action="store_true",
+        help="import and export the build cache through the fleet's registry, one cache per node (a pool's "
+        "members then share it); the first run exports every platform's userland layers",
+    )
     add_fleet_options(sample)
     sample.set_defaults(handler=cmd_sample)
 
@@ -208,6 +214,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     bench.add_argument("--platforms", metavar="LIST", help="comma-separated platforms (default: every planned one)")
     bench.add_argument("--repeats", type=positive, default=3, help="runs per workload, platform and node (default 3)")
+    bench.add_argument(
+        "--concurrency",
+        type=positive,
+        metavar="N",
+        help="instead: N builds of one platform at once (a pool's first, or the first of --platforms), through "
+        "the fleet's builder and then on one host alone; builds per host and throughput",
+    )
     bench.add_argument(
         "--output",
         type=Path,
@@ -258,6 +271,11 @@ def build_parser() -> argparse.ArgumentParser:
         "the three secrets to create (CA, client certificate, client key) with the files holding them.",
     )
     ci.add_argument("--format", choices=("github", "circleci", "shell"), default="github")
+    ci.add_argument(
+        "--cache-repository",
+        metavar="REPO",
+        help="registry repository for the build cache, one tag per node (default: the image's own repository)",
+    )
     add_fleet_options(ci, configure_flags=False)
     ci.set_defaults(handler=cmd_ci_config)
 

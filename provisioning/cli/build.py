@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 import time
 
@@ -13,6 +14,7 @@ from rich.table import Table
 
 from provisioning.cli.common import builder_name, fleet_builder, fleet_settings, require_inventory
 from provisioning.errors import BuildfleetError
+from provisioning.inventory import Inventory
 from provisioning.platforms import parse_platform
 from provisioning.state import FleetState
 
@@ -32,6 +34,22 @@ def ensure_builder(args: argparse.Namespace, console: Console, state: FleetState
         f"builder {builder.name!r}: "
         + ("; ".join(c.describe() for c in changes) if changes else "no change: its nodes match the fleet")
     )
+    if inventory.pools:
+        wait_for_pools(console, state, inventory)
+
+
+POOL_WAIT_SECONDS = 60
+
+
+def wait_for_pools(console: Console, state: FleetState, inventory: Inventory) -> None:
+    """Until each pool's balancer passes a build connection on: its health checks find a
+    member only seconds after that member's buildkitd (re)started."""
+    from provisioning.remote.wait import BuildkitdEndpoint, ClientTLS, wait_for_buildkitd
+
+    pools = [BuildkitdEndpoint.of_pool(p) for p in inventory.pools]
+    with console.status("waiting for the pools' balancers to find their members"):
+        waited = wait_for_buildkitd(pools, ClientTLS.in_state(state.root / "tls"), POOL_WAIT_SECONDS)
+    console.print("pools answer over mTLS: " + ", ".join(f"{name} ({s:.1f} s)" for name, s in waited.items()))
 
 
 def cmd_builder(args: argparse.Namespace, console: Console) -> int:
@@ -88,7 +106,9 @@ def cmd_sample(args: argparse.Namespace, console: Console) -> int:
     tag = time.strftime("%Y%m%d-%H%M%S")
     buildx = fleet_builder(args, state).buildx
     with console.status(f"building {len(platforms)} platforms through {builder_name(args)}"):
-        image, seconds = build_sample(buildx, builder_name(args), inventory, sources, platforms, tag)
+        image, seconds = build_sample(
+            buildx, builder_name(args), inventory, sources, platforms, tag, args.registry_cache
+        )
         each = time_each(buildx, builder_name(args), sources, platforms) if args.time_each else {}
     results = verify_sample(inventory, tag, platforms)
     if args.json:
@@ -144,9 +164,10 @@ def cmd_ci_config(args: argparse.Namespace, console: Console) -> int:
     secrets = ciconfig.secret_files(str(tls.ca), str(tls.cert), str(tls.key))
     settings = fleet_settings(args, state, inventory)
     wake = ci_wake(state, inventory, settings)
+    cache = shlex.quote(args.cache_repository) if args.cache_repository else ""
     rendered = {
-        "github": lambda: ciconfig.github_actions(builder_name(args), nodes, platforms, wake),
-        "circleci": lambda: ciconfig.circleci(builder_name(args), nodes, platforms, wake),
+        "github": lambda: ciconfig.github_actions(builder_name(args), nodes, platforms, wake, cache),
+        "circleci": lambda: ciconfig.circleci(builder_name(args), nodes, platforms, wake, cache),
         "shell": lambda: ciconfig.shell_script(builder_name(args), nodes, platforms, wake),
     }[args.format]()
     note = ciconfig.reach_note(inventory.target, settings.allowed_cidrs, settings.buildkitd_cidrs)

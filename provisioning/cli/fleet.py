@@ -164,7 +164,7 @@ def cmd_rotate_certs(args: argparse.Namespace, console: Console) -> int:
 def cmd_wake(args: argparse.Namespace, console: Console) -> int:
     """Start what idle stop powered off, point the builder at where the hosts answer now, and
     wait until every buildkitd serves the fleet's client certificate."""
-    from provisioning.remote.wait import ClientTLS, wait_for_buildkitd
+    from provisioning.remote.wait import BuildkitdEndpoint, ClientTLS, wait_for_buildkitd
 
     state = FleetState.for_fleet(args.fleet)
     inventory = require_inventory(args, state)
@@ -177,9 +177,9 @@ def cmd_wake(args: argparse.Namespace, console: Console) -> int:
     if existing is not None:  # new ports or addresses: the same nodes, moved
         args.driver = existing.driver
         ensure_builder(args, console, state)
-    tls = state.root / "tls"
-    client = ClientTLS(str(tls / "ca" / "cert.pem"), str(tls / "client" / "cert.pem"), str(tls / "client" / "key.pem"))
-    wait_for_buildkitd([h for h in woken.hosts if h.platforms], client, args.wait_timeout)
+    client = ClientTLS.in_state(state.root / "tls")
+    endpoints = [BuildkitdEndpoint.of_host(h) for h in woken.hosts if h.platforms]
+    wait_for_buildkitd(endpoints + [BuildkitdEndpoint.of_pool(p) for p in woken.pools], client, args.wait_timeout)
     console.print(f"woke {len(woken.hosts)} host(s) in {time.monotonic() - start:.1f} s: buildkitd answers on each")
     return 0
 

@@ -61,6 +61,8 @@ def cmd_bench(args: argparse.Namespace, console: Console) -> int:
     for platform in platforms:
         if str(platform) not in placed:
             raise BuildfleetError(f"{platform} is not planned on fleet {args.fleet!r} (planned: {', '.join(placed)})")
+    if args.concurrency:
+        return bench_concurrency(args, console, state, inventory, platforms)
     workloads = args.workload or list(WORKLOADS)
     runs = plan_runs(inventory, platforms, workloads)
     sources = SampleSources.from_artifacts(args.artifacts, parse_platforms(r.platform for r in runs))
@@ -123,6 +125,64 @@ def cmd_bench(args: argparse.Namespace, console: Console) -> int:
     )
     console.print("written: " + ", ".join(str(f) for f in files.values()), highlight=False)
     return 0
+
+
+MAX_CONCURRENCY = 32  # a bench, not a load test: bounded
+
+
+def bench_concurrency(args: argparse.Namespace, console: Console, state: FleetState, inventory, platforms) -> int:
+    """N builds at once through the fleet's node for the platform, then through one host."""
+    import os
+
+    from provisioning.bench import concurrency
+    from provisioning.bench.runner import build_args, host_builders
+    from provisioning.bench.runs import Run
+    from provisioning.builder.nodes import TLSFiles
+    from provisioning.builder.sample import SampleSources
+
+    if args.concurrency > MAX_CONCURRENCY:
+        raise BuildfleetError(f"--concurrency {args.concurrency}: at most {MAX_CONCURRENCY} builds at once")
+    pooled = [p for p in platforms if any(h.pool and p in {x.platform for x in h.platforms} for h in inventory.hosts)]
+    platform = pooled[0] if pooled and not args.platforms else platforms[0]
+    hosts = [h for h in inventory.hosts if str(platform) in {p.platform for p in h.platforms}]
+    node = hosts[0].pool or hosts[0].name
+    sources = SampleSources.from_artifacts(args.artifacts, [platform])
+    fleet = fleet_builder(args, state)
+    if not fleet.owned():
+        raise BuildfleetError(f"fleet {args.fleet!r} has no builder {fleet.name!r}: run buildfleet builder first")
+    n = args.concurrency
+    runs = [Run("concurrency", str(platform), h.name, True, True) for h in hosts]
+    tls = TLSFiles.in_state(state.root / "tls")
+    with host_builders(builder_name(args), inventory, tls, runs, state.root / "builders", fleet.buildx) as builders:
+        with console.status(f"unpacking {platform}'s userland on {', '.join(builders)} (untimed)"):
+            for builder in builders.values():
+                fleet.buildx.run(build_args(builder, str(platform), "userland", sources, "type=cacheonly"))
+        with console.status(f"{n} builds of {platform} at once through {node}"):
+            through_fleet = concurrency.wave(fleet.buildx, fleet.name, node, inventory, platform, sources, n)
+        with console.status(f"{n} builds of {platform} at once on {hosts[0].name} alone"):
+            alone = concurrency.wave(
+                fleet.buildx, builders[hosts[0].name], f"{hosts[0].name} alone", inventory, platform, sources, n
+            )
+    note = concurrency.same_machine_note(inventory, os.cpu_count() or 1)
+    ratio = concurrency.speedup(through_fleet, alone)
+    result = {
+        "fleet": args.fleet,
+        "platform": str(platform),
+        "concurrency": n,
+        "waves": [through_fleet.to_dict(), alone.to_dict()],
+        "throughput_vs_one_host": ratio,
+        "note": note,
+    }
+    if args.json:
+        console.print_json(json.dumps(result))
+    else:
+        for line in concurrency.summary([through_fleet, alone]):
+            console.print(line, highlight=False)
+        console.print(f"throughput through {node} / one host alone: {ratio}x", highlight=False)
+        if note:
+            console.print(note, highlight=False)
+    failed = through_fleet.failures + alone.failures
+    return 1 if failed else 0
 
 
 def bench_table(rows, title: str) -> Table:

@@ -19,7 +19,7 @@ from provisioning.hosts.operations import (
     docker_step,
     privileged_step,
 )
-from provisioning.inventory import Inventory, InventoryHost
+from provisioning.inventory import Inventory, InventoryHost, Pool
 from provisioning.placement import EMULATION
 from provisioning.platforms import parse_platform
 from provisioning.remote.ssh import connect
@@ -72,8 +72,20 @@ def _qemu_source(host: InventoryHost, artifacts: ArtifactSource, options: Config
     return None
 
 
+def server_names(host: InventoryHost, pool: Pool | None) -> list[str]:
+    """Every name a client may verify this host's buildkitd by: its own addresses, and its
+    pool's balancer (TLS passes through the balancer to whichever member it picks)."""
+    names = [host.address, host.private_address, "127.0.0.1", host.name]
+    return names + ([pool.address, pool.name] if pool else [])
+
+
 def steps_for(
-    host: InventoryHost, artifacts: ArtifactSource, ca: FleetCA, options: ConfigureOptions, registry: str = ""
+    host: InventoryHost,
+    artifacts: ArtifactSource,
+    ca: FleetCA,
+    options: ConfigureOptions,
+    registry: str = "",
+    pool: Pool | None = None,
 ) -> list[Step]:
     steps = [
         docker_step(DockerDesired(host.ssh_user, options.allow_docker_upgrade, options.docker_source)),
@@ -83,7 +95,7 @@ def steps_for(
     arches = qemu_arches(host)
     if arches and host.role == EMULATION:
         steps.append(binfmt_step(QemuDesired(arches, _qemu_source(host, artifacts, options))))
-    server = ca.server(host.name, [host.address, host.private_address, "127.0.0.1", host.name])
+    server = ca.server(host.name, server_names(host, pool))
     steps.append(
         buildkitd_step(
             BuildkitdDesired(
@@ -114,7 +126,9 @@ def configure(
     return run_fleet(
         inventory.hosts,
         lambda host: connect(host, state),
-        lambda host: steps_for(host, artifacts, ca, options, inventory.registry),
+        lambda host: steps_for(
+            host, artifacts, ca, options, inventory.registry, inventory.pool(host.pool) if host.pool else None
+        ),
         check_only,
         progress,
     )

@@ -5,12 +5,19 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Generic, TypeVar
+from typing import Generic, Protocol, TypeVar
 
 from provisioning.errors import BuildfleetError
-from provisioning.inventory import InventoryHost
 
 T = TypeVar("T")
+
+
+class Named(Protocol):
+    @property
+    def name(self) -> str: ...
+
+
+N = TypeVar("N", bound=Named)
 
 
 class GroupResult(dict[str, "T | Exception"], Generic[T]):
@@ -48,10 +55,10 @@ def describe(error: Exception) -> str:
     return str(error) if isinstance(error, BuildfleetError) else f"{type(error).__name__}: {error}"
 
 
-def fan_out(hosts: Sequence[InventoryHost], work: Callable[[InventoryHost], T]) -> GroupResult[T]:
-    """``work`` on every host in parallel, results in the hosts' order."""
+def fan_out(hosts: Sequence[N], work: Callable[[N], T]) -> GroupResult[T]:
+    """``work`` on every host (or anything named, e.g. a pool) in parallel, results in order."""
 
-    def one(host: InventoryHost) -> T | Exception:
+    def one(host: N) -> T | Exception:
         try:
             return work(host)
         except Exception as error:  # any failure is that host's outcome, not everyone's

@@ -13,11 +13,12 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from invoke.exceptions import CommandTimedOut
 
 from provisioning.errors import BuildfleetError
-from provisioning.inventory import InventoryHost
+from provisioning.inventory import InventoryHost, Pool
 from provisioning.remote.fanout import fan_out
 from provisioning.remote.ssh import ConnectionFailed, HostKeyRejected, Transport
 
@@ -121,21 +122,44 @@ class ClientTLS:
     cert: str
     key: str
 
+    @classmethod
+    def in_state(cls, tls_dir: Path) -> ClientTLS:
+        return cls(
+            str(tls_dir / "ca" / "cert.pem"), str(tls_dir / "client" / "cert.pem"), str(tls_dir / "client" / "key.pem")
+        )
+
 
 # An HTTP/2 client preface and an empty SETTINGS frame: buildkitd (gRPC) answers with its own
 # SETTINGS frame (type 4) once it serves; a refused client certificate ends in a TLS alert.
 H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes([0, 0, 0, 4, 0, 0, 0, 0, 0])
 
 
-def buildkitd_answers(host: InventoryHost, tls: ClientTLS, timeout: float = 5.0) -> str:
-    """ "" when the host's buildkitd serves gRPC to the fleet's client certificate, else why not."""
+@dataclass(frozen=True)
+class BuildkitdEndpoint:
+    """A buildkitd (or a pool's balancer in front of several) as a client dials it."""
+
+    name: str  # the host's or pool's name, for messages
+    address: str
+    port: int
+
+    @classmethod
+    def of_host(cls, host: InventoryHost) -> BuildkitdEndpoint:
+        return cls(host.name, host.address, host.buildkitd_port)
+
+    @classmethod
+    def of_pool(cls, pool: Pool) -> BuildkitdEndpoint:
+        return cls(pool.name, pool.address, pool.port)
+
+
+def buildkitd_answers(endpoint: BuildkitdEndpoint, tls: ClientTLS, timeout: float = 5.0) -> str:
+    """ "" when the buildkitd behind ``endpoint`` serves gRPC to the fleet's client certificate, else why not."""
     context = ssl.create_default_context(cafile=tls.ca)
     context.load_cert_chain(tls.cert, tls.key)
     context.check_hostname = False  # the CA is the fleet's own: it alone signs the server certificates
     context.set_alpn_protocols(["h2"])
     try:
         with (
-            socket.create_connection((host.address, host.buildkitd_port), timeout=timeout) as raw,
+            socket.create_connection((endpoint.address, endpoint.port), timeout=timeout) as raw,
             context.wrap_socket(raw) as wrapped,
         ):
             wrapped.sendall(H2_PREFACE)
@@ -145,20 +169,20 @@ def buildkitd_answers(host: InventoryHost, tls: ClientTLS, timeout: float = 5.0)
     return "" if len(frame) >= 4 and frame[3] == 4 else f"no HTTP/2 SETTINGS frame from it (got {frame!r})"
 
 
-def wait_for_buildkitd(hosts: Sequence[InventoryHost], tls: ClientTLS, timeout: float) -> dict[str, float]:
-    """Seconds until each host's buildkitd answered over mTLS; one error naming the silent ones."""
+def wait_for_buildkitd(endpoints: Sequence[BuildkitdEndpoint], tls: ClientTLS, timeout: float) -> dict[str, float]:
+    """Seconds until each buildkitd answered over mTLS; one error naming the silent ones."""
 
-    def one(host: InventoryHost) -> float:
+    def one(endpoint: BuildkitdEndpoint) -> float:
         start = time.monotonic()
         while True:
-            why = buildkitd_answers(host, tls)
+            why = buildkitd_answers(endpoint, tls)
             if not why:
                 return round(time.monotonic() - start, 1)
             if time.monotonic() - start > timeout:
                 raise BuildfleetError(
-                    f"{host.name}: buildkitd at {host.address}:{host.buildkitd_port} did not answer "
+                    f"{endpoint.name}: buildkitd at {endpoint.address}:{endpoint.port} did not answer "
                     f"within {timeout:.0f} s; last: {why}"
                 )
             time.sleep(0.5)
 
-    return fan_out(hosts, one).raise_failures("waiting for buildkitd")
+    return fan_out(endpoints, one).raise_failures("waiting for buildkitd")

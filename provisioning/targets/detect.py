@@ -37,6 +37,6 @@ def detect_all(hosts: Sequence[InventoryHost], state: FleetState) -> list[HostSp
 
 
 def placed(host: InventoryHost, spec: HostSpec, placement: Placement) -> InventoryHost:
-    """The host with its detected CPU and the platforms placement gave it."""
-    platforms = tuple(HostPlatform(str(a.platform), a.native) for a in placement.for_host(host.name))
-    return dataclasses.replace(host, arch=spec.arch, platforms=platforms)
+    """The host with its detected CPU and the platforms placement gave it (or its pool)."""
+    platforms = tuple(HostPlatform(str(a.platform), a.native) for a in placement.for_host(spec.pool or host.name))
+    return dataclasses.replace(host, arch=spec.arch, platforms=platforms, pool=spec.pool)

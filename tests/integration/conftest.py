@@ -126,8 +126,10 @@ def fleet(request, tmp_path_factory, machine_ready):
     assert binfmt_not_restored(live.target, before) == []  # the machine's table as the fleet found it
 
 
-def buildctl(host: InventoryHost, *tls: str) -> subprocess.CompletedProcess:
-    """buildctl debug workers against a host's buildkitd, with the TLS flags given."""
+def buildctl(
+    host: InventoryHost, *tls: str, command: tuple[str, ...] = ("debug", "workers", "--format", "{{json .}}")
+) -> subprocess.CompletedProcess:
+    """buildctl (default: debug workers, as JSON) against a host's buildkitd, with the TLS flags given."""
     buildctl = CACHE / "buildkit" / "0.13.2" / "amd64" / "buildctl"
     return subprocess.run(
         [
@@ -135,10 +137,7 @@ def buildctl(host: InventoryHost, *tls: str) -> subprocess.CompletedProcess:
             "--addr",
             f"tcp://127.0.0.1:{host.buildkitd_port}",
             *tls,
-            "debug",
-            "workers",
-            "--format",
-            "{{json .}}",
+            *command,
         ],
         capture_output=True,
         text=True,

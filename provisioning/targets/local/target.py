@@ -15,8 +15,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
+from provisioning.certs import FleetCA
 from provisioning.errors import BuildfleetError
-from provisioning.inventory import Endpoint, Inventory, inventory_from_plan
+from provisioning.inventory import Endpoint, Inventory, Pool, inventory_from_plan
 from provisioning.placement import HostSpec
 from provisioning.plan import Plan, plan_on_machine
 from provisioning.remote.docker import Docker
@@ -24,6 +25,7 @@ from provisioning.remote.machine import machine_arch
 from provisioning.settings import Settings
 from provisioning.state import FleetState
 from provisioning.targets.base import ConfigSources, HostState, TargetOptions, settings_with_defaults
+from provisioning.targets.local.balancer import Backend, LocalBalancer
 from provisioning.targets.local.binfmt import MachineBinfmt
 from provisioning.targets.local.image import HostImageRecipe, debian_mirror, ensure_host_image
 from provisioning.targets.local.registry import LocalRegistry, registry_binary
@@ -160,7 +162,8 @@ class LocalTarget:
         self.claim_binfmt(plan, plan.hosts)
         started = self.start_hosts(plan.hosts, settings)
         self.state.write_known_hosts(started.host_keys)
-        inventory = inventory_from_plan(plan, TARGET, started.endpoints, SSH_USER, started.registry)
+        pools = self.balance(plan.pools, started.endpoints)
+        inventory = inventory_from_plan(plan, TARGET, started.endpoints, SSH_USER, started.registry, pools)
         self.state.save_inventory(inventory)
         return inventory
 
@@ -212,6 +215,23 @@ class LocalTarget:
     @property
     def registry(self) -> LocalRegistry:
         return LocalRegistry(self.state.root / "registry")
+
+    @property
+    def balancer(self) -> LocalBalancer:
+        return LocalBalancer(self.state.root / "balancer")
+
+    def balance(self, pools: Mapping[str, Sequence[str]], endpoints: Mapping[str, Endpoint]) -> tuple[Pool, ...]:
+        """HAProxy in front of each pool's members (as this machine reaches their buildkitd),
+        health-checking them with the fleet's own client certificate."""
+        if not pools:
+            self.balancer.stop()  # the fleet may have had a pool before
+            return ()
+        ca = FleetCA(self.state.root / "tls")
+        backends = {
+            pool: [Backend(host, endpoints[host].address, endpoints[host].buildkitd_port) for host in members]
+            for pool, members in pools.items()
+        }
+        return self.balancer.ensure(backends, ca.directory / "ca" / "cert.pem", ca.client())
 
     def _gateway(self) -> str:
         """The operator's address on the fleet network: reachable from both sides."""
@@ -273,6 +293,9 @@ class LocalTarget:
     def down(self) -> list[str]:
         """Remove every container, volume and network of this fleet, and its registry."""
         removed = self.binfmt.release(self.binfmt_holder)
+        if self.balancer.running():
+            self.balancer.stop()
+            removed.append("balancer process")
         if self.registry.running():
             self.registry.stop()
             removed.append("registry process")

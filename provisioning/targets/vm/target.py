@@ -14,7 +14,7 @@ import json
 import subprocess
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -161,10 +161,12 @@ class VmTarget:
         self.state.write_known_hosts(host_keys)
         declared = [self._declared(h, endpoints[h.name], h.role in settings.vm_roles) for h in plan.hosts]
         wait_for_hosts([h for h in declared if h.ssh_user == VM_USER], lambda h: connect(h, self.state), BOOT_SECONDS)
-        detected = detect_all(declared, self.state)
+        pools = self.local.balance(plan.pools, endpoints)
+        # each host keeps the pool its role forms; placement then checks the members agree
+        detected = [replace(s, pool=h.pool) for s, h in zip(detect_all(declared, self.state), plan.hosts, strict=True)]
         placement = place(settings.platforms, detected)
         hosts = tuple(placed(h, s, placement) for h, s in zip(declared, detected, strict=True))
-        inventory = Inventory(TARGET, hosts, started.registry)
+        inventory = Inventory(TARGET, hosts, started.registry, pools)
         self.state.save_inventory(inventory)
         return inventory
 

@@ -1,0 +1,133 @@
+"""bench --concurrency: N builds of one platform at once, through the fleet's node for it
+(a pool's balancer, or a single host) and through one host alone, in the same run.
+
+Each build is the sample's compile step, uncached, with its own BUILD_ID so BuildKit
+cannot merge the N identical steps into one; each records the addresses of the host that
+ran it (``RUN --network=host``), which is how builds are counted per host. The builds
+start a little apart, as CI jobs arrive: the local balancer keeps the connections one
+client opens within half a second on one member (see targets/local/balancer.py).
+"""
+
+from __future__ import annotations
+
+import statistics
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+from provisioning.builder.builder import Buildx
+from provisioning.builder.sample import SampleSources, build_args, ran_on
+from provisioning.inventory import Inventory
+from provisioning.platforms import Platform
+from provisioning.targets.local.balancer import STICK_MS
+
+
+@dataclass(frozen=True)
+class Outcome:
+    index: int
+    host: str  # the host the build's step ran on ("" when the build failed)
+    seconds: float
+    error: str = ""
+
+
+@dataclass(frozen=True)
+class Wave:
+    """N builds started together through one builder."""
+
+    label: str  # what they went through: a pool, or one host
+    outcomes: tuple[Outcome, ...]
+    wall_seconds: float
+
+    @property
+    def per_host(self) -> dict[str, int]:
+        return dict(sorted(Counter(o.host for o in self.outcomes if not o.error).items()))
+
+    @property
+    def failures(self) -> tuple[Outcome, ...]:
+        return tuple(o for o in self.outcomes if o.error)
+
+    @property
+    def per_minute(self) -> float:
+        """Builds finished per minute of the wave's wall time."""
+        done = len(self.outcomes) - len(self.failures)
+        return round(done * 60 / self.wall_seconds, 2) if self.wall_seconds else 0.0
+
+    @property
+    def median_seconds(self) -> float:
+        times = [o.seconds for o in self.outcomes if not o.error]
+        return round(statistics.median(times), 2) if times else 0.0
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "through": self.label,
+            "builds": len(self.outcomes),
+            "per_host": self.per_host,
+            "failed": [{"build": o.index, "error": o.error} for o in self.failures],
+            "wall_seconds": self.wall_seconds,
+            "builds_per_minute": self.per_minute,
+            "median_build_seconds": self.median_seconds,
+        }
+
+
+START_APART = STICK_MS / 1000 + 0.1  # seconds between two builds' starts
+
+
+def _one(buildx: Buildx, builder: str, platform: Platform, sources: SampleSources, index: int, run_id: str, out: Path):
+    time.sleep(index * START_APART)
+    dest = out / str(index)
+    args = build_args(builder, [platform], f"type=local,dest={dest}", sources, f"{run_id}-{index}")
+    start = time.monotonic()
+    result = buildx.run(args, check=False)
+    seconds = round(time.monotonic() - start, 2)
+    addresses = dest / "buildfleet" / "addresses"
+    if result.returncode != 0 or not addresses.is_file():
+        last = (result.stderr.strip().splitlines() or ["no output"])[-1]
+        return seconds, "", f"exit {result.returncode}: {last}"
+    return seconds, addresses.read_text(), ""
+
+
+def wave(
+    buildx: Buildx, builder: str, label: str, inventory: Inventory, platform: Platform, sources: SampleSources, n: int
+) -> Wave:
+    """Start ``n`` builds (``START_APART`` from each other) and wait for all of them; a failed
+    build is recorded, not raised. Each build's seconds count from its own start."""
+    run_id = time.strftime("%Y%m%d%H%M%S")
+    with tempfile.TemporaryDirectory(prefix="buildfleet-concurrency.") as out, ThreadPoolExecutor(n) as threads:
+        start = time.monotonic()
+        futures = [threads.submit(_one, buildx, builder, platform, sources, i, run_id, Path(out)) for i in range(n)]
+        results = [f.result() for f in futures]
+        wall = round(time.monotonic() - start, 2)
+    outcomes = []
+    for index, (seconds, addresses, error) in enumerate(results):
+        hosts = ran_on(inventory, addresses) if not error else []
+        if not error and len(hosts) != 1:
+            error = f"its step recorded no single host of the fleet ({', '.join(hosts) or 'none'})"
+        outcomes.append(Outcome(index, hosts[0] if not error else "", seconds, error))
+    return Wave(label, tuple(outcomes), wall)
+
+
+def speedup(fleet: Wave, single: Wave) -> float:
+    """The fleet's throughput over one host's, for the same N builds."""
+    return round(fleet.per_minute / single.per_minute, 2) if single.per_minute else 0.0
+
+
+def same_machine_note(inventory: Inventory, cpus: int) -> str:
+    """Why throughput may not grow: every host of a local or vm fleet shares this machine's CPUs."""
+    if inventory.target not in ("local", "vm"):
+        return ""
+    return (
+        f"every host of this {inventory.target} fleet runs on this one machine ({cpus} CPUs): the pool's members "
+        "share those CPUs, so throughput cannot grow here; the spread across hosts is what this shows"
+    )
+
+
+def summary(waves: Sequence[Wave]) -> list[str]:
+    return [
+        f"{w.label}: {len(w.outcomes)} builds, per host {w.per_host or '{}'}, {len(w.failures)} failed, "
+        f"{w.wall_seconds} s wall, {w.per_minute} builds/min, median build {w.median_seconds} s"
+        for w in waves
+    ]

@@ -1,0 +1,187 @@
+"""Pools on real hosts: two amd64 hosts behind Debian's HAProxy share concurrent builds, and
+keep building when one of them dies."""
+
+import json
+import re
+import subprocess
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from provisioning.builder.builder import Buildx
+from provisioning.builder.sample import SampleSources, build_args, cache_args, ran_on
+from provisioning.platforms import parse_platforms
+from provisioning.state import FleetState
+from provisioning.targets.local.balancer import LocalBalancer
+
+from .conftest import CACHE, buildctl, buildfleet, cli_env, leftovers, mtls_flags
+
+pytestmark = pytest.mark.integration
+
+# Each build sleeps in a step, so six of them started a second apart all overlap; BUILD_ID
+# keeps BuildKit from running the identical steps as one; the step records the addresses of
+# the host that ran it. (Builds one machine starts within the same half second share a
+# member: see provisioning/targets/local/balancer.py.)
+DOCKERFILE = """\
+FROM scratch AS step
+COPY --from=busybox busybox-amd64 /bin/busybox
+ARG BUILD_ID
+RUN --network=host ["/bin/busybox", "sh", "-c", "/bin/busybox sleep 8 && /bin/busybox ip -4 addr > /addresses"]
+FROM scratch
+COPY --from=step /addresses /addresses
+"""
+
+
+class PoolFleet:
+    def __init__(self, name: str, root: Path):
+        self.name, self.root, self.env = name, root, cli_env(root)
+        self.context = root / "context"
+        self.context.mkdir()
+        (self.context / "Dockerfile").write_text(DOCKERFILE)
+
+    @property
+    def state(self) -> FleetState:
+        return FleetState(self.root / self.name)
+
+    @property
+    def balancer(self) -> LocalBalancer:
+        return LocalBalancer(self.state.root / "balancer")
+
+    def up(self) -> subprocess.CompletedProcess:
+        return buildfleet("up", "--fleet", self.name, "--project-dir", str(self.root), env=self.env)
+
+    def build(self, index: int) -> tuple[int, str]:
+        """One build through the fleet's builder, started ``index`` seconds from now: (exit code,
+        the host its step ran on or the error)."""
+        time.sleep(index)
+        busybox = next((CACHE / "busybox").glob("*/busybox-amd64")).parent
+        dest = self.root / "out" / f"{uuid.uuid4().hex[:8]}"
+        result = subprocess.run(
+            [
+                *("docker", "buildx", "build", "--builder", f"buildfleet-{self.name}", "--platform", "linux/amd64"),
+                *("--allow", "network.host", "--build-arg", f"BUILD_ID={uuid.uuid4().hex}-{index}"),
+                *("--build-context", f"busybox={busybox}", "--output", f"type=local,dest={dest}", str(self.context)),
+            ],
+            capture_output=True,
+            text=True,
+            env=self.env,
+            timeout=300,
+        )
+        if result.returncode != 0:
+            return result.returncode, result.stderr[-300:]
+        hosts = ran_on(self.state.load_inventory(), (dest / "addresses").read_text())
+        return 0, ",".join(hosts)
+
+    def builds(self, count: int) -> list[tuple[int, str]]:
+        with ThreadPoolExecutor(count) as threads:
+            return list(threads.map(self.build, range(count)))
+
+    def member_status(self) -> dict[str, str]:
+        return {name.split("/")[1]: row["status"] for name, row in self.balancer.members().items()}
+
+    def wait_status(self, host: str, status: str, seconds: float = 30) -> None:
+        deadline = time.monotonic() + seconds
+        while self.member_status()[host] != status:
+            assert time.monotonic() < deadline, f"{host} never became {status}: {self.member_status()}"
+            time.sleep(0.5)
+
+
+@pytest.fixture(scope="module")
+def pool(tmp_path_factory, machine_ready):
+    fleet = PoolFleet(f"pool{uuid.uuid4().hex[:6]}", tmp_path_factory.mktemp("pool"))
+    (fleet.root / "buildfleet.yaml").write_text(
+        "amd64Count: 2\nemulationCount: 0\nplatforms: [linux/amd64, linux/386]\n"
+    )
+    try:
+        up = fleet.up()
+        assert up.returncode == 0, up.stdout + up.stderr
+        fleet.up_output = up.stdout
+        yield fleet
+    finally:
+        pid = fleet.balancer.process.pid()
+        down = buildfleet("down", "--fleet", fleet.name, env=fleet.env)
+        assert down.returncode == 0 and "balancer process" in down.stdout, down.stdout + down.stderr
+        assert pid is not None and not Path(f"/proc/{pid}").exists()  # HAProxy went with the fleet
+        assert leftovers(fleet.name) == []
+
+
+def test_a_pool_is_one_builder_node_at_the_balancer_with_both_members_healthy_over_mtls(pool):
+    assert f"create node buildfleet-{pool.name}-amd64-pool" in pool.up_output
+    inventory = pool.state.load_inventory()
+    (entry,) = inventory.pools
+    assert [h.name for h in inventory.members("amd64-pool")] == ["amd64-0", "amd64-1"]
+    for member in ("amd64-0", "amd64-1"):  # checked every second while down, up after two passes
+        pool.wait_status(member, "UP", seconds=15)
+    checks = {row["check_status"] for row in pool.balancer.members().values()}
+    assert checks == {"L6OK"}  # a TLS handshake with the fleet's client certificate, not a bare TCP connect
+    sample = buildfleet("sample", "--fleet", pool.name, "--json", env=pool.env)
+    assert sample.returncode == 0, sample.stdout + sample.stderr
+    built = json.loads(sample.stdout)["platforms"]
+    assert {(p["platform"], p["host"], p["ok"]) for p in built} == {
+        ("linux/amd64", "amd64-pool", True),
+        ("linux/386", "amd64-pool", True),
+    }
+    assert {p["ran_on"] for p in built} <= {"amd64-0", "amd64-1"}
+
+
+def test_six_concurrent_amd64_builds_land_on_both_hosts(pool):
+    results = pool.builds(6)
+    assert [code for code, _ in results] == [0] * 6, results
+    spread = {host: [h for _, h in results].count(host) for host in ("amd64-0", "amd64-1")}
+    assert spread["amd64-0"] >= 1 and spread["amd64-1"] >= 1 and sum(spread.values()) == 6, results
+    print(f"6 concurrent builds per host: {spread}")
+
+
+def test_bench_concurrency_reports_builds_per_host_and_throughput_against_one_host(pool):
+    bench = buildfleet("bench", "--fleet", pool.name, "--concurrency", "4", "--json", env=pool.env)
+    assert bench.returncode == 0, bench.stdout + bench.stderr
+    report = json.loads(bench.stdout)
+    through, alone = report["waves"]
+    assert through["through"] == "amd64-pool" and sum(through["per_host"].values()) == 4
+    assert alone["per_host"] == {"amd64-0": 4}
+    assert report["throughput_vs_one_host"] > 0 and "share those CPUs" in report["note"]
+    print(f"bench --concurrency 4: {report}")
+
+
+def test_a_member_killed_mid_way_leaves_the_pool_and_the_remaining_builds_pass_on_the_other(pool):
+    with ThreadPoolExecutor(1) as background:
+        first = background.submit(pool.builds, 4)
+        time.sleep(5)  # the four builds are in their sleep step, spread over both hosts
+        subprocess.run(["docker", "kill", f"buildfleet-{pool.name}-amd64-1"], check=True, capture_output=True)
+        in_flight = first.result()
+    pool.wait_status("amd64-1", "DOWN")
+    later = pool.builds(4)
+    assert later == [(0, "amd64-0")] * 4, later  # every build after the kill passes, on the live host
+    print(f"in flight when amd64-1 was killed: {in_flight}")
+    # up starts the killed host again; the balancer takes it back once buildkitd answers
+    up = pool.up()
+    assert up.returncode == 0, up.stdout + up.stderr
+    pool.wait_status("amd64-1", "UP")
+    again = pool.builds(6)
+    assert {code for code, _ in again} == {0} and {h for _, h in again} == {"amd64-0", "amd64-1"}, again
+
+
+def test_a_member_with_an_empty_cache_reuses_the_pools_registry_cache(pool):
+    """The sample with --registry-cache exports each node's layers to the fleet's registry; after
+    both members' own caches are pruned, a build on either imports the userland from there."""
+    sample = buildfleet("sample", "--fleet", pool.name, "--registry-cache", "--json", env=pool.env)
+    assert sample.returncode == 0, sample.stdout + sample.stderr
+    assert all(p["ok"] for p in json.loads(sample.stdout)["platforms"])
+    inventory = pool.state.load_inventory()
+    tls = pool.state.root / "tls"
+    for member in inventory.members("amd64-pool"):
+        pruned = buildctl(member, *mtls_flags(tls), command=("prune", "--all"))
+        assert pruned.returncode == 0, pruned.stderr
+    amd64 = parse_platforms(["linux/amd64"])
+    sources = SampleSources.from_artifacts(CACHE, amd64)
+    cache = cache_args(inventory.registry, "amd64-pool")
+    built = Buildx(env={"DOCKER_CONFIG": pool.env["DOCKER_CONFIG"]}).run(
+        build_args(f"buildfleet-{pool.name}", amd64, "type=cacheonly", sources, cache=cache)
+    )
+    log = built.stderr
+    assert "importing cache manifest from" in log, log[-2000:]
+    add_step = re.search(r"^#(\d+) \[userland \d/3\] ADD userland-amd64\.tar", log, re.MULTILINE)
+    assert add_step and re.search(rf"^#{add_step.group(1)} CACHED", log, re.MULTILINE), log[-2000:]
