@@ -80,6 +80,10 @@ class RecordingMocks(pulumi.runtime.Mocks):
             outputs.update(_openssh_ed25519())
         if args.typ == "aws:ec2/keyPair:KeyPair":
             outputs.setdefault("keyName", args.name)
+        if args.typ in ("aws:lb/loadBalancer:LoadBalancer", "aws:lb/targetGroup:TargetGroup"):
+            outputs.setdefault("arn", f"arn:aws:elasticloadbalancing:us-east-1:123456789012:{args.name}")
+        if args.typ == "aws:lb/loadBalancer:LoadBalancer":
+            outputs.setdefault("dnsName", f"{args.name}-0123456789.elb.us-east-1.amazonaws.com")
         if args.typ == "aws:iam/policy:Policy":
             outputs.setdefault("arn", f"arn:aws:iam::123456789012:policy/{args.name}")
         return f"{args.name}-id", outputs

@@ -269,3 +269,59 @@ def test_config_errors_fail_before_any_resource_exists(config, message):
         run_program(config, mocks)
     assert message in str(error.value)
     assert mocks.resources == [] and mocks.calls == []
+
+
+POOL = {**BASE, "amd64Count": 2, "buildkitdCidrs": ["192.0.2.0/24"]}
+
+
+@pytest.fixture(scope="module")
+def pool_run():
+    return run_program(POOL)
+
+
+def test_two_amd64_hosts_get_one_network_load_balancer_passing_tcp_through(pool_run):
+    (nlb,) = pool_run.mocks.of_type("aws:lb/loadBalancer:LoadBalancer")
+    assert nlb.inputs["loadBalancerType"] == "network" and nlb.inputs["internal"] is False, nlb.urn
+    assert len(nlb.inputs["namePrefix"]) <= 6 and len(nlb.inputs["securityGroups"]) == 1, nlb.urn
+    (listener,) = pool_run.mocks.of_type("aws:lb/listener:Listener")
+    assert (listener.inputs["protocol"], listener.inputs["port"]) == ("TCP", 1234), listener.urn  # not TLS: mTLS passes
+    (action,) = listener.inputs["defaultActions"]
+    (group,) = pool_run.mocks.of_type("aws:lb/targetGroup:TargetGroup")
+    assert action["type"] == "forward" and action["targetGroupArn"].endswith(group.name), listener.urn
+
+
+def test_the_target_group_health_checks_each_member_and_holds_exactly_the_pool(pool_run):
+    (group,) = pool_run.mocks.of_type("aws:lb/targetGroup:TargetGroup")
+    assert (group.inputs["protocol"], group.inputs["targetType"], group.inputs["port"]) == ("TCP", "instance", 1234)
+    check = group.inputs["healthCheck"]
+    assert check["protocol"] == "TCP" and check["port"] == "traffic-port", group.urn
+    assert check["unhealthyThreshold"] == 2 and check["interval"] == 10, group.urn
+    attached = pool_run.mocks.of_type("aws:lb/targetGroupAttachment:TargetGroupAttachment")
+    assert sorted(a.inputs["targetId"] for a in attached) == sorted(
+        f"{i.name}-id" for i in pool_run.mocks.of_type(INSTANCE) if i.inputs["tags"]["buildfleet:role"] == "amd64"
+    )
+
+
+def test_the_balancer_is_open_to_buildkitds_cidrs_and_the_hosts_to_the_balancer(pool_run):
+    rules = [r for r in pool_run.mocks.of_type(INGRESS) if "amd64-pool" in r.name]
+    cidrs = sorted(
+        r.inputs.get("cidrIpv4") or r.inputs.get("cidrIpv6")
+        for r in rules
+        if "referencedSecurityGroupId" not in r.inputs
+    )
+    assert cidrs == sorted([*BASE["allowedCidrs"], "192.0.2.0/24"])
+    (members,) = [r for r in rules if "referencedSecurityGroupId" in r.inputs]
+    assert members.inputs["fromPort"] == 1234 and members.inputs["referencedSecurityGroupId"].endswith("-sg-id")
+    assert all(r.inputs["fromPort"] == 1234 for r in rules)  # never SSH through the balancer
+
+
+def test_the_inventory_names_the_pool_at_the_balancers_dns_name(pool_run):
+    inventory = pool_run.outputs["inventory"]
+    (pool,) = inventory["pools"]
+    assert pool["name"] == "amd64-pool" and pool["address"].endswith(".elb.us-east-1.amazonaws.com")
+    assert [h["name"] for h in inventory["hosts"] if h.get("pool") == "amd64-pool"] == ["amd64-0", "amd64-1"]
+
+
+def test_a_fleet_without_a_pool_has_no_load_balancer(default_run):
+    assert default_run.mocks.of_type("aws:lb/loadBalancer:LoadBalancer") == []
+    assert "pools" not in default_run.outputs["inventory"]

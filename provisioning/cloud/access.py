@@ -26,7 +26,7 @@ class AccessArgs:
     buildkitd_cidrs: tuple[str, ...] = ()  # buildkitd only, beside allowed_cidrs
 
 
-def _cidr_fields(cidr: str) -> tuple[str | None, str | None]:
+def cidr_fields(cidr: str) -> tuple[str | None, str | None]:
     """(cidr_ipv4, cidr_ipv6): a rule names its source in the field of its address family."""
     return (None, cidr) if ipaddress.ip_network(cidr).version == 6 else (cidr, None)
 
@@ -62,8 +62,8 @@ class Access(pulumi.ComponentResource):
                 description=f"{service} from {cidr}",
                 tags=args.tags,
                 opts=child,
-                cidr_ipv4=_cidr_fields(cidr)[0],
-                cidr_ipv6=_cidr_fields(cidr)[1],
+                cidr_ipv4=cidr_fields(cidr)[0],
+                cidr_ipv6=cidr_fields(cidr)[1],
             )
         # Hosts fetch packages and push images, so all egress is allowed.
         for family, cidr in (("ipv4", "0.0.0.0/0"), ("ipv6", "::/0")):
@@ -74,8 +74,8 @@ class Access(pulumi.ComponentResource):
                 description=f"all {family} egress",
                 tags=args.tags,
                 opts=child,
-                cidr_ipv4=_cidr_fields(cidr)[0],
-                cidr_ipv6=_cidr_fields(cidr)[1],
+                cidr_ipv4=cidr_fields(cidr)[0],
+                cidr_ipv6=cidr_fields(cidr)[1],
             )
         key = aws.ec2.KeyPair(
             f"{name}-key", public_key=args.ssh_public_key, tags={**args.tags, "Name": f"{name}-key"}, opts=child

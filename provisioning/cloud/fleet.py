@@ -12,7 +12,8 @@ from provisioning.cloud.access import Access, AccessArgs
 from provisioning.cloud.ami import IMAGE_SOURCES
 from provisioning.cloud.host import BuildHost, BuildHostArgs
 from provisioning.cloud.network import Network, NetworkArgs
-from provisioning.inventory import Endpoint, inventory_from_plan
+from provisioning.cloud.pool import PoolBalancer, PoolBalancerArgs
+from provisioning.inventory import Endpoint, Pool, inventory_from_plan
 from provisioning.plan import Plan
 from provisioning.settings import Settings
 
@@ -100,18 +101,42 @@ class Fleet(pulumi.ComponentResource):
             )
             for spec in plan.hosts
         }
-        ssh_user = IMAGE_SOURCES[settings.image].ssh_user
-        names = list(hosts)
-        addresses = pulumi.Output.all(*[hosts[n].public_ip for n in names], *[hosts[n].private_ip for n in names])
         port = settings.buildkitd_port
-        self.inventory = addresses.apply(
-            lambda ips: inventory_from_plan(
+        balancers = {
+            pool: PoolBalancer(
+                f"{name}-{pool}",
+                PoolBalancerArgs(
+                    vpc_id=network.vpc_id,
+                    subnet_id=network.subnet_id,
+                    host_security_group_id=access.security_group_id,
+                    members={member: hosts[member].instance_id for member in members},
+                    port=port,
+                    cidrs=tuple(dict.fromkeys((*settings.allowed_cidrs, *settings.buildkitd_cidrs))),
+                    tags=args.tags,
+                ),
+                opts=child,
+            )
+            for pool, members in plan.pools.items()
+        }
+        ssh_user = IMAGE_SOURCES[settings.image].ssh_user
+        names, pools = list(hosts), list(balancers)
+        addresses = pulumi.Output.all(
+            *[hosts[n].public_ip for n in names],
+            *[hosts[n].private_ip for n in names],
+            *[balancers[p].dns_name for p in pools],
+        )
+
+        def inventory(found: list[str]) -> dict:
+            public, private, dns = found[: len(names)], found[len(names) : 2 * len(names)], found[2 * len(names) :]
+            return inventory_from_plan(
                 plan,
                 TARGET,
-                {n: Endpoint(ips[i], ips[len(names) + i], 22, port) for i, n in enumerate(names)},
+                {n: Endpoint(public[i], private[i], 22, port) for i, n in enumerate(names)},
                 ssh_user,
+                pools=tuple(Pool(p, dns[i], port) for i, p in enumerate(pools)),
             ).to_dict()
-        )
+
+        self.inventory = addresses.apply(inventory)
         self.host_keys = pulumi.Output.all(*[hosts[n].host_key for n in names]).apply(
             lambda keys: dict(zip(names, keys, strict=True))
         )

@@ -46,6 +46,7 @@ def _market_options(spot: bool, stops: bool) -> aws.ec2.InstanceInstanceMarketOp
 
 
 class BuildHost(pulumi.ComponentResource):
+    instance_id: pulumi.Output[str]
     public_ip: pulumi.Output[str]
     private_ip: pulumi.Output[str]
     host_key: pulumi.Output[str]
@@ -92,6 +93,7 @@ class BuildHost(pulumi.ComponentResource):
             # host on purpose: pulumi up --replace <its urn>, or down and up.
             opts=pulumi.ResourceOptions(parent=self, ignore_changes=["ami"]),
         )
+        self.instance_id = instance.id
         self.public_ip = instance.public_ip
         if args.stops:
             # An instance's public address changes at every start; an Elastic IP keeps it, so the
