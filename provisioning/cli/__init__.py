@@ -213,6 +213,13 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"a workload to run (repeatable; default: all of {', '.join(WORKLOADS)})",
     )
     bench.add_argument("--platforms", metavar="LIST", help="comma-separated platforms (default: every planned one)")
+    bench.add_argument(
+        "--baseline",
+        choices=("seed",),
+        help="seed: also run the same workloads and the same multi-platform build the way the CircleCI post "
+        "does (one node, the distribution's qemu-user-static, default CPU) on the emulation host, and report the "
+        "fleet's speed-up per platform and for the whole build",
+    )
     bench.add_argument("--repeats", type=positive, default=3, help="runs per workload, platform and node (default 3)")
     bench.add_argument(
         "--concurrency",

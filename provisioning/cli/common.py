@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 
@@ -13,6 +14,9 @@ from provisioning.errors import BuildfleetError, ConfigError
 from provisioning.inventory import Inventory
 from provisioning.settings import Settings, settings_from_mapping
 from provisioning.state import FleetState
+
+if TYPE_CHECKING:
+    from provisioning.hosts.configure import ConfigureOptions
 from provisioning.targets import Target, make_target
 from provisioning.targets.base import ConfigSources, TargetOptions
 
@@ -79,3 +83,16 @@ def fleet_settings(args: argparse.Namespace, state: FleetState, inventory: Inven
         return settings_from_mapping(saved)
     except ConfigError as error:
         raise ConfigError(f"{state.settings_file}: {error}; buildfleet up rewrites it") from None
+
+
+def configure_options(args: argparse.Namespace, settings: Settings) -> ConfigureOptions:
+    """What configure gives each host, from the fleet's settings and the command line."""
+    from provisioning.hosts.configure import ConfigureOptions  # paramiko and friends: only when needed
+
+    return ConfigureOptions(
+        buildkitd_port=settings.buildkitd_port,
+        idle_stop_minutes=settings.idle_stop_minutes,
+        allow_docker_upgrade=not getattr(args, "no_docker_upgrade", False),
+        qemu_source=settings.qemu_source,
+        docker_source=settings.docker_source,
+    )

@@ -11,7 +11,14 @@ from rich.markup import escape
 from rich.table import Table
 
 from provisioning.cli.build import ensure_builder
-from provisioning.cli.common import builder_name, fleet_builder, fleet_settings, require_inventory, target_for
+from provisioning.cli.common import (
+    builder_name,
+    configure_options,
+    fleet_builder,
+    fleet_settings,
+    require_inventory,
+    target_for,
+)
 from provisioning.cli.progress import host_progress
 from provisioning.errors import ConfigError
 from provisioning.hosts.executor import FAILED, FleetReport
@@ -83,15 +90,9 @@ def run_configure(
     progress=lambda host, step, done, total: None,
 ):
     from provisioning.artifacts import LocalArtifacts
-    from provisioning.hosts.configure import ConfigureOptions, configure
+    from provisioning.hosts.configure import configure
 
-    options = ConfigureOptions(
-        buildkitd_port=settings.buildkitd_port,
-        idle_stop_minutes=settings.idle_stop_minutes,
-        allow_docker_upgrade=not getattr(args, "no_docker_upgrade", False),
-        qemu_source=settings.qemu_source,
-        docker_source=settings.docker_source,
-    )
+    options = configure_options(args, settings)
     return configure(
         require_inventory(args, state), state, LocalArtifacts(args.artifacts), options, check_only, progress
     )

@@ -5,15 +5,30 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.table import Table
 
-from provisioning.cli.common import builder_name, fleet_builder, fleet_settings, require_inventory, target_for
+from provisioning.cli.common import (
+    builder_name,
+    configure_options,
+    fleet_builder,
+    fleet_settings,
+    require_inventory,
+    target_for,
+)
 from provisioning.errors import BuildfleetError
+from provisioning.inventory import Inventory
 from provisioning.plan import plan_fleet
+from provisioning.platforms import Platform
 from provisioning.settings import Settings
 from provisioning.state import FleetState
+
+if TYPE_CHECKING:
+    from provisioning.bench.report import Measured
+    from provisioning.bench.seed import SeedComparison
 
 
 def catalog_prices(settings: Settings, inventory) -> tuple[dict, str]:
@@ -94,6 +109,9 @@ def cmd_bench(args: argparse.Namespace, console: Console) -> int:
 
         measured = bench(buildx, builders, runs, sources, args.repeats, step)
         progress.update(task, completed=len(runs), description="bench done")
+    against_seed = (
+        seed_baseline(args, console, state, inventory, platforms, workloads, measured) if args.baseline else None
+    )
     table = report.rows(measured, {h.name: h.arch for h in inventory.hosts}, prices)
     title = (
         f"buildfleet bench: fleet {args.fleet!r} ({inventory.target}), {args.repeats} "
@@ -107,13 +125,18 @@ def cmd_bench(args: argparse.Namespace, console: Console) -> int:
         "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
     files = report.write(args.output, table, measured, meta, title, price_note)
+    if against_seed is not None:
+        files |= against_seed.write(args.output)
     wrong = report.disagreements(measured)
     if wrong:
         raise BuildfleetError("a workload computed a different result: " + "; ".join(wrong))
     if args.json:
+        extra = {"baseline_seed": against_seed.as_dict()} if against_seed is not None else {}
         console.print_json(
             report.as_json(
-                table, measured, {**meta, "price_note": price_note, "files": {k: str(v) for k, v in files.items()}}
+                table,
+                measured,
+                {**meta, "price_note": price_note, "files": {k: str(v) for k, v in files.items()}, **extra},
             )
         )
         return 0
@@ -123,8 +146,54 @@ def cmd_bench(args: argparse.Namespace, console: Console) -> int:
         "host runs this platform natively, binfmt cannot emulate it there. $ / build: catalog price. " + price_note,
         highlight=False,
     )
+    if against_seed is not None:
+        console.print(against_seed.markdown(), highlight=False)
     console.print("written: " + ", ".join(str(f) for f in files.values()), highlight=False)
     return 0
+
+
+def seed_baseline(
+    args: argparse.Namespace,
+    console: Console,
+    state: FleetState,
+    inventory: Inventory,
+    platforms: Sequence[Platform],
+    workloads: Sequence[str],
+    fleet: Sequence[Measured],
+) -> SeedComparison:
+    """The seed's one-node build beside the fleet: the same workloads on the emulation host with
+    the distribution's QEMU, and the same multi-platform build through each."""
+    from provisioning.artifacts import LocalArtifacts
+    from provisioning.bench import seed
+    from provisioning.bench.runner import bench, host_builders
+    from provisioning.builder.nodes import TLSFiles
+    from provisioning.builder.sample import SampleSources
+    from provisioning.hosts.configure import distro_qemu
+
+    host = seed.seed_host(inventory)
+    runs = seed.seed_runs(host, platforms, workloads)
+    sources = SampleSources.from_artifacts(args.artifacts, platforms)
+    fleet_builder_ = fleet_builder(args, state)
+    if fleet_builder_.inspect() is None:
+        raise BuildfleetError(
+            f"--baseline seed times the whole build through the fleet's builder, and {fleet_builder_.name!r} does "
+            "not exist here: run buildfleet builder create first"
+        )
+    buildx = fleet_builder_.buildx
+    options = configure_options(args, fleet_settings(args, state, inventory))
+    tls = TLSFiles.in_state(state.root / "tls")
+    with console.status("the multi-platform build through the fleet (a warm-up, then timed)"):
+        fleet_s = seed.timed_build(buildx, fleet_builder_.name, sources, platforms)
+    arches = seed.foreign_arches(host, platforms)
+    with (
+        console.status(f"{host.name}: the distribution's QEMU for {', '.join(arches)}; the seed's runs"),
+        distro_qemu(host, state, LocalArtifacts(args.artifacts), options, arches) as interpreters,
+        host_builders(builder_name(args), inventory, tls, runs, state.root / "builders", buildx) as builders,
+    ):
+        measured = bench(buildx, builders, runs, sources, args.repeats)
+        seed_s = seed.timed_build(buildx, builders[host.name], sources, platforms)
+    whole = seed.WholeBuild(len(platforms), fleet_s, seed_s)
+    return seed.SeedComparison(host.name, tuple(seed.speedups(fleet, measured)), whole, tuple(measured), interpreters)
 
 
 MAX_CONCURRENCY = 32  # a bench, not a load test: bounded

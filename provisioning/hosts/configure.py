@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from provisioning.artifacts import ArtifactSource
 from provisioning.certs import FleetCA
-from provisioning.hosts.executor import FleetReport, Progress, run_fleet
+from provisioning.errors import BuildfleetError
+from provisioning.hosts.executor import FleetReport, Progress, run_fleet, run_host
 from provisioning.hosts.idle import IdleDesired, idle_step
 from provisioning.hosts.operations import (
     BuildkitdDesired,
@@ -22,6 +25,8 @@ from provisioning.hosts.operations import (
 from provisioning.inventory import Inventory, InventoryHost, Pool
 from provisioning.placement import EMULATION
 from provisioning.platforms import parse_platform
+from provisioning.remote import facts as f
+from provisioning.remote.facts import gather
 from provisioning.remote.ssh import connect
 from provisioning.state import FleetState
 
@@ -132,3 +137,36 @@ def configure(
         check_only,
         progress,
     )
+
+
+def _apply(host: InventoryHost, state: FleetState, steps: Sequence[Step]) -> None:
+    report = run_host(connect(host, state), steps)
+    if not report.ok:
+        raise BuildfleetError("; ".join(f"{host.name}: {r.step}: {r.detail}" for r in report.steps))
+
+
+@contextmanager
+def distro_qemu(
+    host: InventoryHost,
+    state: FleetState,
+    artifacts: ArtifactSource,
+    options: ConfigureOptions,
+    arches: Sequence[str],
+) -> Iterator[dict[str, str]]:
+    """The host's QEMU for ``arches`` switched to the distribution's qemu-user-static with its
+    default CPU (how the CircleCI post this project started from emulates), and put back to what
+    configure gives the host afterwards, whether the body worked or not. Yields what the host's
+    kernel then runs for each (``qemu-ARCH`` -> interpreter, and the package's version)."""
+    _apply(host, state, [binfmt_step(QemuDesired(tuple(sorted(arches)), None))])
+    try:
+        transport = connect(host, state)
+        try:
+            found = gather(transport, {"binfmt": f.BinfmtStatus(), "qemu": f.PackageVersion("qemu-user-static")})
+        finally:
+            transport.close()
+        registered = {f"qemu-{a}": found["binfmt"].entries[f"qemu-{a}"].interpreter for a in arches}
+        yield {**registered, "qemu-user-static": found["qemu"] or ""}
+    finally:
+        own = qemu_arches(host)
+        if own:
+            _apply(host, state, [binfmt_step(QemuDesired(own, _qemu_source(host, artifacts, options)))])

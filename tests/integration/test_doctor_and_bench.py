@@ -8,6 +8,8 @@ import subprocess
 
 import pytest
 
+from provisioning.targets.local.binfmt import TABLE
+
 from .conftest import buildctl, mtls_flags
 
 pytestmark = pytest.mark.integration
@@ -156,3 +158,31 @@ def test_rotate_certs_renews_every_certificate_and_the_builder_made_before_keeps
         assert all(c["ok"] for c in checks(healthy).values())
     finally:
         assert run("builder", "rm").returncode == 0
+
+
+def test_bench_baseline_seed_runs_the_posts_one_node_build_beside_the_fleet_and_puts_qemu_back(fleet, run, tmp_path):
+    if fleet.settings.local_init != "systemd":
+        pytest.skip("once is enough: the seed phase does not depend on the hosts' init")
+    before = (TABLE / "qemu-s390x").read_text()
+    assert run("builder", "create", "--no-bootstrap").returncode == 0
+    out = tmp_path / "report"
+    result = run(
+        *("bench", "--platforms", "amd64,s390x", "--workload", "c-compile", "--repeats", "1"),
+        *("--baseline", "seed", "--output", str(out), "--json"),
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    seed = json.loads(result.stdout)["baseline_seed"]
+    assert seed["seed_node"] == "emulation-0"
+    assert [(r["platform"], r["fleet_host"]) for r in seed["per_platform"]] == [
+        ("linux/amd64", "amd64-0"),
+        ("linux/s390x", "emulation-0"),
+    ]
+    assert all(r["fleet_s"] > 0 and r["seed_s"] > 0 for r in seed["per_platform"])
+    # the seed's runs went through the distribution's QEMU, and the fleet's came back afterwards
+    assert seed["interpreters"]["qemu-s390x"] == "/usr/libexec/qemu-binfmt/s390x-binfmt-P"
+    assert seed["interpreters"]["qemu-user-static"].startswith("1:")
+    assert (TABLE / "qemu-s390x").read_text() == before
+    whole = seed["whole_build"]
+    assert whole["platforms"] == 2 and whole["fleet_s"] > 0 and whole["seed_s"] > 0
+    assert "| c-compile | linux/s390x | emulation-0 (QEMU) |" in (out / "baseline-seed.md").read_text()
+    print(f"bench --baseline seed: {seed['per_platform']} {whole}")
