@@ -15,6 +15,8 @@ from provisioning.artifacts import Artifact, PinnedQemu
 from provisioning.hosts.actions import Run, Upload, WriteFile
 from provisioning.hosts.idle import IDLE_SCRIPT, IdleDesired, idle_service, idle_step
 from provisioning.hosts.idle import SCRIPT as IDLE_SCRIPT_BYTES
+from provisioning.hosts.metadata import METADATA_SCRIPT, METADATA_SERVICE, metadata_step
+from provisioning.hosts.metadata import SCRIPT as METADATA_BYTES
 from provisioning.hosts.operations import (
     BUILDX_PLUGIN,
     DOCKERD,
@@ -395,3 +397,58 @@ def test_idle_stop_without_init_runs_under_the_supervisor_and_a_new_limit_restar
         "stop the old idle watcher",
         "(re)start it",
     ]
+
+
+# --- the instance metadata service, closed after boot (AWS hosts) ------------------------
+
+
+def metadata_facts(init="systemd", blocked=False, **files):
+    paths = (METADATA_SCRIPT, METADATA_SERVICE.definition_path("none"), METADATA_SERVICE.definition_path("systemd"))
+    return {"init": init, "blocked": blocked, "files": {**dict.fromkeys(paths), **files}}
+
+
+def test_an_aws_host_gets_a_boot_task_ordered_after_cloud_init_and_before_buildkitd_then_the_rules_now():
+    decision = metadata_step().decide(metadata_facts())
+    assert kinds(decision)[:2] == [
+        ("WriteFile", METADATA_SCRIPT),
+        ("WriteFile", METADATA_SERVICE.definition_path("systemd")),
+    ]
+    unit = decision.actions[1].content.decode()
+    assert "After=network-online.target" in unit and "Before=buildkitd.service" in unit
+    assert "Type=oneshot" in unit
+    assert "systemctl enable buildfleet-block-metadata.service" in decision.actions[2].argv[-1]
+    assert decision.actions[3].argv == (METADATA_SCRIPT,)
+    assert b'-d "$address" -j REJECT' in METADATA_BYTES and b"169.254.169.254/32" in METADATA_BYTES
+
+
+def test_a_host_whose_rules_and_files_are_in_place_needs_nothing_and_lost_rules_are_put_back():
+    done = {
+        METADATA_SCRIPT: SHA(METADATA_BYTES),
+        METADATA_SERVICE.definition_path("systemd"): SHA(METADATA_SERVICE.unit()),
+    }
+    assert not metadata_step().decide(metadata_facts("systemd", True, **done)).changes
+    flushed = metadata_step().decide(metadata_facts("systemd", False, **done))  # e.g. someone ran iptables -F
+    assert [a.argv for a in flushed.actions] == [(METADATA_SCRIPT,)]
+
+
+def test_a_host_without_init_runs_the_rules_from_boot_d_before_buildkitds_entry():
+    decision = metadata_step().decide(metadata_facts("none"))
+    boot = METADATA_SERVICE.definition_path("none")
+    assert [getattr(a, "dest", None) for a in decision.actions[:2]] == [METADATA_SCRIPT, boot]
+    assert boot < buildkitd_service(1234).definition_path("none")  # boot.d runs in name order
+
+
+def test_only_aws_hosts_get_the_metadata_step(tmp_path):
+    from provisioning.artifacts import LocalArtifacts
+    from provisioning.certs import FleetCA
+    from provisioning.hosts.configure import ConfigureOptions, steps_for
+    from provisioning.inventory import HostPlatform, InventoryHost
+
+    host = InventoryHost(
+        "amd64-0", "amd64", "amd64", "203.0.113.5", "10.0.0.5", "ubuntu", platforms=(HostPlatform("linux/amd64", True),)
+    )
+    artifacts = LocalArtifacts(tmp_path)  # the steps only name the files; none is read here
+    names = lambda options: [s.name for s in steps_for(host, artifacts, FleetCA(tmp_path), options)]  # noqa: E731
+    assert "metadata" not in names(ConfigureOptions())
+    with_metadata = names(ConfigureOptions(block_metadata=True))
+    assert with_metadata.index("metadata") == with_metadata.index("buildkitd") - 1

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from provisioning.artifacts import ArtifactSource
 from provisioning.certs import FleetCA
 from provisioning.errors import BuildfleetError
 from provisioning.hosts.executor import FleetReport, Progress, run_fleet, run_host
 from provisioning.hosts.idle import IdleDesired, idle_step
+from provisioning.hosts.metadata import metadata_step
 from provisioning.hosts.operations import (
     BuildkitdDesired,
     DockerDesired,
@@ -61,6 +62,7 @@ class ConfigureOptions:
     allow_docker_upgrade: bool = True
     qemu_source: str = "auto"  # pinned (static QEMU 10) | distro (qemu-user-static) | auto
     docker_source: str = "distro"  # distro (docker.io) | docker (Docker's apt repository)
+    block_metadata: bool = False  # close the instance metadata service to the host after boot (AWS hosts)
 
 
 def qemu_arches(host: InventoryHost) -> tuple[str, ...]:
@@ -100,6 +102,8 @@ def steps_for(
     arches = qemu_arches(host)
     if arches and host.role == EMULATION:
         steps.append(binfmt_step(QemuDesired(arches, _qemu_source(host, artifacts, options))))
+    if options.block_metadata:
+        steps.append(metadata_step())  # before buildkitd: no build step ever sees the metadata service
     server = ca.server(host.name, server_names(host, pool))
     steps.append(
         buildkitd_step(
@@ -128,6 +132,8 @@ def configure(
     """Bring every host to the desired state; ``check_only`` reports what differs instead."""
     ca = FleetCA(state.root / "tls")
     ca.client()  # made before the hosts so the builder stage finds it
+    if inventory.target == "aws":
+        options = replace(options, block_metadata=True)
     return run_fleet(
         inventory.hosts,
         lambda host: connect(host, state),

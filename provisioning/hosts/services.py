@@ -62,6 +62,7 @@ class Service:
     description: str
     after: tuple[str, ...] = ("network-online.target",)
     oneshot: bool = False  # a boot-time task rather than a daemon
+    before: tuple[str, ...] = ()  # units that must wait for it
 
     def unit(self) -> bytes:
         """A systemd unit that starts at boot and, for a daemon, restarts on failure."""
@@ -74,7 +75,7 @@ class Service:
             "[Unit]\n"
             f"Description={self.description} (managed by buildfleet)\n"
             f"After={' '.join(self.after)}\n"
-            f"Wants={' '.join(self.after)}\n\n"
+            f"Wants={' '.join(self.after)}\n" + (f"Before={' '.join(self.before)}\n" if self.before else "") + "\n"
             "[Service]\n"
             f"ExecStart={shlex.join(self.argv)}\n"
             f"{lifecycle}\n"

@@ -330,6 +330,26 @@ class ServiceRunning(Fact):
         return stdout.strip() == "running"
 
 
+class MetadataBlocked(Fact):
+    """Whether this host's firewall rejects connections to the instance metadata service
+    (169.254.169.254) from processes on it (OUTPUT) and from containers it routes (FORWARD)."""
+
+    sudo: ClassVar[bool] = True
+    command = (
+        "sh",
+        "-c",
+        "command -v iptables >/dev/null || { echo no-iptables; exit 0; }; "
+        "for c in OUTPUT FORWARD; do iptables -C $c -d 169.254.169.254/32 -j REJECT 2>/dev/null "
+        "|| { echo open; exit 0; }; done; echo blocked",
+    )
+
+    def parse(self, exit_code: int, stdout: str) -> bool:
+        answer = stdout.strip()
+        if answer not in ("blocked", "open", "no-iptables"):
+            raise FactError(f"cannot read the metadata firewall rules: {answer[:200]!r}")
+        return answer == "blocked"
+
+
 class IdleSeconds(Fact):
     """Seconds since the idle watcher last saw a client (hosts/idle), or None without one."""
 

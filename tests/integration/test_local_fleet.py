@@ -1,16 +1,23 @@
 """The local fleet, brought up and configured for real, checked on the hosts over SSH."""
 
+import dataclasses
 import json
+import uuid
 
 import pytest
 from elf import aarch64_exit
 from test_secrets import loose, secrets_in
 
-from provisioning.hosts.executor import FAILED, SKIPPED, UNCHANGED
+from provisioning.builder.builder import Buildx, FleetBuilder
+from provisioning.builder.nodes import TLSFiles, remote_nodes
+from provisioning.hosts.executor import FAILED, SKIPPED, UNCHANGED, run_host
+from provisioning.hosts.metadata import METADATA_SERVICE, metadata_step
 from provisioning.inventory import InventoryHost
-from provisioning.remote.ssh import HostKeyRejected, SSHTransport
+from provisioning.remote import facts as f
+from provisioning.remote.facts import gather
+from provisioning.remote.ssh import HostKeyRejected, SSHTransport, connect
 
-from .conftest import buildctl, mtls_flags
+from .conftest import amd64_build, buildctl, mtls_flags
 
 pytestmark = pytest.mark.integration
 
@@ -171,3 +178,51 @@ def test_sshd_accepts_keys_only(fleet):
 def test_every_secret_in_the_state_directory_is_0600_in_a_0700_directory(fleet):
     assert len(secrets_in(fleet.state.root)) >= 5  # ssh key, CA, client, a server key per host
     assert loose(fleet.state.root) == []
+
+
+METADATA_PROBE = """\
+FROM scratch AS probe
+COPY --from=busybox busybox-amd64 /bin/busybox
+ARG TRY
+RUN ["/bin/busybox", "sh", "-c", "/bin/busybox wget -T 3 -O- http://169.254.169.254/latest/ > /out 2>&1; true"]
+FROM scratch
+COPY --from=probe /out /out
+"""
+
+
+def test_an_aws_hosts_build_steps_cannot_reach_the_instance_metadata_service(fleet, tmp_path):
+    """The metadata step (run on AWS hosts) on a real host: rules in place now and at boot,
+    and a build step there is refused at once. The probe starts only after the rule is seen in
+    place, so nothing leaves this machine."""
+    host = fleet.inventory.host("amd64-0")
+    report = run_host(connect(host, fleet.state), [metadata_step()])
+    assert report.ok, report.steps
+    transport = connect(host, fleet.state)
+    try:
+        assert gather(transport, {"blocked": f.MetadataBlocked()})["blocked"] is True
+        if fleet.settings.local_init == "systemd":
+            shown = transport.run(["systemctl", "show", "-p", "Before", "-p", "UnitFileState", METADATA_SERVICE.name])
+            assert "buildkitd.service" in shown.stdout and "UnitFileState=enabled" in shown.stdout, shown.stdout
+        assert run_host(connect(host, fleet.state), [metadata_step()]).steps[0].status == UNCHANGED  # idempotent
+    finally:
+        transport.close()
+    builder = FleetBuilder(
+        f"md{uuid.uuid4().hex[:6]}", fleet.state.root / "builders", Buildx(env={"DOCKER_CONFIG": str(tmp_path / "dc")})
+    )
+    builder.ensure(
+        remote_nodes(
+            builder.name,
+            dataclasses.replace(fleet.inventory, hosts=(host,)),
+            TLSFiles.in_state(fleet.state.root / "tls"),
+        )
+    )
+    try:
+        (tmp_path / "ctx").mkdir()
+        (tmp_path / "ctx" / "Dockerfile").write_text(METADATA_PROBE)
+        args = amd64_build(builder.name, tmp_path / "ctx")
+        args[args.index("type=cacheonly")] = f"type=local,dest={tmp_path / 'out'}"
+        builder.buildx.run([*args[:-1], "--build-arg", f"TRY={uuid.uuid4().hex}", args[-1]])
+        probe = (tmp_path / "out" / "out").read_text()
+        assert "Connection refused" in probe, probe
+    finally:
+        builder.remove()
