@@ -252,6 +252,28 @@ def idle_times(state: FleetState, inventory: Inventory, resources: list[HostStat
     return {h.name: answered.get(h.name) for h in inventory.hosts}
 
 
+def pool_member_checks(state: FleetState, inventory: Inventory) -> list[dict]:
+    """Each pool member's own buildkitd over mTLS, past the balancer: a member that does not
+    answer is one the balancer has dropped, and the pool builds on fewer hosts."""
+    from provisioning.remote.wait import BuildkitdEndpoint, ClientTLS, buildkitd_answers
+
+    tls = ClientTLS.in_state(state.root / "tls")
+    checks = []
+    for pool in inventory.pools:
+        for member in inventory.members(pool.name):
+            why = buildkitd_answers(BuildkitdEndpoint.of_host(member), tls)
+            checks.append(
+                {
+                    "node": member.name,
+                    "check": f"{pool.name} member",
+                    "ok": not why,
+                    "detail": why or f"buildkitd at {member.address}:{member.buildkitd_port} answers over mTLS",
+                    "fix": "buildfleet up (a stopped host), then buildfleet configure" if why else "",
+                }
+            )
+    return checks
+
+
 def doctor(args: argparse.Namespace, console: Console) -> int:
     """Each host's steps checked (nothing changed) and each builder node's status, with the fix."""
     from provisioning.builder.nodes import node_name
@@ -278,12 +300,12 @@ def doctor(args: argparse.Namespace, console: Console) -> int:
                 }
             )
     found = {n.name: n.status for n in inspected.nodes} if inspected else {}
-    for host in sorted((h for h in inventory.hosts if h.platforms), key=lambda h: h.name):
-        node = node_name(builder_name(args), host.name)
+    for unit in sorted({h.pool or h.name for h in inventory.hosts if h.platforms}):  # a pool is one node
+        node = node_name(builder_name(args), unit)
         status = found.get(node, "missing")
         checks.append(
             {
-                "node": host.name,
+                "node": unit,
                 "check": "builder node",
                 "ok": status == "running",
                 "detail": f"{node}: {status}",
@@ -294,6 +316,7 @@ def doctor(args: argparse.Namespace, console: Console) -> int:
                 else "buildfleet configure, then buildfleet builder create",
             }
         )
+    checks.extend(pool_member_checks(state, inventory))
     checks.extend(certificate_checks(state))
     ok = all(c["ok"] for c in checks)
     if args.json:

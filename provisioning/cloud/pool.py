@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import pulumi
 import pulumi_aws as aws
@@ -50,41 +51,38 @@ class PoolBalancer(pulumi.ComponentResource):
             tags=tags,
             opts=child,
         )
-        for index, cidr in enumerate(args.cidrs):
-            ipv4, ipv6 = cidr_fields(cidr)
-            aws.vpc.SecurityGroupIngressRule(
-                f"{name}-in-{index}",
-                security_group_id=group.id,
+
+        def buildkitd_rule(kind: type, suffix: str, group_id: pulumi.Input[str], why: str, **source: Any) -> None:
+            kind(
+                f"{name}-{suffix}",
+                security_group_id=group_id,
                 ip_protocol="tcp",
                 from_port=args.port,
                 to_port=args.port,
-                cidr_ipv4=ipv4,
-                cidr_ipv6=ipv6,
-                description=f"buildkitd from {cidr}",
+                description=why,
                 tags=args.tags,
                 opts=child,
+                **source,
             )
-        aws.vpc.SecurityGroupEgressRule(
-            f"{name}-to-members",
-            security_group_id=group.id,
-            ip_protocol="tcp",
-            from_port=args.port,
-            to_port=args.port,
-            referenced_security_group_id=args.host_security_group_id,
-            description="to the members' buildkitd: forwarded flows and health checks",
-            tags=args.tags,
-            opts=child,
+
+        for index, cidr in enumerate(args.cidrs):
+            ipv4, ipv6 = cidr_fields(cidr)
+            rule = aws.vpc.SecurityGroupIngressRule
+            buildkitd_rule(rule, f"in-{index}", group.id, f"buildkitd from {cidr}", cidr_ipv4=ipv4, cidr_ipv6=ipv6)
+        members = args.host_security_group_id
+        buildkitd_rule(
+            aws.vpc.SecurityGroupEgressRule,
+            "to-members",
+            group.id,
+            "to the members' buildkitd: forwarded flows and health checks",
+            referenced_security_group_id=members,
         )
-        aws.vpc.SecurityGroupIngressRule(
-            f"{name}-members-from-nlb",
-            security_group_id=args.host_security_group_id,
-            ip_protocol="tcp",
-            from_port=args.port,
-            to_port=args.port,
+        buildkitd_rule(
+            aws.vpc.SecurityGroupIngressRule,
+            "members-from-nlb",
+            members,
+            f"buildkitd from the {name} balancer",
             referenced_security_group_id=group.id,
-            description=f"buildkitd from the {name} balancer",
-            tags=args.tags,
-            opts=child,
         )
         balancer = aws.lb.LoadBalancer(
             f"{name}-nlb",

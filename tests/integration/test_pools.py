@@ -125,6 +125,11 @@ def test_a_pool_is_one_builder_node_at_the_balancer_with_both_members_healthy_ov
         ("linux/386", "amd64-pool", True),
     }
     assert {p["ran_on"] for p in built} <= {"amd64-0", "amd64-1"}
+    doctor = buildfleet("doctor", "--fleet", pool.name, "--json", env=pool.env)
+    checks = {(c["node"], c["check"]): c["ok"] for c in json.loads(doctor.stdout)["checks"]}
+    assert doctor.returncode == 0 and checks[("amd64-pool", "builder node")], doctor.stdout
+    assert checks[("amd64-0", "amd64-pool member")] and checks[("amd64-1", "amd64-pool member")]
+    assert ("amd64-0", "builder node") not in checks  # members are not nodes of their own
 
 
 def test_six_concurrent_amd64_builds_land_on_both_hosts(pool):
