@@ -39,6 +39,11 @@ class InventoryHost:
     full_system_emulation: bool = False
     pool: str = ""  # the pool whose balancer sends builds here ("" for none)
 
+    @property
+    def node(self) -> str:
+        """What the builder has a node for: the host's pool, or the host itself."""
+        return self.pool or self.name
+
     def to_dict(self) -> dict[str, Any]:
         return (
             {

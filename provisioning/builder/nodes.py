@@ -110,10 +110,13 @@ def remote_nodes(builder: str, inventory: Inventory, tls: TLSFiles) -> tuple[Nod
     """A node per building host outside a pool and per pool, in host order."""
     nodes: dict[str, Node] = {}
     for host in building_hosts(inventory):
-        if not host.pool:
-            nodes[host.name] = remote_node(builder, host, tls)
-        elif host.pool not in nodes:
-            nodes[host.pool] = pool_node(builder, inventory.pool(host.pool), inventory.members(host.pool), tls)
+        if host.node not in nodes:
+            pool = host.pool
+            nodes[host.node] = (
+                pool_node(builder, inventory.pool(pool), inventory.members(pool), tls)
+                if pool
+                else remote_node(builder, host, tls)
+            )
     return tuple(nodes.values())
 
 

@@ -119,7 +119,7 @@ def node_groups(inventory: Inventory, platforms: Sequence[Platform]) -> dict[str
     groups: dict[str, list[Platform]] = {}
     for host in inventory.hosts:
         for placed in host.platforms:
-            group = groups.setdefault(host.pool or host.name, [])
+            group = groups.setdefault(host.node, [])
             if placed.platform in wanted and wanted[placed.platform] not in group:
                 group.append(wanted[placed.platform])
     return {node: group for node, group in groups.items() if group}
@@ -226,7 +226,7 @@ def verify_sample(inventory: Inventory, tag: str, platforms: Sequence[Platform])
     planned: dict[str, tuple[str, bool, set[str]]] = {}  # platform -> (host or pool, native, hosts that may run it)
     for h in inventory.hosts:
         for p in h.platforms:
-            planned.setdefault(p.platform, (h.pool or h.name, p.native, set()))[2].add(h.name)
+            planned.setdefault(p.platform, (h.node, p.native, set()))[2].add(h.name)
     results = []
     for platform in platforms:
         name = str(platform)

@@ -300,7 +300,7 @@ def doctor(args: argparse.Namespace, console: Console) -> int:
                 }
             )
     found = {n.name: n.status for n in inspected.nodes} if inspected else {}
-    for unit in sorted({h.pool or h.name for h in inventory.hosts if h.platforms}):  # a pool is one node
+    for unit in sorted({h.node for h in inventory.hosts if h.platforms}):  # a pool is one node
         node = node_name(builder_name(args), unit)
         status = found.get(node, "missing")
         checks.append(

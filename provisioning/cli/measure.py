@@ -214,7 +214,7 @@ def bench_concurrency(args: argparse.Namespace, console: Console, state: FleetSt
     pooled = [p for p in platforms if any(h.pool and p in {x.platform for x in h.platforms} for h in inventory.hosts)]
     platform = pooled[0] if pooled and not args.platforms else platforms[0]
     hosts = [h for h in inventory.hosts if str(platform) in {p.platform for p in h.platforms}]
-    node = hosts[0].pool or hosts[0].name
+    node = hosts[0].node
     sources = SampleSources.from_artifacts(args.artifacts, [platform])
     fleet = fleet_builder(args, state)
     if not fleet.owned():
