@@ -3,7 +3,7 @@
 import pytest
 
 from provisioning.errors import ConfigError
-from provisioning.targets.static import StaticHost, parse_static_hosts, pinned_key
+from provisioning.targets.static import StaticHost, parse_static_hosts, parse_static_pools, pinned_key
 
 GOOD = {"name": "pi", "address": "192.0.2.10", "user": "pi", "role": "arm64"}
 
@@ -47,3 +47,43 @@ def test_host_key_comes_from_the_file_or_known_hosts_never_from_the_host(tmp_pat
     from dataclasses import replace
 
     assert pinned_key(replace(host, host_key=f"ssh-ed25519 {key} comment"), tmp_path / "none") == f"ssh-ed25519 {key}"
+
+
+AMD = {"name": "a", "address": "192.0.2.11", "user": "u", "role": "amd64", "pool": "amd64-pool"}
+BALANCER = {"name": "amd64-pool", "address": "builds.internal", "port": 1234}
+
+
+def pools_of(document):
+    return parse_static_pools(document, "inv.yaml", parse_static_hosts(document, "inv.yaml"))
+
+
+def test_hosts_can_serve_in_a_pool_behind_a_balancer_the_user_runs():
+    document = {"hosts": [AMD, {**AMD, "name": "b", "address": "192.0.2.12"}, GOOD], "pools": [BALANCER]}
+    (pool,) = pools_of(document)
+    assert (pool.name, pool.address, pool.port) == ("amd64-pool", "builds.internal", 1234)
+    assert [h.pool for h in parse_static_hosts(document, "inv.yaml")] == ["amd64-pool", "amd64-pool", ""]
+    assert pools_of({"hosts": [GOOD]}) == ()
+
+
+@pytest.mark.parametrize(
+    ("document", "culprit"),
+    [
+        ({"hosts": [AMD]}, "host 'a': pool 'amd64-pool' is not under 'pools:'"),
+        (
+            {"hosts": [AMD, {**GOOD, "pool": "amd64-pool"}], "pools": [BALANCER]},
+            "pool 'amd64-pool' needs members of one role",
+        ),
+        ({"hosts": [GOOD], "pools": [BALANCER]}, "pool 'amd64-pool' needs members of one role (has: none)"),
+        ({"hosts": [AMD], "pools": [{**BALANCER, "port": "x"}]}, "pool 'amd64-pool': 'port' must be a number"),
+        ({"hosts": [AMD], "pools": [{**BALANCER, "address": "a b"}]}, "pool 'amd64-pool': address 'a b'"),
+        (
+            {"hosts": [AMD], "pools": [{"name": "amd64-pool"}]},
+            "pool 'amd64-pool': expected exactly name, address, port",
+        ),
+        ({"hosts": [{**AMD, "pool": "x y"}]}, "host 'a': pool 'x y' is not a valid pool name"),
+    ],
+)
+def test_bad_pools_name_the_pool_or_host(document, culprit):
+    with pytest.raises(ConfigError) as error:
+        pools_of(document)
+    assert culprit in str(error.value)

@@ -14,13 +14,21 @@ file (``hostKey``) or in the operator's ~/.ssh/known_hosts; none is accepted on 
         port: 22                   # optional
         hostKey: ssh-ed25519 AAAA… # optional if ~/.ssh/known_hosts knows the host
         buildkitdPort: 1234        # optional
+        pool: amd64-pool           # optional: this host serves in a pool (see pools)
+    pools:                         # optional: a TCP balancer you run per pool
+      - name: amd64-pool
+        address: builds.internal   # what buildx and CI dial; TLS must pass through to the members
+        port: 1234
+
+A pool is one builder node at its balancer's address, which every member's server
+certificate then carries; its members must share one role.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -28,7 +36,7 @@ import paramiko
 import yaml
 
 from provisioning.errors import ConfigError
-from provisioning.inventory import Inventory, InventoryHost
+from provisioning.inventory import Inventory, InventoryHost, Pool
 from provisioning.placement import place
 from provisioning.plan import Plan
 from provisioning.settings import ROLES, Settings
@@ -38,7 +46,8 @@ from provisioning.targets.detect import detect_all, placed
 
 TARGET = "static"
 REQUIRED = ("name", "address", "user", "role")
-OPTIONAL = ("key", "port", "hostKey", "buildkitdPort")
+OPTIONAL = ("key", "port", "hostKey", "buildkitdPort", "pool")
+POOL_KEYS = ("name", "address", "port")
 
 
 @dataclass(frozen=True)
@@ -51,6 +60,7 @@ class StaticHost:
     port: int = 22
     host_key: str = ""
     buildkitd_port: int = 1234
+    pool: str = ""
 
 
 def parse_static_hosts(document: Any, source: str) -> tuple[StaticHost, ...]:
@@ -80,6 +90,8 @@ def parse_static_hosts(document: Any, source: str) -> tuple[StaticHost, ...]:
         except (TypeError, ValueError):
             raise ConfigError(f"{label}: 'port' and 'buildkitdPort' must be numbers") from None
         _check_values(label, entry, port, buildkitd_port)
+        if "pool" in entry and not SAFE["name"].fullmatch(str(entry["pool"])):
+            raise ConfigError(f"{label}: pool {str(entry['pool'])!r} is not a valid pool name")
         hosts.append(
             StaticHost(
                 str(entry["name"]),
@@ -90,9 +102,39 @@ def parse_static_hosts(document: Any, source: str) -> tuple[StaticHost, ...]:
                 port,
                 str(entry.get("hostKey", "")).strip(),
                 buildkitd_port,
+                str(entry.get("pool", "")),
             )
         )
     return tuple(hosts)
+
+
+def parse_static_pools(document: Any, source: str, hosts: tuple[StaticHost, ...]) -> tuple[Pool, ...]:
+    """The file's ``pools:``: each named by its members, each member's pool listed, one role per pool."""
+    entries = (document.get("pools") or []) if isinstance(document, Mapping) else []
+    if not isinstance(entries, list):
+        raise ConfigError(f"{source}: 'pools' must be a list of {', '.join(POOL_KEYS)}")
+    pools: dict[str, Pool] = {}
+    for position, entry in enumerate(entries):
+        name = entry.get("name") if isinstance(entry, Mapping) else None
+        label = f"{source}: pool {name!r}" if name else f"{source}: pool #{position + 1}"
+        if not isinstance(entry, Mapping) or sorted(entry) != sorted(POOL_KEYS):
+            raise ConfigError(f"{label}: expected exactly {', '.join(POOL_KEYS)}")
+        try:
+            port = int(entry["port"])
+        except (TypeError, ValueError):
+            raise ConfigError(f"{label}: 'port' must be a number") from None
+        _check_values(label, {"name": entry["name"], "address": entry["address"]}, port, port)
+        pools[str(entry["name"])] = Pool(str(entry["name"]), str(entry["address"]), port)
+    for host in hosts:
+        if host.pool and host.pool not in pools:
+            raise ConfigError(f"{source}: host {host.name!r}: pool {host.pool!r} is not under 'pools:'")
+    for name in pools:
+        roles = {h.role for h in hosts if h.pool == name}
+        if len(roles) != 1:
+            raise ConfigError(
+                f"{source}: pool {name!r} needs members of one role (has: {', '.join(sorted(roles)) or 'none'})"
+            )
+    return tuple(pools.values())
 
 
 # What may reach an ssh_config line, a certificate's file name or a command line: no spaces,
@@ -106,21 +148,22 @@ SAFE = {
 
 def _check_values(label: str, entry: Mapping[str, Any], port: int, buildkitd_port: int) -> None:
     for key, pattern in SAFE.items():
-        if not pattern.fullmatch(str(entry[key])):
+        if key in entry and not pattern.fullmatch(str(entry[key])):
             raise ConfigError(f"{label}: {key} {str(entry[key])!r} is not a valid {key} (allowed: {pattern.pattern})")
     for key, value in (("port", port), ("buildkitdPort", buildkitd_port)):
         if not 1 <= value <= 65535:
             raise ConfigError(f"{label}: {key} {value} is not a TCP port (1-65535)")
 
 
-def load_static_hosts(path: Path) -> tuple[StaticHost, ...]:
+def load_static_hosts(path: Path) -> tuple[tuple[StaticHost, ...], tuple[Pool, ...]]:
     try:
         document = yaml.safe_load(path.read_text())
     except FileNotFoundError:
         raise ConfigError(f"static inventory {path} does not exist") from None
     except yaml.YAMLError as error:
         raise ConfigError(f"static inventory {path} is not valid YAML: {error}") from None
-    return parse_static_hosts(document, str(path))
+    hosts = parse_static_hosts(document, str(path))
+    return hosts, parse_static_pools(document, str(path), hosts)
 
 
 def pinned_key(host: StaticHost, user_known_hosts: Path) -> str:
@@ -169,13 +212,14 @@ class StaticTarget:
     def up(self, settings: Settings) -> Inventory:
         if self.path is None:
             raise ConfigError("up --target static needs --inventory FILE (a YAML list of existing hosts)")
-        hosts = load_static_hosts(self.path)
+        hosts, pools = load_static_hosts(self.path)
         self.state.record_target(self.kind)
         self.state.write_known_hosts({(h.address, h.port): pinned_key(h, self.user_known_hosts) for h in hosts})
         probes = [self._probe(h) for h in hosts]
-        specs = detect_all(probes, self.state)
+        specs = [replace(s, pool=h.pool) for s, h in zip(detect_all(probes, self.state), hosts, strict=True)]
         placement = place(settings.platforms, specs)
-        inventory = Inventory(TARGET, tuple(placed(p, s, placement) for p, s in zip(probes, specs, strict=True)))
+        placed_hosts = tuple(placed(p, s, placement) for p, s in zip(probes, specs, strict=True))
+        inventory = Inventory(TARGET, placed_hosts, pools=pools)
         self.state.save_inventory(inventory)
         return inventory
 
