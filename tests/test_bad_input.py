@@ -9,7 +9,7 @@ import yaml
 from snapshot import snapshot
 
 from provisioning.cli import main
-from provisioning.inventory import Inventory, InventoryHost
+from provisioning.inventory import HostPlatform, Inventory, InventoryHost
 from provisioning.state import FleetState
 
 ECDSA = "ecdsa-sha2-nistp256 AAAAE2VjZHNhLXNoYTItbmlzdHAyNTY= me"
@@ -17,6 +17,16 @@ ED25519 = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOl5Hh3Xf0m8lq0n1u1v5l6xQm6b4f0nS
 
 STATIC_INVENTORY = json.dumps(
     Inventory("static", (InventoryHost("pi", "arm64", "arm64", "192.0.2.1", "", "pi"),)).to_dict()
+)
+AMD64_ONLY = json.dumps(
+    Inventory(
+        "local",
+        (
+            InventoryHost(
+                "amd64-0", "amd64", "amd64", "127.0.0.1", "", "root", platforms=(HostPlatform("linux/amd64", True),)
+            ),
+        ),
+    ).to_dict()
 )
 
 # (id, command line, files to write in the project directory, the culprit the error must name)
@@ -140,6 +150,24 @@ CASES = [
         ["configure", "--fleet", "kept"],
         {"state/kept/settings.json": "{oops", "state/kept/inventory.json": STATIC_INVENTORY},
         "kept/settings.json is damaged (not a JSON object of settings)",
+    ),
+    (
+        "concurrency-unbounded",
+        ["bench", "--fleet", "kept", "--concurrency", "33"],
+        {"state/kept/inventory.json": AMD64_ONLY},
+        "--concurrency 33: at most 32 builds at once",
+    ),
+    (
+        "seed-without-emulation-host",
+        ["bench", "--fleet", "kept", "--baseline", "seed"],
+        {"state/kept/inventory.json": AMD64_ONLY},
+        "this fleet has none (set emulationCount to 1)",
+    ),
+    (
+        "static-pool-unlisted",
+        ["up", "--target", "static", "--inventory", "hosts.yaml"],
+        {"hosts.yaml": "hosts:\n- {name: a, address: 192.0.2.1, user: u, role: amd64, pool: p}\n"},
+        "host 'a': pool 'p' is not under 'pools:'",
     ),
     (
         "settings-key-edited",

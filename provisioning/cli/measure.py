@@ -29,6 +29,7 @@ from provisioning.state import FleetState
 if TYPE_CHECKING:
     from provisioning.bench.report import Measured
     from provisioning.bench.seed import SeedComparison
+    from provisioning.builder.builder import FleetBuilder
 
 
 def catalog_prices(settings: Settings, inventory) -> tuple[dict, str]:
@@ -78,6 +79,10 @@ def cmd_bench(args: argparse.Namespace, console: Console) -> int:
             raise BuildfleetError(f"{platform} is not planned on fleet {args.fleet!r} (planned: {', '.join(placed)})")
     if args.concurrency:
         return bench_concurrency(args, console, state, inventory, platforms)
+    if args.baseline:
+        from provisioning.bench.seed import seed_host
+
+        seed_host(inventory)  # refused before the fleet's own runs, not after them
     workloads = args.workload or list(WORKLOADS)
     runs = plan_runs(inventory, platforms, workloads)
     sources = SampleSources.from_artifacts(args.artifacts, parse_platforms(r.platform for r in runs))
@@ -173,12 +178,7 @@ def seed_baseline(
     host = seed.seed_host(inventory)
     runs = seed.seed_runs(host, platforms, workloads)
     sources = SampleSources.from_artifacts(args.artifacts, platforms)
-    fleet_builder_ = fleet_builder(args, state)
-    if fleet_builder_.inspect() is None:
-        raise BuildfleetError(
-            f"--baseline seed times the whole build through the fleet's builder, and {fleet_builder_.name!r} does "
-            "not exist here: run buildfleet builder create first"
-        )
+    fleet_builder_ = existing_builder(args, state, "--baseline seed times the whole build through it")
     buildx = fleet_builder_.buildx
     options = configure_options(args, fleet_settings(args, state, inventory))
     tls = TLSFiles.in_state(state.root / "tls")
@@ -196,10 +196,22 @@ def seed_baseline(
     return seed.SeedComparison(host.name, tuple(seed.speedups(fleet, measured)), whole, tuple(measured), interpreters)
 
 
+def existing_builder(args: argparse.Namespace, state: FleetState, why: str) -> FleetBuilder:
+    """The fleet's builder, which must exist in this docker configuration."""
+    builder = fleet_builder(args, state)
+    if builder.inspect() is None:
+        raise BuildfleetError(
+            f"the fleet's builder {builder.name!r} does not exist here ({why}): run buildfleet builder create first"
+        )
+    return builder
+
+
 MAX_CONCURRENCY = 32  # a bench, not a load test: bounded
 
 
-def bench_concurrency(args: argparse.Namespace, console: Console, state: FleetState, inventory, platforms) -> int:
+def bench_concurrency(
+    args: argparse.Namespace, console: Console, state: FleetState, inventory: Inventory, platforms: Sequence[Platform]
+) -> int:
     """N builds at once through the fleet's node for the platform, then through one host."""
     import os
 
@@ -211,14 +223,12 @@ def bench_concurrency(args: argparse.Namespace, console: Console, state: FleetSt
 
     if args.concurrency > MAX_CONCURRENCY:
         raise BuildfleetError(f"--concurrency {args.concurrency}: at most {MAX_CONCURRENCY} builds at once")
-    pooled = [p for p in platforms if any(h.pool and p in {x.platform for x in h.platforms} for h in inventory.hosts)]
-    platform = pooled[0] if pooled and not args.platforms else platforms[0]
+    pooled = {x.platform for h in inventory.hosts if h.pool for x in h.platforms}
+    platform = next((p for p in platforms if str(p) in pooled), platforms[0]) if not args.platforms else platforms[0]
     hosts = [h for h in inventory.hosts if str(platform) in {p.platform for p in h.platforms}]
     node = hosts[0].node
     sources = SampleSources.from_artifacts(args.artifacts, [platform])
-    fleet = fleet_builder(args, state)
-    if not fleet.owned():
-        raise BuildfleetError(f"fleet {args.fleet!r} has no builder {fleet.name!r}: run buildfleet builder first")
+    fleet = existing_builder(args, state, "--concurrency builds through it")
     n = args.concurrency
     runs = [Run("concurrency", str(platform), h.name, True, True) for h in hosts]
     tls = TLSFiles.in_state(state.root / "tls")
