@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from provisioning.cli.build import ensure_builder
+from provisioning.cli.build import ensure_builder, wait_for_pools
 from provisioning.cli.common import (
     builder_name,
     configure_options,
@@ -153,6 +153,11 @@ def cmd_rotate_certs(args: argparse.Namespace, console: Console) -> int:
     FleetCA(state.root / "tls").renew_authority()
     console.print("new fleet CA and client certificate; each host gets a new server certificate and restarts buildkitd")
     status = configure_fleet(args, console, state, settings)
+    if status == 0 and inventory.pools and inventory.target in ("local", "vm"):
+        # HAProxy checks the members with the CA and client certificate it loaded at start:
+        # up starts it again with the new ones (an NLB's TCP checks hold no certificate)
+        target_for(args, inventory.target, console).up(settings)
+        wait_for_pools(console, state, inventory)
     console.print(
         "every host serves the new certificates; the builder reads the new client files on its next command. "
         "CI jobs hold copies of the old ones: run buildfleet ci-config again and update their secrets."

@@ -169,6 +169,16 @@ def test_a_member_killed_mid_way_leaves_the_pool_and_the_remaining_builds_pass_o
     assert {code for code, _ in again} == {0} and {h for _, h in again} == {"amd64-0", "amd64-1"}, again
 
 
+def test_after_rotate_certs_the_balancer_checks_members_with_the_new_certificates(pool):
+    rotated = buildfleet("rotate-certs", "--fleet", pool.name, env=pool.env)
+    assert rotated.returncode == 0, rotated.stdout + rotated.stderr
+    time.sleep(5)  # longer than two failed checks (2 s apart) take to mark a member down
+    for member in ("amd64-0", "amd64-1"):
+        pool.wait_status(member, "UP", seconds=15)
+    assert {row["check_status"] for row in pool.balancer.members().values()} == {"L6OK"}
+    assert {code for code, _ in pool.builds(2)} == {0}
+
+
 def test_a_member_with_an_empty_cache_reuses_the_pools_registry_cache(pool):
     """The sample with --registry-cache exports each node's layers to the fleet's registry; after
     both members' own caches are pruned, a build on either imports the userland from there."""
