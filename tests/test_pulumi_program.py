@@ -296,6 +296,7 @@ def test_the_target_group_health_checks_each_member_and_holds_exactly_the_pool(p
     check = group.inputs["healthCheck"]
     assert check["protocol"] == "TCP" and check["port"] == "traffic-port", group.urn
     assert check["unhealthyThreshold"] == 2 and check["interval"] == 10, group.urn
+    assert group.inputs["preserveClientIp"] == "false", group.urn  # members admit the NLB's group, not clients
     attached = pool_run.mocks.of_type("aws:lb/targetGroupAttachment:TargetGroupAttachment")
     assert sorted(a.inputs["targetId"] for a in attached) == sorted(
         f"{i.name}-id" for i in pool_run.mocks.of_type(INSTANCE) if i.inputs["tags"]["buildfleet:role"] == "amd64"

@@ -103,6 +103,9 @@ class PoolBalancer(pulumi.ComponentResource):
             vpc_id=args.vpc_id,
             # a member that stops (idle stop, a crash) is drained quickly; a build in flight on it fails anyway
             deregistration_delay=30,
+            # the members see the NLB's own addresses, which their rule for the NLB's group admits; who may
+            # connect at all is the NLB's group (allowed CIDRs), as the ELB guide advises for NLBs with groups
+            preserve_client_ip="false",
             health_check={
                 "protocol": "TCP",
                 "port": "traffic-port",
