@@ -27,6 +27,19 @@ VALID_DAYS = 825
 
 
 @dataclass(frozen=True)
+class TLSFiles:
+    """The fleet CA and the client certificate and key a client (buildx, a CI job, a wait) presents."""
+
+    ca: Path
+    cert: Path
+    key: Path
+
+    @classmethod
+    def in_state(cls, tls_dir: Path) -> TLSFiles:
+        return cls(tls_dir / "ca" / "cert.pem", tls_dir / "client" / "cert.pem", tls_dir / "client" / "key.pem")
+
+
+@dataclass(frozen=True)
 class Pem:
     cert: bytes
     key: bytes

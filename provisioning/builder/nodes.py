@@ -13,22 +13,10 @@ Two drivers behind one shape (as buildx has them):
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
+from provisioning.certs import TLSFiles
 from provisioning.errors import BuildfleetError
 from provisioning.inventory import Inventory, InventoryHost, Pool
-
-
-@dataclass(frozen=True)
-class TLSFiles:
-    ca: Path
-    cert: Path
-    key: Path
-
-    @classmethod
-    def in_state(cls, tls_dir: Path) -> TLSFiles:
-        return cls(tls_dir / "ca" / "cert.pem", tls_dir / "client" / "cert.pem", tls_dir / "client" / "key.pem")
-
 
 REMOTE = "remote"
 DOCKER_CONTAINER = "docker-container"

@@ -44,11 +44,12 @@ POOL_WAIT_SECONDS = 60
 def wait_for_pools(console: Console, state: FleetState, inventory: Inventory) -> None:
     """Until each pool's balancer passes a build connection on: its health checks find a
     member only seconds after that member's buildkitd (re)started."""
-    from provisioning.remote.wait import BuildkitdEndpoint, ClientTLS, wait_for_buildkitd
+    from provisioning.certs import TLSFiles
+    from provisioning.remote.wait import BuildkitdEndpoint, wait_for_buildkitd
 
     pools = [BuildkitdEndpoint.of_pool(p) for p in inventory.pools]
     with console.status("waiting for the pools' balancers to find their members"):
-        waited = wait_for_buildkitd(pools, ClientTLS.in_state(state.root / "tls"), POOL_WAIT_SECONDS)
+        waited = wait_for_buildkitd(pools, TLSFiles.in_state(state.root / "tls"), POOL_WAIT_SECONDS)
     console.print("pools answer over mTLS: " + ", ".join(f"{name} ({s:.1f} s)" for name, s in waited.items()))
 
 

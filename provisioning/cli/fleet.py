@@ -170,7 +170,8 @@ def cmd_rotate_certs(args: argparse.Namespace, console: Console) -> int:
 def cmd_wake(args: argparse.Namespace, console: Console) -> int:
     """Start what idle stop powered off, point the builder at where the hosts answer now, and
     wait until every buildkitd serves the fleet's client certificate."""
-    from provisioning.remote.wait import BuildkitdEndpoint, ClientTLS, wait_for_buildkitd
+    from provisioning.certs import TLSFiles
+    from provisioning.remote.wait import BuildkitdEndpoint, wait_for_buildkitd
 
     state = FleetState.for_fleet(args.fleet)
     inventory = require_inventory(args, state)
@@ -183,7 +184,7 @@ def cmd_wake(args: argparse.Namespace, console: Console) -> int:
     if existing is not None:  # new ports or addresses: the same nodes, moved
         args.driver = existing.driver
         ensure_builder(args, console, state)
-    client = ClientTLS.in_state(state.root / "tls")
+    client = TLSFiles.in_state(state.root / "tls")
     endpoints = [BuildkitdEndpoint.of_host(h) for h in woken.hosts if h.platforms]
     wait_for_buildkitd(endpoints + [BuildkitdEndpoint.of_pool(p) for p in woken.pools], client, args.wait_timeout)
     console.print(f"woke {len(woken.hosts)} host(s) in {time.monotonic() - start:.1f} s: buildkitd answers on each")
@@ -260,9 +261,10 @@ def idle_times(state: FleetState, inventory: Inventory, resources: list[HostStat
 def pool_member_checks(state: FleetState, inventory: Inventory) -> list[dict]:
     """Each pool member's own buildkitd over mTLS, past the balancer: a member that does not
     answer is one the balancer has dropped, and the pool builds on fewer hosts."""
-    from provisioning.remote.wait import BuildkitdEndpoint, ClientTLS, buildkitd_answers
+    from provisioning.certs import TLSFiles
+    from provisioning.remote.wait import BuildkitdEndpoint, buildkitd_answers
 
-    tls = ClientTLS.in_state(state.root / "tls")
+    tls = TLSFiles.in_state(state.root / "tls")
     checks = []
     for pool in inventory.pools:
         for member in inventory.members(pool.name):

@@ -13,10 +13,10 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 from invoke.exceptions import CommandTimedOut
 
+from provisioning.certs import TLSFiles
 from provisioning.errors import BuildfleetError
 from provisioning.inventory import InventoryHost, Pool
 from provisioning.remote.fanout import fan_out
@@ -114,21 +114,6 @@ def wait_for_hosts(
     return fan_out(hosts, one).raise_failures("waiting for SSH and cloud-init")
 
 
-@dataclass(frozen=True)
-class ClientTLS:
-    """The fleet CA and the operator's client certificate: what buildkitd asks of a client."""
-
-    ca: str
-    cert: str
-    key: str
-
-    @classmethod
-    def in_state(cls, tls_dir: Path) -> ClientTLS:
-        return cls(
-            str(tls_dir / "ca" / "cert.pem"), str(tls_dir / "client" / "cert.pem"), str(tls_dir / "client" / "key.pem")
-        )
-
-
 # An HTTP/2 client preface and an empty SETTINGS frame: buildkitd (gRPC) answers with its own
 # SETTINGS frame (type 4) once it serves; a refused client certificate ends in a TLS alert.
 H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes([0, 0, 0, 4, 0, 0, 0, 0, 0])
@@ -151,7 +136,7 @@ class BuildkitdEndpoint:
         return cls(pool.name, pool.address, pool.port)
 
 
-def buildkitd_answers(endpoint: BuildkitdEndpoint, tls: ClientTLS, timeout: float = 5.0) -> str:
+def buildkitd_answers(endpoint: BuildkitdEndpoint, tls: TLSFiles, timeout: float = 5.0) -> str:
     """ "" when the buildkitd behind ``endpoint`` serves gRPC to the fleet's client certificate, else why not."""
     context = ssl.create_default_context(cafile=tls.ca)
     context.load_cert_chain(tls.cert, tls.key)
@@ -169,7 +154,7 @@ def buildkitd_answers(endpoint: BuildkitdEndpoint, tls: ClientTLS, timeout: floa
     return "" if len(frame) >= 4 and frame[3] == 4 else f"no HTTP/2 SETTINGS frame from it (got {frame!r})"
 
 
-def wait_for_buildkitd(endpoints: Sequence[BuildkitdEndpoint], tls: ClientTLS, timeout: float) -> dict[str, float]:
+def wait_for_buildkitd(endpoints: Sequence[BuildkitdEndpoint], tls: TLSFiles, timeout: float) -> dict[str, float]:
     """Seconds until each buildkitd answered over mTLS; one error naming the silent ones."""
 
     def one(endpoint: BuildkitdEndpoint) -> float:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
-from provisioning.certs import FleetCA
+from provisioning.certs import FleetCA, TLSFiles
 from provisioning.errors import BuildfleetError
 from provisioning.inventory import Endpoint, Inventory, Pool, inventory_from_plan
 from provisioning.placement import HostSpec
@@ -231,7 +231,7 @@ class LocalTarget:
             pool: [Backend(host, endpoints[host].address, endpoints[host].buildkitd_port) for host in members]
             for pool, members in pools.items()
         }
-        return self.balancer.ensure(backends, ca.directory / "ca" / "cert.pem", ca.client())
+        return self.balancer.ensure(backends, TLSFiles.in_state(ca.directory).ca, ca.client())
 
     def _gateway(self) -> str:
         """The operator's address on the fleet network: reachable from both sides."""
