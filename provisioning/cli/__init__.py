@@ -27,6 +27,7 @@ from provisioning.cli.fleet import (
 from provisioning.cli.measure import cmd_bench, cmd_cost
 from provisioning.cli.options import (
     add_config_options,
+    add_fleet_name,
     add_fleet_options,
     default_cache_dir,
     fraction,
@@ -57,9 +58,11 @@ def build_parser() -> argparse.ArgumentParser:
     plan.add_argument(
         "--target",
         choices=KINDS,
-        default="aws",
-        help="plan for AWS instance types (default) or for hosts on this machine",
+        default=None,
+        help="a new fleet: plan for AWS instance types (default) or for hosts on this machine; "
+        "an existing fleet is described as it was made (its target and settings)",
     )
+    add_fleet_name(plan, help="the fleet to describe, if it exists (default: default)")
     plan.add_argument("--json", action="store_true", help="print the plan as JSON")
     plan.set_defaults(handler=cmd_plan)
 
@@ -75,8 +78,9 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument(
         "--target",
         choices=KINDS,
-        default="local",
-        help="local: containers on this machine (default); aws: the Pulumi program through the "
+        default=None,
+        help="for a new fleet (an existing one keeps the target it was made with) -- local: containers "
+        "on this machine (default); aws: the Pulumi program through the "
         "Automation API (stack --stack, default the fleet name; needs the Pulumi CLI and AWS "
         "credentials); static: hosts listed in --inventory; vm: the roles in buildfleet:vmRoles (default "
         "arm64) as full-system QEMU VMs on this machine, the rest containers",
@@ -267,6 +271,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="the idle stop limit to price (default: buildfleet:idleStopMinutes, or 30 where that is 0)",
     )
     cost.add_argument("--json", action="store_true", help="print the figures as JSON")
+    add_fleet_name(cost, help="an existing fleet is priced with the settings it was made with (default: default)")
     add_config_options(cost)
     cost.set_defaults(handler=cmd_cost)
 
@@ -296,7 +301,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--target",
         choices=KINDS,
         default=None,
-        help="only needed for aws when the fleet's state is gone (default: from the fleet's state)",
+        help="only needed for aws when the fleet's state is gone (default: the target the fleet was made with; "
+        "another is refused)",
     )
     down.add_argument("--stack", metavar="NAME", help="aws: the stack (default: the one up used, else the fleet name)")
     down.add_argument(

@@ -30,6 +30,49 @@ def config_sources(args: argparse.Namespace) -> ConfigSources:
     )
 
 
+def made_with(state: FleetState) -> str | None:
+    """The target that made this fleet (recorded before it made anything), or None for a new fleet."""
+    recorded = state.recorded_target()
+    if recorded:
+        return recorded
+    try:
+        inventory = state.load_inventory()  # a fleet from before the target was recorded
+    except ConfigError:
+        return None
+    return inventory.target if inventory else None
+
+
+def fleet_kind(args: argparse.Namespace, state: FleetState, default: str) -> str:
+    """The target a command acts on: always the one the fleet was made with. A different
+    ``--target`` is refused, so a plain ``up`` never turns an AWS fleet into a local one (and a
+    later ``down`` never deletes its key while the instances run on); a new fleet takes
+    ``--target``, else ``default``."""
+    made = made_with(state)
+    asked = getattr(args, "target", None)
+    if made and asked and asked != made:
+        raise ConfigError(
+            f"fleet {args.fleet!r} was made with --target {made}, not {asked}: take it down first "
+            f"(buildfleet down --fleet {args.fleet}), or give the {asked} fleet its own name (--fleet NAME)"
+        )
+    return made or asked or default
+
+
+def explicit_config(args: argparse.Namespace) -> bool:
+    """Whether the command line named configuration (--set, --config, --stack)."""
+    return bool(getattr(args, "overrides", None) or getattr(args, "config", None) or getattr(args, "stack", None))
+
+
+def described_settings(args: argparse.Namespace, state: FleetState, target: Target) -> Settings:
+    """The settings plan and cost describe: an existing fleet's own (what up used), with what the
+    command line names over them; a new fleet's from its configuration, as up would read it."""
+    settings = saved_settings(state) if made_with(state) else None
+    if settings is None:
+        return target.settings()
+    if not explicit_config(args):
+        return settings
+    return settings_from_mapping({**settings.values, **config_sources(args).raw()})
+
+
 def target_for(args: argparse.Namespace, kind: str, console: Console | None = None, creating: bool = False) -> Target:
     """The ``kind`` target for this fleet, given every option the command line has."""
     fleet = getattr(args, "fleet", "default")
@@ -76,9 +119,14 @@ def require_inventory(args: argparse.Namespace, state: FleetState) -> Inventory:
 def fleet_settings(args: argparse.Namespace, state: FleetState, inventory: Inventory) -> Settings:
     """The settings ``up`` used for this fleet; a fleet made before they were kept gets its
     target's settings from the configuration in reach now."""
+    return saved_settings(state) or target_for(args, inventory.target).settings()
+
+
+def saved_settings(state: FleetState) -> Settings | None:
+    """The effective settings ``up`` kept in the fleet's state (None: it kept none)."""
     saved = state.saved_settings()
     if saved is None:
-        return target_for(args, inventory.target).settings()
+        return None
     try:
         return settings_from_mapping(saved)
     except ConfigError as error:

@@ -14,7 +14,9 @@ from provisioning.cli.build import ensure_builder, wait_for_pools
 from provisioning.cli.common import (
     builder_name,
     configure_options,
+    described_settings,
     fleet_builder,
+    fleet_kind,
     fleet_settings,
     require_inventory,
     target_for,
@@ -115,10 +117,11 @@ def configure_fleet(args: argparse.Namespace, console: Console, state: FleetStat
 
 
 def cmd_plan(args: argparse.Namespace, console: Console) -> int:
-    target = target_for(args, args.target)
-    plan = target.plan(target.settings())
+    state = FleetState.for_fleet(args.fleet)
+    target = target_for(args, fleet_kind(args, state, default="aws"))
+    plan = target.plan(described_settings(args, state, target))
     if args.json:
-        console.print_json(json.dumps(plan.to_dict()))
+        console.print_json(json.dumps({**plan.to_dict(), "target": target.kind}))
     else:
         console.print(plan_table(plan))
     return 0
@@ -126,10 +129,11 @@ def cmd_plan(args: argparse.Namespace, console: Console) -> int:
 
 def cmd_up(args: argparse.Namespace, console: Console) -> int:
     state = FleetState.for_fleet(args.fleet)
-    target = target_for(args, args.target, console, creating=True)
+    kind = fleet_kind(args, state, default="local")
+    target = target_for(args, kind, console, creating=True)
     settings = target.settings()
     # A line, not a spinner: targets stream their own progress (Pulumi's among it) meanwhile.
-    console.print(f"{args.target}: bringing up the fleet's hosts")
+    console.print(f"{kind}: bringing up the fleet's hosts")
     inventory = target.up(settings)
     state.save_settings(settings.values)  # what configure, doctor and bench use from now on
     console.print(f"fleet {args.fleet!r} ({inventory.target}): {', '.join(h.name for h in inventory.hosts)} up")
@@ -196,7 +200,7 @@ def cmd_status(args: argparse.Namespace, console: Console) -> int:
         return doctor(args, console)
     state = FleetState.for_fleet(args.fleet)
     inventory = state.load_inventory()
-    resources = target_for(args, inventory.target if inventory else "local").status()
+    resources = target_for(args, fleet_kind(args, state, default="local")).status()
     builder = builder_name(args) if fleet_builder(args, state).owned() else None
     idle = idle_times(state, inventory, resources) if inventory else {}
     if args.json:
@@ -362,16 +366,15 @@ def certificate_checks(state: FleetState) -> list[dict]:
 
 def cmd_down(args: argparse.Namespace, console: Console) -> int:
     state = FleetState.for_fleet(args.fleet)
+    kind = fleet_kind(args, state, default="local")  # a wrong --target is refused before anything goes
+    try:
+        state.load_inventory()
+    except ConfigError as damaged:  # down must still take away what up made
+        console.print(f"[yellow]warning:[/] {escape(str(damaged))}; taking the fleet down by its recorded target")
     for record in sorted((state.root / "builders").glob("*.json")):  # every builder made for this fleet
         args.builder = record.stem
         if fleet_builder(args, state).remove():
             console.print(f"builder {record.stem}")
-    try:
-        inventory = state.load_inventory()
-    except ConfigError as damaged:  # down must still take away what up made
-        console.print(f"[yellow]warning:[/] {escape(str(damaged))}; taking the fleet down by its recorded target")
-        inventory = None
-    kind = args.target or (inventory.target if inventory else state.recorded_target()) or "local"
     removed = target_for(args, kind, console).down()
     if state.remove():
         removed.append(f"state {state.root}")

@@ -14,8 +14,11 @@ from rich.table import Table
 from provisioning.cli.common import (
     builder_name,
     configure_options,
+    described_settings,
     fleet_builder,
+    fleet_kind,
     fleet_settings,
+    made_with,
     require_inventory,
     target_for,
 )
@@ -303,7 +306,9 @@ def bench_table(rows, title: str) -> Table:
 def cmd_cost(args: argparse.Namespace, console: Console) -> int:
     from provisioning.cost import HOURS_PER_MONTH, fleet_cost, usage_cost
 
-    settings = target_for(args, "aws").settings()
+    state = FleetState.for_fleet(args.fleet)
+    kind = fleet_kind(args, state, default="aws")
+    settings = described_settings(args, state, target_for(args, kind))
     cost = fleet_cost(plan_fleet(settings), args.spot_discount)
     usage = None
     if args.build_hours_per_day is not None:
@@ -312,7 +317,15 @@ def cmd_cost(args: argparse.Namespace, console: Console) -> int:
     if args.json:
         console.print_json(json.dumps({**cost.to_dict(), "usage": usage.to_dict() if usage else None}))
         return 0
-    table = Table(title="buildfleet cost: the planned AWS fleet (catalog list prices)")
+    made = made_with(state)
+    what = (
+        "the planned AWS fleet"
+        if made is None
+        else f"fleet {args.fleet!r}"
+        if made == "aws"
+        else f"fleet {args.fleet!r} ({made}) as it would run on AWS"
+    )
+    table = Table(title=f"buildfleet cost: {what} (catalog list prices)")
     for column in ("host", "instance type", "vCPU", "$/h on-demand", "$/month on-demand", "$/h spot (estimate)"):
         table.add_column(column, justify="left" if column in ("host", "instance type") else "right")
     for h in cost.hosts:

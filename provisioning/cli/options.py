@@ -42,13 +42,7 @@ def add_config_options(parser: argparse.ArgumentParser) -> None:
 
 def add_fleet_options(parser: argparse.ArgumentParser, configure_flags: bool = True) -> None:
     group = parser.add_argument_group("fleet")
-    group.add_argument(
-        "--fleet",
-        default="default",
-        metavar="NAME",
-        type=checked(check_fleet_name),
-        help="fleet name: keeps several fleets apart (default: default)",
-    )
+    add_fleet_name(group)
     group.add_argument(
         "--cache-dir",
         type=Path,
@@ -74,6 +68,13 @@ def add_fleet_options(parser: argparse.ArgumentParser, configure_flags: bool = T
         help="buildx builder name (default: buildfleet-FLEET)",
     )
     group.add_argument("--json", action="store_true", help="print results as JSON")
+
+
+def add_fleet_name(
+    parser: argparse.ArgumentParser | argparse._ArgumentGroup,
+    help: str = "fleet name: keeps several fleets apart (default: default)",
+) -> None:
+    parser.add_argument("--fleet", default="default", metavar="NAME", type=checked(check_fleet_name), help=help)
 
 
 def checked(check: Callable[[str], str]) -> Callable[[str], str]:
