@@ -33,15 +33,18 @@ from provisioning.targets.base import HostState
 STATUS_STYLE = {"changed": "yellow", "unchanged": "green", "failed": "bold red", "skipped": "dim"}
 
 
-def plan_table(plan: Plan) -> Table:
-    table = Table(title="buildfleet plan: which host builds each platform")
+def plan_table(plan: Plan, kind: str) -> Table:
+    table = Table(title=f"buildfleet plan ({kind}): which host builds each platform")
     for column in ("platform", "host", "role", "instance type", "runs"):
         table.add_column(column)
-    roles = {host.name: host.role for host in plan.hosts}
+    members = {**{h.name: (h.name,) for h in plan.hosts}, **plan.pools}  # a pool builds as one unit
+    by_name = {h.name: h for h in plan.hosts}
     for a in plan.placement.assignments:
+        first = by_name[members[a.host][0]]
+        host = a.host if a.host == first.name else f"{a.host} ({', '.join(members[a.host])})"
         runs = "native" if a.native else "QEMU (emulated)"
-        instance_type = plan.instance_types.get(a.host)
-        table.add_row(str(a.platform), a.host, roles[a.host], instance_type.name if instance_type else "-", runs)
+        instance_type = plan.instance_types.get(first.name)
+        table.add_row(str(a.platform), host, first.role, instance_type.name if instance_type else "-", runs)
     return table
 
 
@@ -123,7 +126,7 @@ def cmd_plan(args: argparse.Namespace, console: Console) -> int:
     if args.json:
         console.print_json(json.dumps({**plan.to_dict(), "target": target.kind}))
     else:
-        console.print(plan_table(plan))
+        console.print(plan_table(plan, target.kind))
     return 0
 
 
