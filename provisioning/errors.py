@@ -4,6 +4,14 @@
 class BuildfleetError(Exception):
     """Base of every error buildfleet raises on purpose; its message is for the user."""
 
+    exit_code = 2  # what the CLI exits with: 2 for bad input, 1 where the user said no
+
+
+class NotConfirmed(BuildfleetError):
+    """A previewed change was not approved (declined, or no terminal to ask on and no --yes)."""
+
+    exit_code = 1
+
 
 class ConfigError(BuildfleetError):
     """A configuration key has a bad value; the message names the key."""

@@ -29,6 +29,7 @@ from provisioning.cli.options import (
     add_config_options,
     add_fleet_name,
     add_fleet_options,
+    add_yes,
     default_cache_dir,
     fraction,
     hours_per_day,
@@ -99,6 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="aws: how long to wait for SSH and cloud-init on new hosts (default 900)",
     )
+    add_yes(up, "aws: run pulumi up without asking after its preview")
     add_config_options(up)
     add_fleet_options(up)
     up.set_defaults(handler=cmd_up)
@@ -312,6 +314,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=Path.cwd(),
         help="aws: directory holding Pulumi.yaml (default: current)",
     )
+    add_yes(down, "aws: run pulumi destroy without asking after its preview")
     add_fleet_options(down, configure_flags=False)
     down.set_defaults(handler=cmd_down)
     return parser
@@ -332,4 +335,4 @@ def main(argv: Sequence[str] | None = None) -> int:
         return args.handler(args, console)
     except BuildfleetError as error:
         Console(stderr=True).print(f"[bold red]error:[/] {escape(str(error))}", highlight=False, soft_wrap=True)
-        return 2
+        return error.exit_code

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from rich.console import Console
 
 from provisioning.cli.options import default_cache_dir
-from provisioning.errors import BuildfleetError, ConfigError
+from provisioning.errors import BuildfleetError, ConfigError, NotConfirmed
 from provisioning.inventory import Inventory
 from provisioning.settings import Settings, settings_from_mapping
 from provisioning.state import FleetState
@@ -19,6 +21,7 @@ if TYPE_CHECKING:
     from provisioning.hosts.configure import ConfigureOptions
 from provisioning.targets import Target, make_target
 from provisioning.targets.base import ConfigSources, TargetOptions
+from provisioning.targets.changes import ChangePreview
 
 
 def config_sources(args: argparse.Namespace) -> ConfigSources:
@@ -87,8 +90,31 @@ def target_for(args: argparse.Namespace, kind: str, console: Console | None = No
         creating=creating,
         artifacts_dir=getattr(args, "artifacts", None),
         on_output=engine_output(console) if console is not None else (lambda line: None),
+        confirm=confirmer(getattr(args, "yes", False)),
     )
     return make_target(kind, options)
+
+
+def confirmer(yes: bool, ask: Callable[[str], str] = input) -> Callable[[ChangePreview], None]:
+    """Show a preview and go on only on yes, as ``pulumi up`` and ``terraform apply`` do: --yes
+    for scripts; no terminal and no --yes stops after the preview."""
+    err = Console(stderr=True)
+
+    def confirm(preview: ChangePreview) -> None:
+        for line in preview.lines():
+            err.print(line, markup=False, highlight=False, soft_wrap=True)
+        if not preview.changes or yes:
+            return
+        if not sys.stdin.isatty():
+            raise NotConfirmed(
+                f"{preview.what} not run: there is no terminal to ask on and no --yes; nothing was changed "
+                "(run again with --yes to apply the preview above)"
+            )
+        answer = ask(f"Do you want to run {preview.what} on stack {preview.stack!r}? Type yes to go on: ")
+        if answer.strip().lower() not in ("y", "yes"):
+            raise NotConfirmed(f"{preview.what} not run: declined; nothing was changed")
+
+    return confirm
 
 
 def engine_output(console: Console):

@@ -77,6 +77,12 @@ def add_fleet_name(
     parser.add_argument("--fleet", default="default", metavar="NAME", type=checked(check_fleet_name), help=help)
 
 
+def add_yes(parser: argparse.ArgumentParser, help: str) -> None:
+    parser.add_argument(
+        "--yes", "-y", action="store_true", help=help + " (without a terminal, and without --yes, it stops there)"
+    )
+
+
 def checked(check: Callable[[str], str]) -> Callable[[str], str]:
     """An argparse type from a domain check, so a bad value stops at parsing with its own message."""
 

@@ -13,11 +13,13 @@ import json
 import os
 import sys
 from collections.abc import Callable, Mapping
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from provisioning.errors import BuildfleetError, ConfigError
 from provisioning.settings import NAMESPACE, pulumi_config_value
+from provisioning.targets.changes import ChangePreview
 
 INSTALL = "install it (https://www.pulumi.com/docs/install/)"
 # CLI text -> what the user should do. The CLI run non-interactively cannot prompt for either.
@@ -153,3 +155,18 @@ def set_config(stack: Any, config: Mapping[str, Any]) -> None:
         run(lambda: stack.set_all_config(scalars), "setting config", name)
     if items:
         run(lambda: stack.set_all_config(items, path=True), "setting config", name)
+
+
+def preview(stack: Any, what: str, on_output: Callable[[str], None], destroy: bool = False) -> ChangePreview:
+    """What ``what`` would do to the stack, from the engine's events (refreshed first, as up is)."""
+    changes = ChangePreview(what, stack.name)
+
+    def on_event(event: Any) -> None:
+        step = event.resource_pre_event
+        if step is not None:
+            changes.add_step(str(getattr(step.metadata.op, "value", step.metadata.op)), step.metadata.urn)
+
+    engine = stack.preview_destroy if destroy else partial(stack.preview, refresh=True)
+    result = run(lambda: engine(on_output=on_output, on_event=on_event), f"{what} preview", stack.name)
+    changes.add_summary(result.change_summary)
+    return changes

@@ -25,10 +25,12 @@ from provisioning.placement import EMULATION
 from provisioning.plan import Plan, plan_fleet
 from provisioning.remote.ssh import connect
 from provisioning.remote.wait import wait_for_hosts
+from provisioning.removal import unlink_inside
 from provisioning.settings import NAMESPACE, Settings, require_allowed_cidrs, require_ec2_key
 from provisioning.state import FleetState
 from provisioning.targets import automation
 from provisioning.targets.base import ConfigSources, HostState, TargetOptions, settings_with_defaults
+from provisioning.targets.changes import ChangePreview, refuse_changes
 from provisioning.targets.ec2power import stack_hosts, start_stack_hosts
 
 TARGET = "aws"
@@ -46,6 +48,7 @@ class AwsTarget:
     artifacts_dir: Path | None = None  # checked before up: every host file the plan's CPUs need
     creating: bool = False  # up may name a stack whose Pulumi.<stack>.yaml does not exist yet
     on_output: Callable[[str], None] = lambda line: None
+    confirm: Callable[[ChangePreview], None] = refuse_changes  # sees each preview; raises to stop
 
     kind: ClassVar[str] = TARGET
     defaults: ClassVar[Mapping[str, Any]] = {}  # Pulumi.yaml's own defaults apply
@@ -63,6 +66,7 @@ class AwsTarget:
             creating=options.creating,
             artifacts_dir=options.artifacts_dir,
             on_output=options.on_output,
+            confirm=options.confirm,
         )
 
     def _raw(self) -> dict[str, Any]:
@@ -87,10 +91,10 @@ class AwsTarget:
         return plan_fleet(settings)
 
     def up(self, settings: Settings) -> Inventory:
-        """Pulumi up, then wait until every host answers over SSH with cloud-init done."""
+        """Preview, confirm, pulumi up, then wait until every host answers over SSH with cloud-init done."""
         to_set, ssh_key = self.prepare(settings)
         self.on_output(f"pulumi up: stack {self.stack!r} in {self.project_dir}")
-        inventory = self.apply(to_set, ssh_key)
+        inventory = self.apply(to_set, ssh_key, confirm=self.confirm)
         waited = wait_for_hosts(inventory.hosts, lambda host: connect(host, self.state), self.wait_timeout)
         self.on_output("hosts answer: " + ", ".join(f"{name} after {w.seconds:.0f} s" for name, w in waited.items()))
         for warning in (w.warning for w in waited.values() if w.warning):
@@ -181,17 +185,29 @@ class AwsTarget:
 
     def down(self) -> list[str]:
         self.on_output(f"pulumi destroy: stack {self.stack!r}")
-        self.destroy()
+        self.destroy(confirm=self.confirm)
         return [f"stack {self.stack!r} destroyed"]
 
-    def apply(self, config: Mapping[str, Any], ssh_key: str = "") -> Inventory:
+    def apply(
+        self, config: Mapping[str, Any], ssh_key: str = "", confirm: Callable[[ChangePreview], None] | None = None
+    ) -> Inventory:
         """``config``: buildfleet keys to set on the stack (as ``pulumi config set`` would).
-        ``refresh`` first, so an instance AWS removed (a reclaimed spot host) is made again."""
+        ``refresh`` first, so an instance AWS removed (a reclaimed spot host) is made again.
+        With ``confirm``, the preview's changes are shown to it first; when it stops the run,
+        the stack file is put back as it was, so a declined up changes nothing."""
         stack = automation.open_stack(self.stack, self.project_dir, create=True)
+        stack_file = automation.stack_file(self.project_dir, self.stack)
+        before = stack_file.read_bytes() if stack_file.exists() else None
+        automation.set_config(stack, config)
+        if confirm is not None:
+            try:
+                confirm(automation.preview(stack, "pulumi up", self.on_output))
+            except BuildfleetError:
+                restore(stack_file, before)
+                raise
         self.state.ensure()
         self.state.record_target(self.kind)  # before up: down finds a half-made stack
         (self.state.root / STACK_FILE).write_text(self.stack + "\n")
-        automation.set_config(stack, config)
         result = automation.run(lambda: stack.up(on_output=self.on_output, refresh=True), "pulumi up", self.stack)
         return self.record(result.outputs, ssh_key)
 
@@ -213,12 +229,23 @@ class AwsTarget:
         self.state.save_inventory(inventory)
         return inventory
 
-    def destroy(self) -> None:
-        """Destroy the recorded stack; it is selected, never created (a mistyped name is an error)."""
+    def destroy(self, confirm: Callable[[ChangePreview], None] | None = None) -> None:
+        """Destroy the recorded stack; it is selected, never created (a mistyped name is an error).
+        With ``confirm``, what it would delete is shown to it first."""
         stack = automation.open_stack(self.stack, self.project_dir, create=False)
+        if confirm is not None:
+            confirm(automation.preview(stack, "pulumi destroy", self.on_output, destroy=True))
         automation.run(lambda: stack.destroy(on_output=self.on_output), "pulumi destroy", self.stack)
 
     @classmethod
     def recorded_stack(cls, state: FleetState) -> str | None:
         path = state.root / STACK_FILE
         return path.read_text().strip() if path.exists() else None
+
+
+def restore(path: Path, content: bytes | None) -> None:
+    """Put a stack file back as it was before buildfleet set config in it (None: there was none)."""
+    if content is not None:
+        path.write_bytes(content)
+    elif path.is_file():
+        unlink_inside(path, path.parent)

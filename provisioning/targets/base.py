@@ -17,6 +17,7 @@ from provisioning.inventory import Inventory
 from provisioning.plan import Plan
 from provisioning.settings import Settings, settings_from_mapping
 from provisioning.state import FleetState
+from provisioning.targets.changes import ChangePreview, refuse_changes
 
 
 @dataclass(frozen=True)
@@ -50,6 +51,8 @@ class TargetOptions:
     artifacts_dir: Path | None = None  # the files configure puts on hosts (buildx, buildkitd, QEMU)
     creating: bool = False  # the command may create what does not exist yet (up), e.g. a new stack
     on_output: Callable[[str], None] = field(default=lambda line: None, compare=False)  # the engine's lines
+    # shown each previewed change; returns to go on, raises NotConfirmed to stop (default: stop at any change)
+    confirm: Callable[[ChangePreview], None] = field(default=refuse_changes, compare=False)
 
 
 @dataclass(frozen=True)
