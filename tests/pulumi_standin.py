@@ -19,7 +19,7 @@ PROJECT = Path(__file__).resolve().parent.parent
 
 
 def host_artifacts(root: Path, arches=("amd64", "arm64")) -> Path:
-    """An artifact directory as the debian/ scripts lay it out (small files, real checksums)."""
+    """An artifact directory as go/build.sh lays it out (small files, real checksums)."""
     for arch in arches:
         for tool, version, names, listing in (
             ("buildx", BUILDX_VERSION, ("docker-buildx",), "docker-buildx.sha256"),

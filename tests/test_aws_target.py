@@ -260,7 +260,7 @@ def test_missing_graviton_artifacts_are_named_with_the_command_before_pulumi_run
         target.prepare(target.settings())
     assert str(error.value).startswith(
         f"no buildx for arm64, buildkit for arm64 in {amd64_only}: make them with "
-        f"provisioning/artifacts/debian/host-artifacts.sh {amd64_only} amd64 arm64"
+        f"provisioning/artifacts/host-artifacts.sh {amd64_only} amd64 arm64"
     )
     assert pulumi.calls() == [] and not target.state.root.exists()
     no_arm64_host = pulumi.target(tmp_path, f"allowedCidrs=[{CIDR}]", "arm64Count=0", artifacts_dir=amd64_only)

@@ -11,7 +11,7 @@ import pytest
 from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from provisioning.artifacts import ArtifactError, LocalArtifacts
+from provisioning.artifacts import BUILDKIT_VERSION, BUILDX_VERSION, GO_MODULES, ArtifactError, LocalArtifacts
 from provisioning.certs import VALID_DAYS, FleetCA, certificate_status
 from provisioning.hosts.services import Service
 from provisioning.remote import facts as f
@@ -96,9 +96,11 @@ def write_local(root, tool, version, arch, name, data, listing, recorded=None):
 
 
 def test_local_artifacts_are_checked_against_their_recorded_sums(tmp_path):
-    write_local(tmp_path, "buildx", "0.13.1", "amd64", "docker-buildx", b"plugin", "docker-buildx.sha256")
+    write_local(tmp_path, "buildx", BUILDX_VERSION, "amd64", "docker-buildx", b"plugin", "docker-buildx.sha256")
     assert LocalArtifacts(tmp_path).buildx("amd64").sha256 == hashlib.sha256(b"plugin").hexdigest()
-    write_local(tmp_path, "buildx", "0.13.1", "arm64", "docker-buildx", b"tampered", "docker-buildx.sha256", "0" * 64)
+    write_local(
+        tmp_path, "buildx", BUILDX_VERSION, "arm64", "docker-buildx", b"tampered", "docker-buildx.sha256", "0" * 64
+    )
     with pytest.raises(ArtifactError, match="expected 0000"):
         LocalArtifacts(tmp_path).buildx("arm64")
     with pytest.raises(ArtifactError, match="no buildkitd"):
@@ -125,3 +127,16 @@ def test_doctor_sees_each_certificate_expiry_and_one_the_fleet_ca_did_not_issue(
     assert found["hosts/stray"].describe().endswith(", not issued by the fleet's CA")
     later = certificate_status(tmp_path / "tls", now + datetime.timedelta(days=VALID_DAYS - 10))
     assert {c.name: (c.ok, c.days_left) for c in later}["client"] == (False, 9)  # within RENEW_DAYS
+
+
+def test_the_pinned_versions_are_the_ones_the_committed_go_modules_require():
+    for tool, module, version in (
+        ("buildkit", "github.com/moby/buildkit", BUILDKIT_VERSION),
+        ("buildx", "github.com/docker/buildx", BUILDX_VERSION),
+    ):
+        go_mod = (GO_MODULES / tool / "go.mod").read_text()
+        assert (
+            f"\t{module} v{version} " in go_mod
+            and f"{module} v{version} h1:" in (GO_MODULES / tool / "go.sum").read_text()
+        )
+        assert "replace" not in go_mod  # the upstream build list, exactly

@@ -115,3 +115,21 @@ def test_idle_seconds_from_the_watchers_mark_or_none_without_a_watcher():
     assert f.IdleSeconds().parse(0, "-2\n") == 0  # a mark written a moment after uptime was read
     with pytest.raises(f.FactError):
         f.IdleSeconds().parse(0, "cat: permission denied\n")
+
+
+def test_runc_with_its_package_and_the_cves_its_changelog_names():
+    runc = parse(f.RuncInfo(), "machine-runc")
+    assert (runc.version, runc.package, runc.package_version) == ("1.1.5+ds1", "runc", "1.1.5+ds1-1+deb12u1")
+    assert "CVE-2024-21626" in runc.changelog_cves and "CVE-2025-31133" not in runc.changelog_cves
+    assert f.RuncInfo().parse(127, "") is None
+    upstream = f.RuncInfo().parse(0, "version=1.3.3\n")
+    assert (upstream.version, upstream.package, upstream.changelog_cves) == ("1.3.3", "", frozenset())
+
+
+def test_tool_versions_as_go_tools_stamp_them():
+    buildkitd = f.ToolVersion("/usr/local/bin/buildkitd", ("--version",), "github.com/moby/buildkit")
+    assert parse(buildkitd, "configured-buildkitd-version") == "0.34.2"
+    buildx = f.ToolVersion(BUILDX_PLUGIN, ("version",), "github.com/docker/buildx")
+    assert parse(buildx, "configured-buildx-version") == "0.38.2"
+    assert buildx.parse(0, "github.com/docker/buildx 0.13.1 0.13.1-0ubuntu1~22.04.1\n") == "0.13.1"  # a distro build
+    assert buildkitd.parse(127, "") is None and buildkitd.parse(0, "something else\n") is None

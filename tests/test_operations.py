@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from test_facts import parse
 
+from provisioning.advisories import RUNC_NOV_2025
 from provisioning.artifacts import Artifact, PinnedQemu
 from provisioning.hosts.actions import Run, Upload, WriteFile
 from provisioning.hosts.idle import IDLE_SCRIPT, IdleDesired, idle_service, idle_step
@@ -23,6 +24,7 @@ from provisioning.hosts.operations import (
     POLICY_RC_D,
     BuildkitdDesired,
     DockerDesired,
+    PinnedVersions,
     QemuDesired,
     binfmt_step,
     buildkitd_service,
@@ -30,6 +32,7 @@ from provisioning.hosts.operations import (
     buildx_step,
     docker_step,
     privileged_step,
+    versions_step,
     with_interpreter,
 )
 from provisioning.hosts.services import SUPERVISE, SUPERVISE_SCRIPT
@@ -452,3 +455,38 @@ def test_only_aws_hosts_get_the_metadata_step(tmp_path):
     assert "metadata" not in names(ConfigureOptions())
     with_metadata = names(ConfigureOptions(block_metadata=True))
     assert with_metadata.index("metadata") == with_metadata.index("buildkitd") - 1
+
+
+TOOLS = PinnedVersions("0.34.2", "0.38.2")
+PATCHED = f.Runc("1.1.5+ds1", "runc", "1.1.5+ds1-1+deb99u1", frozenset(RUNC_NOV_2025.ids))
+
+
+def versions(**got):
+    return {"buildkitd": "0.34.2", "buildctl": "0.34.2", "buildx": "0.38.2", "runc": PATCHED} | got
+
+
+def test_versions_as_pinned_with_a_patched_runc_need_nothing_and_say_so():
+    decision = versions_step(TOOLS).decide(versions())
+    assert not decision.changes and not decision.error and not decision.warning
+    assert decision.reason == (
+        "buildkitd, buildctl 0.34.2 and buildx 0.38.2 as pinned; runc 1.1.5+ds1 (runc 1.1.5+ds1-1+deb99u1)"
+    )
+
+
+def test_an_old_buildkitd_left_on_a_host_is_named_with_both_versions():
+    decision = versions_step(TOOLS).decide(versions(buildkitd="0.13.2", buildx=None))
+    assert decision.error == (
+        "not the pinned versions: buildkitd 0.13.2 (pinned 0.34.2), buildx missing (pinned 0.38.2); "
+        "buildfleet configure installs them"
+    )
+
+
+def test_an_open_runc_is_a_warning_with_the_fix_never_a_change():
+    bookworm = f.Runc("1.1.5+ds1", "runc", "1.1.5+ds1-1+deb12u1", frozenset({"CVE-2024-21626"}))
+    decision = versions_step(TOOLS).decide(versions(runc=bookworm))
+    assert not decision.changes and not decision.error
+    assert decision.warning.startswith("the runc package 1.1.5+ds1-1+deb12u1 names no fix for CVE-2025-31133")
+
+
+def test_no_runc_at_all_is_an_error():
+    assert "no runc on PATH" in versions_step(TOOLS).decide(versions(runc=None)).error

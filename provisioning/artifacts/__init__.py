@@ -2,14 +2,17 @@
 
 Made once on the operator's side, checked by sha256, then uploaded over SFTP, so hosts
 without internet egress still work. They come from a directory laid out as
-``<tool>/<version>/<arch>/`` with a checksum file, built offline from Debian's packages
-and sources by the ``debian/`` scripts (``.ci/prepare`` runs them).
+``<tool>/<version>/<arch>/`` with a checksum file: buildkitd, buildctl and buildx built
+from their published Go modules by ``go/build.sh`` at the versions its go.mod files pin
+(the one place they are named), static QEMU and the rest from Debian's packages by the
+``debian/`` scripts (``.ci/prepare`` runs both).
 """
 
 from __future__ import annotations
 
 import functools
 import hashlib
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,8 +20,21 @@ from typing import Protocol
 
 from provisioning.errors import BuildfleetError
 
-BUILDX_VERSION = "0.13.1"
-BUILDKIT_VERSION = "0.13.2"
+GO_MODULES = Path(__file__).resolve().parent / "go"  # one go.mod + go.sum per tool: the pins
+
+
+def pinned_version(tool: str, module: str) -> str:
+    """The version ``go/<tool>/go.mod`` requires of ``module``, without its ``v``."""
+    go_mod = GO_MODULES / tool / "go.mod"
+    found = re.search(rf"^\s*(?:require\s+)?{re.escape(module)}\s+v(\S+)", go_mod.read_text(), re.MULTILINE)
+    if found is None:
+        raise BuildfleetError(f"{go_mod} does not require {module}: buildfleet's package is damaged")
+    return found.group(1)
+
+
+BUILDKIT_VERSION = pinned_version("buildkit", "github.com/moby/buildkit")
+BUILDX_VERSION = pinned_version("buildx", "github.com/docker/buildx")
+BUILD_SCRIPT = "provisioning/artifacts/go/build.sh"
 QEMU_VERSION = "10.0.13"  # Debian trixie's static qemu-user (debian/fetch-qemu.sh)
 
 
@@ -95,8 +111,8 @@ class LocalArtifacts:
         expected = _recorded_sums(directory, listing).get(name)
         if not expected or not (directory / name).exists():
             raise ArtifactError(
-                f"no {name} {version} for {arch} in {directory}: "
-                "make it with the provisioning/artifacts/debian/ scripts (.ci/prepare runs them)"
+                f"no {name} {version} for {arch} in {directory}: make it with {BUILD_SCRIPT} {self.root} {arch} "
+                "(needs Go; .ci/prepare runs it)"
             )
         _checked(directory / name, expected, f"{name} {version} {arch}")
         return Artifact(name, version, directory / name, expected)
@@ -138,7 +154,7 @@ class LocalArtifacts:
 
 
 def missing_for(artifacts: LocalArtifacts, host_arches: Iterable[str], pinned_qemu_arches: Iterable[str]) -> list[str]:
-    """What hosts of these CPUs would lack, one entry each ("buildkit 0.13.2 for arm64"): checked
+    """What hosts of these CPUs would lack, one entry each ("buildkit for arm64"): checked
     before any host exists, so a missing file never meets a host that already bills."""
     missing = []
     for arch in sorted(set(host_arches)):
@@ -153,7 +169,7 @@ def missing_for(artifacts: LocalArtifacts, host_arches: Iterable[str], pinned_qe
 
 def missing_error(root: Path, missing: list[str], arches: Iterable[str]) -> ArtifactError:
     return ArtifactError(
-        f"no {', '.join(missing)} in {root}: make them with provisioning/artifacts/debian/host-artifacts.sh "
+        f"no {', '.join(missing)} in {root}: make them with provisioning/artifacts/host-artifacts.sh "
         f"{root} {' '.join(sorted(set(arches)))} (or pass --artifacts DIR where they are, e.g. /var/cache/buildfleet "
         "after .ci/prepare as root)"
     )

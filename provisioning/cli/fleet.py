@@ -313,6 +313,11 @@ def doctor(args: argparse.Namespace, console: Console) -> int:
                     "fix": fix,
                 }
             )
+            if step.warning:  # as configured, but the host has something to act on that configure cannot change
+                checks.append(
+                    {"node": step.host, "check": "advisory", "ok": False, "warning": True, "detail": step.warning}
+                    | {"fix": "the detail says how; buildfleet configure does not change it"}
+                )
     found = {n.name: n.status for n in inspected.nodes} if inspected else {}
     for unit in sorted({h.node for h in inventory.hosts if h.platforms}):  # a pool is one node
         node = node_name(builder_name(args), unit)
@@ -332,7 +337,9 @@ def doctor(args: argparse.Namespace, console: Console) -> int:
         )
     checks.extend(pool_member_checks(state, inventory))
     checks.extend(certificate_checks(state))
-    ok = all(c["ok"] for c in checks)
+    failed = [c for c in checks if not c["ok"] and not c.get("warning")]
+    warnings = [c for c in checks if c.get("warning")]
+    ok = not failed
     if args.json:
         console.print_json(json.dumps({"fleet": args.fleet, "ok": ok, "checks": checks}))
         return 0 if ok else 1
@@ -340,11 +347,13 @@ def doctor(args: argparse.Namespace, console: Console) -> int:
     for column in ("node", "check", "", "detail", "fix"):
         table.add_column(column, overflow="fold")
     for c in checks:
-        table.add_row(
-            c["node"], c["check"], "[green]✓[/]" if c["ok"] else "[bold red]✗[/]", escape(c["detail"]), escape(c["fix"])
-        )
+        mark = "[green]✓[/]" if c["ok"] else "[yellow]![/]" if c.get("warning") else "[bold red]✗[/]"
+        table.add_row(c["node"], c["check"], mark, escape(c["detail"]), escape(c["fix"]))
     console.print(table)
-    console.print("all checks pass" if ok else f"[bold red]{sum(not c['ok'] for c in checks)} check(s) failed[/]")
+    console.print(
+        ("all checks pass" if ok else f"[bold red]{len(failed)} check(s) failed[/]")
+        + (f"; [yellow]{len(warnings)} warning(s)[/]" if warnings else "")
+    )
     return 0 if ok else 1
 
 

@@ -50,14 +50,15 @@ class Decision:
     actions: tuple[Action, ...] = ()
     reason: str = ""
     error: str = ""
+    warning: str = ""  # something to act on that configure cannot change (an open advisory), with the fix
 
     @property
     def changes(self) -> bool:
         return bool(self.actions)
 
 
-def no_change(reason: str) -> Decision:
-    return Decision((), reason)
+def no_change(reason: str, warning: str = "") -> Decision:
+    return Decision((), reason, warning=warning)
 
 
 def refuse(error: str) -> Decision:

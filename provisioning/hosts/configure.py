@@ -6,7 +6,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 
-from provisioning.artifacts import ArtifactSource
+from provisioning.artifacts import BUILDKIT_VERSION, BUILDX_VERSION, ArtifactSource
 from provisioning.certs import FleetCA
 from provisioning.errors import BuildfleetError
 from provisioning.hosts.executor import FleetReport, Progress, run_fleet, run_host
@@ -15,6 +15,7 @@ from provisioning.hosts.metadata import metadata_step
 from provisioning.hosts.operations import (
     BuildkitdDesired,
     DockerDesired,
+    PinnedVersions,
     QemuDesired,
     Step,
     binfmt_step,
@@ -22,6 +23,7 @@ from provisioning.hosts.operations import (
     buildx_step,
     docker_step,
     privileged_step,
+    versions_step,
 )
 from provisioning.inventory import Inventory, InventoryHost, Pool
 from provisioning.placement import EMULATION
@@ -118,6 +120,7 @@ def steps_for(
         )
     )
     steps.append(idle_step(IdleDesired(options.idle_stop_minutes, options.buildkitd_port)))
+    steps.append(versions_step(PinnedVersions(BUILDKIT_VERSION, BUILDX_VERSION)))
     return steps
 
 

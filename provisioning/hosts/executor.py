@@ -48,6 +48,7 @@ class StepResult:
     command: str = ""
     exit_code: int | None = None
     stderr_tail: str = ""
+    warning: str = ""  # the step is as wanted, but the host has something to act on (see Decision)
 
 
 @dataclass(frozen=True)
@@ -124,7 +125,7 @@ def run_step(transport: Transport, step: Step, check_only: bool = False) -> Step
         if decision.error:
             return result(FAILED, decision.error)
         if not decision.changes:
-            return result(UNCHANGED, f"no change: {decision.reason}")
+            return result(UNCHANGED, f"no change: {decision.reason}", warning=decision.warning)
         if check_only:
             return result(DRIFT, "; ".join(getattr(a, "why", "") for a in decision.actions))
         for action in decision.actions:

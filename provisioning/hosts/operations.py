@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
 
+from provisioning.advisories import open_runc_cves, runc_fix
 from provisioning.artifacts import Artifact, PinnedQemu
 from provisioning.hosts.actions import Decision, Run, Upload, WriteFile, no_change, refuse
 from provisioning.hosts.services import SUPERVISE, SUPERVISE_SCRIPT, Service
@@ -459,7 +460,7 @@ def buildkitd_step(desired: BuildkitdDesired) -> Step:
     facts = {
         "arch": f.Arch(),
         "init": f.InitSystem(),
-        "runc": f.PackageVersion("runc"),
+        "runc": f.RuncInfo(),
         "files": f.FileDigests(paths),
         "workers": f.BuildkitdWorkers(),
     }
@@ -469,7 +470,7 @@ def buildkitd_step(desired: BuildkitdDesired) -> Step:
         digests = got["files"]
         actions: list = []
         if got["runc"] is None:
-            actions.append(Run(apt_install("runc"), "install runc (buildkitd's OCI worker needs it)"))
+            actions.append(Run(apt_install("runc"), "install runc (buildkitd's OCI worker needs it; none on PATH)"))
         wanted = [
             Upload(
                 buildkitd.path,
@@ -513,3 +514,46 @@ def buildkitd_step(desired: BuildkitdDesired) -> Step:
         return Decision(tuple(actions))
 
     return Step("buildkitd", facts, decide)
+
+
+# --- versions -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PinnedVersions:
+    buildkit: str  # buildkitd and buildctl
+    buildx: str
+
+
+BUILDKIT_MODULE = "github.com/moby/buildkit"
+BUILDX_MODULE = "github.com/docker/buildx"
+
+
+def versions_step(pinned: PinnedVersions) -> Step:
+    """What each tool reports of itself against the pinned versions, and runc against its known
+    advisories. The install steps before it converge on the pinned files; this one reads what
+    actually runs, so doctor shows a host left on old binaries by name and version."""
+    facts = {
+        "buildkitd": f.ToolVersion(f"{BUILDKIT_BIN}/buildkitd", ("--version",), BUILDKIT_MODULE),
+        "buildctl": f.ToolVersion(f"{BUILDKIT_BIN}/buildctl", ("--version",), BUILDKIT_MODULE),
+        "buildx": f.ToolVersion(BUILDX_PLUGIN, ("version",), BUILDX_MODULE),
+        "runc": f.RuncInfo(),
+    }
+    wanted = {"buildkitd": pinned.buildkit, "buildctl": pinned.buildkit, "buildx": pinned.buildx}
+
+    def decide(got: Mapping[str, Any]) -> Decision:
+        stale = [
+            f"{tool} {got[tool] or 'missing'} (pinned {want})" for tool, want in wanted.items() if got[tool] != want
+        ]
+        if stale:
+            return refuse(f"not the pinned versions: {', '.join(stale)}; buildfleet configure installs them")
+        runc = got["runc"]
+        found = f"buildkitd, buildctl {pinned.buildkit} and buildx {pinned.buildx} as pinned"
+        if runc is None:
+            return refuse(f"{found}, but no runc on PATH: buildkitd has no OCI worker without it")
+        owner = f" ({runc.package} {runc.package_version})" if runc.package else ""
+        cves = open_runc_cves(runc.version, runc.package, runc.changelog_cves)
+        warning = runc_fix(runc.version, runc.package, runc.package_version, cves) if cves else ""
+        return no_change(f"{found}; runc {runc.version}{owner}", warning)
+
+    return Step("versions", facts, decide)

@@ -387,6 +387,65 @@ class BuildkitdWorkers(Fact):
         return tuple(stdout.split())
 
 
+@dataclass(frozen=True)
+class ToolVersion(Fact):
+    """The version a Go tool stamps into itself (``buildkitd github.com/moby/buildkit v0.34.2 REV``,
+    ``github.com/docker/buildx v0.38.2 REV``): the token after its module path, without ``v``;
+    None when the binary is absent or prints something else."""
+
+    path: str = ""
+    args: tuple[str, ...] = ("--version",)
+    module: str = ""
+
+    @property
+    def argv(self) -> list[str]:
+        return [self.path, *self.args]
+
+    def parse(self, exit_code: int, stdout: str) -> str | None:
+        words = stdout.split()
+        if exit_code != 0 or self.module not in words[:-1]:
+            return None
+        return words[words.index(self.module) + 1].removeprefix("v")
+
+
+@dataclass(frozen=True)
+class Runc:
+    """The runc buildkitd runs, as found on the host."""
+
+    version: str  # as ``runc --version`` prints it (1.1.5+ds1)
+    package: str = ""  # the distribution package that owns it ("" for a binary of its own)
+    package_version: str = ""
+    changelog_cves: frozenset[str] = frozenset()  # CVE ids the package's changelog names as fixed
+
+
+class RuncInfo(Fact):
+    """runc's version and, where a package owns it, that package's version and the runc CVEs its
+    Debian-format changelog names: distributions backport fixes without changing runc's version.
+    None when there is no runc."""
+
+    command = (
+        "sh",
+        "-c",
+        'p=$(command -v runc) || exit 127; runc --version | sed -n "s/^runc version /version=/p"; '
+        'pkg=$(dpkg -S "$p" "$(readlink -f "$p")" 2>/dev/null | head -n 1 | cut -d: -f1); [ -n "$pkg" ] || exit 0; '
+        'echo "package=$pkg $(dpkg-query -W -f \'${Version}\' "$pkg")"; '
+        'zcat "/usr/share/doc/$pkg/changelog.Debian.gz" 2>/dev/null | grep -oE "CVE-[0-9]{4}-[0-9]+" | sort -u | '
+        'sed "s/^/cve=/"; true',
+    )
+
+    def parse(self, exit_code: int, stdout: str) -> Runc | None:
+        if exit_code != 0:
+            return None
+        fields: dict[str, list[str]] = {}
+        for line in stdout.splitlines():
+            key, _, value = line.partition("=")
+            fields.setdefault(key, []).append(value.strip())
+        if "version" not in fields:
+            return None
+        package, _, package_version = (fields.get("package") or [""])[0].partition(" ")
+        return Runc(fields["version"][0], package, package_version, frozenset(fields.get("cve", ())))
+
+
 def batch_script(facts: Mapping[str, Fact]) -> str:
     """One shell script printing every fact's output and exit code: one round trip a step."""
     parts = []

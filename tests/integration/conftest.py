@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from provisioning.artifacts import LocalArtifacts
+from provisioning.artifacts import BUILDKIT_VERSION, LocalArtifacts
 from provisioning.builder.sample import SampleSources
 from provisioning.hosts.configure import ConfigureOptions, configure
 from provisioning.hosts.executor import FleetReport
@@ -130,7 +130,7 @@ def buildctl(
     host: InventoryHost, *tls: str, command: tuple[str, ...] = ("debug", "workers", "--format", "{{json .}}")
 ) -> subprocess.CompletedProcess:
     """buildctl (default: debug workers, as JSON) against a host's buildkitd, with the TLS flags given."""
-    buildctl = CACHE / "buildkit" / "0.13.2" / "amd64" / "buildctl"
+    buildctl = CACHE / "buildkit" / BUILDKIT_VERSION / "amd64" / "buildctl"
     return subprocess.run(
         [
             str(buildctl),

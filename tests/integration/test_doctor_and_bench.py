@@ -53,10 +53,12 @@ def test_doctor_checks_every_host_and_node_and_names_the_fix(fleet, run):
             "binfmt",
             "buildkitd",
             "idle-stop",
+            "versions",
+            "advisory",  # Debian bookworm's runc: open to runc's November 2025 CVEs, flagged, not failed
             "builder node",
             "certificate",
         }
-        assert all(c["ok"] for c in found.values())
+        assert all(c["ok"] or c.get("warning") for c in found.values())
         certificates = {node for node, check in found if check == "certificate"}
         assert certificates == {"ca", "client", "amd64-0", "emulation-0"}
         assert re.fullmatch(r"ca expires \d{4}-\d\d-\d\d \(82[45] days\)", found[("ca", "certificate")]["detail"])

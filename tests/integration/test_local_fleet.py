@@ -8,6 +8,7 @@ import pytest
 from elf import aarch64_exit
 from test_secrets import loose, secrets_in
 
+from provisioning.artifacts import BUILDX_VERSION
 from provisioning.builder.builder import Buildx, FleetBuilder
 from provisioning.builder.nodes import TLSFiles, remote_nodes
 from provisioning.hosts.executor import FAILED, SKIPPED, UNCHANGED, run_host
@@ -61,7 +62,7 @@ def test_docker_is_at_least_19_03_and_answers(fleet):
 def test_buildx_plugin_is_the_pinned_version(fleet):
     for host in ("amd64-0", "emulation-0"):
         result = ssh(fleet, host, "docker", "buildx", "version")
-        assert result.ok and " 0.13.1" in result.stdout, result.stdout + result.stderr
+        assert result.ok and f" v{BUILDX_VERSION} " in result.stdout, result.stdout + result.stderr
 
 
 def test_emulation_host_registers_its_platforms_with_the_f_flag(fleet):

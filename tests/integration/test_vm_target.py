@@ -126,7 +126,9 @@ def test_after_a_reboot_buildkitd_and_the_builder_node_come_back_and_a_build_pas
         time.sleep(5)
     doctor = buildfleet("doctor", "--fleet", fleet, "--artifacts", str(CACHE), "--json", env=env, timeout=600)
     checks = json.loads(doctor.stdout)["checks"]  # read-only: nothing restarted them but the VM's own boot
-    assert doctor.returncode == 0 and all(c["ok"] for c in checks), [c for c in checks if not c["ok"]]
+    assert doctor.returncode == 0 and all(c["ok"] or c.get("warning") for c in checks), [
+        c for c in checks if not c["ok"]
+    ]
     assert {c["check"] for c in checks} >= {"docker", "buildkitd", "builder node"}
     sample = buildfleet("sample", "--fleet", fleet, "--artifacts", str(CACHE), "--json", env=env, timeout=1800)
     assert sample.returncode == 0 and all(p["ok"] for p in json.loads(sample.stdout)["platforms"]), sample.stdout
