@@ -97,6 +97,27 @@ KEYS: dict[str, Key] = {
         "buildfleet wake starts them again. AWS stops the instances (disks and cache kept, Elastic IPs keep "
         "their addresses); the local, vm and static targets default to 0.",
     ),
+    "buildkitGcMaxUsedSpace": Key(
+        "string",
+        "60%",
+        "The most of each host's disk BuildKit's cache may use before its garbage collector deletes: a share of "
+        "the disk holding /var/lib/buildkit (e.g. 60%) or a size (e.g. 40GB).",
+    ),
+    "buildkitGcMinFreeSpace": Key(
+        "string",
+        "20%",
+        "The free disk BuildKit's garbage collector keeps on each host, deleting cache to keep it (a share or a size).",
+    ),
+    "buildkitGcReservedSpace": Key(
+        "string",
+        "10%",
+        "The cache BuildKit's garbage collector never deletes below on each host (a share or a size).",
+    ),
+    "buildkitMaxParallelism": Key(
+        "integer",
+        0,
+        "Build steps each buildkitd runs at once; 0 = as many as the host has CPUs.",
+    ),
     "qemuSource": Key(
         "string",
         "auto",
@@ -123,6 +144,20 @@ KEYS: dict[str, Key] = {
 QEMU_SOURCES = ("auto", "pinned", "distro")
 LOCAL_INITS = ("systemd", "none")
 DOCKER_SOURCES = ("distro", "docker")
+
+
+@dataclass(frozen=True)
+class BuildkitGc:
+    """BuildKit's disk-sized garbage collection limits (buildkitd.toml, BuildKit 0.17 and later), each a
+    share of the host's disk ("60%") or a size ("40GB"), resolved by buildkitd against its own disk."""
+
+    max_used: str
+    min_free: str
+    reserved: str
+
+
+# BuildKit's DiskSpace: N% or a size go-units reads as bytes (512MB, 40GB, 1.5GiB).
+DISK_SPACE = re.compile(r"(?:[1-9][0-9]?%|[0-9]+(?:\.[0-9]+)? ?[kKmMgGtT]?[iI]?[bB]?)")
 
 
 @dataclass(frozen=True)
@@ -156,6 +191,8 @@ class Settings:
     local_init: str
     vm_roles: tuple[str, ...]
     docker_source: str
+    gc: BuildkitGc
+    max_parallelism: int  # 0: the host's CPU count
     catalog: Catalog = field(repr=False)
     # every key's validated raw value: what a fleet keeps, so later commands use what ``up`` used
     values: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
@@ -269,6 +306,35 @@ def _checked_port(value: int) -> int:
     return value
 
 
+def _checked_disk_space(key: str, value: str) -> str:
+    if not DISK_SPACE.fullmatch(value) or value in ("0", "0%"):
+        raise ConfigError(
+            f"{NAMESPACE}:{key}: {value!r} is neither a share of the disk (1% to 99%) nor a size such as 40GB"
+        )
+    return value
+
+
+def _checked_gc(values: Mapping[str, Any]) -> BuildkitGc:
+    gc = BuildkitGc(
+        *(
+            _checked_disk_space(key, values[key])
+            for key in ("buildkitGcMaxUsedSpace", "buildkitGcMinFreeSpace", "buildkitGcReservedSpace")
+        )
+    )
+    if gc.max_used.endswith("%") and gc.min_free.endswith("%") and int(gc.max_used[:-1]) + int(gc.min_free[:-1]) > 100:
+        raise ConfigError(
+            f"{NAMESPACE}:buildkitGcMaxUsedSpace {gc.max_used} and buildkitGcMinFreeSpace {gc.min_free} add up to "
+            "more than the disk: the cache could never reach its limit while keeping that much free"
+        )
+    return gc
+
+
+def _checked_parallelism(value: int) -> int:
+    if value < 0:
+        raise ConfigError(f"{NAMESPACE}:buildkitMaxParallelism: must be 0 (the host's CPUs) or more, got {value}")
+    return value
+
+
 def _checked_minutes(value: int) -> int:
     if value < 0:
         raise ConfigError(f"{NAMESPACE}:idleStopMinutes: must be 0 (never) or more, got {value}")
@@ -317,6 +383,8 @@ def settings_from_mapping(raw: Mapping[str, Any], catalog: Catalog | None = None
         local_init=_checked_choice("localInit", values["localInit"], LOCAL_INITS),
         vm_roles=tuple(_checked_choice("vmRoles", str(role), ROLES) for role in values["vmRoles"]),
         docker_source=_checked_choice("dockerSource", values["dockerSource"], DOCKER_SOURCES),
+        gc=_checked_gc(values),
+        max_parallelism=_checked_parallelism(values["buildkitMaxParallelism"]),
         catalog=catalog,
         values=values,
     )

@@ -133,3 +133,21 @@ def test_tool_versions_as_go_tools_stamp_them():
     assert parse(buildx, "configured-buildx-version") == "0.38.2"
     assert buildx.parse(0, "github.com/docker/buildx 0.13.1 0.13.1-0ubuntu1~22.04.1\n") == "0.13.1"  # a distro build
     assert buildkitd.parse(127, "") is None and buildkitd.parse(0, "something else\n") is None
+
+
+def test_gc_limits_as_buildkitd_resolved_them_for_its_disk():
+    limits = parse(f.BuildkitdGcLimits(), "machine-gc-workers")  # 60% / 20% / 10% of a 270 GB disk
+    assert (limits.max_used, limits.min_free, limits.reserved) == (152_000_000_000, 51_000_000_000, 26_000_000_000)
+    assert f.BuildkitdGcLimits().parse(1, "") is None
+
+
+def test_cache_usage_from_buildctl_du_total():
+    assert parse(f.BuildkitCacheUsage(), "machine-du-empty") == 0
+    assert (
+        f.BuildkitCacheUsage().parse(0, "ID\tRECLAIMABLE\tSIZE\nabc\ttrue\t1.2GB\nTotal:\t\t1.234GB\n") == 1_234_000_000
+    )
+    assert f.BuildkitCacheUsage().parse(1, "") is None
+
+
+def test_the_cache_disk_size_and_what_is_free():
+    assert parse(f.BuildkitDisk(), "machine-df") == f.Disk(270553174016, 74857508864)

@@ -9,11 +9,13 @@ import json
 from pathlib import Path
 
 import pytest
+import tomllib
 from test_facts import parse
 
 from provisioning.advisories import RUNC_NOV_2025
 from provisioning.artifacts import Artifact, PinnedQemu
 from provisioning.hosts.actions import Run, Upload, WriteFile
+from provisioning.hosts.configure import buildkitd_config
 from provisioning.hosts.idle import IDLE_SCRIPT, IdleDesired, idle_service, idle_step
 from provisioning.hosts.idle import SCRIPT as IDLE_SCRIPT_BYTES
 from provisioning.hosts.metadata import METADATA_SCRIPT, METADATA_SERVICE, metadata_step
@@ -30,13 +32,16 @@ from provisioning.hosts.operations import (
     buildkitd_service,
     buildkitd_step,
     buildx_step,
+    cache_step,
     docker_step,
     privileged_step,
     versions_step,
     with_interpreter,
 )
 from provisioning.hosts.services import SUPERVISE, SUPERVISE_SCRIPT
+from provisioning.inventory import HostPlatform, InventoryHost
 from provisioning.remote import facts as f
+from provisioning.settings import settings_from_mapping
 
 DEBIAN = parse(f.OsRelease(), "fresh-os-release")
 SHA = lambda data: hashlib.sha256(data).hexdigest()  # noqa: E731
@@ -256,7 +261,7 @@ def test_qemu_for_the_hosts_own_cpu_is_refused():
 
 def buildkitd_desired(config=b"config"):
     return BuildkitdDesired(
-        lambda arch: (artifact("buildkitd"), artifact("buildctl")), 1234, b"ca", b"cert", b"key", config
+        lambda arch: (artifact("buildkitd"), artifact("buildctl")), 1234, b"ca", b"cert", b"key", lambda cpus: config
     )
 
 
@@ -265,7 +270,7 @@ def buildkitd_files(desired, init="none"):
     digests = {
         "/usr/local/bin/buildkitd": SHA(b"binary"),
         "/usr/local/bin/buildctl": SHA(b"binary"),
-        "/etc/buildkit/buildkitd.toml": SHA(desired.config),
+        "/etc/buildkit/buildkitd.toml": SHA(desired.config(2)),
         "/etc/buildkit/tls/ca.pem": SHA(b"ca"),
         "/etc/buildkit/tls/cert.pem": SHA(b"cert"),
         "/etc/buildkit/tls/key.pem": SHA(b"key"),
@@ -286,6 +291,7 @@ def test_healthy_buildkitd_with_the_same_files_needs_nothing(init):
             "runc": "1.1",
             "workers": ("linux/amd64",),
             "files": buildkitd_files(desired, init),
+            "cpus": 2,
         }
     )
     assert not decision.changes and "workers for linux/amd64" in decision.reason
@@ -294,7 +300,14 @@ def test_healthy_buildkitd_with_the_same_files_needs_nothing(init):
 def test_a_changed_config_is_written_and_buildkitd_restarted():
     old = buildkitd_desired(b"old")
     decision = buildkitd_step(buildkitd_desired(b"new")).decide(
-        {"arch": "amd64", "init": "none", "runc": "1.1", "workers": ("linux/amd64",), "files": buildkitd_files(old)}
+        {
+            "arch": "amd64",
+            "init": "none",
+            "runc": "1.1",
+            "workers": ("linux/amd64",),
+            "files": buildkitd_files(old),
+            "cpus": 2,
+        }
     )
     assert [getattr(a, "dest", a.why) for a in decision.actions] == [
         "/etc/buildkit/buildkitd.toml",
@@ -304,7 +317,7 @@ def test_a_changed_config_is_written_and_buildkitd_restarted():
 
 def test_a_fresh_host_gets_runc_files_and_a_start():
     decision = buildkitd_step(buildkitd_desired()).decide(
-        {"arch": "amd64", "init": "systemd", "runc": None, "workers": None, "files": {}}
+        {"arch": "amd64", "init": "systemd", "runc": None, "workers": None, "files": {}, "cpus": 2}
     )
     whys = [a.why for a in decision.actions]
     assert whys[0].startswith("install runc") and whys[-1] == "start buildkitd"
@@ -490,3 +503,43 @@ def test_an_open_runc_is_a_warning_with_the_fix_never_a_change():
 
 def test_no_runc_at_all_is_an_error():
     assert "no runc on PATH" in versions_step(TOOLS).decide(versions(runc=None)).error
+
+
+AMD64 = (HostPlatform("linux/amd64", True),)
+HOST = InventoryHost("amd64-0", "amd64", "amd64", "127.0.0.1", "", "root", platforms=AMD64)
+
+
+def test_buildkitd_toml_keeps_gc_within_disk_limits_and_runs_a_step_per_cpu():
+    gc = settings_from_mapping({"buildkitGcMaxUsedSpace": "40GB"}).gc
+    toml = tomllib.loads(buildkitd_config(HOST, "", gc)(8).decode())["worker"]["oci"]
+    assert (toml["maxUsedSpace"], toml["minFreeSpace"], toml["reservedSpace"]) == ("40GB", "20%", "10%")
+    assert toml["max-parallelism"] == 8 and toml["gc"] is True and toml["platforms"] == ["linux/amd64"]
+    fixed = tomllib.loads(buildkitd_config(HOST, "", gc, parallelism=3)(8).decode())["worker"]["oci"]
+    assert fixed["max-parallelism"] == 3
+
+
+def test_a_host_that_gains_cpus_gets_its_buildkitd_toml_rewritten():
+    desired = BuildkitdDesired(
+        lambda arch: (artifact("buildkitd"), artifact("buildctl")), 1234, b"ca", b"cert", b"key", buildkitd_config(HOST)
+    )
+    files = buildkitd_files(desired)  # written for 2 CPUs
+    facts = {"arch": "amd64", "init": "none", "runc": "1.1", "workers": ("linux/amd64",), "files": files}
+    assert not buildkitd_step(desired).decide({**facts, "cpus": 2}).changes
+    assert [getattr(a, "dest", a.why) for a in buildkitd_step(desired).decide({**facts, "cpus": 4}).actions] == [
+        "/etc/buildkit/buildkitd.toml",
+        "restart buildkitd (its files changed)",
+    ]
+
+
+def test_the_cache_step_reports_use_limits_and_disk_and_warns_when_the_disk_is_fuller_than_gc_keeps_free():
+    limits = f.GcLimits(30_000_000_000, 10_000_000_000, 5_000_000_000)
+    fine = cache_step().decide(
+        {"used": 2_500_000_000, "limits": limits, "disk": f.Disk(50_000_000_000, 20_000_000_000)}
+    )
+    assert fine.reason == (
+        "cache 2.5 GB of at most 30.0 GB (GC keeps 10.0 GB free, never below 5.0 GB); disk 20.0 GB free of 50.0 GB"
+    )
+    assert not fine.changes and not fine.warning
+    full = cache_step().decide({"used": 1_000_000_000, "limits": limits, "disk": f.Disk(50_000_000_000, 4_000_000_000)})
+    assert full.warning.startswith("only 4.0 GB free on the cache's disk, below the 10.0 GB")
+    assert "buildkitd does not answer" in cache_step().decide({"used": None, "limits": None, "disk": None}).error

@@ -169,4 +169,6 @@ def configure_options(args: argparse.Namespace, settings: Settings) -> Configure
         allow_docker_upgrade=not getattr(args, "no_docker_upgrade", False),
         qemu_source=settings.qemu_source,
         docker_source=settings.docker_source,
+        gc=settings.gc,
+        max_parallelism=settings.max_parallelism,
     )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 
@@ -21,6 +21,7 @@ from provisioning.hosts.operations import (
     binfmt_step,
     buildkitd_step,
     buildx_step,
+    cache_step,
     docker_step,
     privileged_step,
     versions_step,
@@ -31,21 +32,36 @@ from provisioning.platforms import parse_platform
 from provisioning.remote import facts as f
 from provisioning.remote.facts import gather
 from provisioning.remote.ssh import connect
+from provisioning.settings import BuildkitGc, settings_from_mapping
 from provisioning.state import FleetState
 
+DEFAULT_GC = settings_from_mapping({}).gc
 
-def buildkitd_config(host: InventoryHost, registry: str = "") -> bytes:
-    """buildkitd.toml: the OCI worker advertises exactly what the placement gave this host.
+
+def buildkitd_config(
+    host: InventoryHost, registry: str = "", gc: BuildkitGc = DEFAULT_GC, parallelism: int = 0
+) -> Callable[[int], bytes]:
+    """buildkitd.toml for a host of so many CPUs: the OCI worker advertises exactly what the
+    placement gave this host, collects garbage within disk-sized limits, and runs as many build
+    steps at once as ``parallelism`` (0: one per CPU).
 
     Listing platforms keeps buildkitd from guessing emulators with its own probe binaries
-    (which Debian's source build does not carry) and makes ``debug workers`` show them.
+    and makes ``debug workers`` show them. The GC keys are shares of the disk or sizes, which
+    buildkitd resolves against the disk it stores its cache on (BuildKit's own defaults work the
+    same way, with a larger share: cmd/buildkitd/config/gcpolicy.go).
     """
+    return lambda cpus: _buildkitd_toml(host, registry, gc, parallelism or cpus)
+
+
+def _buildkitd_toml(host: InventoryHost, registry: str, gc: BuildkitGc, parallelism: int) -> bytes:
     platforms = ", ".join(f'"{p.platform}"' for p in host.platforms)
     return (
         "# managed by buildfleet\n"
         "# RUN --network=host is allowed only when a build asks for it (--allow network.host).\n"
         'insecure-entitlements = ["network.host"]\n\n'
         "[worker.oci]\n  enabled = true\n  gc = true\n"
+        f'  reservedSpace = "{gc.reserved}"\n  maxUsedSpace = "{gc.max_used}"\n  minFreeSpace = "{gc.min_free}"\n'
+        f"  max-parallelism = {parallelism}\n"
         f"  platforms = [{platforms}]\n\n"
         "[worker.containerd]\n  enabled = false\n"
         + (
@@ -65,6 +81,8 @@ class ConfigureOptions:
     qemu_source: str = "auto"  # pinned (static QEMU 10) | distro (qemu-user-static) | auto
     docker_source: str = "distro"  # distro (docker.io) | docker (Docker's apt repository)
     block_metadata: bool = False  # close the instance metadata service to the host after boot (AWS hosts)
+    gc: BuildkitGc = DEFAULT_GC  # BuildKit's garbage collection limits
+    max_parallelism: int = 0  # build steps at once per buildkitd (0: the host's CPUs)
 
 
 def qemu_arches(host: InventoryHost) -> tuple[str, ...]:
@@ -115,12 +133,13 @@ def steps_for(
                 ca_pem=ca.ca().cert,
                 cert_pem=server.cert,
                 key_pem=server.key,
-                config=buildkitd_config(host, registry),
+                config=buildkitd_config(host, registry, options.gc, options.max_parallelism),
             )
         )
     )
     steps.append(idle_step(IdleDesired(options.idle_stop_minutes, options.buildkitd_port)))
     steps.append(versions_step(PinnedVersions(BUILDKIT_VERSION, BUILDX_VERSION)))
+    steps.append(cache_step())
     return steps
 
 

@@ -419,7 +419,7 @@ class BuildkitdDesired:
     ca_pem: bytes = field(repr=False)
     cert_pem: bytes = field(repr=False)
     key_pem: bytes = field(repr=False)
-    config: bytes = field(repr=False)
+    config: Callable[[int], bytes] = field(repr=False)  # buildkitd.toml for a host of so many CPUs
 
 
 def buildkitd_service(port: int) -> Service:
@@ -463,6 +463,7 @@ def buildkitd_step(desired: BuildkitdDesired) -> Step:
         "runc": f.RuncInfo(),
         "files": f.FileDigests(paths),
         "workers": f.BuildkitdWorkers(),
+        "cpus": f.CpuCount(),
     }
 
     def decide(got: Mapping[str, Any]) -> Decision:
@@ -486,7 +487,7 @@ def buildkitd_step(desired: BuildkitdDesired) -> Step:
                 "0755",
                 f"install buildctl {buildctl.version}",
             ),
-            WriteFile(f"{BUILDKIT_ETC}/buildkitd.toml", desired.config, "0644", "write buildkitd.toml"),
+            WriteFile(f"{BUILDKIT_ETC}/buildkitd.toml", desired.config(got["cpus"]), "0644", "write buildkitd.toml"),
             WriteFile(f"{BUILDKIT_ETC}/tls/ca.pem", desired.ca_pem, "0644", "install the fleet CA"),
             WriteFile(f"{BUILDKIT_ETC}/tls/cert.pem", desired.cert_pem, "0644", "install the server certificate"),
             WriteFile(f"{BUILDKIT_ETC}/tls/key.pem", desired.key_pem, "0600", "install the server key"),
@@ -557,3 +558,37 @@ def versions_step(pinned: PinnedVersions) -> Step:
         return no_change(f"{found}; runc {runc.version}{owner}", warning)
 
     return Step("versions", facts, decide)
+
+
+# --- cache ------------------------------------------------------------------------------
+
+
+def gigabytes(size: int) -> str:
+    return f"{size / 1e9:.1f} GB"
+
+
+def cache_step() -> Step:
+    """BuildKit's cache against the limits buildkitd enforces and the disk it lives on: what the
+    SRE of a long-lived fleet watches. Reads only; a disk fuller than the GC keeps free (something
+    beside the cache fills it) is a warning, as the GC cannot help there."""
+    facts = {"used": f.BuildkitCacheUsage(), "limits": f.BuildkitdGcLimits(), "disk": f.BuildkitDisk()}
+
+    def decide(got: Mapping[str, Any]) -> Decision:
+        used, limits, disk = got["used"], got["limits"], got["disk"]
+        if used is None or limits is None:
+            return refuse("buildkitd does not answer on its socket: buildfleet configure starts it")
+        found = (
+            f"cache {gigabytes(used)} of at most {gigabytes(limits.max_used)} "
+            f"(GC keeps {gigabytes(limits.min_free)} free, never below {gigabytes(limits.reserved)}); "
+            f"disk {gigabytes(disk.free)} free of {gigabytes(disk.size)}"
+        )
+        warning = ""
+        if disk.free < limits.min_free:
+            warning = (
+                f"only {gigabytes(disk.free)} free on the cache's disk, below the {gigabytes(limits.min_free)} "
+                "BuildKit's GC keeps free: something beside the cache fills it "
+                "(docker system df, journalctl --disk-usage), or give the host a larger disk (buildfleet:rootVolumeGiB)"
+            )
+        return no_change(found, warning)
+
+    return Step("cache", facts, decide)

@@ -6,6 +6,7 @@ are tested against captured real outputs.
 
 from __future__ import annotations
 
+import json
 import re
 import shlex
 from collections.abc import Mapping
@@ -387,6 +388,17 @@ class BuildkitdWorkers(Fact):
         return tuple(stdout.split())
 
 
+class CpuCount(Fact):
+    """Online CPUs, as nproc counts them for this process (cgroup and affinity limits included)."""
+
+    command = ("nproc",)
+
+    def parse(self, exit_code: int, stdout: str) -> int:
+        if exit_code != 0 or not stdout.strip().isdigit():
+            raise FactError(f"nproc printed {stdout.strip()[:80]!r} (exit {exit_code})")
+        return int(stdout.strip())
+
+
 @dataclass(frozen=True)
 class ToolVersion(Fact):
     """The version a Go tool stamps into itself (``buildkitd github.com/moby/buildkit v0.34.2 REV``,
@@ -444,6 +456,84 @@ class RuncInfo(Fact):
             return None
         package, _, package_version = (fields.get("package") or [""])[0].partition(" ")
         return Runc(fields["version"][0], package, package_version, frozenset(fields.get("cve", ())))
+
+
+@dataclass(frozen=True)
+class GcLimits:
+    """The limits buildkitd's last (catch-all) GC rule enforces, in bytes, as it resolved them."""
+
+    max_used: int
+    min_free: int
+    reserved: int
+
+
+class BuildkitdGcLimits(Fact):
+    """What buildkitd itself reports of its garbage collection (the last rule, ``all``), or None
+    when it does not answer."""
+
+    command = (
+        "buildctl",
+        "--addr",
+        "unix:///run/buildkit/buildkitd.sock",
+        "debug",
+        "workers",
+        "--format",
+        "{{json .}}",
+    )
+    sudo = True
+
+    def parse(self, exit_code: int, stdout: str) -> GcLimits | None:
+        if exit_code != 0:
+            return None
+        try:
+            rules = [rule for worker in json.loads(stdout) for rule in worker.get("gcPolicy") or ()]
+        except (ValueError, TypeError, AttributeError):
+            raise FactError(f"buildctl debug workers printed {stdout.strip()[:80]!r}") from None
+        if not rules:
+            return None
+        last = rules[-1]
+        return GcLimits(
+            int(last.get("maxUsedSpace", 0)), int(last.get("minFreeSpace", 0)), int(last.get("reservedSpace", 0))
+        )
+
+
+# go-units' HumanSize (decimal), as buildctl du prints sizes
+_SIZE = re.compile(r"([0-9.]+)\s*([kMGTP]?)B")
+_UNITS = {"": 1, "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12, "P": 10**15}
+
+
+class BuildkitCacheUsage(Fact):
+    """Bytes BuildKit's cache takes (``buildctl du``'s total), or None when buildkitd does not answer."""
+
+    command = ("buildctl", "--addr", "unix:///run/buildkit/buildkitd.sock", "du")
+    sudo = True
+
+    def parse(self, exit_code: int, stdout: str) -> int | None:
+        if exit_code != 0:
+            return None
+        total = re.search(r"^Total:\s*(\S+)", stdout, re.MULTILINE)
+        size = _SIZE.fullmatch(total.group(1)) if total else None
+        if size is None:
+            raise FactError(f"buildctl du printed no total: {stdout.strip()[-80:]!r}")
+        return round(float(size.group(1)) * _UNITS[size.group(2)])
+
+
+@dataclass(frozen=True)
+class Disk:
+    size: int
+    free: int  # available to buildkitd (root's reserve excluded)
+
+
+class BuildkitDisk(Fact):
+    """The disk BuildKit's cache lives on (/var/lib/buildkit, or /var/lib before it exists)."""
+
+    command = ("sh", "-c", "df -P -B1 /var/lib/buildkit 2>/dev/null || df -P -B1 /var/lib")
+
+    def parse(self, exit_code: int, stdout: str) -> Disk:
+        fields = stdout.strip().splitlines()[-1].split() if stdout.strip() else []
+        if exit_code != 0 or len(fields) < 4 or not fields[1].isdigit() or not fields[3].isdigit():
+            raise FactError(f"df printed {stdout.strip()[-80:]!r} (exit {exit_code})")
+        return Disk(int(fields[1]), int(fields[3]))
 
 
 def batch_script(facts: Mapping[str, Fact]) -> str:

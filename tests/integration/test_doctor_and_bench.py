@@ -54,6 +54,7 @@ def test_doctor_checks_every_host_and_node_and_names_the_fix(fleet, run):
             "buildkitd",
             "idle-stop",
             "versions",
+            "cache",
             "advisory",  # Debian bookworm's runc: open to runc's November 2025 CVEs, flagged, not failed
             "builder node",
             "certificate",
