@@ -118,6 +118,19 @@ KEYS: dict[str, Key] = {
         0,
         "Build steps each buildkitd runs at once; 0 = as many as the host has CPUs.",
     ),
+    "artifactSource": Key(
+        "string",
+        "auto",
+        "Where buildkitd, buildctl and buildx for the hosts come from: release (upstream's release files, "
+        "checked against buildfleet.lock.json), go (built from the pinned Go modules), dir (the --artifacts "
+        "directory only), or auto (that directory where it holds them, else release).",
+    ),
+    "artifactMirror": Key(
+        "string",
+        "",
+        "A mirror of github.com's release downloads for the release source (air-gapped sites, Artifactory); "
+        "empty: https://github.com.",
+    ),
     "qemuSource": Key(
         "string",
         "auto",
@@ -142,6 +155,7 @@ KEYS: dict[str, Key] = {
     ),
 }
 QEMU_SOURCES = ("auto", "pinned", "distro")
+ARTIFACT_SOURCES = ("auto", "release", "go", "dir")
 LOCAL_INITS = ("systemd", "none")
 DOCKER_SOURCES = ("distro", "docker")
 
@@ -193,6 +207,8 @@ class Settings:
     docker_source: str
     gc: BuildkitGc
     max_parallelism: int  # 0: the host's CPU count
+    artifact_source: str
+    artifact_mirror: str
     catalog: Catalog = field(repr=False)
     # every key's validated raw value: what a fleet keeps, so later commands use what ``up`` used
     values: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
@@ -335,6 +351,12 @@ def _checked_parallelism(value: int) -> int:
     return value
 
 
+def _checked_mirror(value: str) -> str:
+    if value and not re.fullmatch(r"(https?|file)://\S+", value):
+        raise ConfigError(f"{NAMESPACE}:artifactMirror: {value!r} is not an http(s):// or file:// URL")
+    return value
+
+
 def _checked_minutes(value: int) -> int:
     if value < 0:
         raise ConfigError(f"{NAMESPACE}:idleStopMinutes: must be 0 (never) or more, got {value}")
@@ -385,6 +407,8 @@ def settings_from_mapping(raw: Mapping[str, Any], catalog: Catalog | None = None
         docker_source=_checked_choice("dockerSource", values["dockerSource"], DOCKER_SOURCES),
         gc=_checked_gc(values),
         max_parallelism=_checked_parallelism(values["buildkitMaxParallelism"]),
+        artifact_source=_checked_choice("artifactSource", values["artifactSource"], ARTIFACT_SOURCES),
+        artifact_mirror=_checked_mirror(values["artifactMirror"]),
         catalog=catalog,
         values=values,
     )

@@ -255,7 +255,7 @@ def test_settings_ignore_a_missing_stack_file_and_read_an_existing_one(pulumi, t
 
 def test_missing_graviton_artifacts_are_named_with_the_command_before_pulumi_runs(pulumi, tmp_path):
     amd64_only = host_artifacts(tmp_path / "amd64-only", arches=("amd64",))
-    target = pulumi.target(tmp_path, f"allowedCidrs=[{CIDR}]", artifacts_dir=amd64_only)
+    target = pulumi.target(tmp_path, f"allowedCidrs=[{CIDR}]", "artifactSource=dir", artifacts_dir=amd64_only)
     with pytest.raises(ArtifactError) as error:
         target.prepare(target.settings())
     assert str(error.value).startswith(
@@ -263,5 +263,7 @@ def test_missing_graviton_artifacts_are_named_with_the_command_before_pulumi_run
         f"provisioning/artifacts/host-artifacts.sh {amd64_only} amd64 arm64"
     )
     assert pulumi.calls() == [] and not target.state.root.exists()
-    no_arm64_host = pulumi.target(tmp_path, f"allowedCidrs=[{CIDR}]", "arm64Count=0", artifacts_dir=amd64_only)
+    no_arm64_host = pulumi.target(
+        tmp_path, f"allowedCidrs=[{CIDR}]", "arm64Count=0", "artifactSource=dir", artifacts_dir=amd64_only
+    )
     no_arm64_host.prepare(no_arm64_host.settings())  # nothing missing for an amd64-only fleet

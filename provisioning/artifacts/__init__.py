@@ -81,6 +81,10 @@ class ArtifactError(BuildfleetError):
     """An artifact is missing, unpinned, or does not match its checksum."""
 
 
+class ArtifactMissing(ArtifactError):
+    """An artifact is not in the directory at all (as opposed to there and wrong)."""
+
+
 def _checked(path: Path, expected: str, what: str) -> str | None:
     if not path.exists():
         return None
@@ -110,7 +114,7 @@ class LocalArtifacts:
         directory = self.root / tool / version / arch
         expected = _recorded_sums(directory, listing).get(name)
         if not expected or not (directory / name).exists():
-            raise ArtifactError(
+            raise ArtifactMissing(
                 f"no {name} {version} for {arch} in {directory}: make it with {BUILD_SCRIPT} {self.root} {arch} "
                 "(needs Go; .ci/prepare runs it)"
             )
@@ -153,7 +157,7 @@ class LocalArtifacts:
         return PinnedQemu(QEMU_VERSION, binaries, registrations)
 
 
-def missing_for(artifacts: LocalArtifacts, host_arches: Iterable[str], pinned_qemu_arches: Iterable[str]) -> list[str]:
+def missing_for(artifacts: ArtifactSource, host_arches: Iterable[str], pinned_qemu_arches: Iterable[str]) -> list[str]:
     """What hosts of these CPUs would lack, one entry each ("buildkit for arm64"): checked
     before any host exists, so a missing file never meets a host that already bills."""
     missing = []
@@ -161,7 +165,7 @@ def missing_for(artifacts: LocalArtifacts, host_arches: Iterable[str], pinned_qe
         for what, load in (("buildx", artifacts.buildx), ("buildkit", artifacts.buildkit)):
             try:
                 load(arch)
-            except ArtifactError:
+            except ArtifactMissing:  # a wrong file, or a refused download, is its own error
                 missing.append(f"{what} for {arch}")
     missing += [f"static QEMU for {arch}" for arch in sorted(set(pinned_qemu_arches)) if not artifacts.has_qemu(arch)]
     return missing

@@ -14,6 +14,7 @@ from rich.markup import escape
 
 from provisioning.bench.runs import WORKLOADS
 from provisioning.builder.drivers import DRIVERS
+from provisioning.cli.artifacts import cmd_artifacts
 from provisioning.cli.build import cmd_builder, cmd_ci_config, cmd_sample
 from provisioning.cli.fleet import (
     cmd_configure,
@@ -292,6 +293,22 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_fleet_options(ci, configure_flags=False)
     ci.set_defaults(handler=cmd_ci_config)
+
+    artifacts = commands.add_parser(
+        "artifacts",
+        help="lock: fetch upstream's BuildKit and buildx release files and record their sha256 (commit the lock)",
+        description="Fetch the release files the release artifact source uses (BuildKit's "
+        "buildkit-vX.linux-ARCH.tar.gz, buildx's buildx-vX.linux-ARCH) for every ARCH into the per-user cache, "
+        "from github.com or buildfleet:artifactMirror, and record each sha256 in buildfleet.lock.json in the "
+        "project directory; a file already recorded must match. Commit the lock file: every later download is "
+        "checked against it.",
+    )
+    artifacts.add_argument("action", choices=("lock",))
+    artifacts.add_argument(
+        "--arch", action="append", choices=("amd64", "arm64"), help="host CPU (repeatable; default: amd64 and arm64)"
+    )
+    add_config_options(artifacts)
+    artifacts.set_defaults(handler=cmd_artifacts)
 
     down = commands.add_parser(
         "down",

@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from provisioning.cli.common import builder_name, fleet_builder, fleet_settings, require_inventory
+from provisioning.cli.common import builder_name, fleet_artifacts, fleet_builder, fleet_settings, require_inventory
 from provisioning.errors import BuildfleetError
 from provisioning.inventory import Inventory
 from provisioning.platforms import parse_platform
@@ -20,13 +20,13 @@ from provisioning.state import FleetState
 
 
 def ensure_builder(args: argparse.Namespace, console: Console, state: FleetState) -> None:
-    from provisioning.artifacts import LocalArtifacts
     from provisioning.builder.drivers import make_driver
     from provisioning.builder.nodes import REMOTE
 
     inventory = require_inventory(args, state)
     builder = fleet_builder(args, state)
-    driver = make_driver(getattr(args, "driver", REMOTE), LocalArtifacts(args.artifacts), builder.buildx)
+    artifacts = fleet_artifacts(args, fleet_settings(args, state, inventory))
+    driver = make_driver(getattr(args, "driver", REMOTE), artifacts, builder.buildx)
     with console.status(driver.preparing or f"{driver.name} driver: one node per host"):
         nodes = driver.nodes(builder.name, inventory, state)
     changes = builder.ensure(nodes, use=getattr(args, "use", False))

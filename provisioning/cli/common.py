@@ -23,6 +23,10 @@ from provisioning.targets import Target, make_target
 from provisioning.targets.base import ConfigSources, TargetOptions
 from provisioning.targets.changes import ChangePreview
 
+if TYPE_CHECKING:
+    from provisioning.artifacts import ArtifactSource
+    from provisioning.artifacts.release import Progress
+
 
 def config_sources(args: argparse.Namespace) -> ConfigSources:
     return ConfigSources(
@@ -157,6 +161,30 @@ def saved_settings(state: FleetState) -> Settings | None:
         return settings_from_mapping(saved)
     except ConfigError as error:
         raise ConfigError(f"{state.settings_file}: {error}; buildfleet up rewrites it") from None
+
+
+def fleet_artifacts(args: argparse.Namespace, settings: Settings) -> ArtifactSource:
+    """The files configure puts on hosts, from the source the settings name; the release files'
+    lock lives in the project directory (the current one unless --project-dir)."""
+    from provisioning.artifacts.source import artifact_source
+
+    directory = getattr(args, "artifacts", None) or default_cache_dir()
+    project = getattr(args, "project_dir", None) or Path.cwd()
+    return artifact_source(settings.artifact_source, directory, project, settings.artifact_mirror, download_progress())
+
+
+def download_progress() -> Progress:
+    """One line per release file on stderr as it arrives (a download is seconds to minutes)."""
+    err = Console(stderr=True)
+    shown: dict[str, int] = {}
+
+    def progress(what: str, done: int, total: int) -> None:
+        step = done * 10 // total if total else 0
+        if shown.get(what) != step:
+            shown[what] = step
+            err.print(f"downloading {what}: {done / 1e6:.1f} of {total / 1e6:.1f} MB", highlight=False)
+
+    return progress
 
 
 def configure_options(args: argparse.Namespace, settings: Settings) -> ConfigureOptions:

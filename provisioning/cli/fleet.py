@@ -15,6 +15,7 @@ from provisioning.cli.common import (
     builder_name,
     configure_options,
     described_settings,
+    fleet_artifacts,
     fleet_builder,
     fleet_kind,
     fleet_settings,
@@ -94,13 +95,11 @@ def run_configure(
     check_only: bool = False,
     progress=lambda host, step, done, total: None,
 ):
-    from provisioning.artifacts import LocalArtifacts
     from provisioning.hosts.configure import configure
 
     options = configure_options(args, settings)
-    return configure(
-        require_inventory(args, state), state, LocalArtifacts(args.artifacts), options, check_only, progress
-    )
+    artifacts = fleet_artifacts(args, settings)
+    return configure(require_inventory(args, state), state, artifacts, options, check_only, progress)
 
 
 def configure_fleet(args: argparse.Namespace, console: Console, state: FleetState, settings: Settings) -> int:

@@ -15,6 +15,7 @@ from provisioning.cli.common import (
     builder_name,
     configure_options,
     described_settings,
+    fleet_artifacts,
     fleet_builder,
     fleet_kind,
     fleet_settings,
@@ -171,7 +172,6 @@ def seed_baseline(
 ) -> SeedComparison:
     """The seed's one-node build beside the fleet: the same workloads on the emulation host with
     the distribution's QEMU, and the same multi-platform build through each."""
-    from provisioning.artifacts import LocalArtifacts
     from provisioning.bench import seed
     from provisioning.bench.runner import bench, host_builders
     from provisioning.builder.nodes import TLSFiles
@@ -183,14 +183,15 @@ def seed_baseline(
     sources = SampleSources.from_artifacts(args.artifacts, platforms)
     fleet_builder_ = existing_builder(args, state, "--baseline seed times the whole build through it")
     buildx = fleet_builder_.buildx
-    options = configure_options(args, fleet_settings(args, state, inventory))
+    settings = fleet_settings(args, state, inventory)
+    options = configure_options(args, settings)
     tls = TLSFiles.in_state(state.root / "tls")
     with console.status("the multi-platform build through the fleet (a warm-up, then timed)"):
         fleet_s = seed.timed_build(buildx, fleet_builder_.name, sources, platforms)
     arches = seed.foreign_arches(host, platforms)
     with (
         console.status(f"{host.name}: the distribution's QEMU for {', '.join(arches)}; the seed's runs"),
-        distro_qemu(host, state, LocalArtifacts(args.artifacts), options, arches) as interpreters,
+        distro_qemu(host, state, fleet_artifacts(args, settings), options, arches) as interpreters,
         host_builders(builder_name(args), inventory, tls, runs, state.root / "builders", buildx) as builders,
     ):
         measured = bench(buildx, builders, runs, sources, args.repeats)

@@ -18,7 +18,8 @@ from typing import Any, ClassVar
 
 import yaml
 
-from provisioning.artifacts import LocalArtifacts, missing_error, missing_for
+from provisioning.artifacts import missing_error, missing_for
+from provisioning.artifacts.source import artifact_source
 from provisioning.errors import BuildfleetError, ConfigError
 from provisioning.inventory import Inventory
 from provisioning.placement import EMULATION
@@ -131,7 +132,10 @@ class AwsTarget:
         hosts = self.plan(settings).hosts
         arches = [h.arch for h in hosts]
         pinned = [h.arch for h in hosts if h.role == EMULATION] if settings.qemu_source == "pinned" else []
-        missing = missing_for(LocalArtifacts(self.artifacts_dir), arches, pinned)
+        source = artifact_source(
+            settings.artifact_source, self.artifacts_dir, self.project_dir, settings.artifact_mirror
+        )
+        missing = missing_for(source, arches, pinned)
         if missing:
             raise missing_error(self.artifacts_dir, missing, arches)
 

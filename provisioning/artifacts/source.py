@@ -1,0 +1,110 @@
+"""Which artifact source a fleet uses (``buildfleet:artifactSource``), behind the one
+``ArtifactSource`` protocol: ``dir`` a directory laid out as go/build.sh lays it out, ``go`` that
+directory filled by go/build.sh from the pinned Go modules when something is missing, ``release``
+upstream's release files through the lock file, and ``auto`` the directory where it holds the
+pinned files, else the release files."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from provisioning.artifacts import (
+    GO_MODULES,
+    Artifact,
+    ArtifactError,
+    ArtifactMissing,
+    ArtifactSource,
+    LocalArtifacts,
+    PinnedQemu,
+)
+from provisioning.artifacts.release import GITHUB, LOCK_FILE, LockFile, Progress, ReleaseArtifacts
+
+
+def user_cache() -> Path:
+    """Per user, no root: $XDG_CACHE_HOME/buildfleet, ~/Library/Caches/buildfleet on macOS."""
+    if os.environ.get("XDG_CACHE_HOME"):
+        return Path(os.environ["XDG_CACHE_HOME"]) / "buildfleet"
+    if sys.platform == "darwin":
+        return Path.home() / "Library" / "Caches" / "buildfleet"
+    return Path.home() / ".cache" / "buildfleet"
+
+
+@dataclass
+class Fallback:
+    """The first source that has a file: ``first`` where it holds it, else ``then``. A file that
+    is in ``first`` but wrong is an error, never a reason to fetch another."""
+
+    first: LocalArtifacts
+    then: ArtifactSource
+
+    def buildx(self, arch: str) -> Artifact:
+        try:
+            return self.first.buildx(arch)
+        except ArtifactMissing:
+            return self.then.buildx(arch)
+
+    def buildkit(self, arch: str) -> tuple[Artifact, Artifact]:
+        try:
+            return self.first.buildkit(arch)
+        except ArtifactMissing:
+            return self.then.buildkit(arch)
+
+    def has_qemu(self, arch: str) -> bool:
+        return self.first.has_qemu(arch)
+
+    def qemu(self, arch: str) -> PinnedQemu:
+        return self.first.qemu(arch)
+
+
+@dataclass
+class GoBuild:
+    """The directory, with go/build.sh run for an arch whose binaries it lacks."""
+
+    local: LocalArtifacts
+
+    def _built(self, arch: str) -> LocalArtifacts:
+        script = GO_MODULES / "build.sh"
+        try:
+            subprocess.run(["bash", str(script), str(self.local.root), arch], check=True, stdout=sys.stderr)
+        except (OSError, subprocess.CalledProcessError) as error:
+            raise ArtifactError(f"{script} {self.local.root} {arch} failed ({error}): see its output above") from None
+        return LocalArtifacts(self.local.root)  # a fresh one: the old one cached the miss
+
+    def buildx(self, arch: str) -> Artifact:
+        try:
+            return self.local.buildx(arch)
+        except ArtifactMissing:
+            return self._built(arch).buildx(arch)
+
+    def buildkit(self, arch: str) -> tuple[Artifact, Artifact]:
+        try:
+            return self.local.buildkit(arch)
+        except ArtifactMissing:
+            return self._built(arch).buildkit(arch)
+
+    def has_qemu(self, arch: str) -> bool:
+        return self.local.has_qemu(arch)
+
+    def qemu(self, arch: str) -> PinnedQemu:
+        return self.local.qemu(arch)
+
+
+def artifact_source(
+    kind: str,
+    directory: Path,
+    project_dir: Path,
+    mirror: str = "",
+    progress: Progress = lambda what, done, total: None,
+) -> ArtifactSource:
+    """The source ``kind`` names; the release files' lock lives in ``project_dir`` (commit it)."""
+    local = LocalArtifacts(directory)
+    if kind == "dir":
+        return local
+    if kind == "go":
+        return GoBuild(local)
+    release = ReleaseArtifacts(user_cache(), LockFile.load(project_dir / LOCK_FILE), local, mirror or GITHUB, progress)
+    return release if kind == "release" else Fallback(local, release)
