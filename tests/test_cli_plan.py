@@ -3,10 +3,12 @@
 import json
 import shutil
 import subprocess
+from pathlib import Path
 
 import pytest
 
-from provisioning.cli import main
+from provisioning.artifacts import BUILDKIT_VERSION, BUILDX_VERSION
+from provisioning.cli import build_parser, main
 
 
 def plan_json(capsys, *args):
@@ -71,3 +73,26 @@ def test_console_script_is_installed_and_runs(tmp_path):
     assert exe, "pip install -e . installs the buildfleet console script"
     result = subprocess.run([exe, "plan", "--json"], cwd=tmp_path, capture_output=True, text=True, check=True)
     assert json.loads(result.stdout)["hosts"][1]["instanceType"] == "c7g.xlarge"
+
+
+def test_buildfleet_alone_prints_its_help_and_version_names_the_host_software(capsys):
+    assert main([]) == 0
+    assert "usage: buildfleet" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as done:
+        main(["--version"])
+    assert done.value.code == 0
+    assert f"BuildKit v{BUILDKIT_VERSION}, buildx v{BUILDX_VERSION}" in capsys.readouterr().out
+
+
+def test_doctor_has_its_own_help(capsys):
+    with pytest.raises(SystemExit):
+        main(["doctor", "--help"])
+    assert capsys.readouterr().out.startswith("usage: buildfleet doctor")
+    assert build_parser().parse_args(["doctor"]).check is True
+
+
+def test_the_project_carries_its_license_and_house_documents():
+    root = Path(__file__).resolve().parent.parent
+    assert "Apache License" in (root / "LICENSE").read_text() and "Version 2.0" in (root / "LICENSE").read_text()
+    for name in ("CHANGELOG.md", "SECURITY.md", "CONTRIBUTING.md"):
+        assert (root / name).read_text().startswith("#"), name

@@ -12,6 +12,8 @@ from pathlib import Path
 from rich.console import Console
 from rich.markup import escape
 
+from provisioning import __version__
+from provisioning.artifacts import BUILDKIT_VERSION, BUILDX_VERSION
 from provisioning.bench.runs import WORKLOADS
 from provisioning.builder.drivers import DRIVERS
 from provisioning.cli.artifacts import cmd_artifacts
@@ -49,7 +51,12 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Typical run: buildfleet up && buildfleet sample && buildfleet bench; buildfleet doctor when "
         "something is off; buildfleet down to remove it all. 'buildfleet COMMAND --help' for each.",
     )
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    parser.add_argument(
+        "--version",
+        action="version",
+        version=f"buildfleet {__version__} (hosts get BuildKit v{BUILDKIT_VERSION}, buildx v{BUILDX_VERSION})",
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     plan = commands.add_parser(
         "plan",
         help="show which host builds each platform, natively or under QEMU (no cloud account needed)",
@@ -142,17 +149,22 @@ def build_parser() -> argparse.ArgumentParser:
 
     status = commands.add_parser(
         "status",
-        aliases=["doctor"],
-        help="show the fleet's hosts, endpoints and platforms (doctor: check them)",
-        description="Show the fleet's hosts, endpoints, platforms, registry and builder. With --check, or as "
-        "'buildfleet doctor': check every host's Docker, privileged runtime, buildx, binfmt/QEMU and "
-        "buildkitd against the desired state without changing anything, and every builder node's "
-        "status; each check is ✓ or ✗ with the fix. Exit 1 when a check fails.",
+        help="show the fleet's hosts, endpoints and platforms (--check, or doctor: check them)",
+        description="Show the fleet's hosts, endpoints, platforms, registry and builder. With --check: as doctor.",
     )
     status.add_argument("--check", action="store_true", help="check each host and builder node (as doctor)")
-    add_config_options(status)
-    add_fleet_options(status)
-    status.set_defaults(handler=cmd_status)
+    doctor = commands.add_parser(
+        "doctor",
+        help="check every host and builder node against the desired state, changing nothing",
+        description="Check every host's Docker, privileged runtime, buildx, binfmt/QEMU, buildkitd, versions and "
+        "cache against the desired state without changing anything, every builder node's status and each "
+        "certificate's expiry; each check is ✓ or ✗ with the fix (! a warning). Exit 1 when a check fails.",
+    )
+    doctor.set_defaults(check=True)
+    for parser_ in (status, doctor):
+        add_config_options(parser_)
+        add_fleet_options(parser_)
+        parser_.set_defaults(handler=cmd_status)
 
     builder = commands.add_parser(
         "builder",
@@ -342,7 +354,11 @@ CHANGING = frozenset({"up", "configure", "rotate-certs", "wake", "builder", "dow
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:  # buildfleet alone: what it can do, not an error
+        parser.print_help()
+        return 0
     # Piped output keeps full rows instead of folding at 80 columns.
     console = Console() if sys.stdout.isatty() else Console(width=int(os.environ.get("COLUMNS", "160")))
     try:
