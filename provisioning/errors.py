@@ -1,5 +1,8 @@
 """One exception hierarchy, so the CLI can print one clear line for any user error."""
 
+import difflib
+from collections.abc import Iterable
+
 
 class BuildfleetError(Exception):
     """Base of every error buildfleet raises on purpose; its message is for the user."""
@@ -27,6 +30,12 @@ class CatalogError(ConfigError):
 
 class PlacementError(BuildfleetError):
     """A requested platform has no host that can build it."""
+
+
+def did_you_mean(word: str, known: Iterable[str]) -> str:
+    """ " (did you mean 'pools'?)" for the nearest known spelling, or "" when none is near."""
+    close = difflib.get_close_matches(word, list(known), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 def tail(text: str, lines: int = 5) -> str:

@@ -20,6 +20,7 @@ class Plan:
     hosts: tuple[HostSpec, ...]
     instance_types: Mapping[str, InstanceType]  # host name -> its type; cloud hosts only
     placement: Placement
+    note: str = ""  # what the plan had to assume (the static target's CPUs before detection)
 
     @property
     def pools(self) -> dict[str, tuple[str, ...]]:
@@ -48,7 +49,7 @@ class Plan:
                 for host in self.hosts
             ],
             "placement": self.placement.to_list(),
-        }
+        } | ({"note": self.note} if self.note else {})
 
 
 def host_name(role: str, index: int) -> str:

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from provisioning.catalog import Catalog, InstanceType
-from provisioning.errors import CatalogError, ConfigError
+from provisioning.errors import CatalogError, ConfigError, did_you_mean
 from provisioning.platforms import Platform, parse_platforms
 
 NAMESPACE = "buildfleet"
@@ -255,7 +255,9 @@ def _raw_values(raw: Mapping[str, Any]) -> dict[str, Any]:
     for name, value in raw.items():
         key = str(name).removeprefix(f"{NAMESPACE}:")
         if key not in KEYS:
-            raise ConfigError(f"unknown configuration key {NAMESPACE}:{key}; known keys: {', '.join(KEYS)}")
+            raise ConfigError(
+                f"unknown configuration key {NAMESPACE}:{key}{did_you_mean(key, KEYS)}; known keys: {', '.join(KEYS)}"
+            )
         if value is not None:
             values[key] = _coerce(key, value)
     return values

@@ -62,6 +62,7 @@ def test_pulumi_string_forms_are_accepted():
         ({"buildkitGcReservedSpace": "150%"}, "buildfleet:buildkitGcReservedSpace"),
         ({"buildkitGcMaxUsedSpace": "90%", "buildkitGcMinFreeSpace": "20%"}, "buildfleet:buildkitGcMaxUsedSpace"),
         ({"buildkitMaxParallelism": -1}, "buildfleet:buildkitMaxParallelism"),
+        ({"amd64count": 2}, "buildfleet:amd64count (did you mean 'amd64Count'?)"),
         ({"allowedCidrs": ["10.0.0.300/8"]}, "buildfleet:allowedCidrs"),
         ({"allowedCidrs": ["10.0.0.1/8"]}, "buildfleet:allowedCidrs"),
         ({"allowedCidrs": ["0.0.0.0/0"]}, "buildfleet:allowedCidrs"),

@@ -1,7 +1,11 @@
 """The static target's inventory file: validated up front, every error naming host and key."""
 
-import pytest
+import json
 
+import pytest
+import yaml
+
+from provisioning.cli import main
 from provisioning.errors import ConfigError
 from provisioning.targets.static import StaticHost, parse_static_hosts, parse_static_pools, pinned_key
 
@@ -28,6 +32,8 @@ def test_a_minimal_entry_gets_defaults():
         ({"hosts": [{**GOOD, "address": "192.0.2.10 -oProxyCommand=x"}]}, "address '192.0.2.10 -oProxyCommand"),
         ({"hosts": [{**GOOD, "port": 70000}]}, "host 'pi': port 70000 is not a TCP port"),
         ({"hosts": [{**GOOD, "buildkitdPort": 0}]}, "host 'pi': buildkitdPort 0 is not a TCP port"),
+        ({"hosts": [GOOD], "pool": []}, "unknown top-level key 'pool' (did you mean 'pools'?)"),
+        ({"hosts": [{**GOOD, "hostkey": "x"}]}, "host 'pi': unknown key 'hostkey' (did you mean 'hostKey'?)"),
     ],
 )
 def test_bad_entries_name_the_host_and_key(document, culprit):
@@ -87,3 +93,38 @@ def test_bad_pools_name_the_pool_or_host(document, culprit):
     with pytest.raises(ConfigError) as error:
         pools_of(document)
     assert culprit in str(error.value)
+
+
+KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOl5Hh3Xf0m8lq0n1u1v5l6xQm6b4f0nS3cU1oYt6V0z"
+
+
+def write_inventory(tmp_path, hosts, pools=()):
+    path = tmp_path / "hosts.yaml"
+    path.write_text(yaml.safe_dump({"hosts": list(hosts), **({"pools": list(pools)} if pools else {})}))
+    return path
+
+
+def test_plan_checks_a_static_inventory_and_places_it_without_contacting_any_host(tmp_path, capsys):
+    hosts = [
+        {**GOOD, "name": "build-amd64", "role": "amd64", "hostKey": KEY, "address": "192.0.2.11"},
+        {**GOOD, "hostKey": KEY},
+        {**GOOD, "name": "qemu", "role": "emulation", "hostKey": KEY, "address": "192.0.2.12"},
+    ]
+    args = ["plan", "--target", "static", "--inventory", str(write_inventory(tmp_path, hosts)), "--json"]
+    assert main([*args, "--project-dir", str(tmp_path)]) == 0
+    plan = json.loads(capsys.readouterr().out)
+    placed = {row["platform"]: row["host"] for row in plan["placement"]}
+    assert placed["linux/amd64"] == "build-amd64" and placed["linux/arm64"] == "pi" and placed["linux/s390x"] == "qemu"
+    assert "nothing was contacted" in plan["note"] and plan["target"] == "static"
+
+
+def test_plan_names_a_static_host_without_a_pinned_key(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path))  # an empty ~/.ssh/known_hosts
+    path = write_inventory(tmp_path, [GOOD])
+    assert main(["plan", "--target", "static", "--inventory", str(path), "--project-dir", str(tmp_path)]) == 2
+    assert "host 'pi' (192.0.2.10): no pinned host key" in capsys.readouterr().err
+
+
+def test_plan_of_a_static_target_without_a_file_says_what_it_needs(tmp_path, capsys):
+    assert main(["plan", "--target", "static", "--project-dir", str(tmp_path)]) == 2
+    assert "plan --target static needs --inventory FILE" in capsys.readouterr().err

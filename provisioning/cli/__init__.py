@@ -72,6 +72,9 @@ def build_parser() -> argparse.ArgumentParser:
         "an existing fleet is described as it was made (its target and settings)",
     )
     add_fleet_name(plan, help="the fleet to describe, if it exists (default: default)")
+    plan.add_argument(
+        "--inventory", type=Path, metavar="FILE", help="static: the YAML host list to check (nothing is contacted)"
+    )
     plan.add_argument("--json", action="store_true", help="print the plan as JSON")
     plan.set_defaults(handler=cmd_plan)
 

@@ -126,6 +126,8 @@ def cmd_plan(args: argparse.Namespace, console: Console) -> int:
         console.print_json(json.dumps({**plan.to_dict(), "target": target.kind}))
     else:
         console.print(plan_table(plan, target.kind))
+        if plan.note:
+            console.print(plan.note, highlight=False)
     return 0
 
 

@@ -35,9 +35,9 @@ from typing import Any, ClassVar
 import paramiko
 import yaml
 
-from provisioning.errors import ConfigError
+from provisioning.errors import ConfigError, did_you_mean
 from provisioning.inventory import Inventory, InventoryHost, Pool
-from provisioning.placement import place
+from provisioning.placement import HostSpec, place
 from provisioning.plan import Plan
 from provisioning.settings import ROLES, Settings
 from provisioning.state import FleetState, known_hosts_name
@@ -48,6 +48,8 @@ TARGET = "static"
 REQUIRED = ("name", "address", "user", "role")
 OPTIONAL = ("key", "port", "hostKey", "buildkitdPort", "pool")
 POOL_KEYS = ("name", "address", "port")
+TOP_LEVEL = ("hosts", "pools")
+ASSUMED_ARCH = {"amd64": "amd64", "arm64": "arm64"}
 
 
 @dataclass(frozen=True)
@@ -65,6 +67,12 @@ class StaticHost:
 
 def parse_static_hosts(document: Any, source: str) -> tuple[StaticHost, ...]:
     """Validate the file's entries; each error names the host and the key."""
+    stray = sorted(set(document) - set(TOP_LEVEL)) if isinstance(document, Mapping) else []
+    if stray:
+        raise ConfigError(
+            f"{source}: unknown top-level key {stray[0]!r}{did_you_mean(str(stray[0]), TOP_LEVEL)} "
+            f"(known: {', '.join(TOP_LEVEL)})"
+        )
     entries = document.get("hosts") if isinstance(document, Mapping) else None
     if not isinstance(entries, list) or not entries:
         raise ConfigError(f"{source}: expected a non-empty 'hosts:' list")
@@ -76,7 +84,10 @@ def parse_static_hosts(document: Any, source: str) -> tuple[StaticHost, ...]:
         label = f"{source}: host {entry.get('name', f'#{position + 1}')!r}"
         unknown = sorted(set(entry) - set(REQUIRED) - set(OPTIONAL))
         if unknown:
-            raise ConfigError(f"{label}: unknown key {unknown[0]!r} (known: {', '.join(REQUIRED + OPTIONAL)})")
+            raise ConfigError(
+                f"{label}: unknown key {unknown[0]!r}{did_you_mean(str(unknown[0]), REQUIRED + OPTIONAL)} "
+                f"(known: {', '.join(REQUIRED + OPTIONAL)})"
+            )
         for key in REQUIRED:
             if not entry.get(key):
                 raise ConfigError(f"{label}: '{key}' is required")
@@ -204,10 +215,20 @@ class StaticTarget:
         return settings_with_defaults(self.sources.raw() if self.sources else {}, self.defaults)
 
     def plan(self, settings: Settings) -> Plan:
-        raise ConfigError(
-            "the static target's placement depends on each host's CPU, which is detected over "
-            "SSH: run buildfleet up --target static --inventory FILE, then buildfleet status"
+        """The file checked as up checks it (hosts, pools, a pinned key for each), without
+        connecting, and the placement if each host's CPU is its role's: up detects the real ones."""
+        if self.path is None:
+            raise ConfigError("plan --target static needs --inventory FILE (the YAML list of existing hosts)")
+        hosts, _ = load_static_hosts(self.path)
+        for host in hosts:
+            pinned_key(host, self.user_known_hosts)
+        specs = [HostSpec(h.name, h.role, ASSUMED_ARCH.get(h.role, "amd64"), False, h.pool) for h in hosts]
+        note = (
+            f"{self.path}: valid, every host key pinned; nothing was contacted. Placement assumes each host's CPU "
+            "is its role's (emulation hosts amd64) and no 32-bit ARM at EL0: up detects the real CPUs over SSH "
+            "and places again (an arm64 host that runs 32-bit ARM builds arm/v7 and arm/v6 natively)."
         )
+        return Plan(tuple(specs), {}, place(settings.platforms, specs), note)
 
     def up(self, settings: Settings) -> Inventory:
         if self.path is None:
