@@ -1,5 +1,7 @@
 """BuildKit's garbage collection within the limits buildfleet writes: real builds fill a host's
-cache past a small limit and the collector brings it back under while builds keep passing."""
+cache past a small limit and the collector brings it back under while builds keep passing.
+BuildKit collects on a timer and after builds, not between every two: seen here, six 100 MB builds
+in a row took the cache to 865 MB against a 300 MB limit, and within a minute it was at 234 MB."""
 
 import dataclasses
 import re
@@ -55,7 +57,7 @@ def test_gc_keeps_the_cache_under_max_used_space_while_builds_keep_passing(fleet
             assert time.monotonic() < deadline, f"cache still above {LIMIT} bytes after 120 s: {seen}"
             time.sleep(3)
         print(f"cache after each {BLOB} MB build: {seen}; limit {LIMIT}; now {cache_bytes(fleet)}")
-        assert max(seen) < LIMIT + 2 * BLOB * 10**6  # never far past it: the GC ran between builds
+        assert max(seen) > LIMIT  # the builds did fill it past the limit: the collector brought it back
     finally:
         builder.remove()
         assert fleet.configure().ok  # the defaults back, for the tests after this one

@@ -129,13 +129,15 @@ def test_configure_reports_each_hosts_steps_as_they_start_and_when_it_is_done(fl
     )
     assert report.ok
     assert [s[1:] for s in seen if s[0] == "emulation-0"] == [
-        ("docker", 0, 6),
-        ("privileged", 1, 6),
-        ("buildx", 2, 6),
-        ("binfmt", 3, 6),
-        ("buildkitd", 4, 6),
-        ("idle-stop", 5, 6),
-        ("", 6, 6),
+        ("docker", 0, 8),
+        ("privileged", 1, 8),
+        ("buildx", 2, 8),
+        ("binfmt", 3, 8),
+        ("buildkitd", 4, 8),
+        ("idle-stop", 5, 8),
+        ("versions", 6, 8),
+        ("cache", 7, 8),
+        ("", 8, 8),
     ]
     assert [s[1] for s in seen if s[0] == "amd64-0"][-1] == ""
 
@@ -158,7 +160,7 @@ def test_rotate_certs_renews_every_certificate_and_the_builder_made_before_keeps
             assert refused.returncode != 0
         healthy = run("doctor", "--json")  # builder nodes running (bootstrapped) and certificates ok
         assert healthy.returncode == 0, healthy.stdout + healthy.stderr
-        assert all(c["ok"] for c in checks(healthy).values())
+        assert all(c["ok"] or c.get("warning") for c in checks(healthy).values())
     finally:
         assert run("builder", "rm").returncode == 0
 
