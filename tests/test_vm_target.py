@@ -10,7 +10,7 @@ from provisioning.errors import BuildfleetError
 from provisioning.settings import settings_from_mapping
 from provisioning.state import FleetState
 from provisioning.targets.vm.qemu import VmImage, VmSpec, qemu_args
-from provisioning.targets.vm.target import VmTarget, newest_image
+from provisioning.targets.vm.target import VmTarget, ensure_image, newest_image
 
 SPEC = VmSpec("arm64-0", "arm64", VmImage(Path("/cache/vm/k/arm64")), Path("/state/vm/arm64-0"), 40022, 41234, 1234)
 
@@ -54,9 +54,17 @@ def test_an_arm64_host_that_is_not_a_vm_is_refused_by_name(tmp_path):
         target.plan(settings_from_mapping({"vmRoles": []}))
 
 
-def test_a_missing_image_names_the_command_that_makes_it(tmp_path):
-    with pytest.raises(BuildfleetError, match=f"vm-image.sh {tmp_path} arm64"):
-        newest_image(tmp_path, "arm64")
+def test_a_missing_image_is_built_when_needed_and_missing_tools_are_named_first(tmp_path, monkeypatch):
+    assert newest_image(tmp_path, "arm64") is None
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))  # none of the tools that build and run a VM
+    said = []
+    with pytest.raises(BuildfleetError) as error:
+        ensure_image(tmp_path, "arm64", said.append)
+    assert str(error.value) == (
+        f"no arm64 VM image in {tmp_path / 'vm'}, and this machine lacks what builds and runs one: apt-get install "
+        "arch-test cloud-image-utils mmdebstrap qemu-system-arm qemu-utils (as root), then run this again"
+    )
+    assert said == [] and not (tmp_path / "vm").exists()
 
 
 def test_the_seed_carries_the_user_data_ec2_gets_and_the_key_pair_as_meta_data():

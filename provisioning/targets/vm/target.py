@@ -11,7 +11,9 @@ user data the Pulumi program gives EC2 and the meta-data EC2's key pair would gi
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
+import sys
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -46,15 +48,46 @@ def vm_arch(role: str, machine: str) -> str:
     return machine if role == EMULATION else role
 
 
-def newest_image(cache_dir: Path, arch: str) -> VmImage:
+VM_IMAGE_SCRIPT = Path(__file__).resolve().parents[2] / "artifacts" / "debian" / "vm-image.sh"
+# what vm-image.sh and the VMs need on this machine: tool -> the Debian package that has it
+VM_TOOLS = {
+    "mmdebstrap": "mmdebstrap",
+    "arch-test": "arch-test",
+    "qemu-img": "qemu-utils",
+    "cloud-localds": "cloud-image-utils",
+    "qemu-system-aarch64": "qemu-system-arm",
+}
+
+
+def newest_image(cache_dir: Path, arch: str) -> VmImage | None:
     """The most recently built image for ``arch`` (vm/<key>/<arch>/ with its checksums)."""
     found = sorted(cache_dir.glob(f"vm/*/{arch}/SHA256SUMS"), key=lambda p: p.stat().st_mtime)
-    if not found:
+    return VmImage(found[-1].parent) if found else None
+
+
+def ensure_image(cache_dir: Path, arch: str, say: Callable[[str], None]) -> VmImage:
+    """The cached image, or one built now: only the vm target needs it, so the local main job
+    never waits for it. Building runs Debian's mmdebstrap as root, once per recipe."""
+    image = newest_image(cache_dir, arch)
+    if image is not None:
+        return image
+    missing = sorted({package for tool, package in VM_TOOLS.items() if shutil.which(tool) is None})
+    if missing:
         raise BuildfleetError(
-            f"no {arch} VM image in {cache_dir / 'vm'}: make it with provisioning/artifacts/debian/vm-image.sh "
-            f"{cache_dir} {arch} (about 8 minutes; .ci/prepare does it too)"
+            f"no {arch} VM image in {cache_dir / 'vm'}, and this machine lacks what builds and runs one: "
+            f"apt-get install {' '.join(missing)} (as root), then run this again"
         )
-    return VmImage(found[-1].parent)
+    say(
+        f"no {arch} VM image in {cache_dir / 'vm'} yet: building it now with {VM_IMAGE_SCRIPT.name} "
+        "(once; 13 to 18 minutes on a 2-core machine, its progress below)"
+    )
+    built = subprocess.run(["bash", str(VM_IMAGE_SCRIPT), str(cache_dir), arch], stdout=sys.stderr, check=False)
+    image = newest_image(cache_dir, arch)
+    if built.returncode != 0 or image is None:
+        raise BuildfleetError(
+            f"{VM_IMAGE_SCRIPT} {cache_dir} {arch} failed (exit {built.returncode}): see its output above"
+        )
+    return image
 
 
 @dataclass(frozen=True)
@@ -134,7 +167,7 @@ class VmTarget:
     def vm(self, host: HostSpec, settings: Settings) -> VmSpec:
         files = VmHost(self.state.root / "vm" / host.name)
         ssh_port, buildkitd_port = files.ports()
-        image = newest_image(self.cache_dir, host.arch)
+        image = ensure_image(self.cache_dir, host.arch, self.say)
         return VmSpec(host.name, host.arch, image, files.directory, ssh_port, buildkitd_port, settings.buildkitd_port)
 
     def up(self, settings: Settings) -> Inventory:
