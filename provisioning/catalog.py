@@ -17,6 +17,7 @@ from provisioning.errors import CatalogError
 
 PRICE_SOURCE = "AWS EC2 on-demand pricing, us-east-1, Linux (aws.amazon.com/ec2/pricing/on-demand)"
 PRICE_AS_OF = "2026-06"
+PRICED_REGION = "us-east-1"  # every price here is this region's; others differ and are not guessed
 ARCHES = ("amd64", "arm64")
 
 
@@ -193,3 +194,11 @@ class UsagePrice:
 GP3_STORAGE = UsagePrice(0.08, "GiB-month of gp3", "aws.amazon.com/ebs/pricing", "read 2026-11-26")
 # Billed while the instance runs: a stopped instance gives its auto-assigned address back.
 PUBLIC_IPV4 = UsagePrice(0.005, "public IPv4 address-hour", "aws.amazon.com/vpc/pricing", "read 2026-11-26")
+# An internet-facing Network Load Balancer per pool (aws pools): its hour, billed while it exists;
+# traffic adds NLCU-hours ($0.006 each) that depend on use and are not priced here.
+NLB_HOUR = UsagePrice(
+    0.0225,
+    "Network Load Balancer-hour",
+    "aws.amazon.com/elasticloadbalancing/pricing (as summarised by third parties, read 2026-12-02)",
+    "read 2026-12-02",
+)

@@ -39,6 +39,17 @@ def stack_config(project_dir: Path, stack: str) -> dict[str, Any]:
     return {k: v for k, v in config.items() if str(k).startswith(f"{NAMESPACE}:")}
 
 
+def stack_region(project_dir: Path, stack: str) -> str | None:
+    """The stack's ``aws:region``, where its stack file names one."""
+    path = project_dir / f"Pulumi.{stack}.yaml"
+    if not path.exists():
+        return None
+    document = _read_yaml(path)
+    config = document.get("config") if isinstance(document, dict) else None
+    region = config.get("aws:region") if isinstance(config, dict) else None
+    return str(region) if region else None
+
+
 def file_config(path: Path) -> dict[str, Any]:
     document = _read_yaml(path)
     if not isinstance(document, dict):

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from provisioning.catalog import GP3_STORAGE, HOSTED_RATES, PUBLIC_IPV4, HostedRate
+from provisioning.catalog import GP3_STORAGE, HOSTED_RATES, NLB_HOUR, PUBLIC_IPV4, HostedRate
 from provisioning.plan import Plan
 
 HOURS_PER_MONTH = 730  # AWS's own convention: 24 x 365 / 12
@@ -28,11 +28,39 @@ class HostCost:
     price_as_of: str
 
 
+def fixed_usd_per_month(hosts: int, pools: int, root_volume_gib: int) -> dict[str, float]:
+    """What a fleet pays all month whether its hosts run or not: each host's gp3 disk and public
+    IPv4 address (an Elastic IP with idle stop, billed while stopped too), each pool's NLB hour and
+    its own public address."""
+    return {
+        "disks": round(hosts * root_volume_gib * GP3_STORAGE.usd, 2),
+        "public_ipv4": round((hosts + pools) * PUBLIC_IPV4.usd * HOURS_PER_MONTH, 2),
+        "load_balancers": round(pools * NLB_HOUR.usd * HOURS_PER_MONTH, 2),
+    }
+
+
 @dataclass(frozen=True)
 class FleetCost:
     hosts: tuple[HostCost, ...]
     spot_discount: float
     hosted: tuple[HostedRate, ...]
+    pools: int = 0
+    root_volume_gib: int = 50
+    spot: bool = False  # the fleet runs on spot: its headline is the spot estimate
+
+    @property
+    def fixed(self) -> dict[str, float]:
+        return fixed_usd_per_month(len(self.hosts), self.pools, self.root_volume_gib)
+
+    @property
+    def priced_usd_per_hour(self) -> float:
+        """The instances' rate the fleet is configured for: spot (estimate) or on-demand."""
+        return self.spot_usd_per_hour if self.spot else self.usd_per_hour
+
+    @property
+    def total_usd_per_month(self) -> float:
+        """The headline: instances as configured, all month, plus disks, addresses and balancers."""
+        return round(self.priced_usd_per_hour * HOURS_PER_MONTH + sum(self.fixed.values()), 2)
 
     @property
     def usd_per_hour(self) -> float:
@@ -56,10 +84,19 @@ class FleetCost:
             "spot_usd_per_month": self.per_month(self.spot_usd_per_hour),
             "hours_per_month": HOURS_PER_MONTH,
             "hosted": [{**r.__dict__, "usd_per_hour": round(r.usd_per_minute * 60, 4)} for r in self.hosted],
+            "spot": self.spot,
+            "fixed_usd_per_month": self.fixed,
+            "total_usd_per_month": self.total_usd_per_month,
         }
 
 
-def fleet_cost(plan: Plan, spot_discount: float, hosted: Sequence[HostedRate] = HOSTED_RATES) -> FleetCost:
+def fleet_cost(
+    plan: Plan,
+    spot_discount: float,
+    hosted: Sequence[HostedRate] = HOSTED_RATES,
+    root_volume_gib: int = 50,
+    spot: bool = False,
+) -> FleetCost:
     if not 0 <= spot_discount < 1:
         raise ValueError(f"spot discount must be at least 0 and below 1, not {spot_discount}")
     hosts = []
@@ -77,7 +114,7 @@ def fleet_cost(plan: Plan, spot_discount: float, hosted: Sequence[HostedRate] = 
                 t.price_as_of,
             )
         )
-    return FleetCost(tuple(hosts), spot_discount, tuple(hosted))
+    return FleetCost(tuple(hosts), spot_discount, tuple(hosted), len(plan.pools), root_volume_gib, spot)
 
 
 @dataclass(frozen=True)
@@ -104,8 +141,7 @@ class UsageCost:
 def usage_cost(cost: FleetCost, root_volume_gib: int, build_hours_per_day: float, idle_stop_minutes: int) -> UsageCost:
     if not 0 <= build_hours_per_day <= 24:
         raise ValueError(f"build hours per day must be between 0 and 24, not {build_hours_per_day}")
-    hosts = len(cost.hosts)
-    all_month = hosts * (root_volume_gib * GP3_STORAGE.usd + PUBLIC_IPV4.usd * HOURS_PER_MONTH)
+    all_month = sum(fixed_usd_per_month(len(cost.hosts), cost.pools, root_volume_gib).values())
     tail = idle_stop_minutes / 60 if build_hours_per_day else 0.0
     running = min(24.0, build_hours_per_day + tail) * DAYS_PER_MONTH
     build_minutes = build_hours_per_day * 60 * DAYS_PER_MONTH
@@ -113,7 +149,7 @@ def usage_cost(cost: FleetCost, root_volume_gib: int, build_hours_per_day: float
         build_hours_per_day,
         idle_stop_minutes,
         round(running, 1),
-        round(cost.usd_per_hour * HOURS_PER_MONTH + all_month, 2),
-        round(cost.usd_per_hour * running + all_month, 2),
+        round(cost.priced_usd_per_hour * HOURS_PER_MONTH + all_month, 2),
+        round(cost.priced_usd_per_hour * running + all_month, 2),
         tuple((rate.name, round(rate.usd_per_minute * build_minutes, 2)) for rate in cost.hosted),
     )

@@ -70,3 +70,33 @@ def test_cost_per_build_hours_a_day_through_the_command(capsys):
     assert (usage["build_hours_per_day"], usage["idle_stop_minutes"]) == (8, 15)
     with pytest.raises(SystemExit):
         main(["cost", "--build-hours-per-day", "25"])
+
+
+def test_the_headline_is_everything_a_month_costs_disks_addresses_and_pool_balancers_included():
+    cost = fleet_cost(plan_fleet(settings_from_mapping({"amd64Count": 2})), 0.6, root_volume_gib=50)
+    assert cost.pools == 1 and cost.fixed == {
+        "disks": 4 * 50 * 0.08,
+        "public_ipv4": round(5 * 0.005 * 730, 2),  # four hosts and the pool's load balancer
+        "load_balancers": round(0.0225 * 730, 2),
+    }
+    assert cost.total_usd_per_month == round(cost.usd_per_hour * 730 + sum(cost.fixed.values()), 2)
+
+
+def test_a_spot_fleet_is_priced_at_spot():
+    settings = settings_from_mapping({"spot": True})
+    spot = fleet_cost(plan_fleet(settings), 0.6, spot=settings.spot)
+    on_demand = fleet_cost(plan_fleet(settings), 0.6)
+    assert spot.total_usd_per_month == round(spot.spot_usd_per_hour * 730 + sum(spot.fixed.values()), 2)
+    assert spot.total_usd_per_month < on_demand.total_usd_per_month
+    assert usage_cost(spot, 50, 24, 30).always_on_usd_per_month == spot.total_usd_per_month
+
+
+def test_cost_names_its_region_and_refuses_to_price_another(capsys, tmp_path):
+    assert main(["cost", "--project-dir", str(tmp_path)]) == 0
+    assert "Prices are us-east-1's" in capsys.readouterr().out
+    assert main(["cost", "--region", "eu-west-1", "--project-dir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "the catalog holds us-east-1 list prices only and eu-west-1 (--region) is priced differently" in err
+    (tmp_path / "Pulumi.prod.yaml").write_text("config:\n  aws:region: ap-southeast-2\n")
+    assert main(["cost", "--stack", "prod", "--project-dir", str(tmp_path)]) == 2
+    assert "ap-southeast-2 (Pulumi.prod.yaml)" in capsys.readouterr().err

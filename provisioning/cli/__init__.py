@@ -290,6 +290,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     cost.add_argument("--json", action="store_true", help="print the figures as JSON")
     add_fleet_name(cost, help="an existing fleet is priced with the settings it was made with (default: default)")
+    cost.add_argument(
+        "--region",
+        metavar="REGION",
+        help="the AWS region to price (default: the stack's aws:region, else us-east-1); the catalog has us-east-1's",
+    )
     add_config_options(cost)
     cost.set_defaults(handler=cmd_cost)
 

@@ -23,7 +23,7 @@ from provisioning.cli.common import (
     require_inventory,
     target_for,
 )
-from provisioning.errors import BuildfleetError
+from provisioning.errors import BuildfleetError, ConfigError
 from provisioning.inventory import Inventory
 from provisioning.plan import plan_fleet
 from provisioning.platforms import Platform
@@ -304,19 +304,59 @@ def bench_table(rows, title: str) -> Table:
     return table
 
 
+FIXED_NAMES = {
+    "disks": "disks (gp3, all month)",
+    "public_ipv4": "public IPv4 addresses",
+    "load_balancers": "pool load balancers (NLB hours)",
+}
+
+
+def priced_region(args: argparse.Namespace, state: FleetState) -> tuple[str, str]:
+    """The region the fleet runs in (--region, else its stack's aws:region), and how it is known;
+    the catalog holds one region's prices and pretends for no other."""
+    from provisioning.catalog import PRICED_REGION
+    from provisioning.configfile import stack_region
+    from provisioning.targets.aws import AwsTarget
+
+    stack = getattr(args, "stack", None) or AwsTarget.recorded_stack(state)
+    found = stack_region(args.project_dir, stack) if stack else None
+    region, said = (
+        (args.region, "--region")
+        if args.region
+        else (found, f"Pulumi.{stack}.yaml")
+        if found
+        else (
+            PRICED_REGION,
+            "no region named: the catalog's",
+        )
+    )
+    if region != PRICED_REGION:
+        raise ConfigError(
+            f"cost: the catalog holds {PRICED_REGION} list prices only and {region} ({said}) is priced differently; "
+            f"buildfleet does not guess them: see aws.amazon.com/ec2/pricing/on-demand for {region}, "
+            f"or run cost --region {PRICED_REGION} for the {PRICED_REGION} figures"
+        )
+    return region, said
+
+
 def cmd_cost(args: argparse.Namespace, console: Console) -> int:
     from provisioning.cost import HOURS_PER_MONTH, fleet_cost, usage_cost
 
     state = FleetState.for_fleet(args.fleet)
     kind = fleet_kind(args, state, default="aws")
     settings = described_settings(args, state, target_for(args, kind))
-    cost = fleet_cost(plan_fleet(settings), args.spot_discount)
+    region, said = priced_region(args, state)
+    cost = fleet_cost(
+        plan_fleet(settings), args.spot_discount, root_volume_gib=settings.root_volume_gib, spot=settings.spot
+    )
     usage = None
     if args.build_hours_per_day is not None:
         minutes = args.idle_minutes if args.idle_minutes is not None else settings.idle_stop_minutes or 30
         usage = usage_cost(cost, settings.root_volume_gib, args.build_hours_per_day, minutes)
     if args.json:
-        console.print_json(json.dumps({**cost.to_dict(), "usage": usage.to_dict() if usage else None}))
+        console.print_json(
+            json.dumps({**cost.to_dict(), "region": region, "usage": usage.to_dict() if usage else None})
+        )
         return 0
     made = made_with(state)
     what = (
@@ -347,7 +387,19 @@ def cmd_cost(args: argparse.Namespace, console: Console) -> int:
         f"{cost.spot_usd_per_hour:.4f}",
         style="bold",
     )
+    for name, usd in cost.fixed.items():
+        if usd:
+            table.add_row(FIXED_NAMES[name], "", "", "", f"{usd:.2f}", "")
+    pricing = "spot, estimated" if cost.spot else "on-demand"
+    table.add_row(f"a month, all in ({pricing})", "", "", "", f"{cost.total_usd_per_month:.2f}", "", style="bold")
     console.print(table)
+    console.print(
+        f"Prices are {region}'s ({said}); a month all in: the instances {pricing} for {HOURS_PER_MONTH} h, "
+        "disks, public IPv4 addresses"
+        + (", the pools' load balancers (their NLCU-hours of traffic, $0.006 each, not included)" if cost.pools else "")
+        + ".",
+        highlight=False,
+    )
     sources = sorted({f"{h.price_source}, as of {h.price_as_of}" for h in cost.hosts})
     console.print(
         f"On-demand: {'; '.join(sources)}. A month is {HOURS_PER_MONTH} h. Spot: on-demand less "
