@@ -2,6 +2,7 @@
 
 import dataclasses
 import json
+import os
 import subprocess
 from pathlib import Path
 
@@ -330,14 +331,19 @@ def test_an_aws_fleet_that_stops_when_idle_is_woken_by_the_ci_job_before_it_join
     fleet_in_state(tmp_path, monkeypatch, {"allowedCidrs": ["198.51.100.0/24"]}, stack="dev")  # idle stop: 30 min
     emitted = {form: ci_config(capsys, form)["config"] for form in ("github", "circleci", "shell")}
     steps = yaml.safe_load(emitted["github"])["jobs"]["build"]["steps"]
-    assert [s.get("name", s.get("uses")) for s in steps][1:3] == [
+    assert [s.get("name", s.get("uses")) for s in steps][1:4] == [
+        "AWS credentials for the wake step (OIDC, no stored key)",
         "Wake the buildfleet hosts",
         "Set up the buildfleet builder",
     ]
-    wake = steps[1]["run"]
+    wake = steps[2]["run"]
     assert "Name=tag:buildfleet:stack,Values=dev" in wake and "aws ec2 wait instance-running" in wake
     assert "</dev/tcp/203.0.113.5/1234" in wake and "</dev/tcp/203.0.113.6/1234" in wake
-    assert steps[1]["env"]["AWS_SECRET_ACCESS_KEY"] == "${{ secrets.AWS_SECRET_ACCESS_KEY }}"
+    assert steps[1]["uses"].startswith("aws-actions/configure-aws-credentials@")
+    assert steps[1]["with"]["role-to-assume"] == "${{ vars.BUILDFLEET_WAKE_ROLE_ARN }}"  # no long-lived key
+    workflow = yaml.safe_load(emitted["github"])
+    assert workflow["permissions"]["id-token"] == "write" and "AWS_SECRET_ACCESS_KEY" not in emitted["github"]
+    assert "    run: |\n" in emitted["github"]  # scripts as block scalars, not one line full of \n
     circleci_join = yaml.safe_load(emitted["circleci"])["jobs"]["multiarch"]["steps"][1]["run"]["command"]
     for script in (emitted["shell"], circleci_join):
         assert script.index("aws ec2 start-instances") < script.index("docker buildx create")
@@ -353,3 +359,27 @@ def test_an_aws_fleet_that_stops_when_idle_is_woken_by_the_ci_job_before_it_join
 def test_a_fleet_that_never_stops_gets_no_wake_step(tmp_path, monkeypatch, capsys):
     fleet_in_state(tmp_path, monkeypatch, {"allowedCidrs": ["198.51.100.0/24"], "idleStopMinutes": 0}, stack="dev")
     assert "start-instances" not in ci_config(capsys, "shell")["config"]
+
+
+@pytest.mark.parametrize(
+    ("buildkitd_cidrs", "runs_on"),
+    [(["0.0.0.0/0"], "ubuntu-latest"), ([], ["self-hosted", "linux"]), (["192.0.2.0/24"], ["self-hosted", "linux"])],
+)
+def test_the_github_job_runs_where_the_fleet_is_reachable(tmp_path, monkeypatch, capsys, buildkitd_cidrs, runs_on):
+    settings = {"allowedCidrs": ["198.51.100.0/24"], "buildkitdCidrs": buildkitd_cidrs, "idleStopMinutes": 0}
+    fleet_in_state(tmp_path, monkeypatch, settings)
+    assert yaml.safe_load(ci_config(capsys, "github")["config"])["jobs"]["build"]["runs-on"] == runs_on
+
+
+ACTIONLINT = Path(os.environ.get("BUILDFLEET_CACHE", "/var/cache/buildfleet")) / "bin" / "actionlint"
+
+
+@pytest.mark.parametrize("idle_minutes", [30, 0], ids=["with-wake", "without-wake"])
+def test_actionlint_finds_nothing_wrong_in_the_github_workflow(tmp_path, monkeypatch, capsys, idle_minutes):
+    assert ACTIONLINT.exists(), f"{ACTIONLINT}: .ci/prepare all builds it from tests/tools/actionlint/go.mod"
+    fleet_in_state(tmp_path, monkeypatch, {"allowedCidrs": ["198.51.100.0/24"], "idleStopMinutes": idle_minutes}, "dev")
+    workflow = tmp_path / ".github" / "workflows" / "buildfleet.yml"
+    workflow.parent.mkdir(parents=True)
+    workflow.write_text(ci_config(capsys, "github")["config"])
+    linted = subprocess.run([str(ACTIONLINT), "-no-color", str(workflow)], capture_output=True, text=True, cwd=tmp_path)
+    assert linted.returncode == 0, linted.stdout + linted.stderr

@@ -102,8 +102,29 @@ def build_command(builder: str, nodes: Sequence[Node], image: Image) -> str:
     return "\n".join(lines) + "\n"
 
 
+class _BlockDumper(yaml.SafeDumper):
+    """Multi-line strings (scripts) as ``|`` block scalars, readable as the shell they are."""
+
+
+def _block_strings(dumper: yaml.SafeDumper, text: str) -> yaml.ScalarNode:
+    return dumper.represent_scalar("tag:yaml.org,2002:str", text, style="|" if "\n" in text else None)
+
+
+_BlockDumper.add_representer(str, _block_strings)
+
+
 def _yaml(document: dict | list) -> str:
-    return yaml.safe_dump(document, sort_keys=False, width=1000, default_flow_style=False)
+    return yaml.dump(document, Dumper=_BlockDumper, sort_keys=False, width=1000, default_flow_style=False)
+
+
+# Hosted runners reach a fleet only where buildkitd is open to them; any other route needs a
+# runner of the team's own in the networks it allows (or on the machine of a local fleet).
+HOSTED_RUNNER = "ubuntu-latest"
+OWN_RUNNER = ["self-hosted", "linux"]
+# The wake step trades the job's GitHub OIDC token for the role the team made for it (trusting
+# token.actions.githubusercontent.com for this repository, with the stack's wakePolicy attached):
+# no long-lived AWS key in the repository.
+WAKE_ROLE = "BUILDFLEET_WAKE_ROLE_ARN"
 
 
 def setup_buildx_step(builder: str, nodes: Sequence[Node]) -> dict:
@@ -136,22 +157,36 @@ def setup_buildx_step(builder: str, nodes: Sequence[Node]) -> dict:
 
 
 def github_actions(
-    builder: str, nodes: Sequence[Node], platforms: Sequence[str], wake: Wake | None = None, cache: str = ""
+    builder: str,
+    nodes: Sequence[Node],
+    platforms: Sequence[str],
+    wake: Wake | None = None,
+    cache: str = "",
+    hosted: bool = True,
 ) -> str:
     """A complete workflow (save as .github/workflows/buildfleet.yml): check out, (wake the
-    fleet,) join the builder, build every platform and push to the repository's GHCR."""
+    fleet with short-lived AWS credentials from the job's OIDC token,) join the builder, build
+    every platform and push to the repository's GHCR. ``hosted``: GitHub's hosted runners reach
+    the fleet; else the job runs on the team's own runner."""
     wake_steps = []
+    permissions = {"contents": "read", "packages": "write"}
     if wake is not None:
-        credentials = {name: f"${{{{ secrets.{name} }}}}" for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")}
-        env = {**credentials, "AWS_REGION": "${{ vars.AWS_REGION }}"}
-        wake_steps = [{"name": "Wake the buildfleet hosts", "shell": "bash", "run": wake_script(wake), "env": env}]
+        permissions["id-token"] = "write"  # the OIDC token the AWS credentials are traded for
+        wake_steps = [
+            {
+                "name": "AWS credentials for the wake step (OIDC, no stored key)",
+                "uses": "aws-actions/configure-aws-credentials@v4",
+                "with": {"role-to-assume": f"${{{{ vars.{WAKE_ROLE} }}}}", "aws-region": "${{ vars.AWS_REGION }}"},
+            },
+            {"name": "Wake the buildfleet hosts", "shell": "bash", "run": wake_script(wake)},
+        ]
     workflow = {
         "name": "buildfleet multi-platform build",
         "on": {"push": {"branches": ["main"]}, "workflow_dispatch": {}},
-        "permissions": {"contents": "read", "packages": "write"},
+        "permissions": permissions,
         "jobs": {
             "build": {
-                "runs-on": "ubuntu-latest",
+                "runs-on": HOSTED_RUNNER if hosted else OWN_RUNNER,
                 "steps": [
                     {"uses": "actions/checkout@v4"},
                     *wake_steps,
@@ -176,9 +211,17 @@ def github_actions(
             }
         },
     }
+    wake_note = (
+        f",\n# and the repository variables AWS_REGION and {WAKE_ROLE}: an IAM role whose trust policy admits\n"
+        "# token.actions.githubusercontent.com for this repository (sub repo:OWNER/REPO:*) and that has the\n"
+        "# stack's wakePolicy (pulumi stack output wakePolicyArn) attached.\n"
+        if wake
+        else ".\n"
+    )
     return (
         "# buildfleet: every platform on the fleet's builder. Save as .github/workflows/buildfleet.yml and\n"
-        "# create the repository secrets BUILDFLEET_CA, BUILDFLEET_CLIENT_CERT, BUILDFLEET_CLIENT_KEY.\n"
+        "# create the repository secrets BUILDFLEET_CA, BUILDFLEET_CLIENT_CERT, BUILDFLEET_CLIENT_KEY"
+        + wake_note
         + _yaml(workflow)
     )
 
@@ -248,11 +291,23 @@ def circleci(
         },
         "workflows": {"buildfleet": {"jobs": ["multiarch"]}},
     }
+    wake_note = (
+        "# The wake step needs AWS credentials the stack's wakePolicy allows: AWS_REGION and AWS_ACCESS_KEY_ID /\n"
+        "# AWS_SECRET_ACCESS_KEY of a user with that policy attached.\n"
+        if wake
+        else ""
+    )
     return (
         "# buildfleet: every platform on the fleet's builder. Save as .circleci/config.yml; in a context or the\n"
         "# project's environment variables set BUILDFLEET_CA, BUILDFLEET_CLIENT_CERT, BUILDFLEET_CLIENT_KEY, and\n"
-        "# IMAGE (registry/name:tag), REGISTRY_USER, REGISTRY_PASSWORD for the push.\n" + _yaml(config)
+        "# IMAGE (registry/name:tag), REGISTRY_USER, REGISTRY_PASSWORD for the push.\n" + wake_note + _yaml(config)
     )
+
+
+def hosted_runners_reach(target: str, buildkitd_only: Sequence[str]) -> bool:
+    """Whether CI's hosted runners reach this fleet's buildkitd as it is set up: only an AWS fleet
+    whose buildkitd is open to the internet (buildkitdCidrs) for them."""
+    return target == "aws" and any(c in WORLD for c in buildkitd_only)
 
 
 def reach_note(target: str, allowed: Sequence[str], buildkitd_only: Sequence[str]) -> str:

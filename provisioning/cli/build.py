@@ -166,8 +166,9 @@ def cmd_ci_config(args: argparse.Namespace, console: Console) -> int:
     settings = fleet_settings(args, state, inventory)
     wake = ci_wake(state, inventory, settings)
     cache = shlex.quote(args.cache_repository) if args.cache_repository else ""
+    hosted = ciconfig.hosted_runners_reach(inventory.target, settings.buildkitd_cidrs)
     rendered = {
-        "github": lambda: ciconfig.github_actions(builder_name(args), nodes, platforms, wake, cache),
+        "github": lambda: ciconfig.github_actions(builder_name(args), nodes, platforms, wake, cache, hosted),
         "circleci": lambda: ciconfig.circleci(builder_name(args), nodes, platforms, wake, cache),
         "shell": lambda: ciconfig.shell_script(builder_name(args), nodes, platforms, wake),
     }[args.format]()
@@ -181,4 +182,14 @@ def cmd_ci_config(args: argparse.Namespace, console: Console) -> int:
     print("\n# secrets to create (name: file whose content is the value):", file=sys.stderr)
     for name, path in secrets.items():
         print(f"#   {name}: {path}", file=sys.stderr)
+    if wake is not None:
+        print(
+            "# the wake step's AWS credentials: "
+            + (
+                f"repository variables AWS_REGION and {ciconfig.WAKE_ROLE} (an OIDC role with the stack's wakePolicy)"
+                if args.format == "github"
+                else "AWS_REGION, AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY of a user with the stack's wakePolicy"
+            ),
+            file=sys.stderr,
+        )
     return 0
