@@ -184,6 +184,13 @@ class ReleaseArtifacts:
     def qemu(self, arch: str) -> PinnedQemu:
         return self.local.qemu(arch)
 
+    def cached(self, arch: str) -> bool:
+        """Both release files for ``arch`` are in the cache already (nothing to download)."""
+        return all((self.cache / "releases" / name).exists() for name in (buildx_binary(arch), buildkit_archive(arch)))
+
+    def locked(self, arch: str) -> bool:
+        return all(name in self.lock.files for name in (buildx_binary(arch), buildkit_archive(arch)))
+
     def lock_all(self, arches: Iterable[str]) -> list[str]:
         """Fetch and record every release file for ``arches`` (``buildfleet artifacts lock``)."""
         names = []

@@ -7,8 +7,10 @@ pinned files, else the release files."""
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +24,7 @@ from provisioning.artifacts import (
     PinnedQemu,
 )
 from provisioning.artifacts.release import GITHUB, LOCK_FILE, LockFile, Progress, ReleaseArtifacts
+from provisioning.checks import Check, failed, passed
 
 
 def user_cache() -> Path:
@@ -108,3 +111,32 @@ def artifact_source(
         return GoBuild(local)
     release = ReleaseArtifacts(user_cache(), LockFile.load(project_dir / LOCK_FILE), local, mirror or GITHUB, progress)
     return release if kind == "release" else Fallback(local, release)
+
+
+def artifact_checks(kind: str, directory: Path, project_dir: Path, mirror: str, arches: Iterable[str]) -> list[Check]:
+    """Whether each planned CPU's host files are here, or where they will come from, downloading
+    and building nothing."""
+    local = LocalArtifacts(directory)
+    release = ReleaseArtifacts(user_cache(), LockFile.load(project_dir / LOCK_FILE), local, mirror or GITHUB)
+    checks = []
+    for arch in sorted(set(arches)):
+        here, name = "this machine", f"host files {arch}"
+        try:
+            local.buildx(arch)
+            local.buildkit(arch)
+            checks.append(passed(here, name, f"in {directory}"))
+            continue
+        except ArtifactMissing as missing:
+            absent = str(missing)
+        except ArtifactError as wrong:  # there and not what was recorded: never used, whatever the source
+            checks.append(failed(here, name, str(wrong), "remove the file it names, to make it again"))
+            continue
+        if kind in ("auto", "release"):
+            where = "cached" if release.cached(arch) else f"fetched from {release.base} when first needed"
+            lock = f"{'checked against' if release.locked(arch) else 'recorded in'} {release.lock.path}"
+            checks.append(passed(here, name, f"upstream release files: {where}, {lock}"))
+        elif kind == "go" and shutil.which("go"):
+            checks.append(passed(here, name, f"built with {shutil.which('go')} when first needed"))
+        else:
+            checks.append(failed(here, name, absent, f"{GO_MODULES / 'build.sh'} {directory} {arch}"))
+    return checks

@@ -163,6 +163,14 @@ def build_parser() -> argparse.ArgumentParser:
         "cache against the desired state without changing anything, every builder node's status and each "
         "certificate's expiry; each check is ✓ or ✗ with the fix (! a warning). Exit 1 when a check fails.",
     )
+    doctor.add_argument(
+        "--preflight",
+        action="store_true",
+        help="instead: check this machine before up (Python, packages, the target's tools and credentials, host "
+        "files), touching no host",
+    )
+    doctor.add_argument("--target", choices=KINDS, default=None, help="with --preflight, for a new fleet")
+    doctor.add_argument("--inventory", type=Path, metavar="FILE", help="with --preflight --target static")
     doctor.set_defaults(check=True)
     for parser_ in (status, doctor):
         add_config_options(parser_)

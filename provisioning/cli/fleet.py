@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from pathlib import Path
 
 from rich.console import Console
 from rich.markup import escape
@@ -23,7 +24,7 @@ from provisioning.cli.common import (
     target_for,
 )
 from provisioning.cli.progress import host_progress
-from provisioning.errors import ConfigError
+from provisioning.errors import BuildfleetError, ConfigError
 from provisioning.hosts.executor import FAILED, FleetReport
 from provisioning.inventory import Inventory, InventoryHost
 from provisioning.plan import Plan
@@ -200,6 +201,8 @@ def cmd_wake(args: argparse.Namespace, console: Console) -> int:
 
 
 def cmd_status(args: argparse.Namespace, console: Console) -> int:
+    if getattr(args, "preflight", False):
+        return preflight(args, console)
     if args.check or args.command == "doctor":
         return doctor(args, console)
     state = FleetState.for_fleet(args.fleet)
@@ -338,13 +341,18 @@ def doctor(args: argparse.Namespace, console: Console) -> int:
         )
     checks.extend(pool_member_checks(state, inventory))
     checks.extend(certificate_checks(state))
+    return show_checks(console, f"buildfleet doctor: fleet {args.fleet!r}", {"fleet": args.fleet}, checks, args.json)
+
+
+def show_checks(console: Console, title: str, about: dict, checks: list[dict], as_json: bool) -> int:
+    """Checks as a ✓/✗/! table (or JSON): exit 1 when one failed; a warning does not fail."""
     failed = [c for c in checks if not c["ok"] and not c.get("warning")]
     warnings = [c for c in checks if c.get("warning")]
     ok = not failed
-    if args.json:
-        console.print_json(json.dumps({"fleet": args.fleet, "ok": ok, "checks": checks}))
+    if as_json:
+        console.print_json(json.dumps({**about, "ok": ok, "checks": checks}))
         return 0 if ok else 1
-    table = Table(title=f"buildfleet doctor: fleet {args.fleet!r}")
+    table = Table(title=title)
     for column in ("node", "check", "", "detail", "fix"):
         table.add_column(column, overflow="fold")
     for c in checks:
@@ -356,6 +364,29 @@ def doctor(args: argparse.Namespace, console: Console) -> int:
         + (f"; [yellow]{len(warnings)} warning(s)[/]" if warnings else "")
     )
     return 0 if ok else 1
+
+
+def preflight(args: argparse.Namespace, console: Console) -> int:
+    """What this machine needs before up, for the target the fleet has (or --target names),
+    touching no host: Python and packages, the target's own tools and credentials, the host files."""
+    from provisioning.artifacts.source import artifact_checks
+    from provisioning.checks import failed
+    from provisioning.targets.preflight import python_checks
+
+    state = FleetState.for_fleet(args.fleet)
+    kind = fleet_kind(args, state, default="local")
+    target = target_for(args, kind)
+    settings = described_settings(args, state, target)
+    checks = [*python_checks(), *target.preflight(settings)]
+    try:
+        arches = [h.arch for h in target.plan(settings).hosts]
+    except BuildfleetError as error:
+        checks.append(failed("this machine", "plan", str(error), "fix the configuration it names"))
+        arches = []
+    project = getattr(args, "project_dir", None) or Path.cwd()
+    checks += artifact_checks(settings.artifact_source, args.artifacts, project, settings.artifact_mirror, arches)
+    title = f"buildfleet doctor --preflight: target {kind} on this machine"
+    return show_checks(console, title, {"fleet": args.fleet, "target": kind}, [c.to_dict() for c in checks], args.json)
 
 
 def certificate_checks(state: FleetState) -> list[dict]:

@@ -89,23 +89,23 @@ def check_project(project_dir: Path, stack: str) -> None:
             f"no Pulumi.yaml in {project_dir}: run buildfleet from its project directory "
             "(the one holding Pulumi.yaml and __main__.py) or pass --project-dir"
         )
-    if _needs_passphrase(project_dir, stack) and not _has_passphrase():
+    if needs_passphrase(project_dir, stack) and not has_passphrase():
         raise ConfigError(f"{HINTS[1][1]} (stack {stack!r} uses the passphrase secrets provider)")
 
 
-def _has_passphrase() -> bool:
+def has_passphrase() -> bool:
     return "PULUMI_CONFIG_PASSPHRASE" in os.environ or "PULUMI_CONFIG_PASSPHRASE_FILE" in os.environ
 
 
-def _needs_passphrase(project_dir: Path, stack: str) -> bool:
+def needs_passphrase(project_dir: Path, stack: str) -> bool:
     """A stack file with an encryption salt, or a new stack on a self-managed (file/s3) backend."""
     path = stack_file(project_dir, stack)
     if path.is_file():
         return "encryptionsalt:" in path.read_text()
-    return _backend_url().startswith(("file://", "s3://", "gs://", "azblob://"))
+    return backend_url().startswith(("file://", "s3://", "gs://", "azblob://"))
 
 
-def _backend_url() -> str:
+def backend_url() -> str:
     if os.environ.get("PULUMI_BACKEND_URL"):
         return os.environ["PULUMI_BACKEND_URL"]
     credentials = Path(os.environ.get("PULUMI_HOME", Path.home() / ".pulumi")) / "credentials.json"

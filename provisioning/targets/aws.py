@@ -20,6 +20,7 @@ import yaml
 
 from provisioning.artifacts import missing_error, missing_for
 from provisioning.artifacts.source import artifact_source
+from provisioning.checks import Check, failed, passed
 from provisioning.errors import BuildfleetError, ConfigError
 from provisioning.inventory import Inventory
 from provisioning.placement import EMULATION
@@ -33,6 +34,7 @@ from provisioning.targets import automation
 from provisioning.targets.base import ConfigSources, HostState, TargetOptions, settings_with_defaults
 from provisioning.targets.changes import ChangePreview, refuse_changes
 from provisioning.targets.ec2power import stack_hosts, start_stack_hosts
+from provisioning.targets.preflight import AWS_PACKAGES, MACHINE, attempt, package_checks, tool_check
 
 TARGET = "aws"
 STACK_FILE = "aws-stack"  # in the fleet's state: which stack ``down`` destroys
@@ -173,6 +175,55 @@ class AwsTarget:
         region = config.get("aws:region") if isinstance(config, dict) else None
         return str(region) if region else os.environ.get("AWS_REGION") or None
 
+    def preflight(self, settings: Settings) -> list[Check]:
+        """The Pulumi CLI, its login and passphrase, the project, and who the AWS credentials are
+        (STS, the one connection made: to the AWS API the user configured)."""
+        cli = tool_check("pulumi", "the Pulumi CLI (https://www.pulumi.com/docs/install/)", "up runs it")
+        checks = [*package_checks(AWS_PACKAGES), cli]
+        if cli.ok:
+            checks.append(attempt(MACHINE, "pulumi version", _pulumi_version, "reinstall the Pulumi CLI"))
+        backend = automation.backend_url() or (
+            "Pulumi Cloud (PULUMI_ACCESS_TOKEN)" if os.environ.get("PULUMI_ACCESS_TOKEN") else ""
+        )
+        checks.append(
+            passed(MACHINE, "pulumi login", backend)
+            if backend
+            else failed(
+                MACHINE,
+                "pulumi login",
+                "not logged in",
+                "pulumi login (Pulumi Cloud), pulumi login --local or s3://BUCKET",
+            )
+        )
+        checks.append(attempt(self.stack, "project", lambda: self._project_ready(), "see the detail"))
+        checks.extend(self._aws_checks())
+        return checks
+
+    def _project_ready(self) -> str:
+        automation.check_project(self.project_dir, self.stack)
+        secrets = (
+            "passphrase set" if automation.needs_passphrase(self.project_dir, self.stack) else "no passphrase needed"
+        )
+        return f"{self.project_dir / 'Pulumi.yaml'}; stack {self.stack!r}; {secrets}"
+
+    def _aws_checks(self) -> list[Check]:
+        import boto3
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        region = self._region() or os.environ.get("AWS_DEFAULT_REGION")
+        checks = [
+            passed("aws", "region", region)
+            if region
+            else failed("aws", "region", "no region", f"pulumi config set aws:region REGION --stack {self.stack}")
+        ]
+        try:
+            sts = boto3.session.Session().client("sts", region_name=region or "us-east-1")  # credentials read now
+            who = sts.get_caller_identity()
+        except (BotoCoreError, ClientError) as error:
+            fix = "AWS_PROFILE, aws configure sso, or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, as for any AWS tool"
+            return checks + [failed("aws", "credentials", f"{type(error).__name__}: {error}", fix)]
+        return checks + [passed("aws", "credentials", f"{who['Arn']} (account {who['Account']})")]
+
     def status(self) -> list[HostState]:
         """EC2's own view of each host (running, stopped, ...); without AWS access, what the
         last up recorded, saying why."""
@@ -253,3 +304,12 @@ def restore(path: Path, content: bytes | None) -> None:
         path.write_bytes(content)
     elif path.is_file():
         unlink_inside(path, path.parent)
+
+
+def _pulumi_version() -> str:
+    import subprocess
+
+    result = subprocess.run(["pulumi", "version"], capture_output=True, text=True, timeout=60)
+    if result.returncode != 0:
+        raise BuildfleetError(f"pulumi version failed (exit {result.returncode}): {result.stderr.strip()[-200:]}")
+    return f"Pulumi CLI {result.stdout.strip()}"

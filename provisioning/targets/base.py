@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
+from provisioning.checks import Check
 from provisioning.configfile import load_raw_config
 from provisioning.inventory import Inventory
 from provisioning.plan import Plan
@@ -88,6 +89,10 @@ class Target(Protocol):
         ...
 
     def status(self) -> list[HostState]: ...
+
+    def preflight(self, settings: Settings) -> list[Check]:
+        """What this machine needs for this target, checked without touching a host (doctor --preflight)."""
+        ...
 
     def down(self) -> list[str]:
         """Remove what this target made for the fleet (never the fleet's local state); what went."""

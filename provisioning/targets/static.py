@@ -26,6 +26,7 @@ certificate then carries; its members must share one role.
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
@@ -35,6 +36,7 @@ from typing import Any, ClassVar
 import paramiko
 import yaml
 
+from provisioning.checks import Check, failed, passed
 from provisioning.errors import ConfigError, did_you_mean
 from provisioning.inventory import Inventory, InventoryHost, Pool
 from provisioning.placement import HostSpec, place
@@ -43,6 +45,7 @@ from provisioning.settings import ROLES, Settings
 from provisioning.state import FleetState, known_hosts_name
 from provisioning.targets.base import ConfigSources, HostState, TargetOptions, settings_with_defaults
 from provisioning.targets.detect import detect_all, placed
+from provisioning.targets.preflight import MACHINE, attempt
 
 TARGET = "static"
 REQUIRED = ("name", "address", "user", "role")
@@ -247,6 +250,19 @@ class StaticTarget:
     def wake(self, settings: Settings) -> Inventory:
         """Static hosts are the user's to start: this only finds them again over SSH."""
         return self.up(settings)
+
+    def preflight(self, settings: Settings) -> list[Check]:
+        """The file as plan checks it, and each host's SSH key readable here."""
+        checks = [attempt(MACHINE, "inventory", lambda: self.plan(settings).note, "fix the file as the detail says")]
+        if checks[0].ok and self.path is not None:
+            for host in load_static_hosts(self.path)[0]:
+                readable = host.key.is_file() and os.access(host.key, os.R_OK)
+                checks.append(
+                    passed(host.name, "ssh key", str(host.key))
+                    if readable
+                    else failed(host.name, "ssh key", f"{host.key} is not a readable file", "set key: in the inventory")
+                )
+        return checks
 
     def status(self) -> list[HostState]:
         return []  # the hosts were there before buildfleet; it neither starts nor stops them

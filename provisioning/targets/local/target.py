@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from provisioning.certs import FleetCA, TLSFiles
+from provisioning.checks import Check
 from provisioning.errors import BuildfleetError
 from provisioning.inventory import Endpoint, Inventory, Pool, inventory_from_plan
 from provisioning.placement import HostSpec
@@ -29,6 +30,7 @@ from provisioning.targets.local.balancer import Backend, LocalBalancer
 from provisioning.targets.local.binfmt import MachineBinfmt
 from provisioning.targets.local.image import HostImageRecipe, debian_mirror, ensure_host_image
 from provisioning.targets.local.registry import LocalRegistry, registry_binary
+from provisioning.targets.preflight import MACHINE, attempt, binfmt_check, docker_checks, tool_check
 
 TARGET = "local"
 LABEL = "io.buildfleet.fleet"
@@ -276,6 +278,16 @@ class LocalTarget:
     def wake(self, settings: Settings) -> Inventory:
         """Starting what is stopped and reading where it answers is what ``up`` does."""
         return self.up(settings)
+
+    def preflight(self, settings: Settings) -> list[Check]:
+        """The engine, buildx, binfmt_misc, the registry binary, HAProxy where a pool needs it."""
+        checks = [*docker_checks(self.docker), binfmt_check()]
+        checks.append(
+            attempt(MACHINE, "registry", lambda: registry_binary(self.cache_dir), "run .ci/prepare (as root)")
+        )
+        if self.plan(settings).pools:
+            checks.append(tool_check("haproxy", "haproxy (apt-get install haproxy)", "the pools' balancer"))
+        return checks
 
     def status(self) -> list[HostState]:
         rows = []

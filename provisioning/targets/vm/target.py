@@ -20,6 +20,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, ClassVar
 
+from provisioning.checks import Check, passed
 from provisioning.cloudinit import host_key_cloud_config, nocloud_meta_data
 from provisioning.errors import BuildfleetError, tail
 from provisioning.inventory import Endpoint, Inventory, InventoryHost
@@ -34,6 +35,7 @@ from provisioning.targets.base import ConfigSources, HostState, TargetOptions, s
 from provisioning.targets.detect import detect_all, placed
 from provisioning.targets.local.target import SSH_USER as CONTAINER_USER
 from provisioning.targets.local.target import LocalTarget
+from provisioning.targets.preflight import MACHINE, tool_check
 from provisioning.targets.vm.qemu import LOOPBACK, VmImage, VmProcess, VmSpec
 
 TARGET = "vm"
@@ -230,6 +232,19 @@ class VmTarget:
     def wake(self, settings: Settings) -> Inventory:
         """Starting what is stopped and reading where it answers is what ``up`` does."""
         return self.up(settings)
+
+    def preflight(self, settings: Settings) -> list[Check]:
+        """The local target's needs, the tools VMs need, and each VM role's image (or its build time)."""
+        checks = self.local.preflight(settings)
+        checks += [tool_check(tool, package, "the vm target's VMs") for tool, package in VM_TOOLS.items()]
+        for arch in sorted({vm_arch(role, machine_arch()) for role in settings.vm_roles}):
+            image = newest_image(self.cache_dir, arch)
+            checks.append(
+                passed(MACHINE, f"{arch} VM image", str(image.directory))
+                if image
+                else Check(MACHINE, f"{arch} VM image", False, "not built yet", "up builds it (13 to 18 minutes)", True)
+            )
+        return checks
 
     def status(self) -> list[HostState]:
         vms = []
