@@ -1,11 +1,13 @@
 """Raw configuration for the CLI, read from the same places Pulumi reads it.
 
-Later sources win: the schema's defaults, ``Pulumi.<stack>.yaml`` (its ``buildfleet:``
-keys), a ``buildfleet.yaml`` file, then ``--set key=value`` pairs.
+Later sources win: the schema's defaults, ``./buildfleet.yaml`` (when no ``--config`` names a
+file), ``Pulumi.<stack>.yaml`` (its ``buildfleet:`` keys), an explicit ``--config`` file, then
+``--set key=value`` pairs.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -57,17 +59,31 @@ def file_config(path: Path) -> dict[str, Any]:
     return document
 
 
+PATH_ITEM = re.compile(r"(?P<key>[A-Za-z0-9:]+)\[(?P<index>[0-9]+)\]")
+
+
 def parse_overrides(pairs: Iterable[str]) -> dict[str, Any]:
-    """``key=value`` pairs; the value is read as YAML so lists and booleans work."""
-    overrides = {}
+    """``key=value`` pairs; the value is read as YAML so lists and booleans work. Pulumi's path
+    syntax sets one list item (``--set 'allowedCidrs[0]=198.51.100.7/32'``), from index 0 up."""
+    overrides: dict[str, Any] = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
-        if not sep or not key.strip():
+        key = key.strip()
+        if not sep or not key:
             raise ConfigError(f"--set {pair!r}: expected KEY=VALUE, e.g. --set arm64InstanceType=c8g.xlarge")
         try:
-            overrides[key.strip()] = yaml.safe_load(value) if value.strip() else ""
+            parsed = yaml.safe_load(value) if value.strip() else ""
         except yaml.YAMLError:
-            overrides[key.strip()] = value
+            parsed = value
+        item = PATH_ITEM.fullmatch(key)
+        if item is None:
+            overrides[key] = parsed
+            continue
+        items = overrides.setdefault(item["key"], [])
+        index = int(item["index"])
+        if not isinstance(items, list) or index > len(items):
+            raise ConfigError(f"--set {key}: set {item['key']}[{len(items) if isinstance(items, list) else 0}] first")
+        items[index : index + 1] = [str(parsed)]
     return overrides
 
 
@@ -78,13 +94,32 @@ def load_raw_config(
     overrides: Iterable[str] = (),
 ) -> dict[str, Any]:
     raw: dict[str, Any] = {}
+    for layer in config_layers(project_dir, config_file, stack, overrides).values():
+        raw.update(layer)
+    return raw
+
+
+def config_layers(
+    project_dir: Path,
+    config_file: Path | None = None,
+    stack: str | None = None,
+    overrides: Iterable[str] = (),
+) -> dict[str, dict[str, Any]]:
+    """Each source read, named, in the order they apply (later wins): ./buildfleet.yaml when no
+    --config names a file, then the stack file, an explicit --config, then --set. A choice the
+    command line makes always beats a file that merely lies in the directory."""
+    layers: dict[str, dict[str, Any]] = {}
+    implicit = project_dir / DEFAULT_FILE
+    if config_file is None and implicit.exists():
+        layers[str(implicit)] = _unprefixed(file_config(implicit))
     if stack:
-        raw.update(stack_config(project_dir, stack))
-    if config_file is None and (project_dir / DEFAULT_FILE).exists():
-        config_file = project_dir / DEFAULT_FILE
+        layers[f"Pulumi.{stack}.yaml"] = _unprefixed(stack_config(project_dir, stack))
     if config_file is not None:
-        for key, value in file_config(config_file).items():
-            raw[str(key).removeprefix(f"{NAMESPACE}:")] = value
-    for key, value in parse_overrides(overrides).items():
-        raw[key.removeprefix(f"{NAMESPACE}:")] = value
-    return {k.removeprefix(f"{NAMESPACE}:"): v for k, v in raw.items()}
+        layers[str(config_file)] = _unprefixed(file_config(config_file))
+    if overrides:
+        layers["--set"] = _unprefixed(parse_overrides(overrides))
+    return layers
+
+
+def _unprefixed(values: dict[str, Any]) -> dict[str, Any]:
+    return {str(key).removeprefix(f"{NAMESPACE}:"): value for key, value in values.items()}

@@ -96,3 +96,34 @@ def test_the_project_carries_its_license_and_house_documents():
     assert "Apache License" in (root / "LICENSE").read_text() and "Version 2.0" in (root / "LICENSE").read_text()
     for name in ("CHANGELOG.md", "SECURITY.md", "CONTRIBUTING.md"):
         assert (root / name).read_text().startswith("#"), name
+
+
+def test_an_explicit_stack_beats_a_stray_buildfleet_yaml_and_the_sources_read_are_named(capsys, tmp_path):
+    (tmp_path / "buildfleet.yaml").write_text("amd64Count: 1\n")
+    (tmp_path / "Pulumi.dev.yaml").write_text("config:\n  buildfleet:amd64Count: 2\n")
+    assert main(["plan", "--json", "--project-dir", str(tmp_path), "--stack", "dev"]) == 0
+    captured = capsys.readouterr()
+    assert [h["name"] for h in json.loads(captured.out)["hosts"] if h["role"] == "amd64"] == ["amd64-0", "amd64-1"]
+    assert captured.err.strip() == f"settings from {tmp_path / 'buildfleet.yaml'}, Pulumi.dev.yaml over the defaults"
+
+
+def test_pulumis_path_syntax_sets_list_items(capsys, tmp_path):
+    args = ["--set", "platforms[0]=linux/amd64", "--set", "platforms[1]=linux/s390x"]
+    assert plan_json(capsys, "--project-dir", str(tmp_path), *args) == {
+        "linux/amd64": ("amd64-0", "native"),
+        "linux/s390x": ("emulation-0", "qemu"),
+    }
+    assert main(["plan", "--project-dir", str(tmp_path), "--set", "platforms[1]=linux/s390x"]) == 2
+    assert "--set platforms[1]: set platforms[0] first" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", ["configure", "rotate-certs", "bench"])
+def test_commands_that_use_the_fleets_kept_settings_offer_no_set(command, capsys):
+    with pytest.raises(SystemExit) as refused:
+        main([command, "--set", "amd64Count=2"])
+    assert refused.value.code == 2 and "unrecognized arguments: --set" in capsys.readouterr().err
+
+
+def test_doctor_says_set_is_read_only_by_the_preflight(capsys, tmp_path):
+    assert main(["doctor", "--fleet", "none", "--set", "amd64Count=2"]) == 2  # no such fleet
+    assert "read by doctor --preflight only" in capsys.readouterr().err

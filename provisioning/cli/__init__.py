@@ -32,6 +32,7 @@ from provisioning.cli.options import (
     add_config_options,
     add_fleet_name,
     add_fleet_options,
+    add_project_dir,
     add_yes,
     default_cache_dir,
     fraction,
@@ -122,7 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Read each host's facts over SSH and apply only what differs from "
         "the desired state; a configured fleet reports no change.",
     )
-    add_config_options(configure)
+    add_project_dir(configure)  # settings: the ones up kept for the fleet
     add_fleet_options(configure)
     configure.set_defaults(handler=cmd_configure)
 
@@ -133,7 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
         "and restart its buildkitd with them (the only interruption). The builder reads the client "
         "files afresh on its next command; CI jobs hold copies: emit them again with ci-config.",
     )
-    add_config_options(rotate)
+    add_project_dir(rotate)  # settings: the ones up kept for the fleet
     add_fleet_options(rotate)
     rotate.set_defaults(handler=cmd_rotate_certs)
 
@@ -265,7 +266,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="DIR",
         help="where the report files go (default: ./buildfleet-bench)",
     )
-    add_config_options(bench)
+    add_project_dir(bench)  # settings: the ones up kept for the fleet
     add_fleet_options(bench)
     bench.set_defaults(handler=cmd_bench)
 

@@ -80,6 +80,16 @@ def described_settings(args: argparse.Namespace, state: FleetState, target: Targ
     return settings_from_mapping({**settings.values, **config_sources(args).raw()})
 
 
+def settings_note(args: argparse.Namespace, state: FleetState, target: Target) -> str:
+    """Which sources a command read its settings from, in one line (stderr: --json stays clean)."""
+    sources = config_sources(args)
+    stack = getattr(target, "stack", None) or sources.stack
+    if made_with(state) and state.settings_file.exists():
+        kept = f"settings: what up kept for fleet {args.fleet!r} ({state.settings_file})"
+        return kept + (f", under {sources.read(stack).removeprefix('settings from ')}" if explicit_config(args) else "")
+    return sources.read(stack)
+
+
 def target_for(args: argparse.Namespace, kind: str, console: Console | None = None, creating: bool = False) -> Target:
     """The ``kind`` target for this fleet, given every option the command line has."""
     fleet = getattr(args, "fleet", "default")

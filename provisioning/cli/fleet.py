@@ -14,13 +14,16 @@ from rich.table import Table
 from provisioning.cli.build import ensure_builder, wait_for_pools
 from provisioning.cli.common import (
     builder_name,
+    config_sources,
     configure_options,
     described_settings,
+    explicit_config,
     fleet_artifacts,
     fleet_builder,
     fleet_kind,
     fleet_settings,
     require_inventory,
+    settings_note,
     target_for,
 )
 from provisioning.cli.progress import host_progress
@@ -123,6 +126,7 @@ def cmd_plan(args: argparse.Namespace, console: Console) -> int:
     state = FleetState.for_fleet(args.fleet)
     target = target_for(args, fleet_kind(args, state, default="aws"))
     plan = target.plan(described_settings(args, state, target))
+    Console(stderr=True).print(settings_note(args, state, target), highlight=False, soft_wrap=True)
     if args.json:
         console.print_json(json.dumps({**plan.to_dict(), "target": target.kind}))
     else:
@@ -137,6 +141,8 @@ def cmd_up(args: argparse.Namespace, console: Console) -> int:
     kind = fleet_kind(args, state, default="local")
     target = target_for(args, kind, console, creating=True)
     settings = target.settings()
+    read = config_sources(args).read(getattr(target, "stack", None) or args.stack)
+    Console(stderr=True).print(read, highlight=False, soft_wrap=True)
     # A line, not a spinner: targets stream their own progress (Pulumi's among it) meanwhile.
     console.print(f"{kind}: bringing up the fleet's hosts")
     inventory = target.up(settings)
@@ -203,6 +209,12 @@ def cmd_wake(args: argparse.Namespace, console: Console) -> int:
 def cmd_status(args: argparse.Namespace, console: Console) -> int:
     if getattr(args, "preflight", False):
         return preflight(args, console)
+    if explicit_config(args):
+        Console(stderr=True).print(
+            "note: --set, --config and --stack are read by doctor --preflight only; the fleet is checked against "
+            "the settings up kept (run up with them to change it)",
+            highlight=False,
+        )
     if args.check or args.command == "doctor":
         return doctor(args, console)
     state = FleetState.for_fleet(args.fleet)

@@ -21,6 +21,7 @@ from provisioning.cli.common import (
     fleet_settings,
     made_with,
     require_inventory,
+    settings_note,
     target_for,
 )
 from provisioning.errors import BuildfleetError, ConfigError
@@ -344,7 +345,9 @@ def cmd_cost(args: argparse.Namespace, console: Console) -> int:
 
     state = FleetState.for_fleet(args.fleet)
     kind = fleet_kind(args, state, default="aws")
-    settings = described_settings(args, state, target_for(args, kind))
+    target = target_for(args, kind)
+    settings = described_settings(args, state, target)
+    Console(stderr=True).print(settings_note(args, state, target), highlight=False, soft_wrap=True)
     region, said = priced_region(args, state)
     cost = fleet_cost(
         plan_fleet(settings), args.spot_discount, root_volume_gib=settings.root_volume_gib, spot=settings.spot

@@ -31,12 +31,16 @@ def add_config_options(parser: argparse.ArgumentParser) -> None:
         dest="overrides",
         help="override one key, e.g. --set arm64InstanceType=c8g.xlarge (repeatable)",
     )
-    group.add_argument(
+    add_project_dir(group)
+
+
+def add_project_dir(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    parser.add_argument(
         "--project-dir",
         metavar="DIR",
         type=Path,
         default=Path.cwd(),
-        help="directory holding Pulumi.yaml and the stack files (default: current)",
+        help="directory holding Pulumi.yaml, the stack files and buildfleet.lock.json (default: current)",
     )
 
 

@@ -21,6 +21,7 @@ import yaml
 from provisioning.artifacts import missing_error, missing_for
 from provisioning.artifacts.source import artifact_source
 from provisioning.checks import Check, failed, passed
+from provisioning.configfile import DEFAULT_FILE
 from provisioning.errors import BuildfleetError, ConfigError
 from provisioning.inventory import Inventory
 from provisioning.placement import EMULATION
@@ -120,11 +121,27 @@ class AwsTarget:
                 )
         self._require_artifacts(settings)  # then what this machine must have
         automation.check_project(self.project_dir, self.stack)
-        to_set = self.sources.raw_with_stack(None) if self.sources else {}
+        to_set = self._to_set()
         if not own and self.ssh_key is not None:
             return to_set, str(self.ssh_key.expanduser())
         to_set["sshPublicKey"] = self.state.ensure_ssh_key()
         return to_set, ""
+
+    def _to_set(self) -> dict[str, Any]:
+        """What up writes into the stack's config: the command line's choices (--config, --set), and
+        ./buildfleet.yaml's keys only where the stack file has none (a file that merely lies in the
+        directory never overwrites the stack's own settings)."""
+        if self.sources is None:
+            return {}
+        layers = self.sources.layers(
+            self.stack if automation.stack_file(self.project_dir, self.stack).exists() else None
+        )
+        stack_keys = layers.pop(f"Pulumi.{self.stack}.yaml", {})
+        implicit = str(self.project_dir / DEFAULT_FILE)
+        to_set: dict[str, Any] = {}
+        for name, layer in layers.items():
+            to_set.update({k: v for k, v in layer.items() if name != implicit or k not in stack_keys})
+        return to_set
 
     def _require_artifacts(self, settings: Settings) -> None:
         """Every file configure will upload, for every host CPU the plan has (Graviton above

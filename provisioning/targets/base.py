@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
 from provisioning.checks import Check
-from provisioning.configfile import load_raw_config
+from provisioning.configfile import config_layers, load_raw_config
 from provisioning.inventory import Inventory
 from provisioning.plan import Plan
 from provisioning.settings import Settings, settings_from_mapping
@@ -36,6 +36,16 @@ class ConfigSources:
 
     def raw_with_stack(self, stack: str | None) -> dict[str, Any]:
         return load_raw_config(self.project_dir, self.config_file, stack, self.overrides)
+
+    def layers(self, stack: str | None) -> dict[str, dict[str, Any]]:
+        """Each source read, by name, in the order it applies (see configfile.config_layers)."""
+        return config_layers(self.project_dir, self.config_file, stack, self.overrides)
+
+    def read(self, stack: str | None) -> str:
+        """One line naming the sources a command read its settings from."""
+        named = stack == self.stack or (stack is not None and (self.project_dir / f"Pulumi.{stack}.yaml").exists())
+        names = [name for name, values in self.layers(stack if named else None).items() if values]
+        return "settings from " + (", ".join(names) + " over the defaults" if names else "the defaults")
 
 
 @dataclass(frozen=True)
