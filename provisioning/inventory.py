@@ -38,6 +38,7 @@ class InventoryHost:
     # emulation too, and never stand for the CPU it imitates (a Graviton)
     full_system_emulation: bool = False
     pool: str = ""  # the pool whose balancer sends builds here ("" for none)
+    ssh_jump: str = ""  # user@address:port of the jump host SSH goes through (ProxyJump), "" for none
 
     @property
     def node(self) -> str:
@@ -61,6 +62,7 @@ class InventoryHost:
             }
             | ({"fullSystemEmulation": True} if self.full_system_emulation else {})
             | ({"pool": self.pool} if self.pool else {})
+            | ({"sshJump": self.ssh_jump} if self.ssh_jump else {})
         )
 
     @classmethod
@@ -80,6 +82,7 @@ class InventoryHost:
                 platforms=tuple(HostPlatform(str(p["platform"]), bool(p["native"])) for p in data.get("platforms", [])),
                 full_system_emulation=bool(data.get("fullSystemEmulation", False)),
                 pool=str(data.get("pool", "")),
+                ssh_jump=str(data.get("sshJump", "")),
             )
         except (KeyError, TypeError, ValueError) as error:
             raise ConfigError(f"inventory host {data.get('name', '?')!r}: missing or bad field {error}") from None

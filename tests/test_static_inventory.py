@@ -2,6 +2,7 @@
 
 import json
 
+import paramiko
 import pytest
 import yaml
 
@@ -128,3 +129,46 @@ def test_plan_names_a_static_host_without_a_pinned_key(tmp_path, capsys, monkeyp
 def test_plan_of_a_static_target_without_a_file_says_what_it_needs(tmp_path, capsys):
     assert main(["plan", "--target", "static", "--project-dir", str(tmp_path)]) == 2
     assert "plan --target static needs --inventory FILE" in capsys.readouterr().err
+
+
+SSH_CONFIG = """
+Host bastion
+    HostName 198.51.100.9
+    User jumper
+    Port 2200
+Host builder
+    HostName 10.0.5.7
+    User ubuntu
+    Port 2222
+    IdentityFile ~/.ssh/builder_ed25519
+    ProxyJump bastion
+Host direct
+    HostName 192.0.2.44
+    ProxyJump none
+"""
+
+
+def test_hosts_take_what_the_file_leaves_out_from_the_operators_ssh_config(tmp_path):
+    config = paramiko.SSHConfig.from_text(SSH_CONFIG)
+    document = {"hosts": [{"name": "b", "address": "builder", "role": "arm64"}, {**GOOD, "address": "direct"}]}
+    builder, direct = parse_static_hosts(document, "inv.yaml", config)
+    assert (builder.address, builder.user, builder.port) == ("10.0.5.7", "ubuntu", 2222)
+    assert builder.key.name == "builder_ed25519" and builder.jump == "jumper@198.51.100.9:2200"
+    assert (direct.address, direct.user, direct.jump) == ("192.0.2.44", "pi", "")  # the file's user wins
+    overridden = {
+        "name": "b",
+        "address": "builder",
+        "role": "arm64",
+        "user": "admin",
+        "port": 22,
+        "jump": "root@192.0.2.1",
+    }
+    (own,) = parse_static_hosts({"hosts": [overridden]}, "inv.yaml", config)
+    assert (own.user, own.port, own.jump) == ("admin", 22, "root@192.0.2.1")
+
+
+def test_a_host_without_a_user_anywhere_is_named(tmp_path):
+    with pytest.raises(
+        ConfigError, match="host 'pi': 'user' is required \\(or a User for 192.0.2.10 in ~/.ssh/config\\)"
+    ):
+        parse_static_hosts({"hosts": [{k: v for k, v in GOOD.items() if k != "user"}]}, "inv.yaml")

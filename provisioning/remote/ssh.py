@@ -68,23 +68,41 @@ class Transport(Protocol):
 class SSHTransport:
     """Fabric connection to one inventory host, keyed and pinned by the fleet's files."""
 
-    def __init__(self, host: InventoryHost, key_file: Path, known_hosts: Path, connect_timeout: float = 15):
+    def __init__(
+        self,
+        host: InventoryHost,
+        key_file: Path,
+        known_hosts: Path,
+        connect_timeout: float = 15,
+        agent: bool = False,
+    ):
         self.host = host
-        self._connection = Connection(
-            host.address,
-            user=host.ssh_user,
-            port=host.ssh_port,
-            connect_timeout=connect_timeout,
-            connect_kwargs={"key_filename": str(key_file), "look_for_keys": False, "allow_agent": False},
+        keys = {"key_filename": str(key_file), "look_for_keys": False, "allow_agent": agent}
+        # A jump host (ProxyJump) is pinned and keyed exactly as the host itself: SSH to the host
+        # then runs through a direct-tcpip channel the jump host opens.
+        self._gateway = None
+        if host.ssh_jump:
+            user, address, port = split_jump(host.ssh_jump)
+            self._gateway = _pinned(
+                Connection(address, user=user, port=port, connect_timeout=connect_timeout, connect_kwargs=dict(keys)),
+                known_hosts,
+            )
+        self._connection = _pinned(
+            Connection(
+                host.address,
+                user=host.ssh_user,
+                port=host.ssh_port,
+                connect_timeout=connect_timeout,
+                connect_kwargs=keys,
+                gateway=self._gateway,
+            ),
+            known_hosts,
         )
-        client = self._connection.client
-        client.get_host_keys().clear()
-        client.load_host_keys(str(known_hosts))
-        client.set_missing_host_key_policy(paramiko.RejectPolicy())
 
     @property
     def _where(self) -> str:
-        return f"{self.host.name} ({self.host.ssh_user}@{self.host.address}:{self.host.ssh_port})"
+        through = f" via {self.host.ssh_jump}" if self.host.ssh_jump else ""
+        return f"{self.host.name} ({self.host.ssh_user}@{self.host.address}:{self.host.ssh_port}{through})"
 
     def _open(self) -> None:
         if self._connection.is_connected:
@@ -137,9 +155,28 @@ class SSHTransport:
 
     def close(self) -> None:
         self._connection.close()
+        if self._gateway is not None:
+            self._gateway.close()
+
+
+def _pinned(connection: Connection, known_hosts: Path) -> Connection:
+    """Host keys only from the fleet's known_hosts; anything else is refused, never added."""
+    client = connection.client
+    client.get_host_keys().clear()
+    client.load_host_keys(str(known_hosts))
+    client.set_missing_host_key_policy(paramiko.RejectPolicy())
+    return connection
+
+
+def split_jump(jump: str) -> tuple[str, str, int]:
+    """``user@address:port`` as ProxyJump writes it (user and port optional: root, 22)."""
+    user, _, rest = jump.rpartition("@")
+    address, _, port = rest.partition(":")
+    return user or "root", address, int(port or 22)
 
 
 def connect(host: InventoryHost, state: FleetState) -> SSHTransport:
-    """A transport keyed by the host's own key (static hosts) or the fleet's, pinned by the fleet."""
+    """A transport keyed by the host's own key (static hosts, which may also use the operator's
+    ssh-agent) or the fleet's, pinned by the fleet."""
     key = Path(host.ssh_key).expanduser() if host.ssh_key else state.ssh_key
-    return SSHTransport(host, key, state.known_hosts)
+    return SSHTransport(host, key, state.known_hosts, agent=bool(host.ssh_key))

@@ -41,6 +41,7 @@ from provisioning.errors import ConfigError, did_you_mean
 from provisioning.inventory import Inventory, InventoryHost, Pool
 from provisioning.placement import HostSpec, place
 from provisioning.plan import Plan
+from provisioning.remote.ssh import split_jump
 from provisioning.settings import ROLES, Settings
 from provisioning.state import FleetState, known_hosts_name
 from provisioning.targets.base import ConfigSources, HostState, TargetOptions, settings_with_defaults
@@ -48,8 +49,8 @@ from provisioning.targets.detect import detect_all, placed
 from provisioning.targets.preflight import MACHINE, attempt
 
 TARGET = "static"
-REQUIRED = ("name", "address", "user", "role")
-OPTIONAL = ("key", "port", "hostKey", "buildkitdPort", "pool")
+REQUIRED = ("name", "address", "role")
+OPTIONAL = ("user", "key", "port", "hostKey", "buildkitdPort", "pool", "jump", "jumpHostKey")
 POOL_KEYS = ("name", "address", "port")
 TOP_LEVEL = ("hosts", "pools")
 ASSUMED_ARCH = {"amd64": "amd64", "arm64": "arm64"}
@@ -66,9 +67,33 @@ class StaticHost:
     host_key: str = ""
     buildkitd_port: int = 1234
     pool: str = ""
+    jump: str = ""  # user@address:port of the jump host (ProxyJump), "" for none
+    jump_host_key: str = ""
 
 
-def parse_static_hosts(document: Any, source: str) -> tuple[StaticHost, ...]:
+def ssh_options(entry: Mapping[str, Any], config: paramiko.SSHConfig | None) -> dict[str, Any]:
+    """The entry's address, user, port, key and jump host, the operator's ~/.ssh/config filling
+    what the file leaves out, as OpenSSH does (a Host alias as address; HostName, User, Port,
+    IdentityFile, ProxyJump); the file's own values win."""
+    looked = config.lookup(str(entry["address"])) if config else {}
+    jump = str(entry.get("jump") or looked.get("proxyjump", ""))
+    jump = "" if jump.lower() == "none" else jump  # ProxyJump none: connect directly
+    if jump and config and "@" not in jump and ":" not in jump:  # an alias of its own
+        hop = config.lookup(jump)
+        jump = f"{hop.get('user', 'root')}@{hop.get('hostname', jump)}:{hop.get('port', 22)}"
+    identity = (looked.get("identityfile") or ["~/.ssh/id_ed25519"])[0]
+    return {
+        "address": str(looked.get("hostname", entry["address"])),
+        "user": entry.get("user") or looked.get("user"),
+        "port": entry.get("port", looked.get("port", 22)),
+        "key": str(entry.get("key", identity)),
+        "jump": jump,
+    }
+
+
+def parse_static_hosts(
+    document: Any, source: str, ssh_config: paramiko.SSHConfig | None = None
+) -> tuple[StaticHost, ...]:
     """Validate the file's entries; each error names the host and the key."""
     stray = sorted(set(document) - set(TOP_LEVEL)) if isinstance(document, Mapping) else []
     if stray:
@@ -94,6 +119,11 @@ def parse_static_hosts(document: Any, source: str) -> tuple[StaticHost, ...]:
         for key in REQUIRED:
             if not entry.get(key):
                 raise ConfigError(f"{label}: '{key}' is required")
+        entry = {**entry, **ssh_options(entry, ssh_config)}
+        if not entry.get("user"):
+            raise ConfigError(f"{label}: 'user' is required (or a User for {entry['address']} in ~/.ssh/config)")
+        if entry["jump"] and not JUMP.fullmatch(entry["jump"]):
+            raise ConfigError(f"{label}: jump {entry['jump']!r} is not [user@]host[:port]")
         if entry["role"] not in ROLES:
             raise ConfigError(f"{label}: role {entry['role']!r} is not one of {', '.join(ROLES)}")
         if entry["name"] in names:
@@ -112,11 +142,13 @@ def parse_static_hosts(document: Any, source: str) -> tuple[StaticHost, ...]:
                 str(entry["address"]),
                 str(entry["user"]),
                 str(entry["role"]),
-                Path(str(entry.get("key", "~/.ssh/id_ed25519"))).expanduser(),
+                Path(entry["key"]).expanduser(),
                 port,
                 str(entry.get("hostKey", "")).strip(),
                 buildkitd_port,
                 str(entry.get("pool", "")),
+                entry["jump"],
+                str(entry.get("jumpHostKey", "")).strip(),
             )
         )
     return tuple(hosts)
@@ -158,6 +190,7 @@ SAFE = {
     "user": re.compile(r"[a-z_][a-z0-9_.-]{0,31}"),
     "address": re.compile(r"[A-Za-z0-9][A-Za-z0-9.:-]{0,252}"),
 }
+JUMP = re.compile(r"(?:[a-z_][a-z0-9_.-]{0,31}@)?[A-Za-z0-9][A-Za-z0-9.-]{0,252}(?::[0-9]{1,5})?")
 
 
 def _check_values(label: str, entry: Mapping[str, Any], port: int, buildkitd_port: int) -> None:
@@ -169,18 +202,19 @@ def _check_values(label: str, entry: Mapping[str, Any], port: int, buildkitd_por
             raise ConfigError(f"{label}: {key} {value} is not a TCP port (1-65535)")
 
 
-def load_static_hosts(path: Path) -> tuple[tuple[StaticHost, ...], tuple[Pool, ...]]:
+def load_static_hosts(path: Path, ssh_config: Path | None = None) -> tuple[tuple[StaticHost, ...], tuple[Pool, ...]]:
     try:
         document = yaml.safe_load(path.read_text())
     except FileNotFoundError:
         raise ConfigError(f"static inventory {path} does not exist") from None
     except yaml.YAMLError as error:
         raise ConfigError(f"static inventory {path} is not valid YAML: {error}") from None
-    hosts = parse_static_hosts(document, str(path))
+    config = paramiko.SSHConfig.from_path(str(ssh_config)) if ssh_config and ssh_config.is_file() else None
+    hosts = parse_static_hosts(document, str(path), config)
     return hosts, parse_static_pools(document, str(path), hosts)
 
 
-def pinned_key(host: StaticHost, user_known_hosts: Path) -> str:
+def pinned_key(host: StaticHost, user_known_hosts: Path, field: str = "hostKey") -> str:
     """'type base64' for the host, from the file or the operator's known_hosts."""
     if host.host_key:
         parts = host.host_key.split()
@@ -194,7 +228,7 @@ def pinned_key(host: StaticHost, user_known_hosts: Path) -> str:
         key_type = sorted(entry.keys())[0]
         return f"{key_type} {entry[key_type].get_base64()}"
     raise ConfigError(
-        f"host {host.name!r} ({lookup}): no pinned host key; add hostKey: to the inventory "
+        f"host {host.name!r} ({lookup}): no pinned host key; add {field}: to the inventory "
         f"(the host's /etc/ssh/ssh_host_ed25519_key.pub, read over a channel you trust)"
     )
 
@@ -204,6 +238,7 @@ class StaticTarget:
     path: Path | None  # the YAML host list (needed by up only)
     state: FleetState
     user_known_hosts: Path = Path("~/.ssh/known_hosts").expanduser()
+    ssh_config: Path = Path("~/.ssh/config").expanduser()  # Host aliases, User, Port, IdentityFile, ProxyJump
     sources: ConfigSources | None = None
 
     kind: ClassVar[str] = TARGET
@@ -222,9 +257,9 @@ class StaticTarget:
         connecting, and the placement if each host's CPU is its role's: up detects the real ones."""
         if self.path is None:
             raise ConfigError("plan --target static needs --inventory FILE (the YAML list of existing hosts)")
-        hosts, _ = load_static_hosts(self.path)
+        hosts, _ = load_static_hosts(self.path, self.ssh_config)
         for host in hosts:
-            pinned_key(host, self.user_known_hosts)
+            self._pins(host)
         specs = [HostSpec(h.name, h.role, ASSUMED_ARCH.get(h.role, "amd64"), False, h.pool) for h in hosts]
         note = (
             f"{self.path}: valid, every host key pinned; nothing was contacted. Placement assumes each host's CPU "
@@ -236,9 +271,10 @@ class StaticTarget:
     def up(self, settings: Settings) -> Inventory:
         if self.path is None:
             raise ConfigError("up --target static needs --inventory FILE (a YAML list of existing hosts)")
-        hosts, pools = load_static_hosts(self.path)
+        hosts, pools = load_static_hosts(self.path, self.ssh_config)
+        pins = {where: key for h in hosts for where, key in self._pins(h).items()}  # every key found before a write
         self.state.record_target(self.kind)
-        self.state.write_known_hosts({(h.address, h.port): pinned_key(h, self.user_known_hosts) for h in hosts})
+        self.state.write_known_hosts(pins)
         probes = [self._probe(h) for h in hosts]
         specs = [replace(s, pool=h.pool) for s, h in zip(detect_all(probes, self.state), hosts, strict=True)]
         placement = place(settings.platforms, specs)
@@ -255,7 +291,7 @@ class StaticTarget:
         """The file as plan checks it, and each host's SSH key readable here."""
         checks = [attempt(MACHINE, "inventory", lambda: self.plan(settings).note, "fix the file as the detail says")]
         if checks[0].ok and self.path is not None:
-            for host in load_static_hosts(self.path)[0]:
+            for host in load_static_hosts(self.path, self.ssh_config)[0]:
                 readable = host.key.is_file() and os.access(host.key, os.R_OK)
                 checks.append(
                     passed(host.name, "ssh key", str(host.key))
@@ -270,6 +306,15 @@ class StaticTarget:
     def down(self) -> list[str]:
         return []  # and they stay: only the fleet's local files go (the CLI removes those)
 
+    def _pins(self, host: StaticHost) -> dict[tuple[str, int], str]:
+        """The host's pinned key and its jump host's: neither is ever accepted on sight."""
+        pins = {(host.address, host.port): pinned_key(host, self.user_known_hosts)}
+        if host.jump:
+            _, address, port = split_jump(host.jump)
+            hop = StaticHost(f"{host.name}'s jump host", address, "", host.role, host.key, port, host.jump_host_key)
+            pins[(address, port)] = pinned_key(hop, self.user_known_hosts, "jumpHostKey")
+        return pins
+
     @staticmethod
     def _probe(host: StaticHost) -> InventoryHost:
         """The host as the file declares it; its CPU and platforms come from detection."""
@@ -283,4 +328,5 @@ class StaticTarget:
             ssh_port=host.port,
             buildkitd_port=host.buildkitd_port,
             ssh_key=str(host.key),
+            ssh_jump=host.jump,
         )

@@ -1,10 +1,13 @@
 """The static target against hosts that already exist (the session fleet's, reached by SSH)."""
 
+import socket
+
 import pytest
 import yaml
 
-from provisioning.errors import ConfigError
+from provisioning.errors import BuildfleetError, ConfigError
 from provisioning.hosts.configure import configure
+from provisioning.remote.ssh import connect
 from provisioning.settings import settings_from_mapping
 from provisioning.state import FleetState
 from provisioning.targets.static import StaticTarget
@@ -54,3 +57,46 @@ def test_a_declared_role_that_contradicts_the_cpu_is_refused(fleet, tmp_path):
     target = StaticTarget(path, FleetState(tmp_path / "s"), tmp_path / "none")
     with pytest.raises(ConfigError, match="'existing-amd64-0' is declared role arm64 but its CPU is amd64"):
         target.up(settings_from_mapping({"platforms": ["linux/amd64"]}))
+
+
+def test_a_host_reachable_only_through_a_bastion_is_detected_and_reached_through_it(fleet, tmp_path):
+    """The operator's ~/.ssh/config: a Host alias whose HostName only the bastion can resolve (the
+    inner container's name on the fleet's Docker network) and a ProxyJump to the bastion, an alias
+    of its own; both host keys pinned, neither taken on sight."""
+    known = dict(line.split(" ", 1) for line in fleet.state.known_hosts.read_text().splitlines())
+    bastion, inner = fleet.inventory.host("amd64-0"), fleet.inventory.host("emulation-0")
+    hidden = fleet.target.container("emulation-0")
+    with pytest.raises(socket.gaierror):
+        socket.getaddrinfo(hidden, 22)  # not from here: only through the bastion
+    config = tmp_path / "ssh_config"
+    config.write_text(
+        f"Host jump\n  HostName 127.0.0.1\n  Port {bastion.ssh_port}\n  User root\n"
+        f"  IdentityFile {fleet.state.ssh_key}\n"
+        f"Host builder\n  HostName {hidden}\n  User root\n  IdentityFile {fleet.state.ssh_key}\n  ProxyJump jump\n"
+    )
+    entry = {
+        "name": "builder",
+        "address": "builder",
+        "role": "emulation",
+        "hostKey": known[f"[127.0.0.1]:{inner.ssh_port}"],
+        "jumpHostKey": known[f"[127.0.0.1]:{bastion.ssh_port}"],
+    }
+    path = tmp_path / "inventory.yaml"
+    path.write_text(yaml.safe_dump({"hosts": [entry]}))
+    state = FleetState(tmp_path / "bastion-state")
+    target = StaticTarget(path, state, tmp_path / "no-known-hosts", ssh_config=config)
+    (host,) = target.up(settings_from_mapping({"platforms": ["linux/s390x"]})).hosts
+    assert (host.address, host.ssh_port, host.ssh_jump) == (hidden, 22, f"root@127.0.0.1:{bastion.ssh_port}")
+    assert host.arch == "amd64" and [p.platform for p in host.platforms] == ["linux/s390x"]
+    transport = connect(host, state)
+    try:
+        assert transport.run(["hostname"]).stdout.strip() == "emulation-0"
+    finally:
+        transport.close()
+    another = " ".join(fleet.state.ssh_key.with_suffix(".pub").read_text().split()[:2])  # valid, not the bastion's
+    wrong = {**entry, "jumpHostKey": another}
+    path.write_text(yaml.safe_dump({"hosts": [wrong]}))
+    with pytest.raises(BuildfleetError, match="host key"):
+        StaticTarget(path, FleetState(tmp_path / "other"), tmp_path / "none", ssh_config=config).up(
+            settings_from_mapping({"platforms": ["linux/s390x"]})
+        )
