@@ -347,21 +347,15 @@ def _checked_gc(values: Mapping[str, Any]) -> BuildkitGc:
     return gc
 
 
-def _checked_parallelism(value: int) -> int:
-    if value < 0:
-        raise ConfigError(f"{NAMESPACE}:buildkitMaxParallelism: must be 0 (the host's CPUs) or more, got {value}")
-    return value
-
-
 def _checked_mirror(value: str) -> str:
     if value and not re.fullmatch(r"(https?|file)://\S+", value):
         raise ConfigError(f"{NAMESPACE}:artifactMirror: {value!r} is not an http(s):// or file:// URL")
     return value
 
 
-def _checked_minutes(value: int) -> int:
+def _zero_or_more(key: str, value: int, zero_means: str) -> int:
     if value < 0:
-        raise ConfigError(f"{NAMESPACE}:idleStopMinutes: must be 0 (never) or more, got {value}")
+        raise ConfigError(f"{NAMESPACE}:{key}: must be 0 ({zero_means}) or more, got {value}")
     return value
 
 
@@ -402,13 +396,13 @@ def settings_from_mapping(raw: Mapping[str, Any], catalog: Catalog | None = None
         vpc_cidr=values["vpcCidr"],
         availability_zone=values["availabilityZone"],
         buildkitd_port=_checked_port(values["buildkitdPort"]),
-        idle_stop_minutes=_checked_minutes(values["idleStopMinutes"]),
+        idle_stop_minutes=_zero_or_more("idleStopMinutes", values["idleStopMinutes"], "never"),
         qemu_source=_checked_choice("qemuSource", values["qemuSource"], QEMU_SOURCES),
         local_init=_checked_choice("localInit", values["localInit"], LOCAL_INITS),
         vm_roles=tuple(_checked_choice("vmRoles", str(role), ROLES) for role in values["vmRoles"]),
         docker_source=_checked_choice("dockerSource", values["dockerSource"], DOCKER_SOURCES),
         gc=_checked_gc(values),
-        max_parallelism=_checked_parallelism(values["buildkitMaxParallelism"]),
+        max_parallelism=_zero_or_more("buildkitMaxParallelism", values["buildkitMaxParallelism"], "the host's CPUs"),
         artifact_source=_checked_choice("artifactSource", values["artifactSource"], ARTIFACT_SOURCES),
         artifact_mirror=_checked_mirror(values["artifactMirror"]),
         catalog=catalog,

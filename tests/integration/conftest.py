@@ -7,6 +7,7 @@ and the removal itself is checked.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -17,6 +18,8 @@ from pathlib import Path
 import pytest
 
 from provisioning.artifacts import BUILDKIT_VERSION, LocalArtifacts
+from provisioning.builder.builder import Buildx, FleetBuilder
+from provisioning.builder.nodes import TLSFiles, remote_nodes
 from provisioning.builder.sample import SampleSources
 from provisioning.hosts.configure import ConfigureOptions, configure
 from provisioning.hosts.executor import FleetReport
@@ -167,3 +170,13 @@ def amd64_build(builder: str, context: Path) -> list[str]:
         *("buildx", "build", "--builder", builder, "--platform", "linux/amd64", "--progress", "plain"),
         *("--build-context", f"busybox={busybox}", "--output", "type=cacheonly", str(context)),
     ]
+
+
+def amd64_only_builder(fleet: LiveFleet, tmp_path: Path) -> tuple[Buildx, FleetBuilder]:
+    """A builder of the fleet's amd64 host alone (remote driver, mTLS), with this test's docker
+    config; the caller removes it."""
+    buildx = Buildx(env={"DOCKER_CONFIG": str(tmp_path / "docker-config")})
+    builder = FleetBuilder(f"bf{uuid.uuid4().hex[:6]}", tmp_path / "builders", buildx)
+    amd64 = dataclasses.replace(fleet.inventory, hosts=(fleet.inventory.host("amd64-0"),))
+    builder.ensure(remote_nodes(builder.name, amd64, TLSFiles.in_state(fleet.state.root / "tls")))
+    return buildx, builder

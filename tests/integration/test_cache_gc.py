@@ -3,18 +3,14 @@ cache past a small limit and the collector brings it back under while builds kee
 BuildKit collects on a timer and after builds, not between every two: seen here, six 100 MB builds
 in a row took the cache to 865 MB against a 300 MB limit, and within a minute it was at 234 MB."""
 
-import dataclasses
 import re
 import time
-import uuid
 
 import pytest
 
-from provisioning.builder.builder import Buildx, FleetBuilder
-from provisioning.builder.nodes import TLSFiles, remote_nodes
 from provisioning.settings import BuildkitGc
 
-from .conftest import amd64_build, buildctl, mtls_flags
+from .conftest import amd64_build, amd64_only_builder, buildctl, mtls_flags
 
 pytestmark = pytest.mark.integration
 
@@ -39,10 +35,7 @@ def test_gc_keeps_the_cache_under_max_used_space_while_builds_keep_passing(fleet
     assert report.ok, report.failures()
     toml = fleet.exec("amd64-0", "cat", "/etc/buildkit/buildkitd.toml")
     assert 'maxUsedSpace = "300MB"' in toml and re.search(r"max-parallelism = [1-9]", toml)
-    buildx = Buildx(env={"DOCKER_CONFIG": str(tmp_path / "docker-config")})
-    builder = FleetBuilder(f"bf{uuid.uuid4().hex[:6]}", tmp_path / "builders", buildx)
-    amd64 = dataclasses.replace(fleet.inventory, hosts=(fleet.inventory.host("amd64-0"),))
-    builder.ensure(remote_nodes(builder.name, amd64, TLSFiles.in_state(fleet.state.root / "tls")))
+    buildx, builder = amd64_only_builder(fleet, tmp_path)
     try:
         context = tmp_path / "context"
         context.mkdir()

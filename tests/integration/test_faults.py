@@ -3,13 +3,10 @@
 import dataclasses
 import subprocess
 import time
-import uuid
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from provisioning.builder.builder import Buildx, FleetBuilder
-from provisioning.builder.nodes import TLSFiles, remote_nodes
 from provisioning.hosts.actions import Upload, WriteFile
 from provisioning.hosts.configure import configure
 from provisioning.hosts.executor import _STAGE_DIR, CHANGED, FAILED, SKIPPED, ActionFailed, apply
@@ -18,7 +15,16 @@ from provisioning.inventory import Inventory
 from provisioning.remote import facts as f
 from provisioning.remote.ssh import connect
 
-from .conftest import amd64_build, binfmt_not_restored, buildctl, leftovers, make_fleet, mtls_flags, qemu_entries
+from .conftest import (
+    amd64_build,
+    amd64_only_builder,
+    binfmt_not_restored,
+    buildctl,
+    leftovers,
+    make_fleet,
+    mtls_flags,
+    qemu_entries,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -175,10 +181,7 @@ def _sleeping_build(builder: str, context, seconds: int) -> list[str]:
 
 
 def test_buildkitd_killed_mid_build_fails_that_build_comes_back_by_itself_and_the_next_build_passes(fleet, tmp_path):
-    buildx = Buildx(env={"DOCKER_CONFIG": str(tmp_path / "docker-config")})
-    builder = FleetBuilder(f"bf{uuid.uuid4().hex[:6]}", tmp_path / "builders", buildx)
-    amd64 = dataclasses.replace(fleet.inventory, hosts=(fleet.inventory.host("amd64-0"),))
-    builder.ensure(remote_nodes(builder.name, amd64, TLSFiles.in_state(fleet.state.root / "tls")))
+    buildx, builder = amd64_only_builder(fleet, tmp_path)
     try:
         context = tmp_path / "context"
         context.mkdir()
