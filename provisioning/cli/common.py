@@ -77,7 +77,7 @@ def described_settings(args: argparse.Namespace, state: FleetState, target: Targ
         return target.settings()
     if not explicit_config(args):
         return settings
-    return settings_from_mapping({**settings.values, **config_sources(args).raw()})
+    return settings_from_mapping({**settings.values, **config_sources(args).explicit()})
 
 
 def settings_note(args: argparse.Namespace, state: FleetState, target: Target) -> str:

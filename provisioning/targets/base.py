@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
 from provisioning.checks import Check
-from provisioning.configfile import config_layers, load_raw_config
+from provisioning.configfile import DEFAULT_FILE, config_layers, load_raw_config
 from provisioning.inventory import Inventory
 from provisioning.plan import Plan
 from provisioning.settings import Settings, settings_from_mapping
@@ -40,6 +40,16 @@ class ConfigSources:
     def layers(self, stack: str | None) -> dict[str, dict[str, Any]]:
         """Each source read, by name, in the order it applies (see configfile.config_layers)."""
         return config_layers(self.project_dir, self.config_file, stack, self.overrides)
+
+    def explicit(self) -> dict[str, Any]:
+        """Only what the command line names (--stack, --config, --set): a file that merely lies in
+        the directory is left out."""
+        implicit = str(self.project_dir / DEFAULT_FILE) if self.config_file is None else None
+        merged: dict[str, Any] = {}
+        for name, layer in self.layers(self.stack).items():
+            if name != implicit:
+                merged.update(layer)
+        return merged
 
     def read(self, stack: str | None) -> str:
         """One line naming the sources a command read its settings from."""
