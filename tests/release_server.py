@@ -46,6 +46,12 @@ class ReleaseServer:
                 asked = self.headers.get("Range", "")
                 if asked and server.ranges:
                     start = int(asked.removeprefix("bytes=").rstrip("-"))
+                    if start >= len(data):  # as HTTP servers answer a range past the end
+                        self.send_response(416)
+                        self.send_header("Content-Range", f"bytes */{len(data)}")
+                        self.send_header("Content-Length", "0")
+                        self.end_headers()
+                        return
                     self.send_response(206)
                     self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
                 else:

@@ -137,3 +137,11 @@ def test_a_user_without_root_fetches_into_their_own_cache(tmp_path, server):
         assert (home / "lock.json").exists()
     finally:
         shutil.rmtree(shared)
+
+
+def test_a_part_file_left_whole_by_a_crash_is_fetched_again(tmp_path, server):
+    releases = tmp_path / "cache" / "releases"
+    releases.mkdir(parents=True)
+    whole = next(data for path, data in server.files.items() if path.endswith(buildx_binary("amd64")))
+    (releases / (buildx_binary("amd64") + ".part")).write_bytes(whole + b"extra")  # longer than the file
+    assert source(tmp_path, server).buildx("amd64").path.read_bytes() == whole

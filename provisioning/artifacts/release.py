@@ -108,6 +108,8 @@ def fetch(url: str, dest: Path, progress: Progress = lambda what, done, total: N
             if error.code in (403, 404, 410):  # the file is not there: retrying will not bring it
                 part.unlink(missing_ok=True)
                 raise ArtifactError(f"{url}: {error.code} {error.reason}") from None
+            if error.code == 416:  # the part is whole or longer than the file: start again
+                part.unlink(missing_ok=True)
             last = error
         except (OSError, urllib.error.URLError) as error:  # refused, reset, cut short
             last = error
