@@ -16,12 +16,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
-import yaml
-
 from provisioning.artifacts import missing_error, missing_for
 from provisioning.artifacts.source import artifact_source
 from provisioning.checks import Check, failed, passed
-from provisioning.configfile import DEFAULT_FILE
+from provisioning.configfile import DEFAULT_FILE, stack_region
 from provisioning.errors import BuildfleetError, ConfigError
 from provisioning.inventory import Inventory
 from provisioning.placement import EMULATION
@@ -187,10 +185,7 @@ class AwsTarget:
     def _region(self) -> str | None:
         """The stack's aws:region, as the Pulumi program ran with it; else AWS_REGION, which the
         provider reads too (the SDK reads only AWS_DEFAULT_REGION and the profile on its own)."""
-        stack_file = self.project_dir / f"Pulumi.{self.stack}.yaml"
-        config = (yaml.safe_load(stack_file.read_text()) or {}).get("config") if stack_file.exists() else None
-        region = config.get("aws:region") if isinstance(config, dict) else None
-        return str(region) if region else os.environ.get("AWS_REGION") or None
+        return stack_region(self.project_dir, self.stack) or os.environ.get("AWS_REGION") or None
 
     def preflight(self, settings: Settings) -> list[Check]:
         """The Pulumi CLI, its login and passphrase, the project, and who the AWS credentials are
