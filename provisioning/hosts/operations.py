@@ -430,7 +430,7 @@ def buildkitd_service(port: int) -> Service:
             "--config",
             f"{BUILDKIT_ETC}/buildkitd.toml",
             "--addr",
-            "unix:///run/buildkit/buildkitd.sock",
+            f.BUILDKITD_SOCKET,
             "--addr",
             f"tcp://0.0.0.0:{port}",
             "--tlscacert",

@@ -370,13 +370,17 @@ class IdleSeconds(Fact):
         return max(0, int(text))
 
 
+BUILDKITD_SOCKET = "unix:///run/buildkit/buildkitd.sock"  # where buildfleet's buildkitd listens on its host
+LOCAL_BUILDCTL = ("buildctl", "--addr", BUILDKITD_SOCKET)
+
+
 class BuildkitdWorkers(Fact):
     """Platforms of buildkitd's workers over its local socket, or None when it does not answer."""
 
     command = (
         "sh",
         "-c",
-        "buildctl --addr unix:///run/buildkit/buildkitd.sock debug workers --format "
+        f"buildctl --addr {BUILDKITD_SOCKET} debug workers --format "
         "'{{range .}}{{range .Platforms}}{{.OS}}/{{.Architecture}}{{if .Variant}}/{{.Variant}}{{end}} "
         "{{end}}{{end}}'",
     )
@@ -471,15 +475,7 @@ class BuildkitdGcLimits(Fact):
     """What buildkitd itself reports of its garbage collection (the last rule, ``all``), or None
     when it does not answer."""
 
-    command = (
-        "buildctl",
-        "--addr",
-        "unix:///run/buildkit/buildkitd.sock",
-        "debug",
-        "workers",
-        "--format",
-        "{{json .}}",
-    )
+    command = (*LOCAL_BUILDCTL, "debug", "workers", "--format", "{{json .}}")
     sudo = True
 
     def parse(self, exit_code: int, stdout: str) -> GcLimits | None:
@@ -505,7 +501,7 @@ _UNITS = {"": 1, "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12, "P": 10**15}
 class BuildkitCacheUsage(Fact):
     """Bytes BuildKit's cache takes (``buildctl du``'s total), or None when buildkitd does not answer."""
 
-    command = ("buildctl", "--addr", "unix:///run/buildkit/buildkitd.sock", "du")
+    command = (*LOCAL_BUILDCTL, "du")
     sudo = True
 
     def parse(self, exit_code: int, stdout: str) -> int | None:
