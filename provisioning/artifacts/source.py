@@ -65,7 +65,7 @@ class Fallback:
 
 @dataclass
 class GoBuild:
-    """The directory, with go/build.sh run for an arch whose binaries it lacks."""
+    """Host files built on demand: go/build.sh run into the directory for the arch asked for."""
 
     local: LocalArtifacts
 
@@ -78,16 +78,10 @@ class GoBuild:
         return LocalArtifacts(self.local.root)  # a fresh one: the old one cached the miss
 
     def buildx(self, arch: str) -> Artifact:
-        try:
-            return self.local.buildx(arch)
-        except ArtifactMissing:
-            return self._built(arch).buildx(arch)
+        return self._built(arch).buildx(arch)
 
     def buildkit(self, arch: str) -> tuple[Artifact, Artifact]:
-        try:
-            return self.local.buildkit(arch)
-        except ArtifactMissing:
-            return self._built(arch).buildkit(arch)
+        return self._built(arch).buildkit(arch)
 
     def has_qemu(self, arch: str) -> bool:
         return self.local.has_qemu(arch)
@@ -108,7 +102,7 @@ def artifact_source(
     if kind == "dir":
         return local
     if kind == "go":
-        return GoBuild(local)
+        return Fallback(local, GoBuild(local))  # built only for an arch the directory lacks
     release = ReleaseArtifacts(user_cache(), LockFile.load(project_dir / LOCK_FILE), local, mirror or GITHUB, progress)
     return release if kind == "release" else Fallback(local, release)
 
