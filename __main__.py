@@ -1,12 +1,6 @@
-"""Pulumi entry point: read config, build the fleet, export what later stages consume."""
+"""Pulumi entry point for ``pulumi up`` in this checkout; ``buildfleet up --target aws`` runs the
+same program from the installed package (provisioning.cloud.program)."""
 
-import pulumi
+from provisioning.cloud.program import program
 
-from provisioning.cloud.program import fleet_from_config
-
-fleet = fleet_from_config(pulumi.Config("buildfleet"))
-pulumi.export("inventory", fleet.inventory)
-pulumi.export("placement", fleet.placement)
-pulumi.export("hostKeys", fleet.host_keys)
-pulumi.export("wakePolicyArn", fleet.wake_policy_arn)  # attach to the role or user that runs buildfleet wake
-pulumi.export("wakePolicy", fleet.wake_policy)
+program()

@@ -5,7 +5,6 @@ library runs and every command line it builds is recorded."""
 import hashlib
 import json
 import os
-import shutil
 from pathlib import Path
 
 import yaml
@@ -45,8 +44,7 @@ class StandInPulumi:
     def __init__(self, tmp_path: Path, monkeypatch, outputs: dict):
         self.backend = tmp_path / "backend"
         self.project = tmp_path / "project"
-        self.project.mkdir()
-        shutil.copy(PROJECT / "Pulumi.yaml", self.project / "Pulumi.yaml")
+        self.project.mkdir()  # empty, as a user's own directory: buildfleet writes its Pulumi.yaml
         outputs_file = tmp_path / "outputs.json"
         outputs_file.write_text(json.dumps(outputs))
         for name in [n for n in os.environ if n.startswith("PULUMI_")]:
@@ -65,6 +63,16 @@ class StandInPulumi:
 
     def commands(self) -> list[str]:
         return [" ".join(a for a in call["argv"] if a != "--non-interactive") for call in self.calls()]
+
+    def destroys(self, stack: str = "dev") -> list[str]:
+        """The destroy commands run for ``stack`` (previews left out), each run as an inline program."""
+        return [
+            c
+            for c in self.commands()
+            if c.startswith("destroy --skip-preview --yes")
+            and "--exec-kind auto.inline" in c
+            and c.endswith(f"--stack {stack}")
+        ]
 
     def stack_config(self, stack: str = "dev") -> dict:
         return yaml.safe_load((self.project / f"Pulumi.{stack}.yaml").read_text())["config"]

@@ -6,15 +6,16 @@ line; the stand-in records them and behaves as the CLI does where buildfleet dep
 import json
 import os
 import subprocess
-import sys
+from importlib.metadata import version
 
 import pytest
 import yaml
-from pulumi_standin import StandInPulumi, host_artifacts
+from pulumi_standin import PROJECT, StandInPulumi, host_artifacts
 
 from provisioning.artifacts import ArtifactError
 from provisioning.cli import main
 from provisioning.errors import BuildfleetError, ConfigError
+from provisioning.project import WRITTEN_MARK, project_document
 from provisioning.remote.wait import CloudInitFailed, cloud_init_outcome
 from provisioning.settings import settings_from_mapping
 from provisioning.state import FleetState
@@ -133,11 +134,56 @@ def test_up_records_inventory_and_pinned_keys_and_refreshes_first(pulumi, tmp_pa
     assert "--refresh" in up.split()  # a reclaimed spot instance is noticed and made again
 
 
-def test_the_program_runs_with_buildfleets_own_python(pulumi, tmp_path):
+def test_the_program_runs_from_the_installed_package_as_an_inline_program(pulumi, tmp_path):
+    target = pulumi.target(tmp_path, f"allowedCidrs=[{CIDR}]", "amd64Count=2")
+    target.apply(target.prepare(target.settings())[0])
+    (up,) = [c for c in pulumi.commands() if c.startswith("up ")]
+    assert "--client=127.0.0.1:" in up and "--exec-kind auto.inline" in up
+    registered = json.loads((pulumi.backend / "stacks" / "buildfleet" / "dev" / "resources.json").read_text())
+    instances = [r for r in registered if r["type"] == "aws:ec2/instance:Instance"]
+    assert len(instances) == 4  # amd64Count=2 reached the program through the stack's config
+    assert not (pulumi.project / "__main__.py").exists()
+
+
+def test_the_providers_plugins_are_installed_at_their_packages_versions(pulumi, tmp_path):
     target = pulumi.target(tmp_path, f"allowedCidrs=[{CIDR}]")
     target.apply(target.prepare(target.settings())[0])
-    engine_calls = [c for c in pulumi.calls() if "up" in c["argv"]]
-    assert engine_calls and all(c["env"].get("PULUMI_PYTHON_CMD") == sys.executable for c in engine_calls)
+    installed = sorted(p.name for p in (pulumi.backend / "plugins").iterdir())
+    assert installed == [f"resource-aws-v{version('pulumi-aws')}", f"resource-tls-v{version('pulumi-tls')}"]
+
+
+def test_an_empty_directory_gets_buildfleets_pulumi_yaml_beside_the_stack_file(pulumi, tmp_path):
+    target = pulumi.target(tmp_path, f"allowedCidrs=[{CIDR}]")
+    target.apply(target.prepare(target.settings())[0])
+    written = (pulumi.project / "Pulumi.yaml").read_text()
+    assert written.startswith(WRITTEN_MARK) and yaml.safe_load(written) == project_document()
+    assert (pulumi.project / "Pulumi.dev.yaml").is_file()
+
+
+def test_another_projects_pulumi_yaml_is_refused_and_left_as_it_was(pulumi, tmp_path):
+    theirs = "name: website\nruntime: nodejs\n"
+    (pulumi.project / "Pulumi.yaml").write_text(theirs)
+    target = pulumi.target(tmp_path, f"allowedCidrs=[{CIDR}]")
+    with pytest.raises(ConfigError, match="belongs to Pulumi project 'website'.*--project-dir"):
+        target.prepare(target.settings())
+    assert (pulumi.project / "Pulumi.yaml").read_text() == theirs and pulumi.calls() == []
+
+
+def test_a_pulumi_yaml_an_older_buildfleet_wrote_is_brought_up_to_date(pulumi, tmp_path):
+    old = project_document()
+    old["config"].pop("buildfleet:artifactMirror")
+    (pulumi.project / "Pulumi.yaml").write_text(WRITTEN_MARK + " 0.0.1\n" + yaml.safe_dump(old))
+    target = pulumi.target(tmp_path, f"allowedCidrs=[{CIDR}]")
+    target.apply(target.prepare(target.settings())[0])
+    assert yaml.safe_load((pulumi.project / "Pulumi.yaml").read_text()) == project_document()
+
+
+def test_the_checkouts_own_pulumi_yaml_is_used_as_it_is(pulumi, tmp_path):
+    checkout = (PROJECT / "Pulumi.yaml").read_text()
+    (pulumi.project / "Pulumi.yaml").write_text(checkout)
+    target = pulumi.target(tmp_path, f"allowedCidrs=[{CIDR}]")
+    target.apply(target.prepare(target.settings())[0])
+    assert (pulumi.project / "Pulumi.yaml").read_text() == checkout
 
 
 def test_an_engine_failure_is_one_line_naming_the_stack(pulumi, tmp_path, monkeypatch):
@@ -180,10 +226,10 @@ def test_an_old_pulumi_cli_is_named(pulumi, tmp_path, monkeypatch):
         target.apply(target.prepare(target.settings())[0])
 
 
-def test_without_pulumi_yaml_the_project_dir_is_named(pulumi, tmp_path):
-    (pulumi.project / "Pulumi.yaml").unlink()
+def test_a_missing_project_dir_is_named(pulumi, tmp_path):
     target = pulumi.target(tmp_path, f"allowedCidrs=[{CIDR}]")
-    with pytest.raises(ConfigError, match=f"no Pulumi.yaml in {pulumi.project}"):
+    target.project_dir = tmp_path / "nowhere"
+    with pytest.raises(ConfigError, match=f"--project-dir {tmp_path / 'nowhere'} is not a directory"):
         target.prepare(target.settings())
 
 
@@ -220,7 +266,7 @@ def test_down_after_a_failed_up_destroys_the_stack_it_made(pulumi, tmp_path, mon
     assert main(["up", "--target", "aws", *args]) == 2
     monkeypatch.delenv("BUILDFLEET_STANDIN_FAIL")
     assert main(["down", "--fleet", "f", "--project-dir", str(pulumi.project)]) == 0  # no --target needed
-    assert "destroy --skip-preview --yes --exec-kind auto.local --stack f" in pulumi.commands()
+    assert pulumi.destroys("f")
     assert not FleetState.for_fleet("f").root.exists()
 
 

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from provisioning.bench.runs import FULL_SYSTEM_BASELINE, Run, baseline_for
 from provisioning.catalog import InstanceType
+from provisioning.extras import available
 
 
 @dataclass(frozen=True)
@@ -207,14 +208,16 @@ def write(
     price_note: str,
 ) -> dict[str, Path]:
     directory.mkdir(parents=True, exist_ok=True)
+    """The report's files; bench.png only where matplotlib (the ``charts`` extra) is installed."""
     files = {
         "markdown": directory / "bench.md",
         "json": directory / "bench.json",
         "csv": directory / "timings.csv",
-        "png": directory / "bench.png",
     }
     files["markdown"].write_text(markdown(table, title, price_note))
     files["json"].write_text(as_json(table, measured, {**meta, "price_note": price_note}))
     files["csv"].write_text(as_csv(measured))
-    chart(table, files["png"], title)
+    if available("matplotlib"):
+        files["png"] = directory / "bench.png"
+        chart(table, files["png"], title)
     return files

@@ -29,3 +29,14 @@ def fleet_from_config(config: pulumi.Config) -> Fleet:
     stack = pulumi.get_stack()
     tags = {"managed-by": NAMESPACE, STACK_TAG: stack}
     return Fleet(f"{NAMESPACE}-{stack}", FleetArgs(settings, plan, tags))
+
+
+def program() -> None:
+    """The whole program: what ``__main__.py`` runs under the pulumi CLI, and what the aws target
+    hands the Automation API as its inline program."""
+    fleet = fleet_from_config(pulumi.Config(NAMESPACE))
+    pulumi.export("inventory", fleet.inventory)
+    pulumi.export("placement", fleet.placement)
+    pulumi.export("hostKeys", fleet.host_keys)
+    pulumi.export("wakePolicyArn", fleet.wake_policy_arn)  # attach to the role or user that runs buildfleet wake
+    pulumi.export("wakePolicy", fleet.wake_policy)

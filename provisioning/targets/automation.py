@@ -11,13 +11,15 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 from collections.abc import Callable, Mapping
 from functools import partial
 from pathlib import Path
 from typing import Any
 
+from provisioning import __version__
 from provisioning.errors import BuildfleetError, ConfigError
+from provisioning.extras import AWS, require
+from provisioning.project import WRITTEN_MARK, check_project_name, project_document, written_header
 from provisioning.settings import NAMESPACE, pulumi_config_value
 from provisioning.targets.changes import ChangePreview
 
@@ -36,6 +38,10 @@ HINTS = (
     ),
     ("incorrect passphrase", "PULUMI_CONFIG_PASSPHRASE(_FILE) does not decrypt this stack: use the stack's passphrase"),
 )
+
+
+# The resource plugins the program's providers need, with the Python package whose version they take.
+PLUGINS = (("aws", "pulumi-aws"), ("tls", "pulumi-tls"))
 
 
 class PulumiFailed(BuildfleetError):
@@ -83,14 +89,39 @@ def run(operation: Callable[[], Any], what: str, stack: str) -> Any:
 
 
 def check_project(project_dir: Path, stack: str) -> None:
-    """What the CLI would refuse without a prompt, said before anything runs."""
-    if not (project_dir / "Pulumi.yaml").is_file():
-        raise ConfigError(
-            f"no Pulumi.yaml in {project_dir}: run buildfleet from its project directory "
-            "(the one holding Pulumi.yaml and __main__.py) or pass --project-dir"
-        )
+    """What the CLI would refuse without a prompt, said before anything runs (or is written)."""
+    if not project_dir.is_dir():
+        raise ConfigError(f"--project-dir {project_dir} is not a directory")
+    pulumi_yaml = project_dir / "Pulumi.yaml"
+    if pulumi_yaml.is_file():
+        check_project_name(_yaml(pulumi_yaml), str(pulumi_yaml))
     if needs_passphrase(project_dir, stack) and not has_passphrase():
         raise ConfigError(f"{HINTS[1][1]} (stack {stack!r} uses the passphrase secrets provider)")
+
+
+def _yaml(path: Path) -> Any:
+    import yaml
+
+    try:
+        return yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as error:
+        raise ConfigError(f"{path} is not a readable Pulumi.yaml: {error}") from None
+
+
+def ensure_project(project_dir: Path) -> Path:
+    """The project file the CLI reads beside the user's stack files: written when missing, and
+    rewritten when an earlier buildfleet wrote it and this one declares other keys."""
+    import yaml
+
+    path = project_dir / "Pulumi.yaml"
+    text = written_header(__version__) + yaml.safe_dump(project_document(), sort_keys=False, width=1000)
+    if path.is_file():
+        current = path.read_text()
+        check_project_name(_yaml(path), str(path))
+        if not current.startswith(WRITTEN_MARK) or _yaml(path) == project_document():
+            return path
+    path.write_text(text)
+    return path
 
 
 def has_passphrase() -> bool:
@@ -115,20 +146,33 @@ def backend_url() -> str:
         return ""
 
 
-def workspace_env() -> dict[str, str]:
-    """Run the program with buildfleet's own interpreter (the one with pulumi-aws installed),
-    whatever python3 comes first on PATH: the Python language host honours PULUMI_PYTHON_CMD."""
-    return {"PULUMI_PYTHON_CMD": sys.executable}
-
-
 def open_stack(stack: str, project_dir: Path, create: bool) -> Any:
-    """The stack of this project directory's Pulumi.yaml; ``create`` only for up (never down)."""
-    from pulumi import automation
+    """The user directory's stack running buildfleet's own program (an inline program: nothing
+    of the program need be on disk there); ``create`` only for up (never down)."""
+    automation = require("pulumi.automation", AWS, "the aws target")
+    require("pulumi_aws", AWS, "the aws target")
+    from provisioning.cloud.program import program
 
     check_project(project_dir, stack)
-    options = automation.LocalWorkspaceOptions(env_vars=workspace_env())
+    ensure_project(project_dir)
+    options = automation.LocalWorkspaceOptions(work_dir=str(project_dir))
     opener = automation.create_or_select_stack if create else automation.select_stack
-    return run(lambda: opener(stack_name=stack, work_dir=str(project_dir), opts=options), "selecting", stack)
+    selected = run(
+        lambda: opener(stack_name=stack, project_name=NAMESPACE, program=program, opts=options), "selecting", stack
+    )
+    install_plugins(selected)
+    return selected
+
+
+def install_plugins(stack: Any) -> None:
+    """An inline program tells the CLI of no plugins (pulumi.automation's LanguageServer answers
+    GetRequiredPlugins with none), so the providers it registers are installed first, each at the
+    version of its Python package, as pulumi/automation-api-examples' inline programs do."""
+    from importlib import metadata
+
+    for plugin, package in PLUGINS:
+        install = partial(stack.workspace.install_plugin, plugin, f"v{metadata.version(package)}")
+        run(install, f"installing plugin {plugin}", stack.name)
 
 
 def set_config(stack: Any, config: Mapping[str, Any]) -> None:

@@ -21,6 +21,7 @@ from provisioning.artifacts.source import artifact_source
 from provisioning.checks import Check, failed, passed
 from provisioning.configfile import DEFAULT_FILE, stack_region
 from provisioning.errors import BuildfleetError, ConfigError
+from provisioning.extras import AWS, available, install_hint, require
 from provisioning.inventory import Inventory
 from provisioning.placement import EMULATION
 from provisioning.plan import Plan, plan_fleet
@@ -159,8 +160,7 @@ class AwsTarget:
     def wake(self, settings: Settings) -> Inventory:
         """Start the stack's stopped instances (found by tag, through the AWS SDK), follow any
         that came back at other addresses, and wait until each answers over SSH."""
-        import boto3
-
+        boto3 = require("boto3", AWS, "buildfleet wake")
         inventory = self.state.load_inventory()
         if inventory is None:
             raise BuildfleetError(f"{self.state.root} has no inventory: run buildfleet up --target aws first")
@@ -191,7 +191,7 @@ class AwsTarget:
         """The Pulumi CLI, its login and passphrase, the project, and who the AWS credentials are
         (STS, the one connection made: to the AWS API the user configured)."""
         cli = tool_check("pulumi", "the Pulumi CLI (https://www.pulumi.com/docs/install/)", "up runs it")
-        checks = [*package_checks(AWS_PACKAGES), cli]
+        checks = [*package_checks(AWS_PACKAGES, AWS), cli]
         if cli.ok:
             checks.append(attempt(MACHINE, "pulumi version", _pulumi_version, "reinstall the Pulumi CLI"))
         backend = automation.backend_url() or (
@@ -219,6 +219,8 @@ class AwsTarget:
         return f"{self.project_dir / 'Pulumi.yaml'}; stack {self.stack!r}; {secrets}"
 
     def _aws_checks(self) -> list[Check]:
+        if not available("boto3"):
+            return [failed("aws", "credentials", "not checked: boto3 is not installed", install_hint(AWS))]
         import boto3
         from botocore.exceptions import BotoCoreError, ClientError
 
@@ -239,6 +241,10 @@ class AwsTarget:
     def status(self) -> list[HostState]:
         """EC2's own view of each host (running, stopped, ...); without AWS access, what the
         last up recorded, saying why."""
+        if not available("boto3"):
+            inventory = self.state.load_inventory()
+            why = f"recorded by up (EC2 not asked: {install_hint(AWS)})"
+            return [HostState(h.name, f"{self.stack}/{h.address}", why) for h in (inventory.hosts if inventory else ())]
         import boto3
         from botocore.exceptions import BotoCoreError, ClientError
 

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from provisioning.checks import Check, failed, passed
 from provisioning.errors import BuildfleetError
+from provisioning.extras import install_hint
 from provisioning.remote.docker import Docker
 
 MACHINE = "this machine"
@@ -31,13 +32,14 @@ def python_checks(packages: Iterable[str] = CORE_PACKAGES) -> list[Check]:
     return checks + package_checks(packages)
 
 
-def package_checks(packages: Iterable[str]) -> list[Check]:
+def package_checks(packages: Iterable[str], extra: str = "") -> list[Check]:
     checks = []
     for name in packages:
         try:
             checks.append(passed(MACHINE, name, f"{name} {metadata.version(name)}"))
         except metadata.PackageNotFoundError:
-            checks.append(failed(MACHINE, name, f"{name} is not installed", f"pip install {name}"))
+            fix = install_hint(extra) if extra else f"pip install {name}"
+            checks.append(failed(MACHINE, name, f"{name} is not installed", fix))
     return checks
 
 
