@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from provisioning.catalog import GP3_STORAGE, HOSTED_RATES, NLB_HOUR, PUBLIC_IPV4, HostedRate
+from provisioning.jsonstyle import Keyed
 from provisioning.plan import Plan
 
 HOURS_PER_MONTH = 730  # AWS's own convention: 24 x 365 / 12
@@ -135,7 +136,7 @@ class UsageCost:
     hosted_usd_per_month: tuple[tuple[str, float], ...]  # one runner building for as many hours
 
     def to_dict(self) -> dict[str, object]:
-        return {**self.__dict__, "hosted_usd_per_month": dict(self.hosted_usd_per_month)}
+        return {**self.__dict__, "hosted_usd_per_month": Keyed(self.hosted_usd_per_month)}  # by runner name
 
 
 def usage_cost(cost: FleetCost, root_volume_gib: int, build_hours_per_day: float, idle_stop_minutes: int) -> UsageCost:

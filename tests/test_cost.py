@@ -36,8 +36,8 @@ def test_hosted_prices_carry_their_source_and_date(capsys):
         "GitHub Actions Linux 2-core (x64)",
         "GitHub Actions Linux 2-core (arm64)",
     }
-    assert all(r["source"].startswith("docs.github.com") and r["as_of"] for r in data["hosted"])
-    assert data["hosted"][0]["usd_per_hour"] == round(data["hosted"][0]["usd_per_minute"] * 60, 4)
+    assert all(r["source"].startswith("docs.github.com") and r["asOf"] for r in data["hosted"])
+    assert data["hosted"][0]["usdPerHour"] == round(data["hosted"][0]["usdPerMinute"] * 60, 4)
 
 
 def test_a_bad_discount_is_refused_by_the_flag(capsys):
@@ -67,7 +67,7 @@ def test_idle_stop_costs_disks_and_addresses_alone_when_nothing_builds_and_alway
 def test_cost_per_build_hours_a_day_through_the_command(capsys):
     assert main(["cost", "--json", "--build-hours-per-day", "8", "--idle-minutes", "15"]) == 0
     usage = json.loads(capsys.readouterr().out)["usage"]
-    assert (usage["build_hours_per_day"], usage["idle_stop_minutes"]) == (8, 15)
+    assert (usage["buildHoursPerDay"], usage["idleStopMinutes"]) == (8, 15)
     with pytest.raises(SystemExit):
         main(["cost", "--build-hours-per-day", "25"])
 

@@ -22,6 +22,7 @@ from pathlib import Path
 from provisioning.builder.builder import Buildx
 from provisioning.builder.sample import SampleSources, build_args, ran_on
 from provisioning.inventory import Inventory
+from provisioning.jsonstyle import Keyed
 from provisioning.platforms import Platform
 from provisioning.targets.local.balancer import STICK_MS
 
@@ -65,7 +66,7 @@ class Wave:
         return {
             "through": self.label,
             "builds": len(self.outcomes),
-            "per_host": self.per_host,
+            "per_host": Keyed(self.per_host),
             "failed": [{"build": o.index, "error": o.error} for o in self.failures],
             "wall_seconds": self.wall_seconds,
             "builds_per_minute": self.per_minute,

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import statistics
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
@@ -20,6 +19,7 @@ from pathlib import Path
 from provisioning.bench.runs import FULL_SYSTEM_BASELINE, Run, baseline_for
 from provisioning.catalog import InstanceType
 from provisioning.extras import available
+from provisioning.jsonstyle import dumps
 
 
 @dataclass(frozen=True)
@@ -144,7 +144,7 @@ def markdown(table: Sequence[Row], title: str, price_note: str) -> str:
 
 
 def as_json(table: Sequence[Row], measured: Sequence[Measured], meta: Mapping[str, object]) -> str:
-    return json.dumps(
+    return dumps(
         {
             **meta,
             "rows": [asdict(r) for r in table],

@@ -9,7 +9,6 @@ the post's VM ran amd64 natively and everything else under QEMU, as that host do
 
 from __future__ import annotations
 
-import json
 import statistics
 import time
 from collections.abc import Sequence
@@ -22,6 +21,7 @@ from provisioning.builder.builder import Buildx
 from provisioning.builder.sample import SampleSources, build_args
 from provisioning.errors import BuildfleetError
 from provisioning.inventory import Inventory, InventoryHost
+from provisioning.jsonstyle import dumps
 from provisioning.placement import EMULATION
 from provisioning.platforms import Platform, native_platforms
 
@@ -142,7 +142,7 @@ class SeedComparison:
         directory.mkdir(parents=True, exist_ok=True)
         files = {"seed_md": directory / "baseline-seed.md", "seed_json": directory / "baseline-seed.json"}
         files["seed_md"].write_text(self.markdown())
-        files["seed_json"].write_text(json.dumps(self.as_dict(), indent=2) + "\n")
+        files["seed_json"].write_text(dumps(self.as_dict(), indent=2) + "\n")
         return files
 
 

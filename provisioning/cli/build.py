@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import shlex
 import sys
 import time
@@ -15,6 +14,7 @@ from rich.table import Table
 from provisioning.cli.common import builder_name, fleet_artifacts, fleet_builder, fleet_settings, require_inventory
 from provisioning.errors import BuildfleetError
 from provisioning.inventory import Inventory
+from provisioning.jsonstyle import Keyed, dumps
 from provisioning.platforms import parse_platform
 from provisioning.state import FleetState
 
@@ -82,7 +82,7 @@ def cmd_builder(args: argparse.Namespace, console: Console) -> int:
         for n in inspected.nodes
     ]
     if args.json:
-        console.print_json(json.dumps({"builder": builder.name, "driver": inspected.driver, "nodes": rows}))
+        console.print_json(dumps({"builder": builder.name, "driver": inspected.driver, "nodes": rows}))
         return 0
     table = Table(title=f"builder {builder.name!r} ({inspected.driver} driver)")
     for column in ("node", "endpoint", "status", "platforms"):
@@ -114,7 +114,7 @@ def cmd_sample(args: argparse.Namespace, console: Console) -> int:
     results = verify_sample(inventory, tag, platforms)
     if args.json:
         console.print_json(
-            json.dumps(
+            dumps(
                 {
                     "image": image,
                     "seconds": seconds,
@@ -175,8 +175,13 @@ def cmd_ci_config(args: argparse.Namespace, console: Console) -> int:
     note = ciconfig.reach_note(inventory.target, settings.allowed_cidrs, settings.buildkitd_cidrs)
     rendered = ciconfig.with_note(rendered, note)
     if args.json:
-        payload = {"format": args.format, "config": rendered, "secrets": secrets, "reach": note.removeprefix("# ")}
-        console.print_json(json.dumps(payload))
+        payload = {
+            "format": args.format,
+            "config": rendered,
+            "secrets": Keyed(secrets),
+            "reach": note.removeprefix("# "),
+        }
+        console.print_json(dumps(payload))
         return 0
     print(rendered, end="")  # plain, so it can be piped into a file or a shell
     print("\n# secrets to create (name: file whose content is the value):", file=sys.stderr)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
@@ -30,6 +29,7 @@ from provisioning.cli.progress import host_progress
 from provisioning.errors import BuildfleetError, ConfigError
 from provisioning.hosts.executor import FAILED, FleetReport
 from provisioning.inventory import Inventory, InventoryHost
+from provisioning.jsonstyle import Keyed, dumps
 from provisioning.plan import Plan
 from provisioning.settings import Settings
 from provisioning.state import FleetState
@@ -75,7 +75,7 @@ def report_table(report: FleetReport) -> Table:
 def print_report(console: Console, report: FleetReport, as_json: bool) -> int:
     if as_json:
         console.print_json(
-            json.dumps(
+            dumps(
                 {
                     "ok": report.ok,
                     "changes": report.changes,
@@ -128,7 +128,7 @@ def cmd_plan(args: argparse.Namespace, console: Console) -> int:
     plan = target.plan(described_settings(args, state, target))
     Console(stderr=True).print(settings_note(args, state, target), highlight=False, soft_wrap=True)
     if args.json:
-        console.print_json(json.dumps({**plan.to_dict(), "target": target.kind}))
+        console.print_json(dumps({**plan.to_dict(), "target": target.kind}))
     else:
         console.print(plan_table(plan, target.kind))
         if plan.note:
@@ -224,14 +224,14 @@ def cmd_status(args: argparse.Namespace, console: Console) -> int:
     idle = idle_times(state, inventory, resources) if inventory else {}
     if args.json:
         console.print_json(
-            json.dumps(
+            dumps(
                 {
                     "fleet": args.fleet,
                     "inventory": inventory.to_dict() if inventory else None,
                     "registry": inventory.registry if inventory else None,
                     "builder": builder,
                     "resources": [r.__dict__ for r in resources],
-                    "idle_seconds": idle,
+                    "idle_seconds": Keyed(idle),
                 }
             )
         )
@@ -362,7 +362,7 @@ def show_checks(console: Console, title: str, about: dict, checks: list[dict], a
     warnings = [c for c in checks if c.get("warning")]
     ok = not failed
     if as_json:
-        console.print_json(json.dumps({**about, "ok": ok, "checks": checks}))
+        console.print_json(dumps({**about, "ok": ok, "checks": checks}))
         return 0 if ok else 1
     table = Table(title=title)
     for column in ("node", "check", "", "detail", "fix"):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
@@ -26,6 +25,7 @@ from provisioning.cli.common import (
 )
 from provisioning.errors import BuildfleetError, ConfigError
 from provisioning.inventory import Inventory
+from provisioning.jsonstyle import dumps
 from provisioning.plan import plan_fleet
 from provisioning.platforms import Platform
 from provisioning.settings import Settings
@@ -258,7 +258,7 @@ def bench_concurrency(
         "note": note,
     }
     if args.json:
-        console.print_json(json.dumps(result))
+        console.print_json(dumps(result))
     else:
         for line in concurrency.summary([through_fleet, alone]):
             console.print(line, highlight=False)
@@ -357,9 +357,7 @@ def cmd_cost(args: argparse.Namespace, console: Console) -> int:
         minutes = args.idle_minutes if args.idle_minutes is not None else settings.idle_stop_minutes or 30
         usage = usage_cost(cost, settings.root_volume_gib, args.build_hours_per_day, minutes)
     if args.json:
-        console.print_json(
-            json.dumps({**cost.to_dict(), "region": region, "usage": usage.to_dict() if usage else None})
-        )
+        console.print_json(dumps({**cost.to_dict(), "region": region, "usage": usage.to_dict() if usage else None}))
         return 0
     made = made_with(state)
     what = (

@@ -49,7 +49,7 @@ def test_up_status_configure_down(tmp_path, machine_ready):
         sample = buildfleet("sample", "--fleet", fleet, "--json", env=env)
         assert sample.returncode == 0, sample.stdout + sample.stderr
         built = json.loads(sample.stdout)
-        assert [(p["platform"], p["ran_on"], p["ok"]) for p in built["platforms"]] == [
+        assert [(p["platform"], p["ranOn"], p["ok"]) for p in built["platforms"]] == [
             ("linux/amd64", "amd64-0", True),
             ("linux/386", "amd64-0", True),
         ]

@@ -176,18 +176,18 @@ def test_bench_baseline_seed_runs_the_posts_one_node_build_beside_the_fleet_and_
         *("--baseline", "seed", "--output", str(out), "--json"),
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    seed = json.loads(result.stdout)["baseline_seed"]
-    assert seed["seed_node"] == "emulation-0"
-    assert [(r["platform"], r["fleet_host"]) for r in seed["per_platform"]] == [
+    seed = json.loads(result.stdout)["baselineSeed"]
+    assert seed["seedNode"] == "emulation-0"
+    assert [(r["platform"], r["fleetHost"]) for r in seed["perPlatform"]] == [
         ("linux/amd64", "amd64-0"),
         ("linux/s390x", "emulation-0"),
     ]
-    assert all(r["fleet_s"] > 0 and r["seed_s"] > 0 for r in seed["per_platform"])
+    assert all(r["fleetS"] > 0 and r["seedS"] > 0 for r in seed["perPlatform"])
     # the seed's runs went through the distribution's QEMU, and the fleet's came back afterwards
     assert seed["interpreters"]["qemu-s390x"] == "/usr/libexec/qemu-binfmt/s390x-binfmt-P"
     assert seed["interpreters"]["qemu-user-static"].startswith("1:")
     assert (TABLE / "qemu-s390x").read_text() == before
-    whole = seed["whole_build"]
-    assert whole["platforms"] == 2 and whole["fleet_s"] > 0 and whole["seed_s"] > 0
+    whole = seed["wholeBuild"]
+    assert whole["platforms"] == 2 and whole["fleetS"] > 0 and whole["seedS"] > 0
     assert "| c-compile | linux/s390x | emulation-0 (QEMU) |" in (out / "baseline-seed.md").read_text()
     print(f"bench --baseline seed: {seed['per_platform']} {whole}")

@@ -45,14 +45,14 @@ def test_an_idle_host_stops_by_itself_and_wake_brings_it_back_with_its_build_cac
         assert up.returncode == 0, up.stdout + up.stderr
         assert not run_step_cached(fleet, env, context)
         counting = json.loads(buildfleet("status", "--fleet", fleet, "--json", env=env).stdout)
-        assert isinstance(counting["idle_seconds"]["amd64-0"], int)  # the watcher's own count
+        assert isinstance(counting["idleSeconds"]["amd64-0"], int)  # the watcher's own count
 
         deadline = time.monotonic() + 240  # 1 minute idle, a 20 s tick, then the shutdown itself
         while Docker().inspect("container", container)["State"]["Running"]:
             assert time.monotonic() < deadline, "the idle host did not power itself off within 4 minutes"
             time.sleep(5)
         status = json.loads(buildfleet("status", "--fleet", fleet, "--json", env=env).stdout)
-        assert [r["state"] for r in status["resources"]] == ["exited"] and status["idle_seconds"] == {"amd64-0": None}
+        assert [r["state"] for r in status["resources"]] == ["exited"] and status["idleSeconds"] == {"amd64-0": None}
 
         woken = buildfleet("wake", "--fleet", fleet, env=env)
         assert woken.returncode == 0, woken.stdout + woken.stderr

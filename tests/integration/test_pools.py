@@ -124,7 +124,7 @@ def test_a_pool_is_one_builder_node_at_the_balancer_with_both_members_healthy_ov
         ("linux/amd64", "amd64-pool", True),
         ("linux/386", "amd64-pool", True),
     }
-    assert {p["ran_on"] for p in built} <= {"amd64-0", "amd64-1"}
+    assert {p["ranOn"] for p in built} <= {"amd64-0", "amd64-1"}
     doctor = buildfleet("doctor", "--fleet", pool.name, "--json", env=pool.env)
     checks = {(c["node"], c["check"]): c["ok"] for c in json.loads(doctor.stdout)["checks"]}
     assert doctor.returncode == 0 and checks[("amd64-pool", "builder node")], doctor.stdout
@@ -145,9 +145,9 @@ def test_bench_concurrency_reports_builds_per_host_and_throughput_against_one_ho
     assert bench.returncode == 0, bench.stdout + bench.stderr
     report = json.loads(bench.stdout)
     through, alone = report["waves"]
-    assert through["through"] == "amd64-pool" and sum(through["per_host"].values()) == 4
-    assert alone["per_host"] == {"amd64-0": 4}
-    assert report["throughput_vs_one_host"] > 0 and "share those CPUs" in report["note"]
+    assert through["through"] == "amd64-pool" and sum(through["perHost"].values()) == 4
+    assert alone["perHost"] == {"amd64-0": 4}
+    assert report["throughputVsOneHost"] > 0 and "share those CPUs" in report["note"]
     print(f"bench --concurrency 4: {report}")
 
 

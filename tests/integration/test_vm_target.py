@@ -93,7 +93,7 @@ def test_the_sample_runs_each_arm_platform_natively_on_the_vm(vm_fleet):
     sample = buildfleet("sample", "--fleet", fleet, "--artifacts", str(CACHE), "--json", env=env, timeout=1800)
     assert sample.returncode == 0, sample.stdout + sample.stderr
     built = json.loads(sample.stdout)["platforms"]
-    assert [(p["platform"], p["ran_on"], p["native"], p["ok"]) for p in built] == [
+    assert [(p["platform"], p["ranOn"], p["native"], p["ok"]) for p in built] == [
         (p, "arm64-0", True, True) for p in ARM
     ]
 
