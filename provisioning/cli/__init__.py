@@ -363,7 +363,28 @@ def build_parser() -> argparse.ArgumentParser:
     add_yes(down, "aws: run pulumi destroy without asking after its preview")
     add_fleet_options(down, configure_flags=False)
     down.set_defaults(handler=cmd_down)
+
+    completion = commands.add_parser(
+        "completion",
+        help="print the shell completion script for bash, zsh or fish",
+        description="Print a script that completes buildfleet's commands, flags and their choices (argcomplete). "
+        "bash: buildfleet completion bash > ~/.local/share/bash-completion/completions/buildfleet; "
+        'zsh: buildfleet completion zsh > "${fpath[1]}/_buildfleet"; '
+        "fish: buildfleet completion fish > ~/.config/fish/completions/buildfleet.fish.",
+    )
+    completion.add_argument("shell", choices=SHELLS)
+    completion.set_defaults(handler=cmd_completion)
     return parser
+
+
+SHELLS = ("bash", "zsh", "fish")
+
+
+def cmd_completion(args: argparse.Namespace, console: Console) -> int:
+    import argcomplete
+
+    print(argcomplete.shellcode(["buildfleet"], shell=args.shell), end="")
+    return 0
 
 
 # Commands that change a fleet's hosts, builder or state: one at a time per fleet.
@@ -372,6 +393,10 @@ CHANGING = frozenset({"up", "configure", "rotate-certs", "wake", "builder", "dow
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
+    if "_ARGCOMPLETE" in os.environ:  # a shell asking for completions (the completion command's script)
+        import argcomplete
+
+        argcomplete.autocomplete(parser)  # answers and exits
     args = parser.parse_args(argv)
     if args.command is None:  # buildfleet alone: what it can do, not an error
         parser.print_help()
