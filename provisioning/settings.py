@@ -153,6 +153,28 @@ KEYS: dict[str, Key] = {
         ["arm64"],
         "vm target only: the roles whose hosts are full-system VMs on this machine (the rest are containers).",
     ),
+    "wakeGithubRepositories": Key(
+        "array",
+        [],
+        "AWS: GitHub repositories (OWNER/REPO, or OWNER/REPO:ref:refs/heads/main and the like to narrow it to "
+        "a branch or environment) whose Actions jobs may wake the fleet: the stack makes an IAM role trusting "
+        "GitHub's OIDC tokens for them alone, with the wake policy attached (no stored key).",
+    ),
+    "githubOidcProviderArn": Key(
+        "string",
+        "",
+        "AWS: the account's IAM OIDC provider for token.actions.githubusercontent.com, when it has one (an "
+        "account holds one per URL); empty: the stack makes it for wakeGithubRepositories.",
+    ),
+    "wakeCircleciOrgId": Key(
+        "string",
+        "",
+        "AWS: the CircleCI organization ID whose projects in wakeCircleciProjectIds may wake the fleet through "
+        "an IAM role the stack makes, trusting CircleCI's OIDC tokens ($CIRCLE_OIDC_TOKEN_V2).",
+    ),
+    "wakeCircleciProjectIds": Key(
+        "array", [], "AWS: the CircleCI project IDs (of wakeCircleciOrgId) whose jobs may wake the fleet."
+    ),
 }
 QEMU_SOURCES = ("auto", "pinned", "distro")
 ARTIFACT_SOURCES = ("auto", "release", "go", "dir")
@@ -184,6 +206,17 @@ class RoleSpec:
 
 
 @dataclass(frozen=True)
+class WakeTrust:
+    """Which CI jobs may assume the stack's wake role with their OIDC token: named GitHub
+    repositories (with an optional claim suffix) and named CircleCI projects, never a wildcard."""
+
+    github_repositories: tuple[str, ...] = ()
+    github_provider_arn: str = ""
+    circleci_org: str = ""
+    circleci_projects: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class Settings:
     """Validated configuration; build it with ``settings_from_mapping``."""
 
@@ -209,6 +242,7 @@ class Settings:
     max_parallelism: int  # 0: the host's CPU count
     artifact_source: str
     artifact_mirror: str
+    wake_trust: WakeTrust
     catalog: Catalog = field(repr=False)
     # every key's validated raw value: what a fleet keeps, so later commands use what ``up`` used
     values: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
@@ -353,6 +387,38 @@ def _checked_mirror(value: str) -> str:
     return value
 
 
+GITHUB_REPOSITORY = re.compile(r"[A-Za-z0-9-]+/[A-Za-z0-9_.-]+(:[A-Za-z0-9_.:/-]+)?")
+UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+OIDC_PROVIDER_ARN = re.compile(r"arn:aws[a-z-]*:iam::\d{12}:oidc-provider/token\.actions\.githubusercontent\.com")
+
+
+def _checked_wake_trust(values: Mapping[str, Any]) -> WakeTrust:
+    repositories = tuple(str(r) for r in values["wakeGithubRepositories"])
+    for repository in repositories:
+        if not GITHUB_REPOSITORY.fullmatch(repository):
+            raise ConfigError(
+                f"{NAMESPACE}:wakeGithubRepositories: {repository!r} is not OWNER/REPO[:CLAIM] "
+                "(named repositories only, no wildcards)"
+            )
+    provider = values["githubOidcProviderArn"]
+    if provider and not OIDC_PROVIDER_ARN.fullmatch(provider):
+        raise ConfigError(
+            f"{NAMESPACE}:githubOidcProviderArn: {provider!r} is not an IAM OIDC provider ARN for "
+            "token.actions.githubusercontent.com"
+        )
+    org, projects = values["wakeCircleciOrgId"], tuple(str(p) for p in values["wakeCircleciProjectIds"])
+    ids = [("wakeCircleciOrgId", org)] if org else []
+    for key, value in ids + [("wakeCircleciProjectIds", project) for project in projects]:
+        if not UUID.fullmatch(value):
+            raise ConfigError(f"{NAMESPACE}:{key}: {value!r} is not a CircleCI ID (a lower-case UUID)")
+    if bool(org) != bool(projects):
+        raise ConfigError(
+            f"{NAMESPACE}:wakeCircleciOrgId and wakeCircleciProjectIds go together: the role trusts named "
+            "projects of one organization"
+        )
+    return WakeTrust(repositories, provider, org, projects)
+
+
 def _zero_or_more(key: str, value: int, zero_means: str) -> int:
     if value < 0:
         raise ConfigError(f"{NAMESPACE}:{key}: must be 0 ({zero_means}) or more, got {value}")
@@ -405,6 +471,7 @@ def settings_from_mapping(raw: Mapping[str, Any], catalog: Catalog | None = None
         max_parallelism=_zero_or_more("buildkitMaxParallelism", values["buildkitMaxParallelism"], "the host's CPUs"),
         artifact_source=_checked_choice("artifactSource", values["artifactSource"], ARTIFACT_SOURCES),
         artifact_mirror=_checked_mirror(values["artifactMirror"]),
+        wake_trust=_checked_wake_trust(values),
         catalog=catalog,
         values=values,
     )

@@ -86,6 +86,11 @@ class RecordingMocks(pulumi.runtime.Mocks):
             outputs.setdefault("dnsName", f"{args.name}-0123456789.elb.us-east-1.amazonaws.com")
         if args.typ == "aws:iam/policy:Policy":
             outputs.setdefault("arn", f"arn:aws:iam::123456789012:policy/{args.name}")
+        if args.typ == "aws:iam/role:Role":
+            outputs.update(arn=f"arn:aws:iam::123456789012:role/{args.name}", name=args.name)
+        if args.typ == "aws:iam/openIdConnectProvider:OpenIdConnectProvider":
+            issuer = args.inputs["url"].removeprefix("https://")
+            outputs.setdefault("arn", f"arn:aws:iam::123456789012:oidc-provider/{issuer}")
         return f"{args.name}-id", outputs
 
     def call(self, args: pulumi.runtime.MockCallArgs):

@@ -345,6 +345,15 @@ def test_an_aws_fleet_that_stops_when_idle_is_woken_by_the_ci_job_before_it_join
     assert workflow["permissions"]["id-token"] == "write" and "AWS_SECRET_ACCESS_KEY" not in emitted["github"]
     assert "    run: |\n" in emitted["github"]  # scripts as block scalars, not one line full of \n
     circleci_join = yaml.safe_load(emitted["circleci"])["jobs"]["multiarch"]["steps"][1]["run"]["command"]
+    # CircleCI: the job's OIDC token, through the AWS CLI's own web-identity credentials, before the wake
+    assert circleci_join.index('printf %s "$CIRCLE_OIDC_TOKEN_V2" > "$AWS_WEB_IDENTITY_TOKEN_FILE"') < (
+        circleci_join.index("aws ec2 start-instances")
+    )
+    assert (
+        'AWS_ROLE_ARN="$BUILDFLEET_WAKE_ROLE_ARN"' in circleci_join
+        and "AWS_SECRET_ACCESS_KEY" not in emitted["circleci"]
+    )
+    assert circleci_join.startswith("#!/bin/sh\n") and "CIRCLE_OIDC" not in emitted["shell"]
     for script in (emitted["shell"], circleci_join):
         assert script.index("aws ec2 start-instances") < script.index("docker buildx create")
         parsed = subprocess.run(["sh", "-n"], input=script, capture_output=True, text=True)

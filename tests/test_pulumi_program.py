@@ -326,3 +326,63 @@ def test_the_inventory_names_the_pool_at_the_balancers_dns_name(pool_run):
 def test_a_fleet_without_a_pool_has_no_load_balancer(default_run):
     assert default_run.mocks.of_type("aws:lb/loadBalancer:LoadBalancer") == []
     assert "pools" not in default_run.outputs["inventory"]
+
+
+ROLE = "aws:iam/role:Role"
+OIDC = "aws:iam/openIdConnectProvider:OpenIdConnectProvider"
+ATTACHMENT = "aws:iam/rolePolicyAttachment:RolePolicyAttachment"
+ORG, PROJECT = "0b3f6c2e-1111-4222-8333-944455556666", "7d9e0a1b-2222-4333-8444-a55566667777"
+
+
+def trust(role) -> dict:
+    (statement,) = json.loads(role.inputs["assumeRolePolicy"])["Statement"]
+    return statement
+
+
+def test_without_named_repositories_or_projects_no_wake_role_exists(default_run):
+    assert default_run.mocks.of_type(ROLE) == [] and default_run.mocks.of_type(OIDC) == []
+    assert default_run.outputs["wakeGithubRoleArn"] is None and default_run.outputs["wakeCircleciRoleArn"] is None
+
+
+def test_the_github_wake_role_trusts_only_the_named_repositories_with_the_wake_policy_attached():
+    run = run_program({**BASE, "wakeGithubRepositories": ["acme/app", "acme/infra:ref:refs/heads/main"]})
+    (provider,) = run.mocks.of_type(OIDC)
+    assert provider.inputs["url"] == "https://token.actions.githubusercontent.com"
+    assert provider.inputs["clientIdLists"] == ["sts.amazonaws.com"]
+    (role,) = run.mocks.of_type(ROLE)
+    statement = trust(role)
+    assert statement["Principal"] == {
+        "Federated": "arn:aws:iam::123456789012:oidc-provider/token.actions.githubusercontent.com"
+    }
+    assert statement["Action"] == "sts:AssumeRoleWithWebIdentity"
+    assert statement["Condition"] == {
+        "StringEquals": {"token.actions.githubusercontent.com:aud": "sts.amazonaws.com"},
+        "StringLike": {
+            "token.actions.githubusercontent.com:sub": ["repo:acme/app:*", "repo:acme/infra:ref:refs/heads/main"]
+        },
+    }
+    (attachment,) = run.mocks.of_type(ATTACHMENT)
+    assert attachment.inputs["policyArn"] == run.outputs["wakePolicyArn"]
+    assert run.outputs["wakeGithubRoleArn"] == "arn:aws:iam::123456789012:role/buildfleet-test-wake-github"
+
+
+def test_an_accounts_own_github_provider_is_used_not_made_again():
+    existing = "arn:aws:iam::123456789012:oidc-provider/token.actions.githubusercontent.com"
+    run = run_program({**BASE, "wakeGithubRepositories": ["acme/app"], "githubOidcProviderArn": existing})
+    assert run.mocks.of_type(OIDC) == []
+    (role,) = run.mocks.of_type(ROLE)
+    assert trust(role)["Principal"] == {"Federated": existing}
+
+
+def test_the_circleci_wake_role_trusts_only_the_named_projects_of_the_organization():
+    run = run_program({**BASE, "wakeCircleciOrgId": ORG, "wakeCircleciProjectIds": [PROJECT]})
+    (provider,) = run.mocks.of_type(OIDC)
+    assert provider.inputs["url"] == f"https://oidc.circleci.com/org/{ORG}" and provider.inputs["clientIdLists"] == [
+        ORG
+    ]
+    issuer = f"oidc.circleci.com/org/{ORG}"
+    assert trust(run.mocks.of_type(ROLE)[0])["Condition"] == {
+        "StringEquals": {f"{issuer}:aud": ORG},
+        "StringLike": {f"{issuer}:sub": [f"org/{ORG}/project/{PROJECT}/user/*"]},
+    }
+    assert run.outputs["wakeCircleciRoleArn"].endswith(":role/buildfleet-test-wake-circleci")

@@ -101,3 +101,18 @@ def test_aws_needs_allowed_cidrs_and_a_key_but_a_plan_does_not():
     with pytest.raises(ConfigError, match="buildfleet:sshPublicKey is not set"):
         require_cloud_access(settings_from_mapping({"allowedCidrs": ["198.51.100.7/32"]}))
     require_cloud_access(settings_from_mapping({"allowedCidrs": ["198.51.100.7/32"], "sshPublicKey": KEY}))
+
+
+@pytest.mark.parametrize(
+    ("raw", "culprit"),
+    [
+        ({"wakeGithubRepositories": ["acme/*"]}, "wakeGithubRepositories: 'acme/\\*' is not OWNER/REPO"),
+        ({"wakeGithubRepositories": ["acme"]}, "wakeGithubRepositories: 'acme' is not OWNER/REPO"),
+        ({"githubOidcProviderArn": "arn:aws:iam::1:role/x"}, "githubOidcProviderArn: .* is not an IAM OIDC provider"),
+        ({"wakeCircleciOrgId": "acme", "wakeCircleciProjectIds": ["x"]}, "wakeCircleciOrgId: 'acme' is not a CircleCI"),
+        ({"wakeCircleciOrgId": "0b3f6c2e-1111-4222-8333-944455556666"}, "go together"),
+    ],
+)
+def test_wake_trust_names_repositories_and_projects_never_a_wildcard(raw, culprit):
+    with pytest.raises(ConfigError, match=culprit):
+        settings_from_mapping(raw)

@@ -121,9 +121,9 @@ def _yaml(document: dict | list) -> str:
 # runner of the team's own in the networks it allows (or on the machine of a local fleet).
 HOSTED_RUNNER = "ubuntu-latest"
 OWN_RUNNER = ["self-hosted", "linux"]
-# The wake step trades the job's GitHub OIDC token for the role the team made for it (trusting
-# token.actions.githubusercontent.com for this repository, with the stack's wakePolicy attached):
-# no long-lived AWS key in the repository.
+# The wake step trades the job's OIDC token for the role the stack makes for the repositories in
+# buildfleet:wakeGithubRepositories (or CircleCI projects in wakeCircleciProjectIds), with the
+# stack's wakePolicy attached: no long-lived AWS key in the CI system.
 WAKE_ROLE = "BUILDFLEET_WAKE_ROLE_ARN"
 
 
@@ -212,9 +212,8 @@ def github_actions(
         },
     }
     wake_note = (
-        f",\n# and the repository variables AWS_REGION and {WAKE_ROLE}: an IAM role whose trust policy admits\n"
-        "# token.actions.githubusercontent.com for this repository (sub repo:OWNER/REPO:*) and that has the\n"
-        "# stack's wakePolicy (pulumi stack output wakePolicyArn) attached.\n"
+        f",\n# and the repository variables AWS_REGION and {WAKE_ROLE}: the role the stack makes when\n"
+        "# buildfleet:wakeGithubRepositories names this repository (pulumi stack output wakeGithubRoleArn).\n"
         if wake
         else ".\n"
     )
@@ -226,15 +225,18 @@ def github_actions(
     )
 
 
-def shell_script(builder: str, nodes: Sequence[Node], platforms: Sequence[str], wake: Wake | None = None) -> str:
-    """POSIX sh for any CI: (wake the fleet,) write the secrets to files, create the builder, show it."""
+def shell_script(
+    builder: str, nodes: Sequence[Node], platforms: Sequence[str], wake: Wake | None = None, credentials: str = ""
+) -> str:
+    """POSIX sh for any CI: (wake the fleet, with ``credentials`` lines first,) write the secrets to
+    files, create the builder, show it."""
     ci = [CINode.of(n) for n in nodes]
     lines = [
         "#!/bin/sh",
         "# buildfleet builder for any CI. Needs BUILDFLEET_CA, BUILDFLEET_CLIENT_CERT and",
         "# BUILDFLEET_CLIENT_KEY (PEM text) in the environment, and docker with buildx.",
         "set -eu",
-        *(wake_script(wake).splitlines() if wake else []),
+        *((credentials + wake_script(wake)).splitlines() if wake else []),
         "tls=$(mktemp -d)",
         "umask 077",
     ]
@@ -259,12 +261,22 @@ def shell_script(builder: str, nodes: Sequence[Node], platforms: Sequence[str], 
     return "\n".join(lines) + "\n"
 
 
+# The AWS CLI assumes AWS_ROLE_ARN by web identity itself when AWS_WEB_IDENTITY_TOKEN_FILE names a
+# token: CircleCI's OIDC token for this job, audience the organization ID (the role's trust).
+CIRCLECI_WEB_IDENTITY = (
+    "# AWS credentials for the wake step from the job's OIDC token (no stored key)\n"
+    f'export AWS_ROLE_ARN="${WAKE_ROLE}" AWS_ROLE_SESSION_NAME="buildfleet-wake-$CIRCLE_BUILD_NUM"\n'
+    'export AWS_WEB_IDENTITY_TOKEN_FILE="$(mktemp)"\n'
+    'printf %s "$CIRCLE_OIDC_TOKEN_V2" > "$AWS_WEB_IDENTITY_TOKEN_FILE"\n'
+)
+
+
 def circleci(
     builder: str, nodes: Sequence[Node], platforms: Sequence[str], wake: Wake | None = None, cache: str = ""
 ) -> str:
     """A complete CircleCI config (the seed's CI; save as .circleci/config.yml): (wake the
     fleet and) join the builder with the shell variant, log in, build and push every platform."""
-    join = shell_script(builder, nodes, platforms, wake)
+    join = shell_script(builder, nodes, platforms, wake, credentials=CIRCLECI_WEB_IDENTITY)
     config = {
         "version": 2.1,
         "jobs": {
@@ -292,8 +304,9 @@ def circleci(
         "workflows": {"buildfleet": {"jobs": ["multiarch"]}},
     }
     wake_note = (
-        "# The wake step needs AWS credentials the stack's wakePolicy allows: AWS_REGION and AWS_ACCESS_KEY_ID /\n"
-        "# AWS_SECRET_ACCESS_KEY of a user with that policy attached.\n"
+        f"# The wake step trades the job's OIDC token ($CIRCLE_OIDC_TOKEN_V2) for AWS credentials: set AWS_REGION and\n"
+        f"# {WAKE_ROLE}, the role the stack makes when buildfleet:wakeCircleciOrgId and wakeCircleciProjectIds\n"
+        "# name this project (pulumi stack output wakeCircleciRoleArn). No AWS key is stored.\n"
         if wake
         else ""
     )

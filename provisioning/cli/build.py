@@ -190,10 +190,15 @@ def cmd_ci_config(args: argparse.Namespace, console: Console) -> int:
     if wake is not None:
         print(
             "# the wake step's AWS credentials: "
-            + (
-                f"repository variables AWS_REGION and {ciconfig.WAKE_ROLE} (an OIDC role with the stack's wakePolicy)"
-                if args.format == "github"
-                else "AWS_REGION, AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY of a user with the stack's wakePolicy"
+            + {
+                "github": f"repository variables AWS_REGION and {ciconfig.WAKE_ROLE} (pulumi stack output "
+                "wakeGithubRoleArn, made for buildfleet:wakeGithubRepositories)",
+                "circleci": f"AWS_REGION and {ciconfig.WAKE_ROLE} (pulumi stack output wakeCircleciRoleArn, made "
+                "for buildfleet:wakeCircleciProjectIds); the job's OIDC token does the rest",
+            }.get(
+                args.format,
+                "AWS_REGION and credentials the stack's wakePolicy allows (for a CI with OIDC: "
+                "AWS_ROLE_ARN and AWS_WEB_IDENTITY_TOKEN_FILE)",
             ),
             file=sys.stderr,
         )

@@ -13,6 +13,7 @@ from provisioning.cloud.ami import IMAGE_SOURCES
 from provisioning.cloud.host import BuildHost, BuildHostArgs
 from provisioning.cloud.network import Network, NetworkArgs
 from provisioning.cloud.pool import PoolBalancer, PoolBalancerArgs
+from provisioning.cloud.wake_roles import WakeRoles, WakeRolesArgs
 from provisioning.inventory import Endpoint, Pool, inventory_from_plan
 from provisioning.plan import Plan
 from provisioning.settings import Settings
@@ -150,6 +151,9 @@ class Fleet(pulumi.ComponentResource):
             opts=child,
         )
         self.wake_policy_arn = policy.arn
+        self.wake_roles = WakeRoles(
+            f"{name}-wake", WakeRolesArgs(settings.wake_trust, policy.arn, args.tags), opts=child
+        )
         self.register_outputs(
             {
                 "inventory": self.inventory,

@@ -40,3 +40,6 @@ def program() -> None:
     pulumi.export("hostKeys", fleet.host_keys)
     pulumi.export("wakePolicyArn", fleet.wake_policy_arn)  # attach to the role or user that runs buildfleet wake
     pulumi.export("wakePolicy", fleet.wake_policy)
+    # what ci-config's wake steps assume with the job's OIDC token (None: no repository or project named)
+    pulumi.export("wakeGithubRoleArn", fleet.wake_roles.github_role_arn)
+    pulumi.export("wakeCircleciRoleArn", fleet.wake_roles.circleci_role_arn)
