@@ -1,6 +1,6 @@
-"""Optional parts of the install: a local or static fleet needs neither Pulumi and the AWS SDK
-(the ``aws`` extra, ~300 MB) nor matplotlib (``charts``), so they are imported only where used,
-and their absence is one line that says which extra to install."""
+"""Optional parts of the install: a local, vm or static fleet needs neither Pulumi and the AWS
+SDK (the ``aws`` extra, most of a full install's 605 MB) nor matplotlib (``charts``), so they are
+imported only where used, and their absence is one line that says which extra to install."""
 
 from __future__ import annotations
 

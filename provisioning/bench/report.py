@@ -207,8 +207,8 @@ def write(
     title: str,
     price_note: str,
 ) -> dict[str, Path]:
-    directory.mkdir(parents=True, exist_ok=True)
     """The report's files; bench.png only where matplotlib (the ``charts`` extra) is installed."""
+    directory.mkdir(parents=True, exist_ok=True)
     files = {
         "markdown": directory / "bench.md",
         "json": directory / "bench.json",

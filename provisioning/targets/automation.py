@@ -16,6 +16,8 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from provisioning import __version__
 from provisioning.errors import BuildfleetError, ConfigError
 from provisioning.extras import AWS, require
@@ -100,8 +102,6 @@ def check_project(project_dir: Path, stack: str) -> None:
 
 
 def _yaml(path: Path) -> Any:
-    import yaml
-
     try:
         return yaml.safe_load(path.read_text())
     except (OSError, yaml.YAMLError) as error:
@@ -111,16 +111,13 @@ def _yaml(path: Path) -> Any:
 def ensure_project(project_dir: Path) -> Path:
     """The project file the CLI reads beside the user's stack files: written when missing, and
     rewritten when an earlier buildfleet wrote it and this one declares other keys."""
-    import yaml
-
     path = project_dir / "Pulumi.yaml"
-    text = written_header(__version__) + yaml.safe_dump(project_document(), sort_keys=False, width=1000)
     if path.is_file():
-        current = path.read_text()
-        check_project_name(_yaml(path), str(path))
-        if not current.startswith(WRITTEN_MARK) or _yaml(path) == project_document():
+        current = _yaml(path)
+        check_project_name(current, str(path))
+        if not path.read_text().startswith(WRITTEN_MARK) or current == project_document():
             return path
-    path.write_text(text)
+    path.write_text(written_header(__version__) + yaml.safe_dump(project_document(), sort_keys=False, width=1000))
     return path
 
 
