@@ -151,3 +151,10 @@ def test_cache_usage_from_buildctl_du_total():
 
 def test_the_cache_disk_size_and_what_is_free():
     assert parse(f.BuildkitDisk(), "machine-df") == f.Disk(270553174016, 74857508864)
+
+
+def test_host_output_no_parser_expects_is_that_hosts_failure_naming_the_fact():
+    mark = "::buildfleet-fact::"
+    stdout = f"{mark} 0\nCapBnd:\tnot-hex\n{mark} 0\n"
+    with pytest.raises(f.FactsLost, match=r"fact caps: the host's output did not parse \(ValueError: "):
+        f.parse_batch({"caps": f.SysResourceCapability()}, stdout)

@@ -143,10 +143,8 @@ def run_step(transport: Transport, step: Step, check_only: bool = False) -> Step
             exit_code=error.result.exit_code,
             stderr_tail=tail(error.result.stderr or error.result.stdout),
         )
-    except BuildfleetError as error:
+    except BuildfleetError as error:  # the transport's failures among them (a channel dying mid-step)
         return result(FAILED, str(error))
-    except Exception as error:  # an SSH channel dying mid-step must not take the other hosts down
-        return result(FAILED, f"{type(error).__name__}: {error}")
 
 
 # host, step now running ("" when finished), steps succeeded, total: finished with fewer

@@ -552,7 +552,10 @@ def parse_batch(facts: Mapping[str, Fact], stdout: str) -> dict[str, Any]:
         if end is None:
             break  # the shell stopped inside this fact: reported as missing below
         name = names[position]
-        values[name] = facts[name].parse(int(lines[end].split()[1]), "\n".join(lines[index + 1 : end]) + "\n")
+        try:
+            values[name] = facts[name].parse(int(lines[end].split()[1]), "\n".join(lines[index + 1 : end]) + "\n")
+        except (ValueError, IndexError, KeyError) as error:  # the host printed what no parser expects
+            raise FactsLost(f"fact {name}: the host's output did not parse ({type(error).__name__}: {error})") from None
         index = end + 1
     missing = [n for n in names if n not in values]
     if missing:

@@ -144,14 +144,20 @@ class SSHTransport:
 
     def put(self, local: Path, remote: str) -> None:
         self._open()
-        self._connection.put(str(local), remote)
+        try:
+            self._connection.put(str(local), remote)
+        except (paramiko.SSHException, EOFError, OSError) as error:
+            raise self._lost(f"sftp put {remote}", f": {error}") from None
 
     def put_bytes(self, data: bytes, remote: str) -> None:
         self._open()
-        sftp = self._connection.sftp()
-        with sftp.file(remote, "wb") as handle:
-            handle.chmod(0o600)  # before any byte is written: it may be a private key
-            handle.write(data)
+        try:
+            sftp = self._connection.sftp()
+            with sftp.file(remote, "wb") as handle:
+                handle.chmod(0o600)  # before any byte is written: it may be a private key
+                handle.write(data)
+        except (paramiko.SSHException, EOFError, OSError) as error:
+            raise self._lost(f"sftp write {remote}", f": {error}") from None
 
     def close(self) -> None:
         self._connection.close()
