@@ -27,7 +27,7 @@ def test_a_second_changing_command_is_refused_while_one_runs_and_the_state_is_le
     try:
         assert holder.stdout.readline().strip() == "held"
         before = snapshot(tmp_path / "state")
-        for command in (["up", "--project-dir", str(tmp_path)], ["configure"], ["down"]):
+        for command in (["up", "--project-dir", str(tmp_path)], ["configure"], ["bench"], ["down"]):
             refused = subprocess.run(
                 ["buildfleet", *command, "--fleet", "busy"], env=env, capture_output=True, text=True, timeout=60
             )
@@ -36,6 +36,10 @@ def test_a_second_changing_command_is_refused_while_one_runs_and_the_state_is_le
             assert snapshot(tmp_path / "state") == before
         status = subprocess.run(["buildfleet", "status", "--fleet", "busy"], env=env, capture_output=True, text=True)
         assert status.returncode == 0, status.stderr  # reading is never locked out
+        show = subprocess.run(
+            ["buildfleet", "builder", "show", "--fleet", "busy"], env=env, capture_output=True, text=True
+        )
+        assert "is busy" not in show.stderr  # nor is showing the builder (it fails here for want of hosts)
     finally:
         holder.kill()
         holder.wait()

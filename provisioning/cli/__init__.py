@@ -387,8 +387,14 @@ def cmd_completion(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
-# Commands that change a fleet's hosts, builder or state: one at a time per fleet.
-CHANGING = frozenset({"up", "configure", "rotate-certs", "wake", "builder", "down"})
+# Commands that change a fleet's hosts, builder or state: one at a time per fleet. bench among them:
+# --baseline seed registers QEMU on a host, and its timings mean nothing while configure restarts one.
+CHANGING = frozenset({"up", "configure", "rotate-certs", "wake", "builder", "bench", "down"})
+
+
+def changes_fleet(args: argparse.Namespace) -> bool:
+    reads_only = args.command == "builder" and args.action == "show"
+    return args.command in CHANGING and not reads_only
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -404,7 +410,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Piped output keeps full rows instead of folding at 80 columns.
     console = Console() if sys.stdout.isatty() else Console(width=int(os.environ.get("COLUMNS", "160")))
     try:
-        if args.command in CHANGING:
+        if changes_fleet(args):
             with FleetState.for_fleet(args.fleet).locked(args.command):
                 return args.handler(args, console)
         return args.handler(args, console)
