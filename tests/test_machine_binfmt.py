@@ -2,6 +2,7 @@
 no fleet uses it. Run against the real kernel table with throwaway entries of the test's own
 (a magic number no binary has), which the test removes whatever happens."""
 
+import json
 import uuid
 from pathlib import Path
 
@@ -59,9 +60,9 @@ def test_two_fleets_share_an_entry_and_the_last_one_down_puts_back_what_was_ther
     (TABLE / throwaway).write_text("-1")  # fleet a's emulation host registers its own QEMU
     register(throwaway, "/bin/false")
     machine.claim("b", [throwaway])
-    assert machine.release("a") == [f"binfmt {throwaway} kept: fleet b still uses it"]
+    assert machine.release("a").done == [f"binfmt {throwaway} kept: fleet b still uses it"]
     assert machine.entry(throwaway).interpreter == "/bin/false"  # b's builds keep working
-    assert machine.release("b") == [f"binfmt {throwaway} restored to /bin/true"]
+    assert machine.release("b").done == [f"binfmt {throwaway} restored to /bin/true"]
     assert machine.entry(throwaway) == original
     assert machine.ledger.read_text().strip() == "{}"
     assert others() == untouched
@@ -71,7 +72,7 @@ def test_an_entry_that_was_not_there_before_is_unregistered(throwaway, tmp_path)
     machine = MachineBinfmt(ledger_dir=tmp_path / "run")
     machine.claim("a", [throwaway])
     register(throwaway, "/bin/false")
-    assert machine.release("a") == [f"binfmt {throwaway} unregistered (there was none before)"]
+    assert machine.release("a").done == [f"binfmt {throwaway} unregistered (there was none before)"]
     assert machine.entry(throwaway) is None
 
 
@@ -85,11 +86,36 @@ def test_an_original_registered_from_inside_a_container_is_left_rather_than_lost
     gone.unlink()
     (TABLE / throwaway).write_text("-1")
     register(throwaway, "/bin/false")
-    (line,) = machine.release("a")
+    (line,) = machine.release("a").done
     assert line == f"binfmt {throwaway} left as it is: {gone}, there before, is not on this machine"
     assert machine.entry(throwaway).interpreter == "/bin/false"  # still a working entry
 
 
 def test_a_fleet_that_holds_nothing_releases_nothing(tmp_path):
-    assert MachineBinfmt(ledger_dir=tmp_path / "run").release("nobody") == []
+    assert MachineBinfmt(ledger_dir=tmp_path / "run").release("nobody").done == []
     assert Path(tmp_path / "run" / "binfmt.json").read_text().strip() == "{}"
+
+
+def test_an_entry_that_cannot_be_put_back_is_reported_and_kept_for_the_next_release(tmp_path):
+    """A table of the test's own (a directory like the kernel's), whose register file refuses writes."""
+    table = tmp_path / "table"
+    (table / "register").mkdir(parents=True)  # writing to it fails with an OSError, as without root
+    machine = MachineBinfmt(table=table, ledger_dir=tmp_path / "run")
+    before = QEMU_AARCH64.replace("flags: POCF", "flags: OC")
+    fleets = before.replace("aarch64-binfmt-P", "qemu-aarch64-static")
+    (table / "qemu-aarch64").write_text(before)
+    machine.claim("a", ["qemu-aarch64"])
+    (table / "qemu-aarch64").write_text(fleets)
+    released = machine.release("a")
+    assert released.failed == [
+        "binfmt qemu-aarch64: could not put back /usr/libexec/qemu-binfmt/aarch64-binfmt-P (Is a directory)"
+    ]
+    ledger = json.loads((tmp_path / "run" / "binfmt.json").read_text())
+    assert ledger["qemu-aarch64"]["holders"] == ["a"]  # still held: a later down tries again
+    (table / "register").rmdir()  # the operator fixed it (root)
+    (table / "qemu-aarch64").write_text(fleets)
+    again = machine.release("a")
+    assert again.failed == [] and again.done == [
+        "binfmt qemu-aarch64 restored to /usr/libexec/qemu-binfmt/aarch64-binfmt-P"
+    ]
+    assert json.loads((tmp_path / "run" / "binfmt.json").read_text()) == {}

@@ -101,10 +101,10 @@ class MachineBinfmt:
                 if holder not in record["holders"]:
                     record["holders"].append(holder)
 
-    def release(self, holder: str) -> list[str]:
+    def release(self, holder: str) -> Released:
         """``holder`` no longer uses its entries: each one no other fleet uses is put back as it
-        was before. Returns what was done, one line an entry."""
-        done = []
+        was before. One that cannot be stays in the ledger, held, so a later release tries again."""
+        released = Released()
         with self._locked() as ledger:
             for name in sorted(ledger):
                 record = ledger[name]
@@ -112,31 +112,48 @@ class MachineBinfmt:
                     continue
                 record["holders"].remove(holder)
                 if record["holders"]:
-                    done.append(f"binfmt {name} kept: fleet {', '.join(record['holders'])} still uses it")
+                    released.done.append(f"binfmt {name} kept: fleet {', '.join(record['holders'])} still uses it")
                     continue
-                done.append(self._restore(name, _from_record(name, record["before"])))
-                del ledger[name]
-        return done
+                failure = self._restore(name, _from_record(name, record["before"]), released.done)
+                if failure:
+                    released.failed.append(failure)
+                    record["holders"].append(holder)
+                else:
+                    del ledger[name]
+        return released
 
-    def _restore(self, name: str, before: Entry | None) -> str:
+    def _restore(self, name: str, before: Entry | None, done: list[str]) -> str:
+        """Put ``name`` back; what was done goes to ``done``, and what could not be is returned."""
         now = self.entry(name)
         if now == before:
-            return f"binfmt {name} is as it was before"
+            done.append(f"binfmt {name} is as it was before")
+            return ""
         if before is not None and "F" in before.flags and not Path(before.interpreter).exists():
             # registered from inside some container: the kernel cannot open it from here again
-            return f"binfmt {name} left as it is: {before.interpreter}, there before, is not on this machine"
+            done.append(f"binfmt {name} left as it is: {before.interpreter}, there before, is not on this machine")
+            return ""
         try:
             if now is not None:
                 (self.table / name).write_text("-1")
             if before is None:
-                return f"binfmt {name} unregistered (there was none before)"
+                done.append(f"binfmt {name} unregistered (there was none before)")
+                return ""
             (self.table / "register").write_text(before.registration())
             if not before.enabled:
                 (self.table / name).write_text("0")
         except OSError as error:
             what = f"put back {before.interpreter}" if before else "unregister it"
-            return f"binfmt {name}: could not {what} ({error.strerror}); run as root, or re-register it yourself"
-        return f"binfmt {name} restored to {before.interpreter}"
+            return f"binfmt {name}: could not {what} ({error.strerror})"
+        done.append(f"binfmt {name} restored to {before.interpreter}")
+        return ""
+
+
+@dataclass
+class Released:
+    """What release did, and the entries it could not put back (kept in the ledger)."""
+
+    done: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
 
 
 def _as_record(entry: Entry | None) -> dict[str, Any] | None:

@@ -303,8 +303,10 @@ class LocalTarget:
         return rows
 
     def down(self) -> list[str]:
-        """Remove every container, volume and network of this fleet, and its registry."""
-        removed = self.binfmt.release(self.binfmt_holder)
+        """Remove every container, volume and network of this fleet, and its registry; then, if a
+        binfmt entry could not be put back, fail, so the fleet's state stays for a re-run."""
+        released = self.binfmt.release(self.binfmt_holder)
+        removed = released.done
         if self.balancer.running():
             self.balancer.stop()
             removed.append("balancer process")
@@ -320,4 +322,11 @@ class LocalTarget:
         for network in self.docker.names("network", f"{LABEL}={self.fleet}"):
             self.docker.run(["network", "rm", network])
             removed.append(f"network {network}")
+        if released.failed:
+            for line in removed:
+                self.say(line)
+            raise BuildfleetError(
+                "; ".join(released.failed) + f": the fleet's state is kept, so `buildfleet down --fleet {self.fleet}` "
+                "run again as root puts it back"
+            )
         return removed
