@@ -62,9 +62,6 @@ class Placement:
     def for_host(self, host: str) -> tuple[Assignment, ...]:
         return tuple(a for a in self.assignments if a.host == host)
 
-    def for_platform(self, platform: Platform) -> Assignment:
-        return next(a for a in self.assignments if a.platform == platform)
-
     def to_list(self) -> list[dict[str, object]]:
         return [
             {"platform": str(a.platform), "host": a.host, "mode": a.mode, "native": a.native} for a in self.assignments

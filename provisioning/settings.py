@@ -224,7 +224,6 @@ class Settings:
     roles: tuple[RoleSpec, ...]
     allowed_cidrs: tuple[str, ...]
     buildkitd_cidrs: tuple[str, ...]  # beside allowed_cidrs, for buildkitd only
-    allow_world: bool
     ssh_public_key: str
     image: str
     root_volume_gib: int
@@ -453,7 +452,6 @@ def settings_from_mapping(raw: Mapping[str, Any], catalog: Catalog | None = None
         roles=_role_specs(values, catalog),
         allowed_cidrs=_cidrs(values),
         buildkitd_cidrs=_buildkitd_cidrs(values),
-        allow_world=values["allowWorld"],
         ssh_public_key=_checked_ssh_key(values["sshPublicKey"]),
         image=_checked_choice("image", values["image"], IMAGES),
         root_volume_gib=values["rootVolumeGiB"],

@@ -152,7 +152,7 @@ def _workflow(tmp_path, text: str, name: str):
 def test_github_actions_is_a_whole_workflow_whose_builder_step_uses_the_documented_inputs(tmp_path):
     from provisioning.builder.ciconfig import github_actions
 
-    workflow = _workflow(tmp_path, github_actions("ci", remote_nodes("ci", INVENTORY, TLS), PLATFORMS), "gh.yml")
+    workflow = _workflow(tmp_path, github_actions("ci", remote_nodes("ci", INVENTORY, TLS)), "gh.yml")
     checkout, step, login, build = workflow["jobs"]["build"]["steps"]
     assert checkout["uses"].startswith("actions/checkout@") and login["uses"].startswith("docker/login-action@")
     assert step["uses"].startswith("docker/setup-buildx-action@")
@@ -224,7 +224,13 @@ def test_each_ci_file_passes_its_published_schema(tmp_path, render, schema):
     from provisioning.builder import ciconfig
 
     config = tmp_path / "config.yml"
-    config.write_text(getattr(ciconfig, render)("ci", remote_nodes("ci", INVENTORY, TLS), PLATFORMS))
+    nodes = remote_nodes("ci", INVENTORY, TLS)
+    rendered = (
+        ciconfig.github_actions("ci", nodes)
+        if render == "github_actions"
+        else ciconfig.circleci("ci", nodes, PLATFORMS)
+    )
+    config.write_text(rendered)
     checked = subprocess.run(
         ["check-jsonschema", "--builtin-schema", schema, str(config)], capture_output=True, text=True
     )

@@ -159,7 +159,6 @@ def setup_buildx_step(builder: str, nodes: Sequence[Node]) -> dict:
 def github_actions(
     builder: str,
     nodes: Sequence[Node],
-    platforms: Sequence[str],
     wake: Wake | None = None,
     cache: str = "",
     hosted: bool = True,

@@ -168,7 +168,7 @@ def cmd_ci_config(args: argparse.Namespace, console: Console) -> int:
     cache = shlex.quote(args.cache_repository) if args.cache_repository else ""
     hosted = ciconfig.hosted_runners_reach(inventory.target, settings.buildkitd_cidrs)
     rendered = {
-        "github": lambda: ciconfig.github_actions(builder_name(args), nodes, platforms, wake, cache, hosted),
+        "github": lambda: ciconfig.github_actions(builder_name(args), nodes, wake, cache, hosted),
         "circleci": lambda: ciconfig.circleci(builder_name(args), nodes, platforms, wake, cache),
         "shell": lambda: ciconfig.shell_script(builder_name(args), nodes, platforms, wake),
     }[args.format]()
