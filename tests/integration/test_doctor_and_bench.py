@@ -190,4 +190,4 @@ def test_bench_baseline_seed_runs_the_posts_one_node_build_beside_the_fleet_and_
     whole = seed["wholeBuild"]
     assert whole["platforms"] == 2 and whole["fleetS"] > 0 and whole["seedS"] > 0
     assert "| c-compile | linux/s390x | emulation-0 (QEMU) |" in (out / "baseline-seed.md").read_text()
-    print(f"bench --baseline seed: {seed['per_platform']} {whole}")
+    print(f"bench --baseline seed: {seed['perPlatform']} {whole}")
