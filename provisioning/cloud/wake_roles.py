@@ -58,22 +58,33 @@ class WakeRoles(pulumi.ComponentResource):
         super().__init__("buildfleet:cloud:WakeRoles", name, None, opts)
         trust, child = args.trust, pulumi.ResourceOptions(parent=self)
         if trust.github_repositories:
-            provider = trust.github_provider_arn or oidc_provider(
-                f"{name}-github", f"https://{GITHUB_ISSUER}", "sts.amazonaws.com", args.tags, child
+            subjects = github_subjects(trust.github_repositories)
+            self.github_role_arn = trusted_role(
+                f"{name}-github", GITHUB_ISSUER, "sts.amazonaws.com", subjects, args, child, trust.github_provider_arn
             )
-            policy = pulumi.Output.from_input(provider).apply(
-                lambda arn: trust_policy(
-                    arn, GITHUB_ISSUER, "sts.amazonaws.com", github_subjects(trust.github_repositories)
-                )
-            )
-            self.github_role_arn = wake_role(f"{name}-github", policy, args, child)
         if trust.circleci_org:
-            issuer = CIRCLECI_ISSUER + trust.circleci_org
-            provider = oidc_provider(f"{name}-circleci", f"https://{issuer}", trust.circleci_org, args.tags, child)
             subjects = circleci_subjects(trust.circleci_org, trust.circleci_projects)
-            policy = provider.apply(lambda arn: trust_policy(arn, issuer, trust.circleci_org, subjects))
-            self.circleci_role_arn = wake_role(f"{name}-circleci", policy, args, child)
+            issuer = CIRCLECI_ISSUER + trust.circleci_org
+            self.circleci_role_arn = trusted_role(f"{name}-circleci", issuer, trust.circleci_org, subjects, args, child)
         self.register_outputs({"githubRoleArn": self.github_role_arn, "circleciRoleArn": self.circleci_role_arn})
+
+
+def trusted_role(
+    name: str,
+    issuer: str,
+    audience: str,
+    subjects: list[str],
+    args: WakeRolesArgs,
+    opts: pulumi.ResourceOptions,
+    provider_arn: str = "",
+) -> pulumi.Output[str]:
+    """The issuer's IAM OIDC provider (the account's own when ``provider_arn`` names it) and a wake
+    role trusting its tokens for ``audience`` and ``subjects`` alone."""
+    provider = pulumi.Output.from_input(
+        provider_arn or oidc_provider(name, f"https://{issuer}", audience, args.tags, opts)
+    )
+    policy = provider.apply(lambda arn: trust_policy(arn, issuer, audience, subjects))
+    return wake_role(name, policy, args, opts)
 
 
 def oidc_provider(

@@ -23,6 +23,8 @@ from provisioning.state import FleetState
 # paramiko logs every refused or reset connection with a traceback on its transport thread;
 # buildfleet reports each failure itself (ConnectionFailed, retried while a host boots).
 logging.getLogger("paramiko").addHandler(logging.NullHandler())
+# What paramiko raises when the channel to a host dies mid-command or mid-transfer.
+CHANNEL_ERRORS = (paramiko.SSHException, EOFError, OSError)
 
 
 @dataclass(frozen=True)
@@ -126,7 +128,7 @@ class SSHTransport:
             command = shlex.join(["sudo", "-n", "--", *argv])
         try:
             result = self._connection.run(command, hide=True, warn=True, in_stream=False, timeout=timeout)
-        except (paramiko.SSHException, EOFError, OSError) as error:
+        except CHANNEL_ERRORS as error:
             raise self._lost(command, f": {error}") from None
         # paramiko reports -1 when the channel closed without an exit status: nothing exited.
         if result.exited == -1:
@@ -146,7 +148,7 @@ class SSHTransport:
         self._open()
         try:
             self._connection.put(str(local), remote)
-        except (paramiko.SSHException, EOFError, OSError) as error:
+        except CHANNEL_ERRORS as error:
             raise self._lost(f"sftp put {remote}", f": {error}") from None
 
     def put_bytes(self, data: bytes, remote: str) -> None:
@@ -156,7 +158,7 @@ class SSHTransport:
             with sftp.file(remote, "wb") as handle:
                 handle.chmod(0o600)  # before any byte is written: it may be a private key
                 handle.write(data)
-        except (paramiko.SSHException, EOFError, OSError) as error:
+        except CHANNEL_ERRORS as error:
             raise self._lost(f"sftp write {remote}", f": {error}") from None
 
     def close(self) -> None:

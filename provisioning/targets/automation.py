@@ -113,9 +113,10 @@ def ensure_project(project_dir: Path) -> Path:
     rewritten when an earlier buildfleet wrote it and this one declares other keys."""
     path = project_dir / "Pulumi.yaml"
     if path.is_file():
+        text = path.read_text()
         current = _yaml(path)
         check_project_name(current, str(path))
-        if not path.read_text().startswith(WRITTEN_MARK) or current == project_document():
+        if not text.startswith(WRITTEN_MARK) or current == project_document():
             return path
     path.write_text(written_header(__version__) + yaml.safe_dump(project_document(), sort_keys=False, width=1000))
     return path
