@@ -11,6 +11,7 @@ import dataclasses
 import json
 import os
 import subprocess
+import sys
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -69,13 +70,32 @@ def buildfleet(*args: str, env: dict[str, str], timeout: float = 600) -> subproc
     return subprocess.run(["buildfleet", *args], capture_output=True, text=True, env=env, timeout=timeout)
 
 
+def build_wheel(out: Path) -> Path:
+    """buildfleet's wheel, built from this checkout as a release would be."""
+    project = Path(__file__).resolve().parents[2]
+    pip = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(out)]
+    subprocess.run([*pip, str(project)], check=True, timeout=300)
+    (built,) = out.glob("buildfleet-*.whl")
+    return built
+
+
 def leftovers(fleet: str) -> list[str]:
+    return _labelled(f"{LABEL}={fleet}")
+
+
+def _labelled(label: str) -> list[str]:
     docker = Docker()
-    return [
-        f"{kind} {name}"
-        for kind in ("container", "volume", "network")
-        for name in docker.names(kind, f"{LABEL}={fleet}")
-    ]
+    return [f"{kind} {name}" for kind in ("container", "volume", "network") for name in docker.names(kind, label)]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_fleet_outlives_the_tests():
+    """Every fleet a test makes is gone when the tests end: a container left running holds the
+    machine's binfmt entries and ports long after its state directory went with pytest's."""
+    before = set(_labelled(LABEL))
+    yield
+    left = sorted(set(_labelled(LABEL)) - before)
+    assert not left, f"fleets the tests made are still here: {left} (buildfleet down --fleet NAME --yes removes one)"
 
 
 def qemu_entries() -> dict[str, str]:

@@ -11,21 +11,14 @@ from pathlib import Path
 import pytest
 from pulumi_standin import STANDIN, host_artifacts
 
-pytestmark = pytest.mark.integration
+from .conftest import build_wheel
 
-PROJECT = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("wheel")
-    subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(out), str(PROJECT)],
-        check=True,
-        timeout=300,
-    )
-    (built,) = out.glob("buildfleet-*.whl")
-    return built
+    return build_wheel(tmp_path_factory.mktemp("wheel"))
 
 
 def test_the_wheel_carries_the_pulumi_program_and_every_file_the_hosts_get(wheel):
