@@ -7,11 +7,12 @@ dicts so it can be a Pulumi stack output, a JSON file, or YAML written by hand.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from provisioning.errors import ConfigError
+from provisioning.jsonstyle import camel
 from provisioning.plan import Plan
 
 
@@ -96,24 +97,54 @@ class Pool:
     name: str
     address: str  # where the operator and CI reach the balancer
     port: int
+    stick_ms: int = 0  # how long the balancer keeps sending one client's connections to one member
 
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "address": self.address, "port": self.port}
+        return {"name": self.name, "address": self.address, "port": self.port, "stickMs": self.stick_ms}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Pool:
         try:
-            return cls(str(data["name"]), str(data["address"]), int(data["port"]))
+            return cls(str(data["name"]), str(data["address"]), int(data["port"]), int(data.get("stickMs", 0)))
         except (KeyError, TypeError, ValueError) as error:
             raise ConfigError(f"inventory pool {data.get('name', '?')!r}: missing or bad field {error}") from None
 
 
 @dataclass(frozen=True)
+class Features:
+    """What the target that made the hosts declares about them, as buildx drivers declare
+    Features: the stages after it ask for one of these, never for the target's name."""
+
+    on_this_machine: bool = False  # every host runs on the operator's machine: they share its CPUs, CI must run here
+    cidr_firewall: bool = False  # buildkitd answers the networks allowedCidrs/buildkitdCidrs open (hosted runners too)
+    instance_metadata: bool = False  # a cloud metadata endpoint builds must not reach
+    wakes: bool = False  # hosts stopped when idle that a CI job can start again
+    balancers_here: bool = False  # pools' balancers run on this machine and load the certificates when up starts them
+    catalog_priced: bool = False  # hosts are the instance types the catalog prices: cost is what they cost
+
+    def to_dict(self) -> dict[str, bool]:
+        return {camel(f.name): getattr(self, f.name) for f in dataclasses.fields(self)}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Features:
+        names = {camel(f.name): f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - set(names))
+        if unknown:
+            raise ConfigError(f"inventory features: unknown {', '.join(unknown)}")
+        return cls(**{names[key]: bool(value) for key, value in data.items()})
+
+
+# How a reader finds the features of an inventory saved before they were recorded: by its target.
+Declared = Callable[[str], Features]
+
+
+@dataclass(frozen=True)
 class Inventory:
-    target: str
+    target: str  # which target made it: for the operator and for making that target again, never for branching
     hosts: tuple[InventoryHost, ...]
     registry: str = ""  # host:port of a registry every node and the operator reach ("" if none)
     pools: tuple[Pool, ...] = ()
+    features: Features = Features()
 
     def pool(self, name: str) -> Pool:
         for pool in self.pools:
@@ -151,15 +182,25 @@ class Inventory:
             "target": self.target,
             "hosts": [h.to_dict() for h in self.hosts],
             "registry": self.registry,
+            "features": self.features.to_dict(),
         } | ({"pools": [p.to_dict() for p in self.pools]} if self.pools else {})
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> Inventory:
+    def from_dict(cls, data: Mapping[str, Any], declared: Declared | None = None) -> Inventory:
+        """``declared`` gives the features of an inventory written before they were recorded;
+        without it such an inventory is refused, never read as a target that declares nothing."""
+        if "features" in data:
+            features = Features.from_dict(data["features"])
+        elif declared is not None:
+            features = declared(str(data["target"]))
+        else:
+            raise ConfigError("inventory: no features recorded (an older buildfleet wrote it); up rewrites it")
         inventory = cls(
             str(data["target"]),
             tuple(InventoryHost.from_dict(h) for h in data["hosts"]),
             str(data.get("registry", "")),
             tuple(Pool.from_dict(p) for p in data.get("pools", [])),
+            features,
         )
         for host in inventory.hosts:
             if host.pool:
@@ -184,6 +225,7 @@ def inventory_from_plan(
     ssh_user: str,
     registry: str = "",
     pools: tuple[Pool, ...] = (),
+    features: Features = Features(),
 ) -> Inventory:
     """Join the plan with the endpoint a target gave each host (and each pool's balancer)."""
     hosts = []
@@ -205,4 +247,4 @@ def inventory_from_plan(
                 pool=spec.pool,
             )
         )
-    return Inventory(target, tuple(hosts), registry, pools)
+    return Inventory(target, tuple(hosts), registry, pools, features)

@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from provisioning.errors import BuildfleetError, ConfigError
-from provisioning.inventory import Inventory
+from provisioning.inventory import Declared, Inventory
 from provisioning.names import FLEET_NAME, check_fleet_name
 from provisioning.private import private_dir, write_private
 from provisioning.removal import UnsafeRemoval, remove_owned_tree, unlink_inside
@@ -120,6 +120,18 @@ class FleetState:
         return self.target_file.read_text().strip() if self.target_file.exists() else None
 
     @property
+    def stack_file(self) -> Path:
+        """Which Pulumi stack holds the fleet's hosts (written by a target that has one): what down destroys."""
+        return self.root / "aws-stack"
+
+    def record_stack(self, stack: str) -> None:
+        self.ensure()
+        self.stack_file.write_text(stack + "\n")
+
+    def recorded_stack(self) -> str | None:
+        return self.stack_file.read_text().strip() if self.stack_file.exists() else None
+
+    @property
     def settings_file(self) -> Path:
         return self.root / "settings.json"
 
@@ -215,11 +227,12 @@ class FleetState:
         self.ensure()
         self.inventory_file.write_text(json.dumps(inventory.to_dict(), indent=2) + "\n")
 
-    def load_inventory(self) -> Inventory | None:
+    def load_inventory(self, declared: Declared | None = None) -> Inventory | None:
+        """``declared``: the features of an inventory saved before they were recorded (see Inventory)."""
         if not self.inventory_file.exists():
             return None
         try:
-            return Inventory.from_dict(json.loads(self.inventory_file.read_text()))
+            return Inventory.from_dict(json.loads(self.inventory_file.read_text()), declared)
         except (ValueError, KeyError, TypeError, AttributeError) as error:
             raise ConfigError(
                 f"{self.inventory_file} is damaged ({type(error).__name__}: {error}); buildfleet up rewrites it"

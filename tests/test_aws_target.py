@@ -19,7 +19,6 @@ from provisioning.project import WRITTEN_MARK, project_document
 from provisioning.remote.wait import CloudInitFailed, cloud_init_outcome
 from provisioning.settings import settings_from_mapping
 from provisioning.state import FleetState
-from provisioning.targets.aws import AwsTarget
 
 HOST_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOl5Hh3Xf0m8lq0n1u1v5l6xQm6b4f0nS3cU1oYt6V0z"
 CIDR = "198.51.100.7/32"
@@ -128,7 +127,7 @@ def test_up_records_inventory_and_pinned_keys_and_refreshes_first(pulumi, tmp_pa
     ]
     state = target.state
     assert state.known_hosts.read_text() == f"203.0.113.5 {HOST_KEY}\n[203.0.113.6]:2222 {HOST_KEY}\n"
-    assert state.load_inventory() == inventory and AwsTarget.recorded_stack(state) == "dev"
+    assert state.load_inventory() == inventory and state.recorded_stack() == "dev"
     assert state.recorded_target() == "aws" and "Up (dev):" in lines
     (up,) = [c for c in pulumi.commands() if c.startswith("up ")]
     assert "--refresh" in up.split()  # a reclaimed spot instance is noticed and made again

@@ -17,6 +17,7 @@ from provisioning.builder.preflight import missing_interpreters
 from provisioning.errors import BuildfleetError
 from provisioning.inventory import HostPlatform, Inventory, InventoryHost
 from provisioning.remote import facts as f
+from provisioning.targets import declared_features
 
 DATA = Path(__file__).parent / "data" / "buildx"
 TLS = TLSFiles(Path("/s/ca.pem"), Path("/s/cert.pem"), Path("/s/key.pem"))
@@ -43,6 +44,7 @@ INVENTORY = Inventory(
         host("emulation-0", "emulation", [("linux/s390x", False)], address="203.0.113.6"),
         host("idle-0", "emulation", []),
     ),
+    features=declared_features("aws"),
 )
 
 
@@ -297,7 +299,7 @@ def test_ssh_config_pins_keys_and_host_keys_per_alias():
 def test_ci_config_says_how_the_job_reaches_buildkitd_as_the_fleet_is_set_up(target, buildkitd_only, says):
     from provisioning.builder.ciconfig import reach_note, shell_script, with_note
 
-    note = reach_note(target, ("198.51.100.0/24",), buildkitd_only)
+    note = reach_note(declared_features(target), ("198.51.100.0/24",), buildkitd_only)
     assert says in note and note.startswith("# reach: ")
     script = with_note(shell_script("ci", remote_nodes("ci", INVENTORY, TLS), PLATFORMS), note)
     assert script.splitlines()[:2] == ["#!/bin/sh", note]
@@ -313,7 +315,7 @@ def fleet_in_state(tmp_path, monkeypatch, settings: dict, stack: str | None = No
     state.save_inventory(INVENTORY)
     state.save_settings(settings_from_mapping(settings).values)
     if stack:
-        (state.root / "aws-stack").write_text(stack + "\n")
+        state.record_stack(stack)
 
 
 def ci_config(capsys, form: str) -> dict:

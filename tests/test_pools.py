@@ -15,7 +15,8 @@ from provisioning.placement import EMULATION, NATIVE, QEMU, HostSpec, place
 from provisioning.plan import plan_fleet, plan_on_machine
 from provisioning.platforms import parse_platforms
 from provisioning.settings import settings_from_mapping
-from provisioning.targets.local.balancer import Backend, PoolListener, haproxy_binary, haproxy_config
+from provisioning.targets.local.balancer import STICK_MS, Backend, PoolListener, haproxy_binary, haproxy_config
+from provisioning.targets.local.target import LocalTarget
 
 TLS = TLSFiles(Path("/s/ca.pem"), Path("/s/cert.pem"), Path("/s/key.pem"))
 
@@ -29,7 +30,8 @@ def pooled_inventory() -> Inventory:
     endpoints = {
         h.name: Endpoint("127.0.0.1", f"172.18.0.{i + 2}", 2200 + i, 3300 + i) for i, h in enumerate(plan.hosts)
     }
-    return inventory_from_plan(plan, "local", endpoints, "root", "", (Pool("amd64-pool", "127.0.0.1", 4400),))
+    pools = (Pool("amd64-pool", "127.0.0.1", 4400, STICK_MS),)
+    return inventory_from_plan(plan, "local", endpoints, "root", "", pools, LocalTarget.features)
 
 
 def test_two_amd64_hosts_form_one_pool_that_builds_every_amd64_platform():

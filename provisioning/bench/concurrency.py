@@ -24,7 +24,6 @@ from provisioning.builder.sample import SampleSources, build_args, ran_on
 from provisioning.inventory import Inventory
 from provisioning.jsonstyle import Keyed
 from provisioning.platforms import Platform
-from provisioning.targets.local.balancer import STICK_MS
 
 
 @dataclass(frozen=True)
@@ -74,11 +73,24 @@ class Wave:
         }
 
 
-START_APART = STICK_MS / 1000 + 0.1  # seconds between two builds' starts
+@dataclass(frozen=True)
+class Run:
+    """One wave's shared facts: its id (in each build's tag), where builds write, the seconds between starts."""
+
+    run_id: str
+    out: Path
+    apart: float
 
 
-def _one(buildx: Buildx, builder: str, platform: Platform, sources: SampleSources, index: int, run_id: str, out: Path):
-    time.sleep(index * START_APART)
+def start_apart(inventory: Inventory) -> float:
+    """Seconds between two builds' starts: past the time a balancer keeps one client on one
+    member, so each build is a new choice of member."""
+    return max((p.stick_ms for p in inventory.pools), default=0) / 1000 + 0.1
+
+
+def _one(buildx: Buildx, builder: str, platform: Platform, sources: SampleSources, index: int, run: Run):
+    time.sleep(index * run.apart)
+    run_id, out = run.run_id, run.out
     dest = out / str(index)
     args = build_args(builder, [platform], f"type=local,dest={dest}", sources, f"{run_id}-{index}")
     start = time.monotonic()
@@ -94,12 +106,13 @@ def _one(buildx: Buildx, builder: str, platform: Platform, sources: SampleSource
 def wave(
     buildx: Buildx, builder: str, label: str, inventory: Inventory, platform: Platform, sources: SampleSources, n: int
 ) -> Wave:
-    """Start ``n`` builds (``START_APART`` from each other) and wait for all of them; a failed
+    """Start ``n`` builds (``start_apart`` from each other) and wait for all of them; a failed
     build is recorded, not raised. Each build's seconds count from its own start."""
     run_id = time.strftime("%Y%m%d%H%M%S")
     with tempfile.TemporaryDirectory(prefix="buildfleet-concurrency.") as out, ThreadPoolExecutor(n) as threads:
         start = time.monotonic()
-        futures = [threads.submit(_one, buildx, builder, platform, sources, i, run_id, Path(out)) for i in range(n)]
+        run = Run(run_id, Path(out), start_apart(inventory))
+        futures = [threads.submit(_one, buildx, builder, platform, sources, i, run) for i in range(n)]
         results = [f.result() for f in futures]
         wall = round(time.monotonic() - start, 2)
     outcomes = []
@@ -118,7 +131,7 @@ def speedup(fleet: Wave, single: Wave) -> float:
 
 def same_machine_note(inventory: Inventory, cpus: int) -> str:
     """Why throughput may not grow: every host of a local or vm fleet shares this machine's CPUs."""
-    if inventory.target not in ("local", "vm"):
+    if not inventory.features.on_this_machine:
         return ""
     return (
         f"every host of this {inventory.target} fleet runs on this one machine ({cpus} CPUs): the pool's members "

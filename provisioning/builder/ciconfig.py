@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import yaml
 
 from provisioning.builder.nodes import Node
+from provisioning.inventory import Features
 from provisioning.settings import WORLD
 
 SECRETS = {"BUILDFLEET_CA": "ca", "BUILDFLEET_CLIENT_CERT": "cert", "BUILDFLEET_CLIENT_KEY": "key"}
@@ -316,17 +317,17 @@ def circleci(
     )
 
 
-def hosted_runners_reach(target: str, buildkitd_only: Sequence[str]) -> bool:
-    """Whether CI's hosted runners reach this fleet's buildkitd as it is set up: only an AWS fleet
-    whose buildkitd is open to the internet (buildkitdCidrs) for them."""
-    return target == "aws" and any(c in WORLD for c in buildkitd_only)
+def hosted_runners_reach(features: Features, buildkitd_only: Sequence[str]) -> bool:
+    """Whether CI's hosted runners reach this fleet's buildkitd as it is set up: only hosts behind
+    a CIDR firewall whose buildkitd is open to the internet (buildkitdCidrs) for them."""
+    return features.cidr_firewall and any(c in WORLD for c in buildkitd_only)
 
 
-def reach_note(target: str, allowed: Sequence[str], buildkitd_only: Sequence[str]) -> str:
+def reach_note(features: Features, allowed: Sequence[str], buildkitd_only: Sequence[str]) -> str:
     """How a CI job reaches the fleet's buildkitd, as this fleet is set up: one comment line."""
-    if target in ("local", "vm"):
+    if features.on_this_machine:
         return "# reach: a local fleet listens on 127.0.0.1 of the machine it runs on; the CI job must run there."
-    if target == "static":
+    if not features.cidr_firewall:
         return "# reach: static hosts answer wherever your network routes to their addresses."
     if any(c in WORLD for c in buildkitd_only):
         return (

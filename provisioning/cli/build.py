@@ -145,10 +145,9 @@ def ci_wake(state: FleetState, inventory, settings):
     """What a CI job needs to wake an AWS fleet whose hosts stop when idle (None otherwise:
     local hosts are started where they run, static ones by their owner)."""
     from provisioning.builder.ciconfig import Wake
-    from provisioning.targets.aws import AwsTarget
 
-    stack = AwsTarget.recorded_stack(state)
-    if inventory.target != "aws" or not settings.idle_stop_minutes or stack is None:
+    stack = state.recorded_stack()
+    if not inventory.features.wakes or not settings.idle_stop_minutes or stack is None:
         return None
     return Wake(stack, tuple((h.address, h.buildkitd_port) for h in inventory.hosts if h.platforms))
 
@@ -166,13 +165,13 @@ def cmd_ci_config(args: argparse.Namespace, console: Console) -> int:
     settings = fleet_settings(args, state, inventory)
     wake = ci_wake(state, inventory, settings)
     cache = shlex.quote(args.cache_repository) if args.cache_repository else ""
-    hosted = ciconfig.hosted_runners_reach(inventory.target, settings.buildkitd_cidrs)
+    hosted = ciconfig.hosted_runners_reach(inventory.features, settings.buildkitd_cidrs)
     rendered = {
         "github": lambda: ciconfig.github_actions(builder_name(args), nodes, wake, cache, hosted),
         "circleci": lambda: ciconfig.circleci(builder_name(args), nodes, platforms, wake, cache),
         "shell": lambda: ciconfig.shell_script(builder_name(args), nodes, platforms, wake),
     }[args.format]()
-    note = ciconfig.reach_note(inventory.target, settings.allowed_cidrs, settings.buildkitd_cidrs)
+    note = ciconfig.reach_note(inventory.features, settings.allowed_cidrs, settings.buildkitd_cidrs)
     rendered = ciconfig.with_note(rendered, note)
     if args.json:
         payload = {

@@ -19,7 +19,7 @@ from provisioning.state import FleetState
 
 if TYPE_CHECKING:
     from provisioning.hosts.configure import ConfigureOptions
-from provisioning.targets import Target, make_target
+from provisioning.targets import Target, declared_features, make_target
 from provisioning.targets.base import ConfigSources, TargetOptions
 from provisioning.targets.changes import ChangePreview
 
@@ -43,7 +43,7 @@ def made_with(state: FleetState) -> str | None:
     if recorded:
         return recorded
     try:
-        inventory = state.load_inventory()  # a fleet from before the target was recorded
+        inventory = state.load_inventory(declared_features)  # a fleet from before the target was recorded
     except ConfigError:
         return None
     return inventory.target if inventory else None
@@ -150,7 +150,7 @@ def fleet_builder(args: argparse.Namespace, state: FleetState):
 
 
 def require_inventory(args: argparse.Namespace, state: FleetState) -> Inventory:
-    inventory = state.load_inventory()
+    inventory = state.load_inventory(declared_features)
     if inventory is None:
         raise BuildfleetError(f"fleet {args.fleet!r} has no inventory in {state.root}: run buildfleet up first")
     return inventory

@@ -33,6 +33,7 @@ from provisioning.jsonstyle import Keyed, dumps
 from provisioning.plan import Plan
 from provisioning.settings import Settings
 from provisioning.state import FleetState
+from provisioning.targets import declared_features
 from provisioning.targets.base import HostState
 
 STATUS_STYLE = {"changed": "yellow", "unchanged": "green", "failed": "bold red", "skipped": "dim"}
@@ -168,7 +169,7 @@ def cmd_rotate_certs(args: argparse.Namespace, console: Console) -> int:
     FleetCA(state.root / "tls").renew_authority()
     console.print("new fleet CA and client certificate; each host gets a new server certificate and restarts buildkitd")
     status = configure_fleet(args, console, state, settings)
-    if status == 0 and inventory.pools and inventory.target in ("local", "vm"):
+    if status == 0 and inventory.pools and inventory.features.balancers_here:
         # HAProxy checks the members with the CA and client certificate it loaded at start:
         # up starts it again with the new ones (an NLB's TCP checks hold no certificate)
         target_for(args, inventory.target, console).up(settings)
@@ -218,7 +219,7 @@ def cmd_status(args: argparse.Namespace, console: Console) -> int:
     if args.check or args.command == "doctor":
         return doctor(args, console)
     state = FleetState.for_fleet(args.fleet)
-    inventory = state.load_inventory()
+    inventory = state.load_inventory(declared_features)
     resources = target_for(args, fleet_kind(args, state, default="local")).status()
     builder = builder_name(args) if fleet_builder(args, state).owned() else None
     idle = idle_times(state, inventory, resources) if inventory else {}
@@ -424,7 +425,7 @@ def cmd_down(args: argparse.Namespace, console: Console) -> int:
     state = FleetState.for_fleet(args.fleet)
     kind = fleet_kind(args, state, default="local")  # a wrong --target is refused before anything goes
     try:
-        state.load_inventory()
+        state.load_inventory(declared_features)
     except ConfigError as damaged:  # down must still take away what up made
         console.print(f"[yellow]warning:[/] {escape(str(damaged))}; taking the fleet down by its recorded target")
     for record in sorted((state.root / "builders").glob("*.json")):  # every builder made for this fleet

@@ -30,6 +30,7 @@ from provisioning.plan import plan_fleet
 from provisioning.platforms import Platform
 from provisioning.settings import Settings
 from provisioning.state import FleetState
+from provisioning.targets import declared_features
 
 if TYPE_CHECKING:
     from provisioning.bench.report import Measured
@@ -317,9 +318,8 @@ def priced_region(args: argparse.Namespace, state: FleetState) -> tuple[str, str
     the catalog holds one region's prices and pretends for no other."""
     from provisioning.catalog import PRICED_REGION
     from provisioning.configfile import stack_region
-    from provisioning.targets.aws import AwsTarget
 
-    stack = getattr(args, "stack", None) or AwsTarget.recorded_stack(state)
+    stack = getattr(args, "stack", None) or state.recorded_stack()
     found = stack_region(args.project_dir, stack) if stack else None
     region, said = (
         (args.region, "--region")
@@ -364,7 +364,7 @@ def cmd_cost(args: argparse.Namespace, console: Console) -> int:
         "the planned AWS fleet"
         if made is None
         else f"fleet {args.fleet!r}"
-        if made == "aws"
+        if declared_features(made).catalog_priced
         else f"fleet {args.fleet!r} ({made}) as it would run on AWS"
     )
     table = Table(title=f"buildfleet cost: {what} (catalog list prices)")

@@ -154,7 +154,7 @@ def configure(
     """Bring every host to the desired state; ``check_only`` reports what differs instead."""
     ca = FleetCA(state.root / "tls")
     ca.client()  # made before the hosts so the builder stage finds it
-    if inventory.target == "aws":
+    if inventory.features.instance_metadata:
         options = replace(options, block_metadata=True)
     return run_fleet(
         inventory.hosts,

@@ -22,7 +22,7 @@ from provisioning.checks import Check, failed, passed
 from provisioning.configfile import DEFAULT_FILE, stack_region
 from provisioning.errors import BuildfleetError, ConfigError
 from provisioning.extras import AWS, available, install_hint, require
-from provisioning.inventory import Inventory
+from provisioning.inventory import Features, Inventory
 from provisioning.placement import EMULATION
 from provisioning.plan import Plan, plan_fleet
 from provisioning.remote.ssh import connect
@@ -30,14 +30,13 @@ from provisioning.remote.wait import wait_for_hosts
 from provisioning.removal import unlink_inside
 from provisioning.settings import NAMESPACE, Settings, require_allowed_cidrs, require_ec2_key
 from provisioning.state import FleetState
-from provisioning.targets import automation
+from provisioning.targets import automation, declared_features
 from provisioning.targets.base import ConfigSources, HostState, TargetOptions, settings_with_defaults
 from provisioning.targets.changes import ChangePreview, refuse_changes
 from provisioning.targets.ec2power import stack_hosts, start_stack_hosts
 from provisioning.targets.preflight import AWS_PACKAGES, MACHINE, attempt, package_checks, tool_check
 
 TARGET = "aws"
-STACK_FILE = "aws-stack"  # in the fleet's state: which stack ``down`` destroys
 
 
 @dataclass
@@ -55,10 +54,11 @@ class AwsTarget:
 
     kind: ClassVar[str] = TARGET
     defaults: ClassVar[Mapping[str, Any]] = {}  # Pulumi.yaml's own defaults apply
+    features: ClassVar[Features] = Features(cidr_firewall=True, instance_metadata=True, wakes=True, catalog_priced=True)
 
     @classmethod
     def from_options(cls, options: TargetOptions) -> AwsTarget:
-        stack = options.sources.stack or cls.recorded_stack(options.state) or options.fleet
+        stack = options.sources.stack or options.state.recorded_stack() or options.fleet
         return cls(
             stack,
             options.sources.project_dir,
@@ -161,7 +161,7 @@ class AwsTarget:
         """Start the stack's stopped instances (found by tag, through the AWS SDK), follow any
         that came back at other addresses, and wait until each answers over SSH."""
         boto3 = require("boto3", AWS, "buildfleet wake")
-        inventory = self.state.load_inventory()
+        inventory = self.state.load_inventory(declared_features)
         if inventory is None:
             raise BuildfleetError(f"{self.state.root} has no inventory: run buildfleet up --target aws first")
         ec2 = boto3.client("ec2", region_name=self._region())
@@ -242,7 +242,7 @@ class AwsTarget:
         """EC2's own view of each host (running, stopped, ...); without AWS access, what the
         last up recorded, saying why."""
         if not available("boto3"):
-            inventory = self.state.load_inventory()
+            inventory = self.state.load_inventory(declared_features)
             why = f"recorded by up (EC2 not asked: {install_hint(AWS)})"
             return [HostState(h.name, f"{self.stack}/{h.address}", why) for h in (inventory.hosts if inventory else ())]
         import boto3
@@ -251,7 +251,7 @@ class AwsTarget:
         try:
             hosts = stack_hosts(boto3.client("ec2", region_name=self._region()), self.stack)
         except (BotoCoreError, ClientError) as error:
-            inventory = self.state.load_inventory()
+            inventory = self.state.load_inventory(declared_features)
             why = f"recorded by up (EC2 not asked: {type(error).__name__})"
             return [HostState(h.name, f"{self.stack}/{h.address}", why) for h in (inventory.hosts if inventory else ())]
         return [HostState(h.host, h.instance_id, h.state) for h in sorted(hosts.values(), key=lambda h: h.host)]
@@ -280,14 +280,15 @@ class AwsTarget:
                 raise
         self.state.ensure()
         self.state.record_target(self.kind)  # before up: down finds a half-made stack
-        (self.state.root / STACK_FILE).write_text(self.stack + "\n")
+        self.state.record_stack(self.stack)
         result = automation.run(lambda: stack.up(on_output=self.on_output, refresh=True), "pulumi up", self.stack)
         return self.record(result.outputs, ssh_key)
 
     def record(self, outputs: Mapping[str, Any], ssh_key: str) -> Inventory:
         """Inventory and pinned host keys from the stack outputs, saved in the fleet's state."""
         try:
-            inventory = Inventory.from_dict(outputs["inventory"].value)
+            made = Inventory.from_dict(outputs["inventory"].value, lambda kind: self.features)
+            inventory = dataclasses.replace(made, features=self.features)  # the program's hosts are this target's
             keys = outputs["hostKeys"].value
         except KeyError as missing:
             raise BuildfleetError(
@@ -309,11 +310,6 @@ class AwsTarget:
         if confirm is not None:
             confirm(automation.preview(stack, "pulumi destroy", self.on_output, destroy=True))
         automation.run(lambda: stack.destroy(on_output=self.on_output), "pulumi destroy", self.stack)
-
-    @classmethod
-    def recorded_stack(cls, state: FleetState) -> str | None:
-        path = state.root / STACK_FILE
-        return path.read_text().strip() if path.exists() else None
 
 
 def restore(path: Path, content: bytes | None) -> None:

@@ -14,7 +14,7 @@ from typing import Any, ClassVar, Protocol
 
 from provisioning.checks import Check
 from provisioning.configfile import DEFAULT_FILE, config_layers, load_raw_config
-from provisioning.inventory import Inventory
+from provisioning.inventory import Features, Inventory
 from provisioning.plan import Plan
 from provisioning.settings import Settings, settings_from_mapping
 from provisioning.state import FleetState
@@ -90,6 +90,7 @@ class Target(Protocol):
 
     kind: ClassVar[str]
     defaults: ClassVar[Mapping[str, Any]]  # configuration defaults this kind of host source implies
+    features: ClassVar[Features]  # what its hosts are like, stamped on every inventory it makes
 
     def settings(self) -> Settings:
         """The effective settings: the user's sources over this target's defaults."""

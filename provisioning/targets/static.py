@@ -38,7 +38,7 @@ import yaml
 
 from provisioning.checks import Check, failed, passed
 from provisioning.errors import ConfigError, did_you_mean
-from provisioning.inventory import Inventory, InventoryHost, Pool
+from provisioning.inventory import Features, Inventory, InventoryHost, Pool
 from provisioning.placement import HostSpec, place
 from provisioning.plan import Plan
 from provisioning.remote.ssh import split_jump
@@ -244,6 +244,7 @@ class StaticTarget:
     kind: ClassVar[str] = TARGET
     # the user's own machines: never powered off unless asked
     defaults: ClassVar[Mapping[str, Any]] = {"arm64Count": 0, "idleStopMinutes": 0}
+    features: ClassVar[Features] = Features()  # hosts someone else runs, reached where the network routes
 
     @classmethod
     def from_options(cls, options: TargetOptions) -> StaticTarget:
@@ -279,7 +280,7 @@ class StaticTarget:
         specs = [replace(s, pool=h.pool) for s, h in zip(detect_all(probes, self.state), hosts, strict=True)]
         placement = place(settings.platforms, specs)
         placed_hosts = tuple(placed(p, s, placement) for p, s in zip(probes, specs, strict=True))
-        inventory = Inventory(TARGET, placed_hosts, pools=pools)
+        inventory = Inventory(TARGET, placed_hosts, pools=pools, features=self.features)
         self.state.save_inventory(inventory)
         return inventory
 

@@ -141,7 +141,7 @@ class LocalBalancer:
         listeners = [PoolListener(name, ports[name], tuple(backends)) for name, backends in pools.items()]
         text = haproxy_config(listeners, ca_file, client_pem, self.stats_socket)
         self.ports_file.write_text(json.dumps(ports, indent=2) + "\n")
-        found = tuple(Pool(name, LOOPBACK, port) for name, port in ports.items())
+        found = tuple(Pool(name, LOOPBACK, port, STICK_MS) for name, port in ports.items())
         same_client = client_pem.exists() and client_pem.read_bytes() == client.cert + client.key
         if self.process.running() and same_client and self.config.exists() and self.config.read_text() == text:
             return found

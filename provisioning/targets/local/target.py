@@ -18,7 +18,7 @@ from typing import Any, ClassVar
 from provisioning.certs import FleetCA, TLSFiles
 from provisioning.checks import Check
 from provisioning.errors import BuildfleetError
-from provisioning.inventory import Endpoint, Inventory, Pool, inventory_from_plan
+from provisioning.inventory import Endpoint, Features, Inventory, Pool, inventory_from_plan
 from provisioning.placement import HostSpec
 from provisioning.plan import Plan, plan_on_machine
 from provisioning.remote.docker import Docker
@@ -138,6 +138,7 @@ class LocalTarget:
     # This machine has no native arm64 CPU: its fleet is an amd64 host and an emulation host.
     # Idle stop only where asked: a container host powering itself off surprises more than it saves.
     defaults: ClassVar[Mapping[str, Any]] = {"arm64Count": 0, "idleStopMinutes": 0}
+    features: ClassVar[Features] = Features(on_this_machine=True, balancers_here=True)
 
     @classmethod
     def from_options(cls, options: TargetOptions) -> LocalTarget:
@@ -165,7 +166,9 @@ class LocalTarget:
         started = self.start_hosts(plan.hosts, settings)
         self.state.write_known_hosts(started.host_keys)
         pools = self.balance(plan.pools, started.endpoints)
-        inventory = inventory_from_plan(plan, TARGET, started.endpoints, SSH_USER, started.registry, pools)
+        inventory = inventory_from_plan(
+            plan, TARGET, started.endpoints, SSH_USER, started.registry, pools, self.features
+        )
         self.state.save_inventory(inventory)
         return inventory
 

@@ -23,7 +23,7 @@ from typing import Any, ClassVar
 from provisioning.checks import Check, passed
 from provisioning.cloudinit import host_key_cloud_config, nocloud_meta_data
 from provisioning.errors import BuildfleetError, tail
-from provisioning.inventory import Endpoint, Inventory, InventoryHost
+from provisioning.inventory import Endpoint, Features, Inventory, InventoryHost
 from provisioning.placement import EMULATION, HostSpec, place
 from provisioning.plan import Plan, plan_on_machine
 from provisioning.remote.machine import free_port, machine_arch
@@ -143,6 +143,7 @@ class VmTarget:
     kind: ClassVar[str] = TARGET
     # the default fleet: amd64, arm64 (a VM) and emulation hosts; idle stop only where asked
     defaults: ClassVar[Mapping[str, Any]] = {"idleStopMinutes": 0}
+    features: ClassVar[Features] = Features(on_this_machine=True, balancers_here=True)
 
     @classmethod
     def from_options(cls, options: TargetOptions) -> VmTarget:
@@ -201,7 +202,7 @@ class VmTarget:
         detected = [replace(s, pool=h.pool) for s, h in zip(detect_all(declared, self.state), plan.hosts, strict=True)]
         placement = place(settings.platforms, detected)
         hosts = tuple(placed(h, s, placement) for h, s in zip(declared, detected, strict=True))
-        inventory = Inventory(TARGET, hosts, started.registry, pools)
+        inventory = Inventory(TARGET, hosts, started.registry, pools, self.features)
         self.state.save_inventory(inventory)
         return inventory
 
