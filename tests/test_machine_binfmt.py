@@ -52,6 +52,7 @@ def others() -> dict[str, str]:
     return {p.name: p.read_text() for p in TABLE.iterdir() if p.name != "register" and not p.name.startswith("bftest-")}
 
 
+@pytest.mark.integration  # writes into this machine's kernel binfmt table
 def test_two_fleets_share_an_entry_and_the_last_one_down_puts_back_what_was_there(throwaway, tmp_path):
     machine, untouched = MachineBinfmt(ledger_dir=tmp_path / "run"), others()
     register(throwaway, "/bin/true")  # what the machine had
@@ -68,6 +69,7 @@ def test_two_fleets_share_an_entry_and_the_last_one_down_puts_back_what_was_ther
     assert others() == untouched
 
 
+@pytest.mark.integration  # writes into this machine's kernel binfmt table
 def test_an_entry_that_was_not_there_before_is_unregistered(throwaway, tmp_path):
     machine = MachineBinfmt(ledger_dir=tmp_path / "run")
     machine.claim("a", [throwaway])
@@ -76,6 +78,7 @@ def test_an_entry_that_was_not_there_before_is_unregistered(throwaway, tmp_path)
     assert machine.entry(throwaway) is None
 
 
+@pytest.mark.integration  # writes into this machine's kernel binfmt table
 def test_an_original_registered_from_inside_a_container_is_left_rather_than_lost(throwaway, tmp_path):
     machine = MachineBinfmt(ledger_dir=tmp_path / "run")
     gone = tmp_path / "interpreter"
