@@ -53,7 +53,16 @@ def apt_install(*packages: str) -> tuple[str, ...]:
 
 
 # What dpkg itself says to run after an interruption, then let apt finish what was half done.
-DPKG_REPAIR = f"export DEBIAN_FRONTEND=noninteractive; dpkg --configure -a && {APT} -f install -y"
+# A package cut off mid-unpack is left "half-installed, reinstall required" (dpkg-query's
+# abbreviated status ``iHR``): ``dpkg --configure -a`` then fails on whatever depends on it
+# ("very bad inconsistent state; you should reinstall it"), so apt reinstalls those first.
+DPKG_REPAIR = (
+    "export DEBIAN_FRONTEND=noninteractive; dpkg --configure -a; "
+    "broken=$(dpkg-query -W -f='${db:Status-Abbrev} ${binary:Package}\\n' "
+    "| awk '$1 ~ /R/ || substr($1, 2, 1) == \"H\" {print $2}'); "
+    f'if [ -n "$broken" ]; then {APT_UPDATE} && {APT} install --reinstall -y $broken || exit 1; fi; '
+    f"dpkg --configure -a && {APT} -f install -y"
+)
 
 
 def differing(wanted: list, digests: Mapping[str, str | None]) -> list:

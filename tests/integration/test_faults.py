@@ -9,8 +9,8 @@ import pytest
 
 from provisioning.hosts.actions import Upload, WriteFile
 from provisioning.hosts.configure import configure
-from provisioning.hosts.executor import _STAGE_DIR, CHANGED, FAILED, SKIPPED, ActionFailed, apply
-from provisioning.hosts.operations import apt_install
+from provisioning.hosts.executor import _STAGE_DIR, CHANGED, FAILED, SKIPPED, ActionFailed, apply, run_step
+from provisioning.hosts.operations import DockerDesired, apt_install, docker_step
 from provisioning.inventory import Inventory
 from provisioning.remote import facts as f
 from provisioning.remote.ssh import connect
@@ -119,6 +119,41 @@ def test_a_host_stopped_mid_install_is_named_the_others_finish_and_a_rerun_compl
     assert leftovers(live.target.fleet) == []
     assert any(line.startswith("binfmt qemu-aarch64 ") for line in removed), removed
     assert binfmt_not_restored(live.target, before) == []
+
+
+# What dpkg leaves when it is stopped while unpacking a library that an unpacked program needs:
+# the library "half-installed, reinstall required", the program unconfigured (as CI once saw
+# when the stop landed in runc under docker.io).
+CUT_OFF_MID_UNPACK = (
+    "import re, sys\n"
+    "status = open('/var/lib/dpkg/status').read()\n"
+    "def mark(package, state):\n"
+    "    global status\n"
+    "    pattern = r'(Package: %s\\n(?:.+\\n)*?)Status: install ok installed' % re.escape(package)\n"
+    "    status, count = re.subn(pattern, r'\\1Status: ' + state, status)\n"
+    "    assert count == 1, package\n"
+    "mark(sys.argv[1], 'install reinstreq half-installed')\n"
+    "mark(sys.argv[2], 'install ok unpacked')\n"
+    "open('/var/lib/dpkg/status', 'w').write(status)\n"
+)
+
+
+def test_a_package_cut_off_mid_unpack_is_reinstalled_and_what_needs_it_configured(fleet):
+    host = "amd64-0"
+    fleet.exec(host, *apt_install("jq"))  # jq needs libjq1: a small pair to cut off
+    fleet.exec(host, "python3", "-c", CUT_OFF_MID_UNPACK, "libjq1", "jq")
+    assert "libjq1" in fleet.exec(host, *f.DpkgInterrupted().argv)
+    refused = fleet.target.docker.run(["exec", fleet.target.container(host), "dpkg", "--configure", "-a"], check=False)
+    assert refused.returncode != 0  # dpkg alone cannot finish it
+    transport = connect(fleet.inventory.host(host), fleet.state)
+    try:
+        result = run_step(transport, docker_step(DockerDesired(fleet.inventory.host(host).ssh_user)))
+    finally:
+        transport.close()
+    assert result.status == CHANGED and "finish the dpkg run" in result.detail, result
+    assert not fleet.exec(host, *f.DpkgInterrupted().argv).strip()
+    query = ("dpkg-query", "-W", "-f=${db:Status-Abbrev}\n", "jq", "libjq1")
+    assert fleet.exec(host, *query).split() == ["ii", "ii"]
 
 
 def _staged(fleet, host: str) -> str:
