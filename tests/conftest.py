@@ -6,6 +6,28 @@ import pytest
 # The tests import their helpers (pulumi_harness) as top-level modules.
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+# Audit events that start another program (docs.python.org/3/library/audit_events.html).
+_SPAWNS = frozenset({"subprocess.Popen", "os.system", "os.posix_spawn", "os.spawn", "os.exec", "os.fork"})
+
+
+class _Quick:
+    test: str | None = None  # the unit test running now (any thread of it): it may not start a program
+
+
+_quick = _Quick()
+
+
+def _refuse_spawns_in_quick_tests(event: str, args: tuple) -> None:
+    if event in _SPAWNS and _quick.test:
+        raise RuntimeError(
+            f"{_quick.test} starts another program ({event} {args[:2]!r}): mark it "
+            "@pytest.mark.process (or integration), the unit tier runs inside pytest alone"
+        )
+
+
+def pytest_configure(config):
+    sys.addaudithook(_refuse_spawns_in_quick_tests)  # lives as long as the process: a no-op outside tests
+
 
 @pytest.fixture(autouse=True)
 def private_state_dir(request, tmp_path_factory, monkeypatch):
@@ -13,3 +35,16 @@ def private_state_dir(request, tmp_path_factory, monkeypatch):
     fleet (plan, cost) would otherwise describe whatever ``default`` fleet this machine has."""
     if request.node.get_closest_marker("integration") is None:
         monkeypatch.setenv("BUILDFLEET_STATE_DIR", str(tmp_path_factory.mktemp("state")))
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item, nextitem):
+    """A test without the ``process`` or ``integration`` mark, fixtures included, runs in this process
+    alone, so the unit tier takes seconds and never touches the machine; one that starts a program
+    says so by its mark."""
+    quick = not (item.get_closest_marker("integration") or item.get_closest_marker("process"))
+    _quick.test = item.nodeid if quick else None
+    try:
+        return (yield)
+    finally:
+        _quick.test = None

@@ -16,6 +16,8 @@ from test_sticky_target import CIDR, closed_port, outputs
 
 from provisioning.state import FleetState
 
+pytestmark = pytest.mark.process  # every test here starts another program
+
 STACK = "urn:pulumi:dev::buildfleet"
 STEPS = [
     {"op": "create", "urn": f"{STACK}::aws:ec2/instance:Instance::amd64-1"},

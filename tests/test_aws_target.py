@@ -65,6 +65,7 @@ def pulumi(tmp_path, monkeypatch):
     return StandInPulumi(tmp_path, monkeypatch, stack_outputs())
 
 
+@pytest.mark.process
 def test_list_settings_are_set_path_wise_so_the_cli_accepts_them_as_arrays(pulumi, tmp_path):
     target = pulumi.target(tmp_path, f"allowedCidrs=[{CIDR}, 203.0.113.0/24]", "platforms=[linux/amd64, linux/arm64]")
     to_set, _ = target.prepare(target.settings())
@@ -78,6 +79,7 @@ def test_list_settings_are_set_path_wise_so_the_cli_accepts_them_as_arrays(pulum
     assert pulumi.stack_config()["buildfleet:allowedCidrs"] == [CIDR]  # no stale second item
 
 
+@pytest.mark.process
 def test_a_list_set_as_one_json_string_is_refused_by_the_cli_as_it_was_before(pulumi, tmp_path):
     target = pulumi.target(tmp_path, f"allowedCidrs=[{CIDR}]")
     target.apply(target.prepare(target.settings())[0])
@@ -108,6 +110,7 @@ def test_a_list_set_as_one_json_string_is_refused_by_the_cli_as_it_was_before(pu
     )
 
 
+@pytest.mark.process
 def test_a_second_up_takes_the_fleets_own_key_back_from_the_stack_file(pulumi, tmp_path):
     first = pulumi.target(tmp_path, f"allowedCidrs=[{CIDR}]")
     to_set, private = first.prepare(first.settings())
@@ -117,6 +120,7 @@ def test_a_second_up_takes_the_fleets_own_key_back_from_the_stack_file(pulumi, t
     assert again.prepare(again.settings()) == (to_set, "")  # no --ssh-key demanded
 
 
+@pytest.mark.process
 def test_up_records_inventory_and_pinned_keys_and_refreshes_first(pulumi, tmp_path):
     lines = []
     target = pulumi.target(tmp_path, f"allowedCidrs=[{CIDR}]", on_output=lines.append)
@@ -133,6 +137,7 @@ def test_up_records_inventory_and_pinned_keys_and_refreshes_first(pulumi, tmp_pa
     assert "--refresh" in up.split()  # a reclaimed spot instance is noticed and made again
 
 
+@pytest.mark.process
 def test_the_program_runs_from_the_installed_package_as_an_inline_program(pulumi, tmp_path):
     target = pulumi.target(tmp_path, f"allowedCidrs=[{CIDR}]", "amd64Count=2")
     target.apply(target.prepare(target.settings())[0])
@@ -144,6 +149,7 @@ def test_the_program_runs_from_the_installed_package_as_an_inline_program(pulumi
     assert not (pulumi.project / "__main__.py").exists()
 
 
+@pytest.mark.process
 def test_the_providers_plugins_are_installed_at_their_packages_versions(pulumi, tmp_path):
     target = pulumi.target(tmp_path, f"allowedCidrs=[{CIDR}]")
     target.apply(target.prepare(target.settings())[0])
@@ -151,6 +157,7 @@ def test_the_providers_plugins_are_installed_at_their_packages_versions(pulumi, 
     assert installed == [f"resource-aws-v{version('pulumi-aws')}", f"resource-tls-v{version('pulumi-tls')}"]
 
 
+@pytest.mark.process
 def test_an_empty_directory_gets_buildfleets_pulumi_yaml_beside_the_stack_file(pulumi, tmp_path):
     target = pulumi.target(tmp_path, f"allowedCidrs=[{CIDR}]")
     target.apply(target.prepare(target.settings())[0])
@@ -168,6 +175,7 @@ def test_another_projects_pulumi_yaml_is_refused_and_left_as_it_was(pulumi, tmp_
     assert (pulumi.project / "Pulumi.yaml").read_text() == theirs and pulumi.calls() == []
 
 
+@pytest.mark.process
 def test_a_pulumi_yaml_an_older_buildfleet_wrote_is_brought_up_to_date(pulumi, tmp_path):
     old = project_document()
     old["config"].pop("buildfleet:artifactMirror")
@@ -177,6 +185,7 @@ def test_a_pulumi_yaml_an_older_buildfleet_wrote_is_brought_up_to_date(pulumi, t
     assert yaml.safe_load((pulumi.project / "Pulumi.yaml").read_text()) == project_document()
 
 
+@pytest.mark.process
 def test_the_checkouts_own_pulumi_yaml_is_used_as_it_is(pulumi, tmp_path):
     checkout = (PROJECT / "Pulumi.yaml").read_text()
     (pulumi.project / "Pulumi.yaml").write_text(checkout)
@@ -185,6 +194,7 @@ def test_the_checkouts_own_pulumi_yaml_is_used_as_it_is(pulumi, tmp_path):
     assert (pulumi.project / "Pulumi.yaml").read_text() == checkout
 
 
+@pytest.mark.process
 def test_an_engine_failure_is_one_line_naming_the_stack(pulumi, tmp_path, monkeypatch):
     monkeypatch.setenv("BUILDFLEET_STANDIN_FAIL", "up")
     target = pulumi.target(tmp_path, f"allowedCidrs=[{CIDR}]")
@@ -192,6 +202,7 @@ def test_an_engine_failure_is_one_line_naming_the_stack(pulumi, tmp_path, monkey
         target.apply(target.prepare(target.settings())[0])
 
 
+@pytest.mark.process
 def test_not_logged_in_says_how_to_log_in(pulumi, tmp_path, monkeypatch):
     monkeypatch.delenv("PULUMI_BACKEND_URL")
     target = pulumi.target(tmp_path, f"allowedCidrs=[{CIDR}]")
@@ -199,6 +210,7 @@ def test_not_logged_in_says_how_to_log_in(pulumi, tmp_path, monkeypatch):
         target.apply(target.prepare(target.settings())[0])
 
 
+@pytest.mark.process
 def test_a_passphrase_stack_without_a_passphrase_is_refused_before_pulumi_runs(pulumi, tmp_path, monkeypatch):
     target = pulumi.target(tmp_path, f"allowedCidrs=[{CIDR}]")
     target.apply(target.prepare(target.settings())[0])  # made with a passphrase: the stack file has a salt
@@ -218,6 +230,7 @@ def test_a_new_stack_on_a_local_backend_needs_a_passphrase_too(pulumi, tmp_path,
     assert pulumi.calls() == [] and not target.state.root.exists()
 
 
+@pytest.mark.process
 def test_an_old_pulumi_cli_is_named(pulumi, tmp_path, monkeypatch):
     monkeypatch.setenv("BUILDFLEET_STANDIN_VERSION", "v2.25.0")
     target = pulumi.target(tmp_path, f"allowedCidrs=[{CIDR}]")
@@ -232,6 +245,7 @@ def test_a_missing_project_dir_is_named(pulumi, tmp_path):
         target.prepare(target.settings())
 
 
+@pytest.mark.process
 def test_without_the_pulumi_cli_the_error_says_what_to_install(pulumi, tmp_path, monkeypatch):
     monkeypatch.setenv("PATH", str(tmp_path / "empty"))
     target = pulumi.target(tmp_path, f"allowedCidrs=[{CIDR}]")
@@ -239,6 +253,7 @@ def test_without_the_pulumi_cli_the_error_says_what_to_install(pulumi, tmp_path,
         target.apply(target.prepare(target.settings())[0])
 
 
+@pytest.mark.process
 def test_down_of_an_unknown_stack_selects_never_creates_and_keeps_the_state(pulumi, tmp_path, capsys):
     state = FleetState.for_fleet("f")
     state.ensure_ssh_key()
@@ -249,6 +264,7 @@ def test_down_of_an_unknown_stack_selects_never_creates_and_keeps_the_state(pulu
     assert not any(c.startswith("stack init") for c in pulumi.commands()) and state.ssh_key.exists()
 
 
+@pytest.mark.process
 def test_down_after_a_failed_up_destroys_the_stack_it_made(pulumi, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("BUILDFLEET_STANDIN_FAIL", "up")
     artifacts = host_artifacts(tmp_path / "artifacts")

@@ -151,6 +151,7 @@ def _workflow(tmp_path, text: str, name: str):
     return yaml.safe_load(text)
 
 
+@pytest.mark.process
 def test_github_actions_is_a_whole_workflow_whose_builder_step_uses_the_documented_inputs(tmp_path):
     from provisioning.builder.ciconfig import github_actions
 
@@ -221,6 +222,7 @@ def test_a_one_node_fleet_builds_and_pushes_in_one_command_with_a_cache_the_user
     [("github_actions", "vendor.github-workflows"), ("circleci", "vendor.circle-ci")],
     ids=["github", "circleci"],
 )
+@pytest.mark.process
 def test_each_ci_file_passes_its_published_schema(tmp_path, render, schema):
     """check-jsonschema's own command, with the schema it vendors (SchemaStore's)."""
     from provisioning.builder import ciconfig
@@ -239,6 +241,7 @@ def test_each_ci_file_passes_its_published_schema(tmp_path, render, schema):
     assert checked.returncode == 0, checked.stdout + checked.stderr
 
 
+@pytest.mark.process
 def test_a_file_the_schema_refuses_is_refused(tmp_path):
     config = tmp_path / "config.yml"
     config.write_text("version: 2.1\njobs:\n  multiarch:\n    steps: 7\n")
@@ -333,6 +336,7 @@ def test_ci_config_from_a_fleets_state_says_the_route_its_saved_settings_open(tm
     assert yaml.safe_load(emitted["config"])["version"] == 2.1
 
 
+@pytest.mark.process
 def test_an_aws_fleet_that_stops_when_idle_is_woken_by_the_ci_job_before_it_joins_the_builder(
     tmp_path, monkeypatch, capsys
 ):
@@ -392,6 +396,7 @@ ACTIONLINT = Path(os.environ.get("BUILDFLEET_CACHE", "/var/cache/buildfleet")) /
 
 
 @pytest.mark.parametrize("idle_minutes", [30, 0], ids=["with-wake", "without-wake"])
+@pytest.mark.process
 def test_actionlint_finds_nothing_wrong_in_the_github_workflow(tmp_path, monkeypatch, capsys, idle_minutes):
     assert ACTIONLINT.exists(), f"{ACTIONLINT}: .ci/prepare all builds it from tests/tools/actionlint/go.mod"
     fleet_in_state(tmp_path, monkeypatch, {"allowedCidrs": ["198.51.100.0/24"], "idleStopMinutes": idle_minutes}, "dev")

@@ -56,6 +56,7 @@ def test_systemd_unit_restarts_and_starts_at_boot():
     assert "ExecStart=/usr/local/bin/buildkitd --addr tcp://0.0.0.0:1234" in unit
 
 
+@pytest.mark.process
 def test_batched_facts_run_in_one_shell_and_parse_back(tmp_path):
     facts = {
         "arch": f.Arch(),
@@ -70,6 +71,7 @@ def test_batched_facts_run_in_one_shell_and_parse_back(tmp_path):
     assert values["digests"]["/etc/hostname"] == hashlib.sha256(Path("/etc/hostname").read_bytes()).hexdigest()
 
 
+@pytest.mark.process
 def test_file_digests_are_cached_until_the_file_changes(tmp_path):
     target = tmp_path / "binary"
     target.write_bytes(b"one")

@@ -68,6 +68,7 @@ def test_bad_input_is_one_line_naming_the_culprit_and_exit_2(capsys, tmp_path, a
     assert len(captured.err.strip().splitlines()) == 1
 
 
+@pytest.mark.process
 def test_console_script_is_installed_and_runs(tmp_path):
     exe = shutil.which("buildfleet")
     assert exe, "pip install -e . installs the buildfleet console script"

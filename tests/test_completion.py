@@ -9,7 +9,10 @@ import subprocess
 import pytest
 
 BUILDFLEET = shutil.which("buildfleet")
-pytestmark = pytest.mark.skipif(BUILDFLEET is None, reason="buildfleet is not installed (pip install -e .)")
+pytestmark = [
+    pytest.mark.process,  # every test here starts the console script
+    pytest.mark.skipif(BUILDFLEET is None, reason="buildfleet is not installed (pip install -e .)"),
+]
 
 BASH = r"""
 source <(buildfleet completion bash)

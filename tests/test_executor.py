@@ -9,6 +9,8 @@ from provisioning.hosts.executor import CHANGED, FAILED, UNCHANGED, run_step
 from provisioning.hosts.operations import Step
 from provisioning.inventory import InventoryHost
 
+pytestmark = pytest.mark.process  # every test here starts another program
+
 HOST = InventoryHost("amd64-0", "amd64", "amd64", "127.0.0.1", "", "root")
 
 

@@ -4,6 +4,7 @@ import os
 import subprocess
 import sys
 
+import pytest
 from snapshot import snapshot
 
 from provisioning.state import FleetState
@@ -18,6 +19,7 @@ HOLD = (
 )
 
 
+@pytest.mark.process
 def test_a_second_changing_command_is_refused_while_one_runs_and_the_state_is_left_as_it_was(tmp_path, monkeypatch):
     monkeypatch.setenv("BUILDFLEET_RUN_DIR", str(tmp_path / "run"))
     env = {**os.environ, "BUILDFLEET_STATE_DIR": str(tmp_path / "state")}

@@ -90,6 +90,7 @@ def test_builder_names_that_could_leave_the_records_directory_are_refused(name):
 
 
 @pytest.mark.parametrize("name", BAD_FLEET_NAMES)
+@pytest.mark.process
 def test_down_with_a_bad_fleet_name_stops_at_parsing_and_touches_nothing(tmp_path, machine, name):
     before = snapshot(tmp_path)
     result = buildfleet("down", f"--fleet={name}", state_root=machine)
@@ -98,6 +99,7 @@ def test_down_with_a_bad_fleet_name_stops_at_parsing_and_touches_nothing(tmp_pat
     assert snapshot(tmp_path) == before
 
 
+@pytest.mark.process
 def test_down_with_a_bad_builder_name_stops_at_parsing(tmp_path, machine):
     before = snapshot(tmp_path)
     result = buildfleet("down", "--fleet", "other", "--builder", "../../canary", state_root=machine)
@@ -105,6 +107,7 @@ def test_down_with_a_bad_builder_name_stops_at_parsing(tmp_path, machine):
     assert snapshot(tmp_path) == before
 
 
+@pytest.mark.process
 def test_down_removes_its_own_fleet_state_and_nothing_beside_it(tmp_path, machine):
     static_fleet(machine, "mine")
     before = snapshot(tmp_path)
@@ -115,6 +118,7 @@ def test_down_removes_its_own_fleet_state_and_nothing_beside_it(tmp_path, machin
     assert after == {path: entry for path, entry in before.items() if not path.startswith("state/mine")}
 
 
+@pytest.mark.process
 def test_down_refuses_a_fleet_directory_holding_files_buildfleet_never_writes(tmp_path, machine):
     state = static_fleet(machine, "mine")
     (state.root / "notes.txt").write_text("mine, not buildfleet's\n")
@@ -125,6 +129,7 @@ def test_down_refuses_a_fleet_directory_holding_files_buildfleet_never_writes(tm
     assert snapshot(tmp_path) == before
 
 
+@pytest.mark.process
 def test_down_refuses_a_fleet_directory_that_is_a_symlink(tmp_path, machine):
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()

@@ -30,6 +30,7 @@ def keys(value, found: set[str]) -> set[str]:
         ["doctor", "--preflight", "--target", "local", "--json"],
     ],
 )
+@pytest.mark.process
 def test_every_key_a_command_prints_is_camel_case(capsys, tmp_path, command):
     main([*command, "--project-dir", str(tmp_path)] if command[0] != "doctor" else command)
     printed = json.loads(capsys.readouterr().out)

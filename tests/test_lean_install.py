@@ -70,6 +70,7 @@ def without_extras(*args: str, cwd) -> subprocess.CompletedProcess:
     return python_without_extras(CLI, *args, cwd=cwd)
 
 
+@pytest.mark.process
 def test_plan_and_cost_of_a_local_fleet_need_no_extra(tmp_path):
     plan = without_extras("plan", "--target", "local", "--json", cwd=tmp_path)
     assert plan.returncode == 0, plan.stderr
@@ -79,6 +80,7 @@ def test_plan_and_cost_of_a_local_fleet_need_no_extra(tmp_path):
     assert help_.returncode == 0 and "LEAKED" not in help_.stderr.replace("LEAKED []", "")
 
 
+@pytest.mark.process
 def test_up_target_aws_names_the_extra_to_install(tmp_path):
     result = without_extras("up", "--target", "aws", "--set", "allowedCidrs=[198.51.100.7/32]", "--yes", cwd=tmp_path)
     assert result.returncode == 2
@@ -88,6 +90,7 @@ def test_up_target_aws_names_the_extra_to_install(tmp_path):
     assert not (tmp_path / "Pulumi.yaml").exists()  # nothing written before the refusal
 
 
+@pytest.mark.process
 def test_preflight_for_aws_lists_the_missing_packages_with_the_extra(tmp_path):
     result = without_extras("doctor", "--preflight", "--target", "aws", cwd=tmp_path)
     assert result.returncode == 1
@@ -102,6 +105,7 @@ def test_a_missing_extra_is_told_apart_from_a_broken_module():
         require("provisioning.nosuchmodule", "charts", "bench.png")  # ours and missing: a bug, not an extra
 
 
+@pytest.mark.process
 def test_bench_writes_its_tables_without_matplotlib_and_its_chart_with_it(tmp_path):
     lean = python_without_extras(WRITE_REPORT, str(tmp_path / "lean"), cwd=tmp_path)
     assert lean.stdout.strip() == "['csv', 'json', 'markdown']", lean.stderr

@@ -5,9 +5,12 @@ import signal
 import subprocess
 import time
 
+import pytest
 from integration.conftest import CACHE
 
 from provisioning.targets.local.registry import LocalRegistry, registry_binary
+
+pytestmark = pytest.mark.process  # every test here starts another program
 
 
 def test_a_pidfile_naming_another_process_is_not_our_registry_and_that_process_is_left_alone(tmp_path):

@@ -105,6 +105,7 @@ def test_each_members_server_certificate_carries_the_balancers_name():
     assert "pool.example.elb.amazonaws.com" not in server_names(inventory.host("emulation-0"), None)
 
 
+@pytest.mark.process
 def test_haproxy_accepts_the_rendered_configuration(tmp_path):
     """Checked by Debian's HAProxy itself (``haproxy -c``), with the fleet's real CA and client files."""
     ca = FleetCA(tmp_path / "tls")

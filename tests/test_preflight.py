@@ -32,6 +32,7 @@ def sts(monkeypatch):
     server.stop()
 
 
+@pytest.mark.process
 def test_aws_preflight_names_the_cli_its_login_the_project_and_who_the_credentials_are(
     tmp_path, monkeypatch, capsys, sts
 ):
@@ -48,6 +49,7 @@ def test_aws_preflight_names_the_cli_its_login_the_project_and_who_the_credentia
     assert {("this machine", p) for p in ("pulumi", "pulumi-aws", "pulumi-tls", "boto3")} <= set(checks)
 
 
+@pytest.mark.process
 def test_aws_preflight_without_credentials_or_login_fails_with_the_fix(tmp_path, monkeypatch, capsys, sts):
     pulumi = StandInPulumi(tmp_path, monkeypatch, {})
     monkeypatch.delenv("PULUMI_BACKEND_URL")
@@ -94,6 +96,7 @@ def test_static_preflight_checks_the_file_and_each_hosts_key_file(tmp_path, caps
     assert checks[("a", "ssh key")]["ok"] and not checks[("b", "ssh key")]["ok"] and code == 1
 
 
+@pytest.mark.process
 def test_local_preflight_checks_the_engine_buildx_binfmt_and_host_files(tmp_path, capsys):
     code, checks = preflight(capsys, "--target", "local", "--project-dir", str(tmp_path))
     for check in ("python", "docker", "buildx", "binfmt_misc", "registry"):

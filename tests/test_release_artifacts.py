@@ -111,6 +111,7 @@ def test_artifacts_lock_fetches_every_arch_from_the_mirror_and_records_it(tmp_pa
         mirror.stop()
 
 
+@pytest.mark.process
 def test_a_user_without_root_fetches_into_their_own_cache(tmp_path, server):
     """With Debian's own python3 and only the standard library, as uid 65534 when the tests run as root."""
     shared = Path(tempfile.mkdtemp(prefix="bf-release-"))

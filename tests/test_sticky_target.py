@@ -65,6 +65,7 @@ def project_args(pulumi, tmp_path) -> list[str]:
         ["plan", "--target", "local"],
     ],
 )
+@pytest.mark.process
 def test_another_target_for_an_aws_fleet_is_refused_and_changes_nothing(aws_fleet, tmp_path, capsys, command):
     state = FleetState.for_fleet("f")
     before, calls = snapshot(state.root), len(aws_fleet.calls())
@@ -77,6 +78,7 @@ def test_another_target_for_an_aws_fleet_is_refused_and_changes_nothing(aws_flee
     assert len(aws_fleet.calls()) == calls  # not even a pulumi call
 
 
+@pytest.mark.process
 def test_a_plain_up_of_an_aws_fleet_runs_pulumi_up_on_its_stack_never_a_local_fleet(aws_fleet, tmp_path, capsys):
     args = [*project_args(aws_fleet, tmp_path), "--wait-timeout", "1"]
     assert main(["up", *args]) == 2  # its host (a closed port here) never answers
@@ -90,12 +92,14 @@ def test_a_plain_up_of_an_aws_fleet_runs_pulumi_up_on_its_stack_never_a_local_fl
     assert not (state.root / "registry").exists()  # nothing of a local fleet was made
 
 
+@pytest.mark.process
 def test_a_plain_down_of_an_aws_fleet_destroys_its_stack(aws_fleet, tmp_path, capsys):
     assert main(["down", "--fleet", "f", "--project-dir", str(aws_fleet.project)]) == 0
     assert aws_fleet.destroys()
     assert not FleetState.for_fleet("f").root.exists()
 
 
+@pytest.mark.process
 def test_plan_of_an_aws_fleet_describes_its_stack_not_a_stray_buildfleet_yaml(aws_fleet, capsys):
     (aws_fleet.project / "buildfleet.yaml").write_text("amd64Count: 1\n")
     assert main(["plan", "--fleet", "f", "--json", "--project-dir", str(aws_fleet.project)]) == 0
