@@ -8,8 +8,8 @@ import pytest
 from provisioning.bench.report import Measured, disagreements, markdown, rows, write
 from provisioning.bench.runner import parse_report
 from provisioning.bench.runs import Run, baseline_for, plan_runs
+from provisioning.bench.session import catalog_prices
 from provisioning.catalog import Catalog
-from provisioning.cli.measure import catalog_prices
 from provisioning.inventory import HostPlatform, Inventory, InventoryHost
 from provisioning.platforms import parse_platforms
 from provisioning.settings import settings_from_mapping

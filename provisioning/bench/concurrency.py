@@ -10,6 +10,7 @@ client opens within half a second on one member (see targets/local/balancer.py).
 
 from __future__ import annotations
 
+import os
 import statistics
 import tempfile
 import time
@@ -19,8 +20,12 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+from provisioning.bench.runner import build_args as runner_build_args
+from provisioning.bench.runs import Run as BenchRun
+from provisioning.bench.session import BenchFleet, Status
 from provisioning.builder.builder import Buildx
 from provisioning.builder.sample import SampleSources, build_args, ran_on
+from provisioning.errors import BuildfleetError
 from provisioning.inventory import Inventory
 from provisioning.jsonstyle import Keyed
 from provisioning.platforms import Platform
@@ -145,3 +150,67 @@ def summary(waves: Sequence[Wave]) -> list[str]:
         f"{w.wall_seconds} s wall, {w.per_minute} builds/min, median build {w.median_seconds} s"
         for w in waves
     ]
+
+
+MAX_BUILDS = 32  # a bench, not a load test: bounded
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """The same N builds through the fleet's node for a platform, then through one host alone."""
+
+    platform: Platform
+    node: str
+    through_fleet: Wave
+    alone: Wave
+    note: str  # why throughput may not grow here ("" when nothing to say)
+
+    @property
+    def ratio(self) -> float:
+        return speedup(self.through_fleet, self.alone)
+
+    @property
+    def failed(self) -> bool:
+        return bool(self.through_fleet.failures or self.alone.failures)
+
+    def to_dict(self, fleet: str) -> dict[str, object]:
+        return {
+            "fleet": fleet,
+            "platform": str(self.platform),
+            "concurrency": len(self.through_fleet.outcomes),
+            "waves": [self.through_fleet.to_dict(), self.alone.to_dict()],
+            "throughput_vs_one_host": self.ratio,
+            "note": self.note,
+        }
+
+
+def bounded(n: int) -> int:
+    if n > MAX_BUILDS:
+        raise BuildfleetError(f"--concurrency {n}: at most {MAX_BUILDS} builds at once")
+    return n
+
+
+def busiest_platform(inventory: Inventory, platforms: Sequence[Platform], asked: bool) -> Platform:
+    """The platform to load: the first asked for, else the first a pool builds (the case worth measuring)."""
+    pooled = {x.platform for h in inventory.hosts if h.pool for x in h.platforms}
+    return platforms[0] if asked else next((p for p in platforms if str(p) in pooled), platforms[0])
+
+
+def compare(fleet: BenchFleet, platform: Platform, n: int, status: Status) -> Comparison:
+    """``n`` builds of ``platform`` at once through the fleet's builder, then on the first host
+    that builds it, alone; the userland is unpacked on each host first, untimed."""
+    bounded(n)
+    inventory = fleet.inventory
+    hosts = [h for h in inventory.hosts if str(platform) in {p.platform for p in h.platforms}]
+    node, first = hosts[0].node, hosts[0].name
+    sources = fleet.sources([platform])
+    runs = [BenchRun("concurrency", str(platform), h.name, True, True) for h in hosts]
+    with fleet.host_builders(runs) as builders:
+        with status(f"unpacking {platform}'s userland on {', '.join(builders)} (untimed)"):
+            for builder in builders.values():
+                fleet.buildx.run(runner_build_args(builder, str(platform), "userland", sources, "type=cacheonly"))
+        with status(f"{n} builds of {platform} at once through {node}"):
+            through_fleet = wave(fleet.buildx, fleet.builder, node, inventory, platform, sources, n)
+        with status(f"{n} builds of {platform} at once on {first} alone"):
+            alone = wave(fleet.buildx, builders[first], f"{first} alone", inventory, platform, sources, n)
+    return Comparison(platform, node, through_fleet, alone, same_machine_note(inventory, os.cpu_count() or 1))

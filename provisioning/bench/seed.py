@@ -15,11 +15,15 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from provisioning.artifacts import ArtifactSource
 from provisioning.bench.report import Measured
+from provisioning.bench.runner import bench
 from provisioning.bench.runs import Run
+from provisioning.bench.session import BenchFleet, Status
 from provisioning.builder.builder import Buildx
 from provisioning.builder.sample import SampleSources, build_args
 from provisioning.errors import BuildfleetError
+from provisioning.hosts.configure import ConfigureOptions, distro_qemu
 from provisioning.inventory import Inventory, InventoryHost
 from provisioning.jsonstyle import dumps
 from provisioning.placement import EMULATION
@@ -154,3 +158,33 @@ def timed_build(buildx: Buildx, builder: str, sources: SampleSources, platforms:
     start = time.monotonic()
     buildx.run(args)
     return round(time.monotonic() - start, 2)
+
+
+def compare(
+    fleet: BenchFleet,
+    platforms: Sequence[Platform],
+    workloads: Sequence[str],
+    repeats: int,
+    measured: Sequence[Measured],
+    qemu: tuple[ArtifactSource, ConfigureOptions],
+    status: Status,
+) -> SeedComparison:
+    """The seed's one-node build beside the fleet: the same workloads on the emulation host with
+    the distribution's QEMU (``qemu``: what configure puts back afterwards), and the same
+    multi-platform build through each."""
+    host = seed_host(fleet.inventory)
+    runs = seed_runs(host, platforms, workloads)
+    sources = fleet.sources(platforms)
+    with status("the multi-platform build through the fleet (a warm-up, then timed)"):
+        fleet_s = timed_build(fleet.buildx, fleet.builder, sources, platforms)
+    arches = foreign_arches(host, platforms)
+    artifacts, options = qemu
+    with (
+        status(f"{host.name}: the distribution's QEMU for {', '.join(arches)}; the seed's runs"),
+        distro_qemu(host, fleet.state, artifacts, options, arches) as interpreters,
+        fleet.host_builders(runs) as builders,
+    ):
+        seed = bench(fleet.buildx, builders, runs, sources, repeats)
+        seed_s = timed_build(fleet.buildx, builders[host.name], sources, platforms)
+    whole = WholeBuild(len(platforms), fleet_s, seed_s)
+    return SeedComparison(host.name, tuple(speedups(measured, seed)), whole, tuple(seed), interpreters)

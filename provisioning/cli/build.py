@@ -6,12 +6,15 @@ import argparse
 import shlex
 import sys
 import time
+from pathlib import Path
+from typing import Any
 
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from provisioning.cli.common import builder_name, fleet_artifacts, fleet_builder, fleet_settings, require_inventory
+from provisioning.builder.drivers import DRIVERS
+from provisioning.cli.context import Fleet
+from provisioning.cli.options import add_fleet_options, default_cache_dir
 from provisioning.errors import BuildfleetError
 from provisioning.inventory import Inventory
 from provisioning.jsonstyle import Keyed, dumps
@@ -19,43 +22,45 @@ from provisioning.platforms import parse_platform
 from provisioning.state import FleetState
 
 
-def ensure_builder(args: argparse.Namespace, console: Console, state: FleetState) -> None:
+def ensure_builder(fleet: Fleet, driver: str | None = None) -> None:
+    """The fleet's builder made or brought up to date, with ``driver`` (default: the one the
+    command line names)."""
     from provisioning.builder.drivers import make_driver
-    from provisioning.builder.nodes import REMOTE
 
-    inventory = require_inventory(args, state)
-    builder = fleet_builder(args, state)
-    artifacts = fleet_artifacts(args, fleet_settings(args, state, inventory))
-    driver = make_driver(getattr(args, "driver", REMOTE), artifacts, builder.buildx)
-    with console.status(driver.preparing or f"{driver.name} driver: one node per host"):
-        nodes = driver.nodes(builder.name, inventory, state)
-    changes = builder.ensure(nodes, use=getattr(args, "use", False))
+    console = fleet.console
+    inventory = fleet.inventory()
+    builder = fleet.builder()
+    artifacts = fleet.artifacts(fleet.settings())
+    made = make_driver(driver or fleet.options.driver, artifacts, builder.buildx)
+    with console.status(made.preparing or f"{made.name} driver: one node per host"):
+        nodes = made.nodes(builder.name, inventory, fleet.state)
+    changes = builder.ensure(nodes, use=fleet.options.use)
     console.print(
         f"builder {builder.name!r}: "
         + ("; ".join(c.describe() for c in changes) if changes else "no change: its nodes match the fleet")
     )
     if inventory.pools:
-        wait_for_pools(console, state, inventory)
+        wait_for_pools(fleet, inventory)
 
 
 POOL_WAIT_SECONDS = 60
 
 
-def wait_for_pools(console: Console, state: FleetState, inventory: Inventory) -> None:
+def wait_for_pools(fleet: Fleet, inventory: Inventory) -> None:
     """Until each pool's balancer passes a build connection on: its health checks find a
     member only seconds after that member's buildkitd (re)started."""
     from provisioning.certs import TLSFiles
     from provisioning.remote.wait import BuildkitdEndpoint, wait_for_buildkitd
 
     pools = [BuildkitdEndpoint.of_pool(p) for p in inventory.pools]
-    with console.status("waiting for the pools' balancers to find their members"):
-        waited = wait_for_buildkitd(pools, TLSFiles.in_state(state.root / "tls"), POOL_WAIT_SECONDS)
-    console.print("pools answer over mTLS: " + ", ".join(f"{name} ({s:.1f} s)" for name, s in waited.items()))
+    with fleet.console.status("waiting for the pools' balancers to find their members"):
+        waited = wait_for_buildkitd(pools, TLSFiles.in_state(fleet.state.root / "tls"), POOL_WAIT_SECONDS)
+    fleet.console.print("pools answer over mTLS: " + ", ".join(f"{name} ({s:.1f} s)" for name, s in waited.items()))
 
 
-def cmd_builder(args: argparse.Namespace, console: Console) -> int:
-    state = FleetState.for_fleet(args.fleet)
-    builder = fleet_builder(args, state)
+def cmd_builder(fleet: Fleet, args: argparse.Namespace) -> int:
+    console = fleet.console
+    builder = fleet.builder()
     if args.action == "rm":
         removed = builder.remove()
         console.print(
@@ -65,13 +70,13 @@ def cmd_builder(args: argparse.Namespace, console: Console) -> int:
         )
         return 0
     if args.action == "create":
-        ensure_builder(args, console, state)
-    inventory = require_inventory(args, state)
+        ensure_builder(fleet)
+    inventory = fleet.inventory()
     inspected = builder.inspect(bootstrap=not args.no_bootstrap)
     if inspected is None:
         raise BuildfleetError(f"builder {builder.name!r} does not exist: run buildfleet builder create")
     modes = {p.platform: p.native for h in inventory.hosts for p in h.platforms}
-    rows = [
+    rows: list[dict[str, Any]] = [
         {
             "node": n.name,
             "endpoint": n.endpoint,
@@ -94,23 +99,21 @@ def cmd_builder(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
-def cmd_sample(args: argparse.Namespace, console: Console) -> int:
+def cmd_sample(fleet: Fleet, args: argparse.Namespace) -> int:
     from provisioning.builder.preflight import check_emulation
     from provisioning.builder.sample import SampleSources, build_sample, time_each, verify_sample
     from provisioning.remote.ssh import connect
 
-    state = FleetState.for_fleet(args.fleet)
-    inventory = require_inventory(args, state)
+    console, name = fleet.console, fleet.builder_name
+    inventory = fleet.inventory()
     platforms = [parse_platform(p) for p in inventory.platforms]
-    sources = SampleSources.from_artifacts(args.artifacts, platforms)
-    check_emulation(inventory, lambda host: connect(host, state))
+    sources = SampleSources.from_artifacts(fleet.options.artifacts, platforms)
+    check_emulation(inventory, lambda host: connect(host, fleet.state))
     tag = time.strftime("%Y%m%d-%H%M%S")
-    buildx = fleet_builder(args, state).buildx
-    with console.status(f"building {len(platforms)} platforms through {builder_name(args)}"):
-        image, seconds = build_sample(
-            buildx, builder_name(args), inventory, sources, platforms, tag, args.registry_cache
-        )
-        each = time_each(buildx, builder_name(args), sources, platforms) if args.time_each else {}
+    buildx = fleet.builder().buildx
+    with console.status(f"building {len(platforms)} platforms through {name}"):
+        image, seconds = build_sample(buildx, name, inventory, sources, platforms, tag, args.registry_cache)
+        each = time_each(buildx, name, sources, platforms) if args.time_each else {}
     results = verify_sample(inventory, tag, platforms)
     if args.json:
         console.print_json(
@@ -152,24 +155,24 @@ def ci_wake(state: FleetState, inventory, settings):
     return Wake(stack, tuple((h.address, h.buildkitd_port) for h in inventory.hosts if h.platforms))
 
 
-def cmd_ci_config(args: argparse.Namespace, console: Console) -> int:
+def cmd_ci_config(fleet: Fleet, args: argparse.Namespace) -> int:
     from provisioning.builder import ciconfig
     from provisioning.builder.nodes import TLSFiles, remote_nodes
 
-    state = FleetState.for_fleet(args.fleet)
-    inventory = require_inventory(args, state)
-    tls = TLSFiles.in_state(state.root / "tls")
-    nodes = remote_nodes(builder_name(args), inventory, tls)
+    console, name = fleet.console, fleet.builder_name
+    inventory = fleet.inventory()
+    tls = TLSFiles.in_state(fleet.state.root / "tls")
+    nodes = remote_nodes(name, inventory, tls)
     platforms = list(inventory.platforms)
     secrets = ciconfig.secret_files(str(tls.ca), str(tls.cert), str(tls.key))
-    settings = fleet_settings(args, state, inventory)
-    wake = ci_wake(state, inventory, settings)
+    settings = fleet.settings()
+    wake = ci_wake(fleet.state, inventory, settings)
     cache = shlex.quote(args.cache_repository) if args.cache_repository else ""
     hosted = ciconfig.hosted_runners_reach(inventory.features, settings.buildkitd_cidrs)
     rendered = {
-        "github": lambda: ciconfig.github_actions(builder_name(args), nodes, wake, cache, hosted),
-        "circleci": lambda: ciconfig.circleci(builder_name(args), nodes, platforms, wake, cache),
-        "shell": lambda: ciconfig.shell_script(builder_name(args), nodes, platforms, wake),
+        "github": lambda: ciconfig.github_actions(name, nodes, wake, cache, hosted),
+        "circleci": lambda: ciconfig.circleci(name, nodes, platforms, wake, cache),
+        "shell": lambda: ciconfig.shell_script(name, nodes, platforms, wake),
     }[args.format]()
     note = ciconfig.reach_note(inventory.features, settings.allowed_cidrs, settings.buildkitd_cidrs)
     rendered = ciconfig.with_note(rendered, note)
@@ -202,3 +205,74 @@ def cmd_ci_config(args: argparse.Namespace, console: Console) -> int:
             file=sys.stderr,
         )
     return 0
+
+
+def add_builder(commands: argparse._SubParsersAction) -> None:
+    """The builder: the fleet's multi-node buildx builder."""
+    builder = commands.add_parser(
+        "builder",
+        help="show (or create, or remove) the fleet's multi-node buildx builder",
+        description="The fleet's buildx builder: one node per host (remote driver: its buildkitd over mTLS; "
+        "docker-container driver: its Docker over ssh), each pinned to the "
+        "platforms the placement gave it. Without an action: its nodes, endpoints, platforms "
+        "(native or QEMU) and status. create: make or update it (idempotent). rm: remove it, only "
+        "if buildfleet made it.",
+    )
+    builder.add_argument("action", nargs="?", choices=("show", "create", "rm"), default="show")
+    builder.add_argument("--use", action="store_true", help="with create: make it the default builder")
+    builder.add_argument(
+        "--driver",
+        choices=tuple(DRIVERS),
+        default="remote",
+        help="with create: remote (buildkitd over mTLS, default) or docker-container over ssh",
+    )
+    builder.add_argument(
+        "--artifacts",
+        type=Path,
+        default=default_cache_dir(),
+        metavar="DIR",
+        help="buildkit artifacts for the docker-container driver's image (default: %(default)s)",
+    )
+    builder.add_argument("--no-bootstrap", action="store_true", help="show the nodes without starting them")
+    add_fleet_options(builder, configure_flags=False)
+    builder.set_defaults(handler=cmd_builder)
+
+
+def add_sample(commands: argparse._SubParsersAction) -> None:
+    """The sample: the sample image built through the builder and checked."""
+    sample = commands.add_parser(
+        "sample",
+        help="build the sample image for every platform through the builder and check where each ran",
+        description="Build the sample through the builder: on each platform's node, natively or under QEMU, "
+        "gcc compiles a small C program, runs it and records uname -m and the node's addresses. "
+        "The image is pushed to the fleet's registry, read back, and each platform checked: the "
+        "program's ELF header and output, uname -m, and that it ran on the node the placement chose.",
+    )
+    sample.add_argument("--time-each", action="store_true", help="also time each platform built alone")
+    sample.add_argument(
+        "--registry-cache",
+        action="store_true",
+        help="import and export the build cache through the fleet's registry, one cache per node (a pool's "
+        "members then share it); the first run exports every platform's userland layers",
+    )
+    add_fleet_options(sample)
+    sample.set_defaults(handler=cmd_sample)
+
+
+def add_ci_config(commands: argparse._SubParsersAction) -> None:
+    """The ci-config: what a CI job needs to use the builder."""
+    ci = commands.add_parser(
+        "ci-config",
+        help="print what a CI job needs to use the builder (GitHub Actions, CircleCI, shell)",
+        description="Render, from the live inventory, a docker/setup-buildx-action step, a CircleCI job or a "
+        "POSIX shell script that joins the fleet's builder with its remote nodes over mTLS, and list "
+        "the three secrets to create (CA, client certificate, client key) with the files holding them.",
+    )
+    ci.add_argument("--format", choices=("github", "circleci", "shell"), default="github")
+    ci.add_argument(
+        "--cache-repository",
+        metavar="REPO",
+        help="registry repository for the build cache, one tag per node (default: the image's own repository)",
+    )
+    add_fleet_options(ci, configure_flags=False)
+    ci.set_defaults(handler=cmd_ci_config)

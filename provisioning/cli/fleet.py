@@ -11,19 +11,14 @@ from rich.markup import escape
 from rich.table import Table
 
 from provisioning.cli.build import ensure_builder, wait_for_pools
-from provisioning.cli.common import (
-    builder_name,
-    config_sources,
-    configure_options,
-    described_settings,
-    explicit_config,
-    fleet_artifacts,
-    fleet_builder,
-    fleet_kind,
-    fleet_settings,
-    require_inventory,
-    settings_note,
-    target_for,
+from provisioning.cli.context import Fleet
+from provisioning.cli.options import (
+    add_config_options,
+    add_fleet_name,
+    add_fleet_options,
+    add_project_dir,
+    add_yes,
+    positive,
 )
 from provisioning.cli.progress import host_progress
 from provisioning.errors import BuildfleetError, ConfigError
@@ -33,7 +28,7 @@ from provisioning.jsonstyle import Keyed, dumps
 from provisioning.plan import Plan
 from provisioning.settings import Settings
 from provisioning.state import FleetState
-from provisioning.targets import declared_features
+from provisioning.targets import KINDS, declared_features
 from provisioning.targets.base import HostState
 
 STATUS_STYLE = {"changed": "yellow", "unchanged": "green", "failed": "bold red", "skipped": "dim"}
@@ -94,23 +89,18 @@ def print_report(console: Console, report: FleetReport, as_json: bool) -> int:
 
 
 def run_configure(
-    args: argparse.Namespace,
-    state: FleetState,
-    settings: Settings,
-    check_only: bool = False,
-    progress=lambda host, step, done, total: None,
+    fleet: Fleet, settings: Settings, check_only: bool = False, progress=lambda host, step, done, total: None
 ):
     from provisioning.hosts.configure import configure
 
-    options = configure_options(args, settings)
-    artifacts = fleet_artifacts(args, settings)
-    return configure(require_inventory(args, state), state, artifacts, options, check_only, progress)
+    options = fleet.configure_options(settings)
+    return configure(fleet.inventory(), fleet.state, fleet.artifacts(settings), options, check_only, progress)
 
 
-def configure_fleet(args: argparse.Namespace, console: Console, state: FleetState, settings: Settings) -> int:
+def configure_fleet(fleet: Fleet, settings: Settings) -> int:
     tasks: dict[str, int] = {}
-    with host_progress(console) as shown:
-        for host in require_inventory(args, state).hosts:
+    with host_progress(fleet.console) as shown:
+        for host in fleet.inventory().hosts:
             tasks[host.name] = shown.add_task("connect", host=host.name, total=None)
 
         def progress(host: str, step: str, done: int, total: int) -> None:
@@ -119,15 +109,15 @@ def configure_fleet(args: argparse.Namespace, console: Console, state: FleetStat
             if not step:
                 shown.stop_task(tasks[host])  # freeze its elapsed time at the host's own finish
 
-        report = run_configure(args, state, settings, progress=progress)
-    return print_report(console, report, args.json)
+        report = run_configure(fleet, settings, progress=progress)
+    return print_report(fleet.console, report, fleet.options.json)
 
 
-def cmd_plan(args: argparse.Namespace, console: Console) -> int:
-    state = FleetState.for_fleet(args.fleet)
-    target = target_for(args, fleet_kind(args, state, default="aws"))
-    plan = target.plan(described_settings(args, state, target))
-    Console(stderr=True).print(settings_note(args, state, target), highlight=False, soft_wrap=True)
+def cmd_plan(fleet: Fleet, args: argparse.Namespace) -> int:
+    console = fleet.console
+    target = fleet.target(fleet.kind(default="aws"))
+    plan = target.plan(fleet.described_settings(target))
+    Console(stderr=True).print(fleet.settings_note(target), highlight=False, soft_wrap=True)
     if args.json:
         console.print_json(dumps({**plan.to_dict(), "target": target.kind}))
     else:
@@ -137,43 +127,42 @@ def cmd_plan(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
-def cmd_up(args: argparse.Namespace, console: Console) -> int:
-    state = FleetState.for_fleet(args.fleet)
-    kind = fleet_kind(args, state, default="local")
-    target = target_for(args, kind, console, creating=True)
+def cmd_up(fleet: Fleet, args: argparse.Namespace) -> int:
+    console = fleet.console
+    kind = fleet.kind(default="local")
+    target = fleet.target(kind, creating=True, progress=True)
     settings = target.settings()
-    read = config_sources(args).read(getattr(target, "stack", None) or args.stack)
+    read = fleet.sources.read(getattr(target, "stack", None) or fleet.sources.stack)
     Console(stderr=True).print(read, highlight=False, soft_wrap=True)
     # A line, not a spinner: targets stream their own progress (Pulumi's among it) meanwhile.
     console.print(f"{kind}: bringing up the fleet's hosts")
     inventory = target.up(settings)
-    state.save_settings(settings.values)  # what configure, doctor and bench use from now on
-    console.print(f"fleet {args.fleet!r} ({inventory.target}): {', '.join(h.name for h in inventory.hosts)} up")
-    status = configure_fleet(args, console, state, settings)
+    fleet.state.save_settings(settings.values)  # what configure, doctor and bench use from now on
+    console.print(f"fleet {fleet.name!r} ({inventory.target}): {', '.join(h.name for h in inventory.hosts)} up")
+    status = configure_fleet(fleet, settings)
     if status == 0:
-        ensure_builder(args, console, state)
+        ensure_builder(fleet)
     return status
 
 
-def cmd_configure(args: argparse.Namespace, console: Console) -> int:
-    state = FleetState.for_fleet(args.fleet)
-    return configure_fleet(args, console, state, fleet_settings(args, state, require_inventory(args, state)))
+def cmd_configure(fleet: Fleet, args: argparse.Namespace) -> int:
+    return configure_fleet(fleet, fleet.settings())
 
 
-def cmd_rotate_certs(args: argparse.Namespace, console: Console) -> int:
+def cmd_rotate_certs(fleet: Fleet, args: argparse.Namespace) -> int:
     from provisioning.certs import FleetCA
 
-    state = FleetState.for_fleet(args.fleet)
-    inventory = require_inventory(args, state)
-    settings = fleet_settings(args, state, inventory)
-    FleetCA(state.root / "tls").renew_authority()
+    console = fleet.console
+    inventory = fleet.inventory()
+    settings = fleet.settings()
+    FleetCA(fleet.state.root / "tls").renew_authority()
     console.print("new fleet CA and client certificate; each host gets a new server certificate and restarts buildkitd")
-    status = configure_fleet(args, console, state, settings)
+    status = configure_fleet(fleet, settings)
     if status == 0 and inventory.pools and inventory.features.balancers_here:
         # HAProxy checks the members with the CA and client certificate it loaded at start:
         # up starts it again with the new ones (an NLB's TCP checks hold no certificate)
-        target_for(args, inventory.target, console).up(settings)
-        wait_for_pools(console, state, inventory)
+        fleet.target(inventory.target, progress=True).up(settings)
+        wait_for_pools(fleet, inventory)
     console.print(
         "every host serves the new certificates; the builder reads the new client files on its next command. "
         "CI jobs hold copies of the old ones: run buildfleet ci-config again and update their secrets."
@@ -183,51 +172,51 @@ def cmd_rotate_certs(args: argparse.Namespace, console: Console) -> int:
     return status
 
 
-def cmd_wake(args: argparse.Namespace, console: Console) -> int:
+def cmd_wake(fleet: Fleet, args: argparse.Namespace) -> int:
     """Start what idle stop powered off, point the builder at where the hosts answer now, and
     wait until every buildkitd serves the fleet's client certificate."""
     from provisioning.certs import TLSFiles
     from provisioning.remote.wait import BuildkitdEndpoint, wait_for_buildkitd
 
-    state = FleetState.for_fleet(args.fleet)
-    inventory = require_inventory(args, state)
-    target = target_for(args, inventory.target, console)
+    console = fleet.console
+    inventory = fleet.inventory()
+    target = fleet.target(inventory.target, progress=True)
     start = time.monotonic()
     console.print(f"{inventory.target}: starting the fleet's stopped hosts")
-    woken = target.wake(fleet_settings(args, state, inventory))
-    builder = fleet_builder(args, state)
+    woken = target.wake(fleet.settings())
+    builder = fleet.builder()
     existing = builder.inspect() if builder.owned() else None
     if existing is not None:  # new ports or addresses: the same nodes, moved
-        args.driver = existing.driver
-        ensure_builder(args, console, state)
-    client = TLSFiles.in_state(state.root / "tls")
+        ensure_builder(fleet, driver=existing.driver)
+    client = TLSFiles.in_state(fleet.state.root / "tls")
     endpoints = [BuildkitdEndpoint.of_host(h) for h in woken.hosts if h.platforms]
-    wait_for_buildkitd(endpoints + [BuildkitdEndpoint.of_pool(p) for p in woken.pools], client, args.wait_timeout)
+    pools = [BuildkitdEndpoint.of_pool(p) for p in woken.pools]
+    wait_for_buildkitd(endpoints + pools, client, fleet.options.wait_timeout)
     console.print(f"woke {len(woken.hosts)} host(s) in {time.monotonic() - start:.1f} s: buildkitd answers on each")
     return 0
 
 
-def cmd_status(args: argparse.Namespace, console: Console) -> int:
-    if getattr(args, "preflight", False):
-        return preflight(args, console)
-    if explicit_config(args):
+def cmd_status(fleet: Fleet, args: argparse.Namespace) -> int:
+    console = fleet.console
+    if args.preflight:
+        return preflight(fleet)
+    if fleet.explicit_config():
         Console(stderr=True).print(
             "note: --set, --config and --stack are read by doctor --preflight only; the fleet is checked against "
             "the settings up kept (run up with them to change it)",
             highlight=False,
         )
     if args.check or args.command == "doctor":
-        return doctor(args, console)
-    state = FleetState.for_fleet(args.fleet)
-    inventory = state.load_inventory(declared_features)
-    resources = target_for(args, fleet_kind(args, state, default="local")).status()
-    builder = builder_name(args) if fleet_builder(args, state).owned() else None
-    idle = idle_times(state, inventory, resources) if inventory else {}
+        return doctor(fleet)
+    inventory = fleet.state.load_inventory(declared_features)
+    resources = fleet.target(fleet.kind(default="local")).status()
+    builder = fleet.builder_name if fleet.builder().owned() else None
+    idle = idle_times(fleet.state, inventory, resources) if inventory else {}
     if args.json:
         console.print_json(
             dumps(
                 {
-                    "fleet": args.fleet,
+                    "fleet": fleet.name,
                     "inventory": inventory.to_dict() if inventory else None,
                     "registry": inventory.registry if inventory else None,
                     "builder": builder,
@@ -238,10 +227,10 @@ def cmd_status(args: argparse.Namespace, console: Console) -> int:
         )
         return 0
     if inventory is None:
-        console.print(f"fleet {args.fleet!r} is not up")
+        console.print(f"fleet {fleet.name!r} is not up")
         return 0
     power = {r.host: r.state for r in resources}
-    table = Table(title=f"fleet {args.fleet!r} ({inventory.target})")
+    table = Table(title=f"fleet {fleet.name!r} ({inventory.target})")
     for column in ("host", "role", "arch", "power", "idle", "ssh", "buildkitd", "platforms"):
         table.add_column(column)
     for host in inventory.hosts:
@@ -305,16 +294,16 @@ def pool_member_checks(state: FleetState, inventory: Inventory) -> list[dict]:
     return checks
 
 
-def doctor(args: argparse.Namespace, console: Console) -> int:
+def doctor(fleet: Fleet) -> int:
     """Each host's steps checked (nothing changed) and each builder node's status, with the fix."""
     from provisioning.builder.nodes import node_name
     from provisioning.hosts.executor import DRIFT, UNCHANGED
 
-    state = FleetState.for_fleet(args.fleet)
-    inventory = require_inventory(args, state)
+    console, state = fleet.console, fleet.state
+    inventory = fleet.inventory()
     with console.status(f"checking {len(inventory.hosts)} host(s) and the builder"):
-        report = run_configure(args, state, fleet_settings(args, state, inventory), check_only=True)
-        inspected = fleet_builder(args, state).inspect(bootstrap=True)
+        report = run_configure(fleet, fleet.settings(), check_only=True)
+        inspected = fleet.builder().inspect(bootstrap=True)
     checks = []
     for host in report.hosts:
         for step in host.steps:
@@ -337,7 +326,7 @@ def doctor(args: argparse.Namespace, console: Console) -> int:
                 )
     found = {n.name: n.status for n in inspected.nodes} if inspected else {}
     for unit in sorted({h.node for h in inventory.hosts if h.platforms}):  # a pool is one node
-        node = node_name(builder_name(args), unit)
+        node = node_name(fleet.builder_name, unit)
         status = found.get(node, "missing")
         checks.append(
             {
@@ -354,7 +343,8 @@ def doctor(args: argparse.Namespace, console: Console) -> int:
         )
     checks.extend(pool_member_checks(state, inventory))
     checks.extend(certificate_checks(state))
-    return show_checks(console, f"buildfleet doctor: fleet {args.fleet!r}", {"fleet": args.fleet}, checks, args.json)
+    title = f"buildfleet doctor: fleet {fleet.name!r}"
+    return show_checks(console, title, {"fleet": fleet.name}, checks, fleet.options.json)
 
 
 def show_checks(console: Console, title: str, about: dict, checks: list[dict], as_json: bool) -> int:
@@ -379,27 +369,27 @@ def show_checks(console: Console, title: str, about: dict, checks: list[dict], a
     return 0 if ok else 1
 
 
-def preflight(args: argparse.Namespace, console: Console) -> int:
+def preflight(fleet: Fleet) -> int:
     """What this machine needs before up, for the target the fleet has (or --target names),
     touching no host: Python and packages, the target's own tools and credentials, the host files."""
     from provisioning.artifacts.source import artifact_checks
     from provisioning.checks import failed
     from provisioning.targets.preflight import python_checks
 
-    state = FleetState.for_fleet(args.fleet)
-    kind = fleet_kind(args, state, default="local")
-    target = target_for(args, kind)
-    settings = described_settings(args, state, target)
+    o = fleet.options
+    kind = fleet.kind(default="local")
+    target = fleet.target(kind)
+    settings = fleet.described_settings(target)
     checks = [*python_checks(), *target.preflight(settings)]
     try:
         arches = [h.arch for h in target.plan(settings).hosts]
     except BuildfleetError as error:
         checks.append(failed("this machine", "plan", str(error), "fix the configuration it names"))
         arches = []
-    project = getattr(args, "project_dir", None) or Path.cwd()
-    checks += artifact_checks(settings.artifact_source, args.artifacts, project, settings.artifact_mirror, arches)
+    checks += artifact_checks(settings.artifact_source, o.artifacts, o.project_dir, settings.artifact_mirror, arches)
     title = f"buildfleet doctor --preflight: target {kind} on this machine"
-    return show_checks(console, title, {"fleet": args.fleet, "target": kind}, [c.to_dict() for c in checks], args.json)
+    about = {"fleet": fleet.name, "target": kind}
+    return show_checks(fleet.console, title, about, [c.to_dict() for c in checks], o.json)
 
 
 def certificate_checks(state: FleetState) -> list[dict]:
@@ -421,19 +411,185 @@ def certificate_checks(state: FleetState) -> list[dict]:
     return checks
 
 
-def cmd_down(args: argparse.Namespace, console: Console) -> int:
-    state = FleetState.for_fleet(args.fleet)
-    kind = fleet_kind(args, state, default="local")  # a wrong --target is refused before anything goes
+def cmd_down(fleet: Fleet, args: argparse.Namespace) -> int:
+    console, state = fleet.console, fleet.state
+    kind = fleet.kind(default="local")  # a wrong --target is refused before anything goes
     try:
         state.load_inventory(declared_features)
     except ConfigError as damaged:  # down must still take away what up made
         console.print(f"[yellow]warning:[/] {escape(str(damaged))}; taking the fleet down by its recorded target")
     for record in sorted((state.root / "builders").glob("*.json")):  # every builder made for this fleet
-        args.builder = record.stem
-        if fleet_builder(args, state).remove():
+        if fleet.builder(record.stem).remove():
             console.print(f"builder {record.stem}")
-    removed = target_for(args, kind, console).down()
+    removed = fleet.target(kind, progress=True).down()
     if state.remove():
         removed.append(f"state {state.root}")
-    console.print("\n".join(removed) if removed else f"fleet {args.fleet!r}: nothing to remove")
+    console.print("\n".join(removed) if removed else f"fleet {fleet.name!r}: nothing to remove")
     return 0
+
+
+def add_plan(commands: argparse._SubParsersAction) -> None:
+    """The plan: the placement a configuration leads to."""
+    plan = commands.add_parser(
+        "plan",
+        help="show which host builds each platform, natively or under QEMU (no cloud account needed)",
+        description="Print the placement the configuration leads to: for each platform, the host that "
+        "builds it and whether natively or under QEMU. Reads configuration only.",
+    )
+    add_config_options(plan)
+    plan.add_argument(
+        "--target",
+        choices=KINDS,
+        default=None,
+        help="a new fleet: plan for AWS instance types (default) or for hosts on this machine; "
+        "an existing fleet is described as it was made (its target and settings)",
+    )
+    add_fleet_name(plan, help="the fleet to describe, if it exists (default: default)")
+    plan.add_argument(
+        "--inventory", type=Path, metavar="FILE", help="static: the YAML host list to check (nothing is contacted)"
+    )
+    plan.add_argument("--json", action="store_true", help="print the plan as JSON")
+    plan.set_defaults(handler=cmd_plan)
+
+
+def add_up(commands: argparse._SubParsersAction) -> None:
+    """The up: hosts made, configured and joined into the builder."""
+    up = commands.add_parser(
+        "up",
+        help="create the fleet's hosts, configure them and make the builder",
+        description="Create the hosts (local: containers on this machine's Docker engine; "
+        "aws: pulumi up through the Automation API, then wait for SSH and "
+        "cloud-init; static: hosts that exist), configure Docker, buildx, "
+        "QEMU/binfmt and buildkitd on each, and make the fleet's buildx builder. "
+        "Re-running finishes what a failed run left.",
+    )
+    up.add_argument(
+        "--target",
+        choices=KINDS,
+        default=None,
+        help="for a new fleet (an existing one keeps the target it was made with) -- local: containers "
+        "on this machine (default); aws: the Pulumi program through the "
+        "Automation API (stack --stack, default the fleet name; needs the Pulumi CLI and AWS "
+        "credentials); static: hosts listed in --inventory; vm: the roles in buildfleet:vmRoles (default "
+        "arm64) as full-system QEMU VMs on this machine, the rest containers",
+    )
+    up.add_argument("--inventory", type=Path, metavar="FILE", help="the static target's YAML host list")
+    up.add_argument(
+        "--ssh-key",
+        type=Path,
+        metavar="FILE",
+        help="aws: private key matching buildfleet:sshPublicKey (unset: the fleet's own key is used)",
+    )
+    up.add_argument(
+        "--wait-timeout",
+        type=positive,
+        default=900,
+        metavar="SECONDS",
+        help="aws: how long to wait for SSH and cloud-init on new hosts (default 900)",
+    )
+    add_yes(up, "aws: run pulumi up without asking after its preview")
+    add_config_options(up)
+    add_fleet_options(up)
+    up.set_defaults(handler=cmd_up)
+
+
+def add_configure(commands: argparse._SubParsersAction) -> None:
+    """The configure: each host brought to the desired state."""
+    configure = commands.add_parser(
+        "configure",
+        help="(re)configure the fleet's hosts; changes only what differs",
+        description="Read each host's facts over SSH and apply only what differs from "
+        "the desired state; a configured fleet reports no change.",
+    )
+    add_project_dir(configure)  # settings: the ones up kept for the fleet
+    add_fleet_options(configure)
+    configure.set_defaults(handler=cmd_configure)
+
+
+def add_rotate_certs(commands: argparse._SubParsersAction) -> None:
+    """The rotate-certs: new certificates for every host and client."""
+    rotate = commands.add_parser(
+        "rotate-certs",
+        help="renew the fleet's CA, client and server certificates; hosts restart buildkitd once",
+        description="Make a new fleet CA and client certificate, issue every host a new server certificate "
+        "and restart its buildkitd with them (the only interruption). The builder reads the client "
+        "files afresh on its next command; CI jobs hold copies: emit them again with ci-config.",
+    )
+    add_project_dir(rotate)  # settings: the ones up kept for the fleet
+    add_fleet_options(rotate)
+    rotate.set_defaults(handler=cmd_rotate_certs)
+
+
+def add_wake(commands: argparse._SubParsersAction) -> None:
+    """The wake: hosts idle stop powered off, started again."""
+    wake = commands.add_parser(
+        "wake",
+        help="start the hosts idle stop powered off and wait until each buildkitd answers",
+        description="Start every stopped host of the fleet (local: its container; vm: its VM), update the "
+        "builder's nodes to where the hosts answer now, and wait until each buildkitd serves the fleet's "
+        "client certificate; prints how long that took. CI runs it before a build (see ci-config).",
+    )
+    wake.add_argument(
+        "--wait-timeout", type=positive, default=300, metavar="SECONDS", help="how long to wait (default: %(default)s)"
+    )
+    add_fleet_options(wake)
+    wake.set_defaults(handler=cmd_wake)
+
+
+def add_status_doctor(commands: argparse._SubParsersAction) -> None:
+    """The status and doctor (one handler: doctor is status --check)."""
+    status = commands.add_parser(
+        "status",
+        help="show the fleet's hosts, endpoints and platforms (--check, or doctor: check them)",
+        description="Show the fleet's hosts, endpoints, platforms, registry and builder. With --check: as doctor.",
+    )
+    status.add_argument("--check", action="store_true", help="check each host and builder node (as doctor)")
+    status.set_defaults(preflight=False)
+    doctor = commands.add_parser(
+        "doctor",
+        help="check every host and builder node against the desired state, changing nothing",
+        description="Check every host's Docker, privileged runtime, buildx, binfmt/QEMU, buildkitd, versions and "
+        "cache against the desired state without changing anything, every builder node's status and each "
+        "certificate's expiry; each check is ✓ or ✗ with the fix (! a warning). Exit 1 when a check fails.",
+    )
+    doctor.add_argument(
+        "--preflight",
+        action="store_true",
+        help="instead: check this machine before up (Python, packages, the target's tools and credentials, host "
+        "files), touching no host",
+    )
+    doctor.add_argument("--target", choices=KINDS, default=None, help="with --preflight, for a new fleet")
+    doctor.add_argument("--inventory", type=Path, metavar="FILE", help="with --preflight --target static")
+    doctor.set_defaults(check=True)
+    for parser_ in (status, doctor):
+        add_config_options(parser_)
+        add_fleet_options(parser_)
+        parser_.set_defaults(handler=cmd_status)
+
+
+def add_down(commands: argparse._SubParsersAction) -> None:
+    """The down: everything the fleet made, removed."""
+    down = commands.add_parser(
+        "down",
+        help="remove every host, volume, network, builder and key the fleet made",
+        description="Remove the fleet's builders, then its hosts (local: containers, volumes, network, registry; "
+        "aws: pulumi destroy on its stack; static: nothing on the hosts) and its local state.",
+    )
+    down.add_argument(
+        "--target",
+        choices=KINDS,
+        default=None,
+        help="only needed for aws when the fleet's state is gone (default: the target the fleet was made with; "
+        "another is refused)",
+    )
+    down.add_argument("--stack", metavar="NAME", help="aws: the stack (default: the one up used, else the fleet name)")
+    down.add_argument(
+        "--project-dir",
+        metavar="DIR",
+        type=Path,
+        default=Path.cwd(),
+        help="aws: directory holding Pulumi.yaml (default: current)",
+    )
+    add_yes(down, "aws: run pulumi destroy without asking after its preview")
+    add_fleet_options(down, configure_flags=False)
+    down.set_defaults(handler=cmd_down)

@@ -1,100 +1,65 @@
-"""What the fleet costs and how fast it builds: bench and cost."""
+"""What the fleet costs and how fast it builds: bench and cost (the work is in bench/ and cost;
+this module reads the command line and renders)."""
 
 from __future__ import annotations
 
 import argparse
 import time
-from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.table import Table
 
-from provisioning.cli.common import (
-    builder_name,
-    configure_options,
-    described_settings,
-    fleet_artifacts,
-    fleet_builder,
-    fleet_kind,
-    fleet_settings,
-    made_with,
-    require_inventory,
-    settings_note,
-    target_for,
+from provisioning.bench.runs import WORKLOADS
+from provisioning.cli.context import Fleet
+from provisioning.cli.options import (
+    add_config_options,
+    add_fleet_name,
+    add_fleet_options,
+    add_project_dir,
+    fraction,
+    hours_per_day,
+    positive,
 )
 from provisioning.errors import BuildfleetError, ConfigError
-from provisioning.inventory import Inventory
 from provisioning.jsonstyle import dumps
 from provisioning.plan import plan_fleet
-from provisioning.platforms import Platform
-from provisioning.settings import Settings
-from provisioning.state import FleetState
 from provisioning.targets import declared_features
 
 if TYPE_CHECKING:
-    from provisioning.bench.report import Measured
-    from provisioning.bench.seed import SeedComparison
-    from provisioning.builder.builder import FleetBuilder
+    from provisioning.bench.concurrency import Comparison
+    from provisioning.bench.session import BenchFleet
 
 
-def catalog_prices(settings: Settings, inventory) -> tuple[dict, str]:
-    """host -> the catalog instance type it is priced as, and the note saying how."""
-    from provisioning.catalog import PRICE_AS_OF, PRICE_SOURCE
+def bench_fleet(fleet: Fleet) -> BenchFleet:
+    from provisioning.bench.session import BenchFleet
 
-    catalog = settings.catalog
-    aws_plan = plan_fleet(settings)
-    by_role = {h.role: aws_plan.instance_types[h.name] for h in aws_plan.hosts if h.name in aws_plan.instance_types}
-    prices, stand_ins = {}, []
-    for host in inventory.hosts:
-        if host.full_system_emulation:
-            continue  # an emulated machine is no instance type: it is never priced as one
-        if host.instance_type:
-            prices[host.name] = catalog.lookup(host.instance_type)
-        elif host.role in by_role:
-            prices[host.name] = by_role[host.role]
-            stand_ins.append(f"{host.name} as {by_role[host.role].name}")
-    note = f"Prices: {PRICE_SOURCE}, as of {PRICE_AS_OF}."
-    if stand_ins:
-        note += (
-            " This fleet has no instance types, so each host is priced as the instance type the AWS plan "
-            f"gives its role ({', '.join(stand_ins)}): what these minutes would cost there, not a measurement "
-            "of those machines."
-        )
-    return prices, note
+    inventory = fleet.inventory()
+    builder = fleet.builder()
+    return BenchFleet(fleet.name, inventory, fleet.state, builder.name, builder.buildx, fleet.options.artifacts)
 
 
-def cmd_bench(args: argparse.Namespace, console: Console) -> int:
+def cmd_bench(fleet: Fleet, args: argparse.Namespace) -> int:
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     from provisioning.bench import report
-    from provisioning.bench.runner import bench, host_builders
     from provisioning.bench.runs import WORKLOADS, plan_runs
-    from provisioning.builder.nodes import TLSFiles
-    from provisioning.builder.preflight import check_emulation
-    from provisioning.builder.sample import SampleSources
-    from provisioning.platforms import parse_platforms
-    from provisioning.remote.ssh import connect
+    from provisioning.bench.session import catalog_prices, chosen_platforms, measure_fleet
 
-    state = FleetState.for_fleet(args.fleet)
-    inventory = require_inventory(args, state)
-    placed = inventory.platforms
-    platforms = parse_platforms(args.platforms.split(",")) if args.platforms else parse_platforms(placed)
-    for platform in platforms:
-        if str(platform) not in placed:
-            raise BuildfleetError(f"{platform} is not planned on fleet {args.fleet!r} (planned: {', '.join(placed)})")
+    console = fleet.console
+    bench = bench_fleet(fleet)
+    platforms = chosen_platforms(bench, args.platforms.split(",") if args.platforms else [])
     if args.concurrency:
-        return bench_concurrency(args, console, state, inventory, platforms)
+        return bench_concurrency(fleet, args, bench, platforms)
     if args.baseline:
         from provisioning.bench.seed import seed_host
 
-        seed_host(inventory)  # refused before the fleet's own runs, not after them
+        seed_host(bench.inventory)  # refused before the fleet's own runs, not after them
+        fleet.existing_builder("--baseline seed times the whole build through it")
     workloads = args.workload or list(WORKLOADS)
-    runs = plan_runs(inventory, platforms, workloads)
-    sources = SampleSources.from_artifacts(args.artifacts, parse_platforms(r.platform for r in runs))
-    check_emulation(inventory, lambda host: connect(host, state))
-    prices, price_note = catalog_prices(fleet_settings(args, state, inventory), inventory)
-    buildx = fleet_builder(args, state).buildx
+    settings = fleet.settings()
+    prices, price_note = catalog_prices(settings, bench.inventory)
     progress = Progress(
         TextColumn("{task.description}"),
         BarColumn(),
@@ -103,34 +68,30 @@ def cmd_bench(args: argparse.Namespace, console: Console) -> int:
         console=Console(stderr=True),
         transient=args.json,
     )
-    with (
-        progress,
-        host_builders(
-            builder_name(args), inventory, TLSFiles.in_state(state.root / "tls"), runs, state.root / "builders", buildx
-        ) as builders,
-    ):
+    runs = plan_runs(bench.inventory, platforms, workloads)
+    with progress:
         task = progress.add_task("bench", total=len(runs))
 
         def step(run, index):
-            progress.update(
-                task,
-                completed=index,
-                description=f"{run.workload} {run.platform} on {run.host} ({run.mode}) x{args.repeats}",
-            )
+            description = f"{run.workload} {run.platform} on {run.host} ({run.mode}) x{args.repeats}"
+            progress.update(task, completed=index, description=description)
 
-        measured = bench(buildx, builders, runs, sources, args.repeats, step)
+        measured = measure_fleet(bench, runs, args.repeats, step)
         progress.update(task, completed=len(runs), description="bench done")
-    against_seed = (
-        seed_baseline(args, console, state, inventory, platforms, workloads, measured) if args.baseline else None
-    )
-    table = report.rows(measured, {h.name: h.arch for h in inventory.hosts}, prices)
+    against_seed = None
+    if args.baseline:
+        from provisioning.bench import seed
+
+        qemu = (fleet.artifacts(settings), fleet.configure_options(settings))
+        against_seed = seed.compare(bench, platforms, workloads, args.repeats, measured, qemu, console.status)
+    table = report.rows(measured, {h.name: h.arch for h in bench.inventory.hosts}, prices)
     title = (
-        f"buildfleet bench: fleet {args.fleet!r} ({inventory.target}), {args.repeats} "
+        f"buildfleet bench: fleet {fleet.name!r} ({bench.inventory.target}), {args.repeats} "
         f"run{'s' if args.repeats > 1 else ''} each"
     )
     meta = {
-        "fleet": args.fleet,
-        "target": inventory.target,
+        "fleet": fleet.name,
+        "target": bench.inventory.target,
         "repeats": args.repeats,
         "workloads": workloads,
         "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -163,111 +124,29 @@ def cmd_bench(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
-def seed_baseline(
-    args: argparse.Namespace,
-    console: Console,
-    state: FleetState,
-    inventory: Inventory,
-    platforms: Sequence[Platform],
-    workloads: Sequence[str],
-    fleet: Sequence[Measured],
-) -> SeedComparison:
-    """The seed's one-node build beside the fleet: the same workloads on the emulation host with
-    the distribution's QEMU, and the same multi-platform build through each."""
-    from provisioning.bench import seed
-    from provisioning.bench.runner import bench, host_builders
-    from provisioning.builder.nodes import TLSFiles
-    from provisioning.builder.sample import SampleSources
-    from provisioning.hosts.configure import distro_qemu
-
-    host = seed.seed_host(inventory)
-    runs = seed.seed_runs(host, platforms, workloads)
-    sources = SampleSources.from_artifacts(args.artifacts, platforms)
-    fleet_builder_ = existing_builder(args, state, "--baseline seed times the whole build through it")
-    buildx = fleet_builder_.buildx
-    settings = fleet_settings(args, state, inventory)
-    options = configure_options(args, settings)
-    tls = TLSFiles.in_state(state.root / "tls")
-    with console.status("the multi-platform build through the fleet (a warm-up, then timed)"):
-        fleet_s = seed.timed_build(buildx, fleet_builder_.name, sources, platforms)
-    arches = seed.foreign_arches(host, platforms)
-    with (
-        console.status(f"{host.name}: the distribution's QEMU for {', '.join(arches)}; the seed's runs"),
-        distro_qemu(host, state, fleet_artifacts(args, settings), options, arches) as interpreters,
-        host_builders(builder_name(args), inventory, tls, runs, state.root / "builders", buildx) as builders,
-    ):
-        measured = bench(buildx, builders, runs, sources, args.repeats)
-        seed_s = seed.timed_build(buildx, builders[host.name], sources, platforms)
-    whole = seed.WholeBuild(len(platforms), fleet_s, seed_s)
-    return seed.SeedComparison(host.name, tuple(seed.speedups(fleet, measured)), whole, tuple(measured), interpreters)
-
-
-def existing_builder(args: argparse.Namespace, state: FleetState, why: str) -> FleetBuilder:
-    """The fleet's builder, which must exist in this docker configuration."""
-    builder = fleet_builder(args, state)
-    if builder.inspect() is None:
-        raise BuildfleetError(
-            f"the fleet's builder {builder.name!r} does not exist here ({why}): run buildfleet builder create first"
-        )
-    return builder
-
-
-MAX_CONCURRENCY = 32  # a bench, not a load test: bounded
-
-
-def bench_concurrency(
-    args: argparse.Namespace, console: Console, state: FleetState, inventory: Inventory, platforms: Sequence[Platform]
-) -> int:
+def bench_concurrency(fleet: Fleet, args: argparse.Namespace, bench: BenchFleet, platforms) -> int:
     """N builds at once through the fleet's node for the platform, then through one host."""
-    import os
-
     from provisioning.bench import concurrency
-    from provisioning.bench.runner import build_args, host_builders
-    from provisioning.bench.runs import Run
-    from provisioning.builder.nodes import TLSFiles
-    from provisioning.builder.sample import SampleSources
 
-    if args.concurrency > MAX_CONCURRENCY:
-        raise BuildfleetError(f"--concurrency {args.concurrency}: at most {MAX_CONCURRENCY} builds at once")
-    pooled = {x.platform for h in inventory.hosts if h.pool for x in h.platforms}
-    platform = next((p for p in platforms if str(p) in pooled), platforms[0]) if not args.platforms else platforms[0]
-    hosts = [h for h in inventory.hosts if str(platform) in {p.platform for p in h.platforms}]
-    node = hosts[0].node
-    sources = SampleSources.from_artifacts(args.artifacts, [platform])
-    fleet = existing_builder(args, state, "--concurrency builds through it")
-    n = args.concurrency
-    runs = [Run("concurrency", str(platform), h.name, True, True) for h in hosts]
-    tls = TLSFiles.in_state(state.root / "tls")
-    with host_builders(builder_name(args), inventory, tls, runs, state.root / "builders", fleet.buildx) as builders:
-        with console.status(f"unpacking {platform}'s userland on {', '.join(builders)} (untimed)"):
-            for builder in builders.values():
-                fleet.buildx.run(build_args(builder, str(platform), "userland", sources, "type=cacheonly"))
-        with console.status(f"{n} builds of {platform} at once through {node}"):
-            through_fleet = concurrency.wave(fleet.buildx, fleet.name, node, inventory, platform, sources, n)
-        with console.status(f"{n} builds of {platform} at once on {hosts[0].name} alone"):
-            alone = concurrency.wave(
-                fleet.buildx, builders[hosts[0].name], f"{hosts[0].name} alone", inventory, platform, sources, n
-            )
-    note = concurrency.same_machine_note(inventory, os.cpu_count() or 1)
-    ratio = concurrency.speedup(through_fleet, alone)
-    result = {
-        "fleet": args.fleet,
-        "platform": str(platform),
-        "concurrency": n,
-        "waves": [through_fleet.to_dict(), alone.to_dict()],
-        "throughput_vs_one_host": ratio,
-        "note": note,
-    }
+    concurrency.bounded(args.concurrency)  # refused before anything is asked of Docker
+    fleet.existing_builder("--concurrency builds through it")
+    platform = concurrency.busiest_platform(bench.inventory, platforms, asked=bool(args.platforms))
+    compared = concurrency.compare(bench, platform, args.concurrency, fleet.console.status)
     if args.json:
-        console.print_json(dumps(result))
+        fleet.console.print_json(dumps(compared.to_dict(fleet.name)))
     else:
-        for line in concurrency.summary([through_fleet, alone]):
-            console.print(line, highlight=False)
-        console.print(f"throughput through {node} / one host alone: {ratio}x", highlight=False)
-        if note:
-            console.print(note, highlight=False)
-    failed = through_fleet.failures + alone.failures
-    return 1 if failed else 0
+        print_comparison(fleet.console, compared)
+    return 1 if compared.failed else 0
+
+
+def print_comparison(console: Console, compared: Comparison) -> None:
+    from provisioning.bench.concurrency import summary
+
+    for line in summary([compared.through_fleet, compared.alone]):
+        console.print(line, highlight=False)
+    console.print(f"throughput through {compared.node} / one host alone: {compared.ratio}x", highlight=False)
+    if compared.note:
+        console.print(compared.note, highlight=False)
 
 
 def bench_table(rows, title: str) -> Table:
@@ -313,17 +192,17 @@ FIXED_NAMES = {
 }
 
 
-def priced_region(args: argparse.Namespace, state: FleetState) -> tuple[str, str]:
+def priced_region(fleet: Fleet, asked: str | None) -> tuple[str, str]:
     """The region the fleet runs in (--region, else its stack's aws:region), and how it is known;
     the catalog holds one region's prices and pretends for no other."""
     from provisioning.catalog import PRICED_REGION
     from provisioning.configfile import stack_region
 
-    stack = getattr(args, "stack", None) or state.recorded_stack()
-    found = stack_region(args.project_dir, stack) if stack else None
+    stack = fleet.options.stack or fleet.state.recorded_stack()
+    found = stack_region(fleet.options.project_dir, stack) if stack else None
     region, said = (
-        (args.region, "--region")
-        if args.region
+        (asked, "--region")
+        if asked
         else (found, f"Pulumi.{stack}.yaml")
         if found
         else (
@@ -340,15 +219,14 @@ def priced_region(args: argparse.Namespace, state: FleetState) -> tuple[str, str
     return region, said
 
 
-def cmd_cost(args: argparse.Namespace, console: Console) -> int:
+def cmd_cost(fleet: Fleet, args: argparse.Namespace) -> int:
     from provisioning.cost import HOURS_PER_MONTH, fleet_cost, usage_cost
 
-    state = FleetState.for_fleet(args.fleet)
-    kind = fleet_kind(args, state, default="aws")
-    target = target_for(args, kind)
-    settings = described_settings(args, state, target)
-    Console(stderr=True).print(settings_note(args, state, target), highlight=False, soft_wrap=True)
-    region, said = priced_region(args, state)
+    console = fleet.console
+    target = fleet.target(fleet.kind(default="aws"))
+    settings = fleet.described_settings(target)
+    Console(stderr=True).print(fleet.settings_note(target), highlight=False, soft_wrap=True)
+    region, said = priced_region(fleet, args.region)
     cost = fleet_cost(
         plan_fleet(settings), args.spot_discount, root_volume_gib=settings.root_volume_gib, spot=settings.spot
     )
@@ -359,13 +237,13 @@ def cmd_cost(args: argparse.Namespace, console: Console) -> int:
     if args.json:
         console.print_json(dumps({**cost.to_dict(), "region": region, "usage": usage.to_dict() if usage else None}))
         return 0
-    made = made_with(state)
+    made = fleet.made_with()
     what = (
         "the planned AWS fleet"
         if made is None
-        else f"fleet {args.fleet!r}"
+        else f"fleet {fleet.name!r}"
         if declared_features(made).catalog_priced
-        else f"fleet {args.fleet!r} ({made}) as it would run on AWS"
+        else f"fleet {fleet.name!r} ({made}) as it would run on AWS"
     )
     table = Table(title=f"buildfleet cost: {what} (catalog list prices)")
     for column in ("host", "instance type", "vCPU", "$/h on-demand", "$/month on-demand", "$/h spot (estimate)"):
@@ -448,3 +326,92 @@ def print_usage(console: Console, usage) -> None:
         "several platforms at once on all its vCPUs; a hosted runner is one 2-vCPU job.",
         highlight=False,
     )
+
+
+def add_bench(commands: argparse._SubParsersAction) -> None:
+    """The bench: reference workloads timed natively and under QEMU."""
+    bench = commands.add_parser(
+        "bench",
+        help="time reference workloads natively and under QEMU; emulation penalty and $ per build",
+        description="Build each reference workload for each platform on its planned node, and natively placed "
+        "platforms also under QEMU on the emulation host, without the build cache, --repeats times. "
+        "Reports min/median seconds, the emulation penalty (QEMU time / the same workload on a native "
+        "node: the platform's own where the fleet has one, else the QEMU host's own architecture on "
+        "the same machine) and $ per build from catalog prices. Writes bench.md, bench.json, "
+        "timings.csv and bench.png to --output. Workloads: "
+        + "; ".join(f"{name}: {text}" for name, text in WORKLOADS.items())
+        + ".",
+    )
+    bench.add_argument(
+        "--workload",
+        action="append",
+        choices=tuple(WORKLOADS),
+        metavar="NAME",
+        help=f"a workload to run (repeatable; default: all of {', '.join(WORKLOADS)})",
+    )
+    bench.add_argument("--platforms", metavar="LIST", help="comma-separated platforms (default: every planned one)")
+    bench.add_argument(
+        "--baseline",
+        choices=("seed",),
+        help="seed: also run the same workloads and the same multi-platform build the way the CircleCI post "
+        "does (one node, the distribution's qemu-user-static, default CPU) on the emulation host, and report the "
+        "fleet's speed-up per platform and for the whole build",
+    )
+    bench.add_argument("--repeats", type=positive, default=3, help="runs per workload, platform and node (default 3)")
+    bench.add_argument(
+        "--concurrency",
+        type=positive,
+        metavar="N",
+        help="instead: N builds of one platform at once (a pool's first, or the first of --platforms), through "
+        "the fleet's builder and then on one host alone; builds per host and throughput",
+    )
+    bench.add_argument(
+        "--output",
+        type=Path,
+        default=Path("buildfleet-bench"),
+        metavar="DIR",
+        help="where the report files go (default: ./buildfleet-bench)",
+    )
+    add_project_dir(bench)  # settings: the ones up kept for the fleet
+    add_fleet_options(bench)
+    bench.set_defaults(handler=cmd_bench)
+
+
+def add_cost(commands: argparse._SubParsersAction) -> None:
+    """The cost: the planned AWS fleet priced from the catalog."""
+    cost = commands.add_parser(
+        "cost",
+        help="the planned AWS fleet's $/hour and $/month, on-demand and spot, beside hosted CI prices",
+        description="Price the fleet the configuration plans for AWS from the instance catalog: per host and in "
+        "all, per hour and per month (730 h), on-demand and spot. Spot is on-demand less "
+        "--spot-discount and labelled an estimate. Hosted CI per-minute prices (with their source "
+        "and date) are shown beside it. Reads configuration only; no cloud account needed.",
+    )
+    cost.add_argument(
+        "--spot-discount",
+        type=fraction,
+        default=0.6,
+        metavar="FRACTION",
+        help="assumed spot discount off on-demand, 0 to below 1 (default 0.6: an estimate)",
+    )
+    cost.add_argument(
+        "--build-hours-per-day",
+        type=hours_per_day,
+        metavar="H",
+        help="also price a month at H hours of builds a day: always on, with idle stop, and on hosted runners",
+    )
+    cost.add_argument(
+        "--idle-minutes",
+        type=int,
+        metavar="M",
+        help="the idle stop limit to price (default: buildfleet:idleStopMinutes, or 30 where that is 0)",
+    )
+    cost.add_argument("--json", action="store_true", help="print the figures as JSON")
+    add_fleet_name(cost, help="an existing fleet is priced with the settings it was made with (default: default)")
+    cost.add_argument(
+        "--region",
+        metavar="REGION",
+        help="the AWS region to price (default: the stack's aws:region, else us-east-1); the catalog has us-east-1's",
+    )
+    add_config_options(cost)
+    cost.set_defaults(handler=cmd_cost)
