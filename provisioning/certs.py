@@ -20,6 +20,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from provisioning.checks import Check
 from provisioning.errors import BuildfleetError
 from provisioning.private import write_private
 
@@ -205,3 +206,18 @@ def certificate_status(directory: Path, now: datetime.datetime) -> list[CertStat
         name = str(cert_file.parent.relative_to(directory))
         found.append(CertStatus(name, not_after, (not_after - now).days, _issued_by(pem, ca_pem)))
     return found
+
+
+def certificate_checks(directory: Path, now: datetime.datetime) -> list[Check]:
+    """doctor's view of ``certificate_status``: each certificate's expiry and issuer, with how to renew it."""
+    checks = []
+    for cert in certificate_status(directory, now):
+        if cert.name.startswith("hosts/"):
+            fix = (
+                f"remove {directory / cert.name}, then buildfleet configure (issues it again, restarts that buildkitd)"
+            )
+        else:  # the CA or the client: every certificate goes with it
+            fix = f"remove {directory}, then buildfleet configure, buildfleet builder rm and buildfleet builder create"
+        node = cert.name.removeprefix("hosts/")  # ca, client, or the host's name
+        checks.append(Check(node, "certificate", cert.ok, cert.describe(), "" if cert.ok else fix))
+    return checks

@@ -10,6 +10,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from provisioning.checks import Check
 from provisioning.cli.build import ensure_builder, wait_for_pools
 from provisioning.cli.context import Fleet
 from provisioning.cli.options import (
@@ -271,96 +272,44 @@ def idle_times(state: FleetState, inventory: Inventory, resources: list[HostStat
     return {h.name: answered.get(h.name) for h in inventory.hosts}
 
 
-def pool_member_checks(state: FleetState, inventory: Inventory) -> list[dict]:
-    """Each pool member's own buildkitd over mTLS, past the balancer: a member that does not
-    answer is one the balancer has dropped, and the pool builds on fewer hosts."""
-    from provisioning.certs import TLSFiles
-    from provisioning.remote.wait import BuildkitdEndpoint, buildkitd_answers
-
-    tls = TLSFiles.in_state(state.root / "tls")
-    checks = []
-    for pool in inventory.pools:
-        for member in inventory.members(pool.name):
-            why = buildkitd_answers(BuildkitdEndpoint.of_host(member), tls)
-            checks.append(
-                {
-                    "node": member.name,
-                    "check": f"{pool.name} member",
-                    "ok": not why,
-                    "detail": why or f"buildkitd at {member.address}:{member.buildkitd_port} answers over mTLS",
-                    "fix": "buildfleet up (a stopped host), then buildfleet configure" if why else "",
-                }
-            )
-    return checks
-
-
 def doctor(fleet: Fleet) -> int:
-    """Each host's steps checked (nothing changed) and each builder node's status, with the fix."""
-    from provisioning.builder.nodes import node_name
-    from provisioning.hosts.executor import DRIFT, UNCHANGED
+    """Each host's steps checked (nothing changed), each builder node's status, each pool member
+    and certificate: the checks come from the stages they check, with the fix."""
+    import datetime
 
-    console, state = fleet.console, fleet.state
+    from provisioning.builder.checks import node_checks, pool_member_checks
+    from provisioning.certs import TLSFiles, certificate_checks
+    from provisioning.hosts.executor import report_checks
+
+    console, tls = fleet.console, fleet.state.root / "tls"
     inventory = fleet.inventory()
     with console.status(f"checking {len(inventory.hosts)} host(s) and the builder"):
         report = run_configure(fleet, fleet.settings(), check_only=True)
         inspected = fleet.builder().inspect(bootstrap=True)
-    checks = []
-    for host in report.hosts:
-        for step in host.steps:
-            fix = {UNCHANGED: "", DRIFT: f"buildfleet configure (it would: {step.detail})"}.get(
-                step.status, "see the detail; then buildfleet configure"
-            )
-            checks.append(
-                {
-                    "node": step.host,
-                    "check": step.step,
-                    "ok": step.status == UNCHANGED,
-                    "detail": step.detail,
-                    "fix": fix,
-                }
-            )
-            if step.warning:  # as configured, but the host has something to act on that configure cannot change
-                checks.append(
-                    {"node": step.host, "check": "advisory", "ok": False, "warning": True, "detail": step.warning}
-                    | {"fix": "the detail says how; buildfleet configure does not change it"}
-                )
-    found = {n.name: n.status for n in inspected.nodes} if inspected else {}
-    for unit in sorted({h.node for h in inventory.hosts if h.platforms}):  # a pool is one node
-        node = node_name(fleet.builder_name, unit)
-        status = found.get(node, "missing")
-        checks.append(
-            {
-                "node": unit,
-                "check": "builder node",
-                "ok": status == "running",
-                "detail": f"{node}: {status}",
-                "fix": ""
-                if status == "running"
-                else "buildfleet builder create"
-                if status == "missing"
-                else "buildfleet configure, then buildfleet builder create",
-            }
-        )
-    checks.extend(pool_member_checks(state, inventory))
-    checks.extend(certificate_checks(state))
+    checks = [
+        *report_checks(report),
+        *node_checks(fleet.builder_name, inventory, inspected),
+        *pool_member_checks(inventory, TLSFiles.in_state(tls)),
+        *certificate_checks(tls, datetime.datetime.now(datetime.timezone.utc)),
+    ]
     title = f"buildfleet doctor: fleet {fleet.name!r}"
     return show_checks(console, title, {"fleet": fleet.name}, checks, fleet.options.json)
 
 
-def show_checks(console: Console, title: str, about: dict, checks: list[dict], as_json: bool) -> int:
+def show_checks(console: Console, title: str, about: dict, checks: list[Check], as_json: bool) -> int:
     """Checks as a ✓/✗/! table (or JSON): exit 1 when one failed; a warning does not fail."""
-    failed = [c for c in checks if not c["ok"] and not c.get("warning")]
-    warnings = [c for c in checks if c.get("warning")]
+    failed = [c for c in checks if not c.ok and not c.warning]
+    warnings = [c for c in checks if c.warning]
     ok = not failed
     if as_json:
-        console.print_json(dumps({**about, "ok": ok, "checks": checks}))
+        console.print_json(dumps({**about, "ok": ok, "checks": [c.to_dict() for c in checks]}))
         return 0 if ok else 1
     table = Table(title=title)
     for column in ("node", "check", "", "detail", "fix"):
         table.add_column(column, overflow="fold")
     for c in checks:
-        mark = "[green]✓[/]" if c["ok"] else "[yellow]![/]" if c.get("warning") else "[bold red]✗[/]"
-        table.add_row(c["node"], c["check"], mark, escape(c["detail"]), escape(c["fix"]))
+        mark = "[green]✓[/]" if c.ok else "[yellow]![/]" if c.warning else "[bold red]✗[/]"
+        table.add_row(c.node, c.check, mark, escape(c.detail), escape(c.fix))
     console.print(table)
     console.print(
         ("all checks pass" if ok else f"[bold red]{len(failed)} check(s) failed[/]")
@@ -389,26 +338,7 @@ def preflight(fleet: Fleet) -> int:
     checks += artifact_checks(settings.artifact_source, o.artifacts, o.project_dir, settings.artifact_mirror, arches)
     title = f"buildfleet doctor --preflight: target {kind} on this machine"
     about = {"fleet": fleet.name, "target": kind}
-    return show_checks(fleet.console, title, about, [c.to_dict() for c in checks], o.json)
-
-
-def certificate_checks(state: FleetState) -> list[dict]:
-    """Each certificate's expiry and issuer, with how to renew it."""
-    import datetime
-
-    from provisioning.certs import certificate_status
-
-    tls = state.root / "tls"
-    checks = []
-    for cert in certificate_status(tls, datetime.datetime.now(datetime.timezone.utc)):
-        if cert.name.startswith("hosts/"):
-            fix = f"remove {tls / cert.name}, then buildfleet configure (issues it again, restarts that buildkitd)"
-        else:  # the CA or the client: every certificate goes with it
-            fix = f"remove {tls}, then buildfleet configure, buildfleet builder rm and buildfleet builder create"
-        node = cert.name.removeprefix("hosts/")  # ca, client, or the host's name
-        fix = "" if cert.ok else fix
-        checks.append({"node": node, "check": "certificate", "ok": cert.ok, "detail": cert.describe(), "fix": fix})
-    return checks
+    return show_checks(fleet.console, title, about, checks, o.json)
 
 
 def cmd_down(fleet: Fleet, args: argparse.Namespace) -> int:

@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from provisioning.checks import Check
 from provisioning.errors import BuildfleetError, tail
 from provisioning.hosts.actions import Action, Run, Upload, WriteFile
 from provisioning.hosts.operations import Step
@@ -200,3 +201,19 @@ def run_fleet(
             for name, outcome in outcomes.items()
         )
     )
+
+
+def report_checks(report: FleetReport) -> list[Check]:
+    """A check-only run as doctor's checks: each step as wanted or not, with the fix, and each
+    step's advisory (as configured, but something configure cannot change) as a warning."""
+    checks = []
+    for host in report.hosts:
+        for step in host.steps:
+            fix = {UNCHANGED: "", DRIFT: f"buildfleet configure (it would: {step.detail})"}.get(
+                step.status, "see the detail; then buildfleet configure"
+            )
+            checks.append(Check(step.host, step.step, step.status == UNCHANGED, step.detail, fix))
+            if step.warning:
+                fix = "the detail says how; buildfleet configure does not change it"
+                checks.append(Check(step.host, "advisory", False, step.warning, fix, warning=True))
+    return checks
