@@ -37,6 +37,23 @@ def config_block() -> dict[str, dict[str, Any]]:
     return block
 
 
+def _shown(default: Any) -> str:
+    if isinstance(default, bool):
+        return f"`{str(default).lower()}`"
+    if isinstance(default, list):
+        return "`[" + ", ".join(default) + "]`"
+    return f"`{default!r}`" if default == "" else f"`{default}`" if isinstance(default, str) else str(default)
+
+
+def settings_table() -> str:
+    """The README's configuration reference: one row per key, from the same declarations."""
+    rows = ["| key | default | meaning |", "| --- | --- | --- |"]
+    for key, spec in KEYS.items():
+        meaning = spec.description.replace("|", "\\|")
+        rows.append(f"| `{key}` | {_shown(spec.default)} | {meaning} |")
+    return "\n".join(rows) + "\n"
+
+
 def project_document() -> dict[str, Any]:
     return {"name": NAME, "description": DESCRIPTION, "runtime": {"name": "python"}, "config": config_block()}
 

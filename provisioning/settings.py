@@ -11,8 +11,9 @@ from __future__ import annotations
 import ipaddress
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from dataclasses import fields as dataclass_fields
 from typing import Any
 
 from provisioning.catalog import Catalog, InstanceType
@@ -35,151 +36,42 @@ SSH_KEY_TYPES = (
 )
 
 
-@dataclass(frozen=True)
-class Key:
-    """One configuration key as declared in Pulumi.yaml's ``config:`` block."""
-
-    type: str  # Pulumi's project-config types: string, integer, boolean, array
-    default: Any
-    description: str
-
-
-KEYS: dict[str, Key] = {
-    "platforms": Key(
-        "array",
-        [
-            "linux/amd64",
-            "linux/arm64",
-            "linux/arm/v7",
-            "linux/arm/v6",
-            "linux/386",
-            "linux/ppc64le",
-            "linux/s390x",
-            "linux/riscv64",
-        ],
-        "Platforms the builder builds; each goes to a native host if one exists, else QEMU.",
-    ),
-    "amd64InstanceType": Key("string", "c7i.xlarge", "Instance type of the native linux/amd64 hosts."),
-    "amd64Count": Key("integer", 1, "Number of native amd64 hosts (0 or more)."),
-    "arm64InstanceType": Key(
-        "string",
-        "c7g.xlarge",
-        "Instance type of the native arm64 (Graviton) hosts; Graviton2/3 also run arm/v7 and arm/v6.",
-    ),
-    "arm64Count": Key("integer", 1, "Number of native arm64 hosts (0 or more)."),
-    "emulationInstanceType": Key("string", "c7i.xlarge", "Instance type of the QEMU emulation hosts."),
-    "emulationCount": Key("integer", 1, "Number of emulation hosts (0 or more)."),
-    "customInstanceTypes": Key(
-        "array", [], "Extra instance types, each NAME=ARCH,VCPU,MEMORY_GIB,USD_PER_HOUR[,aarch32]."
-    ),
-    "allowedCidrs": Key("array", [], "CIDRs allowed to reach SSH and buildkitd (required for AWS)."),
-    "buildkitdCidrs": Key(
-        "array",
-        [],
-        "Extra CIDRs that may reach buildkitd only, never SSH (e.g. hosted CI runners, 0.0.0.0/0): "
-        "buildkitd accepts only the fleet's client certificate.",
-    ),
-    "allowWorld": Key("boolean", False, "Allow 0.0.0.0/0 or ::/0 in allowedCidrs (not recommended)."),
-    "sshPublicKey": Key("string", "", "OpenSSH public key installed on the hosts (required for AWS)."),
-    "image": Key("string", "ubuntu-24.04", "Host OS image: ubuntu-24.04 or debian-12."),
-    "rootVolumeGiB": Key("integer", 50, "Size of each host's encrypted gp3 root volume."),
-    "spot": Key("boolean", False, "Run the hosts as spot instances."),
-    "createVpc": Key("boolean", False, "Create a VPC with one public subnet instead of using the default VPC."),
-    "vpcCidr": Key("string", "10.42.0.0/16", "CIDR of the created VPC (only with createVpc)."),
-    "availabilityZone": Key(
-        "string", "", "AZ of the hosts' subnet (empty = the first, by name, that offers every planned instance type)."
-    ),
-    "buildkitdPort": Key("integer", 1234, "TCP port of each host's buildkitd (mTLS)."),
-    "idleStopMinutes": Key(
-        "integer",
-        30,
-        "Power each host off after this many minutes without a buildkitd client or SSH session (0 = never); "
-        "buildfleet wake starts them again. AWS stops the instances (disks and cache kept, Elastic IPs keep "
-        "their addresses); the local, vm and static targets default to 0.",
-    ),
-    "buildkitGcMaxUsedSpace": Key(
-        "string",
-        "60%",
-        "The most of each host's disk BuildKit's cache may use before its garbage collector deletes: a share of "
-        "the disk holding /var/lib/buildkit (e.g. 60%) or a size (e.g. 40GB).",
-    ),
-    "buildkitGcMinFreeSpace": Key(
-        "string",
-        "20%",
-        "The free disk BuildKit's garbage collector keeps on each host, deleting cache to keep it (a share or a size).",
-    ),
-    "buildkitGcReservedSpace": Key(
-        "string",
-        "10%",
-        "The cache BuildKit's garbage collector never deletes below on each host (a share or a size).",
-    ),
-    "buildkitMaxParallelism": Key(
-        "integer",
-        0,
-        "Build steps each buildkitd runs at once; 0 = as many as the host has CPUs.",
-    ),
-    "artifactSource": Key(
-        "string",
-        "auto",
-        "Where buildkitd, buildctl and buildx for the hosts come from: release (upstream's release files, "
-        "checked against buildfleet.lock.json), go (built from the pinned Go modules), dir (the --artifacts "
-        "directory only), or auto (that directory where it holds them, else release).",
-    ),
-    "artifactMirror": Key(
-        "string",
-        "",
-        "A mirror of github.com's release downloads for the release source (air-gapped sites, Artifactory); "
-        "empty: https://github.com.",
-    ),
-    "qemuSource": Key(
-        "string",
-        "auto",
-        "QEMU on emulation hosts: pinned (static QEMU 10, fastest), distro (qemu-user-static), "
-        "or auto (pinned when its artifact is there).",
-    ),
-    "dockerSource": Key(
-        "string",
-        "distro",
-        "Where Docker comes from when a host lacks it: distro (docker.io) or docker "
-        "(Docker's apt repository, docker-ce).",
-    ),
-    "localInit": Key(
-        "string",
-        "systemd",
-        "Local target only: hosts boot systemd, as EC2 hosts do (systemd), or run without an init system (none).",
-    ),
-    "vmRoles": Key(
-        "array",
-        ["arm64"],
-        "vm target only: the roles whose hosts are full-system VMs on this machine (the rest are containers).",
-    ),
-    "wakeGithubRepositories": Key(
-        "array",
-        [],
-        "AWS: GitHub repositories (OWNER/REPO, or OWNER/REPO:ref:refs/heads/main and the like to narrow it to "
-        "a branch or environment) whose Actions jobs may wake the fleet: the stack makes an IAM role trusting "
-        "GitHub's OIDC tokens for them alone, with the wake policy attached (no stored key).",
-    ),
-    "githubOidcProviderArn": Key(
-        "string",
-        "",
-        "AWS: the account's IAM OIDC provider for token.actions.githubusercontent.com, when it has one (an "
-        "account holds one per URL); empty: the stack makes it for wakeGithubRepositories.",
-    ),
-    "wakeCircleciOrgId": Key(
-        "string",
-        "",
-        "AWS: the CircleCI organization ID whose projects in wakeCircleciProjectIds may wake the fleet through "
-        "an IAM role the stack makes, trusting CircleCI's OIDC tokens ($CIRCLE_OIDC_TOKEN_V2).",
-    ),
-    "wakeCircleciProjectIds": Key(
-        "array", [], "AWS: the CircleCI project IDs (of wakeCircleciOrgId) whose jobs may wake the fleet."
-    ),
-}
+# A key's validation: (key, its value coerced to the declared type, every key's value) -> the
+# value Settings holds; a bad one raises ConfigError naming the key.
+Check = Callable[[str, Any, Mapping[str, Any]], Any]
 QEMU_SOURCES = ("auto", "pinned", "distro")
 ARTIFACT_SOURCES = ("auto", "release", "go", "dir")
 LOCAL_INITS = ("systemd", "none")
 DOCKER_SOURCES = ("distro", "docker")
+
+
+@dataclass(frozen=True)
+class Key:
+    """One configuration key: Pulumi.yaml's ``config:`` block and the README's reference table are
+    rendered from these, and settings_from_mapping validates with them."""
+
+    name: str
+    type: str  # Pulumi's project-config types: string, integer, boolean, array
+    default: Any
+    description: str
+    choices: tuple[str, ...] = ()  # the allowed values (each item's, for an array)
+    check: Check | None = None
+
+    def validate(self, values: Mapping[str, Any]) -> Any:
+        value = values[self.name]
+        if self.choices:
+            for item in value if self.type == "array" else [value]:
+                _checked_choice(self.name, item, self.choices)
+        if self.check is not None:
+            return self.check(self.name, value, values)
+        return tuple(value) if self.type == "array" else value
+
+
+def setting(
+    name: str, type: str, default: Any, description: str, choices: tuple[str, ...] = (), check: Check | None = None
+) -> Any:
+    """A field of Settings that is a configuration key: declared here once, nowhere else."""
+    return field(metadata={"key": Key(name, type, default, description, choices, check)})
 
 
 @dataclass(frozen=True)
@@ -216,38 +108,363 @@ class WakeTrust:
     circleci_projects: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True)
-class Settings:
-    """Validated configuration; build it with ``settings_from_mapping``."""
+def _checked_choice(key: str, value: str, choices: tuple[str, ...]) -> str:
+    if value not in choices:
+        raise ConfigError(f"{NAMESPACE}:{key}: {value!r} is not one of {', '.join(choices)}")
+    return value
 
-    platforms: tuple[Platform, ...]
-    roles: tuple[RoleSpec, ...]
-    allowed_cidrs: tuple[str, ...]
-    buildkitd_cidrs: tuple[str, ...]  # beside allowed_cidrs, for buildkitd only
-    ssh_public_key: str
-    image: str
-    root_volume_gib: int
-    spot: bool
-    create_vpc: bool
-    vpc_cidr: str
-    availability_zone: str
-    buildkitd_port: int
-    idle_stop_minutes: int
-    qemu_source: str
-    local_init: str
-    vm_roles: tuple[str, ...]
-    docker_source: str
-    gc: BuildkitGc
-    max_parallelism: int  # 0: the host's CPU count
-    artifact_source: str
-    artifact_mirror: str
-    wake_trust: WakeTrust
-    catalog: Catalog = field(repr=False)
+
+def _checked_platforms(key: str, value: list[str], values: Mapping[str, Any]) -> tuple[Platform, ...]:
+    try:
+        return parse_platforms(value)
+    except ConfigError as error:
+        raise ConfigError(f"{NAMESPACE}:{key}: {error}") from None
+
+
+def _network(key: str, text: str) -> str:
+    try:
+        return str(ipaddress.ip_network(text, strict=True))
+    except ValueError as error:
+        raise ConfigError(f"{NAMESPACE}:{key}: {text!r} is not a CIDR ({error})") from None
+
+
+def _checked_cidr(key: str, value: str, values: Mapping[str, Any]) -> str:
+    _network(key, value)
+    return value
+
+
+def _checked_cidrs(key: str, value: list[str], values: Mapping[str, Any]) -> tuple[str, ...]:
+    """Any network, the world included: buildkitdCidrs exists to open buildkitd (mTLS only) wider
+    than SSH, for CI runners without fixed addresses. The README states the risk."""
+    return tuple(_network(key, text) for text in value)
+
+
+def _checked_allowed_cidrs(key: str, value: list[str], values: Mapping[str, Any]) -> tuple[str, ...]:
+    cidrs = _checked_cidrs(key, value, values)
+    for network in cidrs:
+        if network in WORLD and not values["allowWorld"]:
+            raise ConfigError(
+                f"{NAMESPACE}:{key}: {network} opens SSH and buildkitd to the whole internet; "
+                f"use your office or VPN CIDR, or set {NAMESPACE}:allowWorld true if you really mean it"
+            )
+    return cidrs
+
+
+def _at_least(least: int, unit_too_small: str) -> Check:
+    def check(key: str, value: int, values: Mapping[str, Any]) -> int:
+        if value < least:
+            raise ConfigError(f"{NAMESPACE}:{key}: {value} {unit_too_small} ({least} or more)")
+        return value
+
+    return check
+
+
+def _zero_or_more(zero_means: str) -> Check:
+    def check(key: str, value: int, values: Mapping[str, Any]) -> int:
+        if value < 0:
+            raise ConfigError(f"{NAMESPACE}:{key}: must be 0 ({zero_means}) or more, got {value}")
+        return value
+
+    return check
+
+
+def _checked_port(key: str, value: int, values: Mapping[str, Any]) -> int:
+    if not 1 <= value <= 65535 or value == 22:
+        raise ConfigError(f"{NAMESPACE}:{key}: {value} is not a usable TCP port (1-65535, not 22)")
+    return value
+
+
+def _checked_disk_space(key: str, value: str, values: Mapping[str, Any]) -> str:
+    if not DISK_SPACE.fullmatch(value) or value in ("0", "0%"):
+        raise ConfigError(
+            f"{NAMESPACE}:{key}: {value!r} is neither a share of the disk (1% to 99%) nor a size such as 40GB"
+        )
+    return value
+
+
+def _checked_mirror(key: str, value: str, values: Mapping[str, Any]) -> str:
+    if value and not re.fullmatch(r"(https?|file)://\S+", value):
+        raise ConfigError(f"{NAMESPACE}:{key}: {value!r} is not an http(s):// or file:// URL")
+    return value
+
+
+def _checked_ssh_key(key: str, value: str, values: Mapping[str, Any]) -> str:
+    if value and value.split(" ", 1)[0] not in SSH_KEY_TYPES:
+        raise ConfigError(
+            f"{NAMESPACE}:{key}: not an OpenSSH public key (expected it to start with one of "
+            f"{', '.join(SSH_KEY_TYPES)}); paste the contents of your ~/.ssh/id_ed25519.pub"
+        )
+    return value
+
+
+@dataclass(frozen=True, kw_only=True)
+class Settings:
+    """Validated configuration; build it with ``settings_from_mapping``. Each ``setting`` field is
+    a configuration key (its name, type, default, description and check: the one declaration);
+    the fields after them are made from several keys at once."""
+
+    platforms: tuple[Platform, ...] = setting(
+        "platforms",
+        "array",
+        [
+            "linux/amd64",
+            "linux/arm64",
+            "linux/arm/v7",
+            "linux/arm/v6",
+            "linux/386",
+            "linux/ppc64le",
+            "linux/s390x",
+            "linux/riscv64",
+        ],
+        "Platforms the builder builds; each goes to a native host if one exists, else QEMU.",
+        check=_checked_platforms,
+    )
+    amd64_instance_type: str = setting(
+        "amd64InstanceType",
+        "string",
+        "c7i.xlarge",
+        "Instance type of the native linux/amd64 hosts.",
+    )
+    amd64_count: int = setting(
+        "amd64Count",
+        "integer",
+        1,
+        "Number of native amd64 hosts (0 or more).",
+    )
+    arm64_instance_type: str = setting(
+        "arm64InstanceType",
+        "string",
+        "c7g.xlarge",
+        "Instance type of the native arm64 (Graviton) hosts; Graviton2/3 also run arm/v7 and arm/v6.",
+    )
+    arm64_count: int = setting(
+        "arm64Count",
+        "integer",
+        1,
+        "Number of native arm64 hosts (0 or more).",
+    )
+    emulation_instance_type: str = setting(
+        "emulationInstanceType",
+        "string",
+        "c7i.xlarge",
+        "Instance type of the QEMU emulation hosts.",
+    )
+    emulation_count: int = setting(
+        "emulationCount",
+        "integer",
+        1,
+        "Number of emulation hosts (0 or more).",
+    )
+    custom_instance_types: tuple[str, ...] = setting(
+        "customInstanceTypes",
+        "array",
+        [],
+        "Extra instance types, each NAME=ARCH,VCPU,MEMORY_GIB,USD_PER_HOUR[,aarch32].",
+    )
+    allowed_cidrs: tuple[str, ...] = setting(
+        "allowedCidrs",
+        "array",
+        [],
+        "CIDRs allowed to reach SSH and buildkitd (required for AWS).",
+        check=_checked_allowed_cidrs,
+    )
+    buildkitd_cidrs: tuple[str, ...] = setting(
+        "buildkitdCidrs",
+        "array",
+        [],
+        "Extra CIDRs that may reach buildkitd only, never SSH (e.g. hosted CI runners, 0.0.0.0/0): buildkitd "
+        "accepts only the fleet's client certificate.",
+        check=_checked_cidrs,
+    )
+    allow_world: bool = setting(
+        "allowWorld",
+        "boolean",
+        False,
+        "Allow 0.0.0.0/0 or ::/0 in allowedCidrs (not recommended).",
+    )
+    ssh_public_key: str = setting(
+        "sshPublicKey",
+        "string",
+        "",
+        "OpenSSH public key installed on the hosts (required for AWS).",
+        check=_checked_ssh_key,
+    )
+    image: str = setting(
+        "image",
+        "string",
+        "ubuntu-24.04",
+        "Host OS image: ubuntu-24.04 or debian-12.",
+        choices=IMAGES,
+    )
+    root_volume_gib: int = setting(
+        "rootVolumeGiB",
+        "integer",
+        50,
+        "Size of each host's encrypted gp3 root volume.",
+        check=_at_least(8, "GiB is too small"),
+    )
+    spot: bool = setting(
+        "spot",
+        "boolean",
+        False,
+        "Run the hosts as spot instances.",
+    )
+    create_vpc: bool = setting(
+        "createVpc",
+        "boolean",
+        False,
+        "Create a VPC with one public subnet instead of using the default VPC.",
+    )
+    vpc_cidr: str = setting(
+        "vpcCidr",
+        "string",
+        "10.42.0.0/16",
+        "CIDR of the created VPC (only with createVpc).",
+        check=_checked_cidr,
+    )
+    availability_zone: str = setting(
+        "availabilityZone",
+        "string",
+        "",
+        "AZ of the hosts' subnet (empty = the first, by name, that offers every planned instance type).",
+    )
+    buildkitd_port: int = setting(
+        "buildkitdPort",
+        "integer",
+        1234,
+        "TCP port of each host's buildkitd (mTLS).",
+        check=_checked_port,
+    )
+    idle_stop_minutes: int = setting(
+        "idleStopMinutes",
+        "integer",
+        30,
+        "Power each host off after this many minutes without a buildkitd client or SSH session (0 = never); "
+        "buildfleet wake starts them again. AWS stops the instances (disks and cache kept, Elastic IPs keep "
+        "their addresses); the local, vm and static targets default to 0.",
+        check=_zero_or_more("never"),
+    )
+    gc_max_used_space: str = setting(
+        "buildkitGcMaxUsedSpace",
+        "string",
+        "60%",
+        "The most of each host's disk BuildKit's cache may use before its garbage collector deletes: a share "
+        "of the disk holding /var/lib/buildkit (e.g. 60%) or a size (e.g. 40GB).",
+        check=_checked_disk_space,
+    )
+    gc_min_free_space: str = setting(
+        "buildkitGcMinFreeSpace",
+        "string",
+        "20%",
+        "The free disk BuildKit's garbage collector keeps on each host, deleting cache to keep it (a share or a size).",
+        check=_checked_disk_space,
+    )
+    gc_reserved_space: str = setting(
+        "buildkitGcReservedSpace",
+        "string",
+        "10%",
+        "The cache BuildKit's garbage collector never deletes below on each host (a share or a size).",
+        check=_checked_disk_space,
+    )
+    max_parallelism: int = setting(
+        "buildkitMaxParallelism",
+        "integer",
+        0,
+        "Build steps each buildkitd runs at once; 0 = as many as the host has CPUs.",
+        check=_zero_or_more("the host's CPUs"),
+    )
+    artifact_source: str = setting(
+        "artifactSource",
+        "string",
+        "auto",
+        "Where buildkitd, buildctl and buildx for the hosts come from: release (upstream's release files, "
+        "checked against buildfleet.lock.json), go (built from the pinned Go modules), dir (the --artifacts "
+        "directory only), or auto (that directory where it holds them, else release).",
+        choices=ARTIFACT_SOURCES,
+    )
+    artifact_mirror: str = setting(
+        "artifactMirror",
+        "string",
+        "",
+        "A mirror of github.com's release downloads for the release source (air-gapped sites, Artifactory); "
+        "empty: https://github.com.",
+        check=_checked_mirror,
+    )
+    qemu_source: str = setting(
+        "qemuSource",
+        "string",
+        "auto",
+        "QEMU on emulation hosts: pinned (static QEMU 10, fastest), distro (qemu-user-static), or auto "
+        "(pinned when its artifact is there).",
+        choices=QEMU_SOURCES,
+    )
+    docker_source: str = setting(
+        "dockerSource",
+        "string",
+        "distro",
+        "Where Docker comes from when a host lacks it: distro (docker.io) or docker (Docker's apt repository,"
+        " docker-ce).",
+        choices=DOCKER_SOURCES,
+    )
+    local_init: str = setting(
+        "localInit",
+        "string",
+        "systemd",
+        "Local target only: hosts boot systemd, as EC2 hosts do (systemd), or run without an init system (none).",
+        choices=LOCAL_INITS,
+    )
+    vm_roles: tuple[str, ...] = setting(
+        "vmRoles",
+        "array",
+        ["arm64"],
+        "vm target only: the roles whose hosts are full-system VMs on this machine (the rest are containers).",
+        choices=ROLES,
+    )
+    wake_github_repositories: tuple[str, ...] = setting(
+        "wakeGithubRepositories",
+        "array",
+        [],
+        "AWS: GitHub repositories (OWNER/REPO, or OWNER/REPO:ref:refs/heads/main and the like to narrow it to"
+        " a branch or environment) whose Actions jobs may wake the fleet: the stack makes an IAM role "
+        "trusting GitHub's OIDC tokens for them alone, with the wake policy attached (no stored key).",
+    )
+    github_oidc_provider_arn: str = setting(
+        "githubOidcProviderArn",
+        "string",
+        "",
+        "AWS: the account's IAM OIDC provider for token.actions.githubusercontent.com, when it has one (an "
+        "account holds one per URL); empty: the stack makes it for wakeGithubRepositories.",
+    )
+    wake_circleci_org_id: str = setting(
+        "wakeCircleciOrgId",
+        "string",
+        "",
+        "AWS: the CircleCI organization ID whose projects in wakeCircleciProjectIds may wake the fleet "
+        "through an IAM role the stack makes, trusting CircleCI's OIDC tokens ($CIRCLE_OIDC_TOKEN_V2).",
+    )
+    wake_circleci_project_ids: tuple[str, ...] = setting(
+        "wakeCircleciProjectIds",
+        "array",
+        [],
+        "AWS: the CircleCI project IDs (of wakeCircleciOrgId) whose jobs may wake the fleet.",
+    )
+
+    roles: tuple[RoleSpec, ...]  # the three roles' instance types and counts
+    gc: BuildkitGc  # the three buildkitGc* keys, checked together
+    wake_trust: WakeTrust  # the wake* and githubOidcProviderArn keys
+    catalog: Catalog = field(repr=False)  # the instance catalog with customInstanceTypes
     # every key's validated raw value: what a fleet keeps, so later commands use what ``up`` used
     values: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     def role(self, name: str) -> RoleSpec:
         return next(r for r in self.roles if r.role == name)
+
+
+# Every key, in declaration order (the order Pulumi.yaml and the README list them in).
+KEYS: dict[str, Key] = {
+    f.metadata["key"].name: f.metadata["key"] for f in dataclass_fields(Settings) if "key" in f.metadata
+}
+_KEY_FIELDS = {f.metadata["key"].name: f.name for f in dataclass_fields(Settings) if "key" in f.metadata}
 
 
 def _coerce(key: str, value: Any) -> Any:
@@ -296,7 +513,7 @@ def _raw_values(raw: Mapping[str, Any]) -> dict[str, Any]:
     return values
 
 
-def _role_specs(values: dict[str, Any], catalog: Catalog) -> tuple[RoleSpec, ...]:
+def _role_specs(values: Mapping[str, Any], catalog: Catalog) -> tuple[RoleSpec, ...]:
     specs = []
     for role in ROLES:
         type_key, count_key = f"{role}InstanceType", f"{role}Count"
@@ -317,60 +534,9 @@ def _role_specs(values: dict[str, Any], catalog: Catalog) -> tuple[RoleSpec, ...
     return tuple(specs)
 
 
-def _cidrs(values: dict[str, Any]) -> tuple[str, ...]:
-    cidrs = []
-    for text in values["allowedCidrs"]:
-        try:
-            network = ipaddress.ip_network(text, strict=True)
-        except ValueError as error:
-            raise ConfigError(f"{NAMESPACE}:allowedCidrs: {text!r} is not a CIDR ({error})") from None
-        if str(network) in WORLD and not values["allowWorld"]:
-            raise ConfigError(
-                f"{NAMESPACE}:allowedCidrs: {text} opens SSH and buildkitd to the whole internet; "
-                f"use your office or VPN CIDR, or set {NAMESPACE}:allowWorld true if you really mean it"
-            )
-        cidrs.append(str(network))
-    return tuple(cidrs)
-
-
-def _buildkitd_cidrs(values: dict[str, Any]) -> tuple[str, ...]:
-    """Any network, the world included: the setting exists to open buildkitd (mTLS only) wider
-    than SSH, for CI runners without fixed addresses. The README states the risk."""
-    cidrs = []
-    for text in values["buildkitdCidrs"]:
-        try:
-            cidrs.append(str(ipaddress.ip_network(text, strict=True)))
-        except ValueError as error:
-            raise ConfigError(f"{NAMESPACE}:buildkitdCidrs: {text!r} is not a CIDR ({error})") from None
-    return tuple(cidrs)
-
-
-def _checked_choice(key: str, value: str, choices: tuple[str, ...]) -> str:
-    if value not in choices:
-        raise ConfigError(f"{NAMESPACE}:{key}: {value!r} is not one of {', '.join(choices)}")
-    return value
-
-
-def _checked_port(value: int) -> int:
-    if not 1 <= value <= 65535 or value == 22:
-        raise ConfigError(f"{NAMESPACE}:buildkitdPort: {value} is not a usable TCP port (1-65535, not 22)")
-    return value
-
-
-def _checked_disk_space(key: str, value: str) -> str:
-    if not DISK_SPACE.fullmatch(value) or value in ("0", "0%"):
-        raise ConfigError(
-            f"{NAMESPACE}:{key}: {value!r} is neither a share of the disk (1% to 99%) nor a size such as 40GB"
-        )
-    return value
-
-
 def _checked_gc(values: Mapping[str, Any]) -> BuildkitGc:
     gc = BuildkitGc(
-        *(
-            _checked_disk_space(key, values[key])
-            for key in ("buildkitGcMaxUsedSpace", "buildkitGcMinFreeSpace", "buildkitGcReservedSpace")
-        )
+        values["buildkitGcMaxUsedSpace"], values["buildkitGcMinFreeSpace"], values["buildkitGcReservedSpace"]
     )
     if gc.max_used.endswith("%") and gc.min_free.endswith("%") and int(gc.max_used[:-1]) + int(gc.min_free[:-1]) > 100:
         raise ConfigError(
@@ -378,12 +544,6 @@ def _checked_gc(values: Mapping[str, Any]) -> BuildkitGc:
             "more than the disk: the cache could never reach its limit while keeping that much free"
         )
     return gc
-
-
-def _checked_mirror(value: str) -> str:
-    if value and not re.fullmatch(r"(https?|file)://\S+", value):
-        raise ConfigError(f"{NAMESPACE}:artifactMirror: {value!r} is not an http(s):// or file:// URL")
-    return value
 
 
 GITHUB_REPOSITORY = re.compile(r"[A-Za-z0-9-]+/[A-Za-z0-9_.-]+(:[A-Za-z0-9_.:/-]+)?")
@@ -418,57 +578,16 @@ def _checked_wake_trust(values: Mapping[str, Any]) -> WakeTrust:
     return WakeTrust(repositories, provider, org, projects)
 
 
-def _zero_or_more(key: str, value: int, zero_means: str) -> int:
-    if value < 0:
-        raise ConfigError(f"{NAMESPACE}:{key}: must be 0 ({zero_means}) or more, got {value}")
-    return value
-
-
-def _checked_ssh_key(value: str) -> str:
-    if value and value.split(" ", 1)[0] not in SSH_KEY_TYPES:
-        raise ConfigError(
-            f"{NAMESPACE}:sshPublicKey: not an OpenSSH public key (expected it to start with one of "
-            f"{', '.join(SSH_KEY_TYPES)}); paste the contents of your ~/.ssh/id_ed25519.pub"
-        )
-    return value
-
-
 def settings_from_mapping(raw: Mapping[str, Any], catalog: Catalog | None = None) -> Settings:
-    """Validate raw configuration (keys with or without the ``buildfleet:`` prefix)."""
+    """Validate raw configuration (keys with or without the ``buildfleet:`` prefix): each key by
+    its own declaration, in declaration order, then the ones that are checked together."""
     values = _raw_values(raw)
     catalog = (catalog or Catalog()).with_custom(values["customInstanceTypes"])
-    try:
-        platforms = parse_platforms(values["platforms"])
-    except ConfigError as error:
-        raise ConfigError(f"{NAMESPACE}:platforms: {error}") from None
-    try:
-        ipaddress.ip_network(values["vpcCidr"], strict=True)
-    except ValueError as error:
-        raise ConfigError(f"{NAMESPACE}:vpcCidr: {values['vpcCidr']!r} is not a CIDR ({error})") from None
-    if values["rootVolumeGiB"] < 8:
-        raise ConfigError(f"{NAMESPACE}:rootVolumeGiB: {values['rootVolumeGiB']} GiB is too small (8 or more)")
+    keyed = {_KEY_FIELDS[name]: key.validate(values) for name, key in KEYS.items()}
     return Settings(
-        platforms=platforms,
+        **keyed,
         roles=_role_specs(values, catalog),
-        allowed_cidrs=_cidrs(values),
-        buildkitd_cidrs=_buildkitd_cidrs(values),
-        ssh_public_key=_checked_ssh_key(values["sshPublicKey"]),
-        image=_checked_choice("image", values["image"], IMAGES),
-        root_volume_gib=values["rootVolumeGiB"],
-        spot=values["spot"],
-        create_vpc=values["createVpc"],
-        vpc_cidr=values["vpcCidr"],
-        availability_zone=values["availabilityZone"],
-        buildkitd_port=_checked_port(values["buildkitdPort"]),
-        idle_stop_minutes=_zero_or_more("idleStopMinutes", values["idleStopMinutes"], "never"),
-        qemu_source=_checked_choice("qemuSource", values["qemuSource"], QEMU_SOURCES),
-        local_init=_checked_choice("localInit", values["localInit"], LOCAL_INITS),
-        vm_roles=tuple(_checked_choice("vmRoles", str(role), ROLES) for role in values["vmRoles"]),
-        docker_source=_checked_choice("dockerSource", values["dockerSource"], DOCKER_SOURCES),
         gc=_checked_gc(values),
-        max_parallelism=_zero_or_more("buildkitMaxParallelism", values["buildkitMaxParallelism"], "the host's CPUs"),
-        artifact_source=_checked_choice("artifactSource", values["artifactSource"], ARTIFACT_SOURCES),
-        artifact_mirror=_checked_mirror(values["artifactMirror"]),
         wake_trust=_checked_wake_trust(values),
         catalog=catalog,
         values=values,

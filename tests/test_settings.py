@@ -1,13 +1,15 @@
 """Configuration: one schema, validated up front, every error naming its key."""
 
+import dataclasses
 from pathlib import Path
 
 import pytest
 import yaml
+from tools.render_settings import readme_with_table
 
 from provisioning.errors import ConfigError
 from provisioning.project import project_document
-from provisioning.settings import require_cloud_access, settings_from_mapping
+from provisioning.settings import KEYS, require_cloud_access, settings_from_mapping
 
 PROJECT = Path(__file__).resolve().parent.parent
 KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIB0gtjcjM8J7G9h2c0y9Fv0yS5oG3s3M3s3M3s3M3s3M ops@example"
@@ -24,8 +26,24 @@ def test_defaults_give_amd64_arm64_on_c7g_and_an_emulation_host():
 
 
 def test_the_checkouts_pulumi_yaml_is_the_project_the_package_writes():
-    """One declaration per key (settings.KEYS): the pulumi-CLI copy in the checkout may not drift."""
-    assert yaml.safe_load((PROJECT / "Pulumi.yaml").read_text()) == project_document()
+    """One declaration per key (a setting field of Settings): the pulumi-CLI copy may not drift."""
+    assert yaml.safe_load((PROJECT / "Pulumi.yaml").read_text()) == project_document(), (
+        "run python3 tests/tools/render_settings.py"
+    )
+
+
+def test_the_readmes_configuration_table_is_rendered_from_the_same_declarations():
+    readme = (PROJECT / "README.md").read_text()
+    assert readme_with_table(readme) == readme, "run python3 tests/tools/render_settings.py"
+    assert all(f"| `{key}` |" in readme for key in KEYS)
+
+
+def test_every_key_is_a_typed_field_of_settings_holding_its_checked_value():
+    settings = settings_from_mapping({"vmRoles": "arm64,amd64", "buildkitdPort": "8443"})
+    assert settings.vm_roles == ("arm64", "amd64") and settings.buildkitd_port == 8443
+    assert len(KEYS) == len({f.name for f in dataclasses.fields(settings) if "key" in f.metadata})
+    with pytest.raises(ConfigError, match=r"buildfleet:vmRoles: 'riscv' is not one of amd64, arm64, emulation"):
+        settings_from_mapping({"vmRoles": ["riscv"]})  # an array key's choices hold for each item
 
 
 def test_pulumi_string_forms_are_accepted():
