@@ -69,6 +69,8 @@ def test_batched_facts_run_in_one_shell_and_parse_back(tmp_path):
     assert values["missing"] is None
     assert values["digests"]["/nonexistent"] is None
     assert values["digests"]["/etc/hostname"] == hashlib.sha256(Path("/etc/hostname").read_bytes()).hexdigest()
+    assert values.stderr["missing"].startswith("dpkg-query: no packages found matching no-such-package-here")
+    assert values.stderr["arch"] == ""
 
 
 @pytest.mark.process

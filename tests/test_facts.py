@@ -158,3 +158,15 @@ def test_host_output_no_parser_expects_is_that_hosts_failure_naming_the_fact():
     stdout = f"{mark} 0\nCapBnd:\tnot-hex\n{mark} 0\n"
     with pytest.raises(f.FactsLost, match=r"fact caps: the host's output did not parse \(ValueError: "):
         f.parse_batch({"caps": f.SysResourceCapability()}, stdout)
+
+
+def test_each_facts_stderr_is_kept_beside_its_value_and_named_when_it_fails():
+    mark, err = "::buildfleet-fact::", "::buildfleet-stderr::"
+    facts = {"arch": f.Arch(), "docker": f.DockerClient()}
+    stdout = f"{mark} 0\nx86_64\n{mark} 0\n{mark} 1\n{mark} 127\n{err} sh: docker: not found\n"
+    got = f.parse_batch(facts, stdout)
+    assert got.of(facts["arch"]) == "amd64" and got["docker"] is None
+    assert got.stderr == {"arch": "", "docker": "sh: docker: not found"}
+    broken = f"{mark} 0\n{mark} 1\n{err} uname: cannot talk to the kernel\n{err} (twice)\n"
+    with pytest.raises(f.FactError, match=r"unknown CPU architecture '' .*stderr: uname: cannot talk"):
+        f.parse_batch({"arch": f.Arch()}, broken)

@@ -55,7 +55,11 @@ class IdleDesired:
 def idle_step(desired: IdleDesired) -> Step:
     service = idle_service(desired.minutes, desired.port)
     paths = (IDLE_SCRIPT, SUPERVISE, service.definition_path("none"), service.definition_path("systemd"))
-    facts = {"init": f.InitSystem(), "files": f.FileDigests(paths), "running": f.ServiceRunning(service.name)}
+    facts: dict[str, f.Fact[Any]] = {
+        "init": f.InitSystem(),
+        "files": f.FileDigests(paths),
+        "running": f.ServiceRunning(service.name),
+    }
 
     def decide(got: Mapping[str, Any]) -> Decision:
         init, digests = got["init"], got["files"]

@@ -57,7 +57,11 @@ fi
 
 def metadata_step() -> Step:
     paths = (METADATA_SCRIPT, METADATA_SERVICE.definition_path("none"), METADATA_SERVICE.definition_path("systemd"))
-    facts = {"init": f.InitSystem(), "files": f.FileDigests(paths), "blocked": f.MetadataBlocked()}
+    facts: dict[str, f.Fact[Any]] = {
+        "init": f.InitSystem(),
+        "files": f.FileDigests(paths),
+        "blocked": f.MetadataBlocked(),
+    }
 
     def decide(got: Mapping[str, Any]) -> Decision:
         init = got["init"]

@@ -121,7 +121,7 @@ class DockerDesired:
 
 
 def docker_step(desired: DockerDesired) -> Step:
-    facts = {
+    facts: dict[str, f.Fact[Any]] = {
         "os": f.OsRelease(),
         "init": f.InitSystem(),
         "client": f.DockerClient(),
@@ -206,7 +206,7 @@ def privileged_step() -> Step:
     CAP_SYS_RESOURCE (a host that is a container, as on the local target): a runc
     wrapper drops that one capability from each container's spec. A host that has the
     capability (any VM) needs nothing and is left exactly as it is."""
-    facts = {
+    facts: dict[str, f.Fact[Any]] = {
         "init": f.InitSystem(),
         "capable": f.SysResourceCapability(),
         "runtime": f.DockerRuntime(),
@@ -240,7 +240,7 @@ def privileged_step() -> Step:
 
 
 def buildx_step(artifact_for: Callable[[str], Artifact]) -> Step:
-    facts = {"arch": f.Arch(), "files": f.FileDigests((BUILDX_PLUGIN,))}
+    facts: dict[str, f.Fact[Any]] = {"arch": f.Arch(), "files": f.FileDigests((BUILDX_PLUGIN,))}
 
     def decide(got: Mapping[str, Any]) -> Decision:
         artifact = artifact_for(got["arch"])
@@ -313,7 +313,7 @@ def binfmt_step(desired: QemuDesired) -> Step:
         *(desired.interpreter(a) for a in arches),
         *(f"{PINNED_CONF_DIR}/qemu-{a}.conf" for a in arches),
     )
-    facts = {
+    facts: dict[str, f.Fact[Any]] = {
         "arch": f.Arch(),
         "init": f.InitSystem(),
         "qemu": f.PackageVersion("qemu-user-static"),
@@ -466,7 +466,7 @@ def buildkitd_step(desired: BuildkitdDesired) -> Step:
         service.definition_path("none"),
         service.definition_path("systemd"),
     )
-    facts = {
+    facts: dict[str, f.Fact[Any]] = {
         "arch": f.Arch(),
         "init": f.InitSystem(),
         "runc": f.RuncInfo(),
@@ -543,7 +543,7 @@ def versions_step(pinned: PinnedVersions) -> Step:
     """What each tool reports of itself against the pinned versions, and runc against its known
     advisories. The install steps before it converge on the pinned files; this one reads what
     actually runs, so doctor shows a host left on old binaries by name and version."""
-    facts = {
+    facts: dict[str, f.Fact[Any]] = {
         "buildkitd": f.ToolVersion(f"{BUILDKIT_BIN}/buildkitd", ("--version",), BUILDKIT_MODULE),
         "buildctl": f.ToolVersion(f"{BUILDKIT_BIN}/buildctl", ("--version",), BUILDKIT_MODULE),
         "buildx": f.ToolVersion(BUILDX_PLUGIN, ("version",), BUILDX_MODULE),
@@ -580,7 +580,11 @@ def cache_step() -> Step:
     """BuildKit's cache against the limits buildkitd enforces and the disk it lives on: what the
     SRE of a long-lived fleet watches. Reads only; a disk fuller than the GC keeps free (something
     beside the cache fills it) is a warning, as the GC cannot help there."""
-    facts = {"used": f.BuildkitCacheUsage(), "limits": f.BuildkitdGcLimits(), "disk": f.BuildkitDisk()}
+    facts: dict[str, f.Fact[Any]] = {
+        "used": f.BuildkitCacheUsage(),
+        "limits": f.BuildkitdGcLimits(),
+        "disk": f.BuildkitDisk(),
+    }
 
     def decide(got: Mapping[str, Any]) -> Decision:
         used, limits, disk = got["used"], got["limits"], got["disk"]

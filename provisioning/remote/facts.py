@@ -11,13 +11,14 @@ import re
 import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Generic, TypeVar
 
 from provisioning.errors import BuildfleetError, tail
 from provisioning.platforms import UNAME_TO_ARCH
 from provisioning.remote.ssh import Transport
 
 BINFMT_DIR = "/proc/sys/fs/binfmt_misc"
+T = TypeVar("T")
 _MARK = "::buildfleet-fact::"
 
 
@@ -47,8 +48,9 @@ class Version:
         return self.text or ".".join(str(p) for p in self.parts)
 
 
-class Fact:
-    """A command (argument list, or a constant script run by ``sh -c``) and its parser."""
+class Fact(Generic[T]):
+    """A command (argument list, or a constant script run by ``sh -c``) and its parser, which
+    gives a ``T`` (as pyinfra's ``FactBase[T]``)."""
 
     command: ClassVar[tuple[str, ...]] = ()
     sudo: ClassVar[bool] = False  # needs root (run through sudo for a non-root SSH user)
@@ -57,11 +59,11 @@ class Fact:
     def argv(self) -> list[str]:
         return list(self.command)
 
-    def parse(self, exit_code: int, stdout: str) -> Any:
+    def parse(self, exit_code: int, stdout: str) -> T:
         raise NotImplementedError
 
 
-class OsRelease(Fact):
+class OsRelease(Fact[dict[str, str]]):
     command = ("cat", "/etc/os-release")
 
     def parse(self, exit_code: int, stdout: str) -> dict[str, str]:
@@ -75,7 +77,7 @@ class OsRelease(Fact):
         return values
 
 
-class Arch(Fact):
+class Arch(Fact[str]):
     command = ("uname", "-m")
 
     def parse(self, exit_code: int, stdout: str) -> str:
@@ -85,7 +87,7 @@ class Arch(Fact):
         return UNAME_TO_ARCH[machine]
 
 
-class Aarch32(Fact):
+class Aarch32(Fact[bool]):
     """Whether the CPU runs 32-bit code natively (lscpu's "CPU op-mode(s)": 32-bit, 64-bit).
 
     Graviton2/3 keep AArch32 at EL0 and report both modes; Graviton4 reports 64-bit only.
@@ -101,7 +103,7 @@ class Aarch32(Fact):
         raise FactError(f"lscpu did not report the CPU op-modes: {stdout.strip()[:200]!r}")
 
 
-class SysResourceCapability(Fact):
+class SysResourceCapability(Fact[bool]):
     """Whether the host may hold CAP_SYS_RESOURCE (bit 24 of its capability bounding set).
 
     Hosts that are themselves containers without it cannot start privileged containers
@@ -116,7 +118,7 @@ class SysResourceCapability(Fact):
         return bool(int(stdout.split(":", 1)[1].strip(), 16) >> 24 & 1)
 
 
-class DockerRuntime(Fact):
+class DockerRuntime(Fact[str | None]):
     """The Docker engine's default OCI runtime, or None when the engine does not answer."""
 
     command = ("docker", "info", "--format", "{{.DefaultRuntime}}")
@@ -126,14 +128,14 @@ class DockerRuntime(Fact):
         return (stdout.strip() or None) if exit_code == 0 else None
 
 
-class InitSystem(Fact):
+class InitSystem(Fact[str]):
     command = ("cat", "/proc/1/comm")
 
     def parse(self, exit_code: int, stdout: str) -> str:
         return "systemd" if stdout.strip() == "systemd" else "none"
 
 
-class DpkgInterrupted(Fact):
+class DpkgInterrupted(Fact[bool]):
     """Whether a dpkg run was cut off (the host stopped or lost power during apt): dpkg's
     journal in /var/lib/dpkg/updates is not empty, or ``dpkg --audit`` lists packages left
     half-installed. apt refuses to install anything until it is repaired."""
@@ -144,7 +146,7 @@ class DpkgInterrupted(Fact):
         return bool(stdout.strip())
 
 
-class DockerClient(Fact):
+class DockerClient(Fact[Version | None]):
     """Installed docker CLI version, or None when docker is absent."""
 
     command = ("sh", "-c", "command -v docker >/dev/null || exit 127; docker --version")
@@ -158,7 +160,7 @@ class DockerClient(Fact):
         return Version.parse(match.group(1))
 
 
-class DockerServer(Fact):
+class DockerServer(Fact[Version | None]):
     """The running engine's version, or None when it does not answer."""
 
     command = ("docker", "version", "--format", "{{.Server.Version}}")
@@ -172,7 +174,7 @@ class DockerServer(Fact):
 
 
 @dataclass(frozen=True)
-class PackageVersion(Fact):
+class PackageVersion(Fact[str | None]):
     """dpkg's version of an installed package, or None when it is not installed."""
 
     package: str = ""
@@ -189,7 +191,7 @@ class PackageVersion(Fact):
 
 
 @dataclass(frozen=True)
-class UserGroups(Fact):
+class UserGroups(Fact[frozenset[str]]):
     """Groups of the SSH user (to know whether it may use Docker)."""
 
     user: str = ""
@@ -230,7 +232,7 @@ class Binfmt:
         )
 
 
-class BinfmtStatus(Fact):
+class BinfmtStatus(Fact[Binfmt]):
     """Whether binfmt_misc is mounted, and every qemu-* interpreter with its flags."""
 
     command = (
@@ -270,7 +272,7 @@ class BinfmtStatus(Fact):
 
 
 @dataclass(frozen=True)
-class FileDigests(Fact):
+class FileDigests(Fact[dict[str, str | None]]):
     """sha256 of files (None for a missing one): how installed artifacts are compared.
 
     Hashing ~130 MB of binaries on every run would dominate a re-run, so digests are
@@ -309,7 +311,7 @@ class FileDigests(Fact):
 
 
 @dataclass(frozen=True)
-class ServiceRunning(Fact):
+class ServiceRunning(Fact[bool]):
     """Whether a buildfleet service runs: systemd's view where PID 1 is systemd, else the
     supervisor's pidfile (see hosts/services)."""
 
@@ -331,7 +333,7 @@ class ServiceRunning(Fact):
         return stdout.strip() == "running"
 
 
-class MetadataBlocked(Fact):
+class MetadataBlocked(Fact[bool]):
     """Whether this host's firewall rejects connections to the instance metadata service
     (169.254.169.254) from processes on it (OUTPUT) and from containers it routes (FORWARD)."""
 
@@ -351,7 +353,7 @@ class MetadataBlocked(Fact):
         return answer == "blocked"
 
 
-class IdleSeconds(Fact):
+class IdleSeconds(Fact[int | None]):
     """Seconds since the idle watcher last saw a client (hosts/idle), or None without one."""
 
     command = (
@@ -374,7 +376,7 @@ BUILDKITD_SOCKET = "unix:///run/buildkit/buildkitd.sock"  # where buildfleet's b
 LOCAL_BUILDCTL = ("buildctl", "--addr", BUILDKITD_SOCKET)
 
 
-class BuildkitdWorkers(Fact):
+class BuildkitdWorkers(Fact[tuple[str, ...] | None]):
     """Platforms of buildkitd's workers over its local socket, or None when it does not answer."""
 
     command = (
@@ -392,7 +394,7 @@ class BuildkitdWorkers(Fact):
         return tuple(stdout.split())
 
 
-class CpuCount(Fact):
+class CpuCount(Fact[int]):
     """Online CPUs, as nproc counts them for this process (cgroup and affinity limits included)."""
 
     command = ("nproc",)
@@ -404,7 +406,7 @@ class CpuCount(Fact):
 
 
 @dataclass(frozen=True)
-class ToolVersion(Fact):
+class ToolVersion(Fact[str | None]):
     """The version a Go tool stamps into itself (``buildkitd github.com/moby/buildkit v0.34.2 REV``,
     ``github.com/docker/buildx v0.38.2 REV``): the token after its module path, without ``v``;
     None when the binary is absent or prints something else."""
@@ -434,7 +436,7 @@ class Runc:
     changelog_cves: frozenset[str] = frozenset()  # CVE ids the package's changelog names as fixed
 
 
-class RuncInfo(Fact):
+class RuncInfo(Fact[Runc | None]):
     """runc's version and, where a package owns it, that package's version and the runc CVEs its
     Debian-format changelog names: distributions backport fixes without changing runc's version.
     None when there is no runc."""
@@ -471,7 +473,7 @@ class GcLimits:
     reserved: int
 
 
-class BuildkitdGcLimits(Fact):
+class BuildkitdGcLimits(Fact[GcLimits | None]):
     """What buildkitd itself reports of its garbage collection (the last rule, ``all``), or None
     when it does not answer."""
 
@@ -498,7 +500,7 @@ _SIZE = re.compile(r"([0-9.]+)\s*([kMGTP]?)B")
 _UNITS = {"": 1, "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12, "P": 10**15}
 
 
-class BuildkitCacheUsage(Fact):
+class BuildkitCacheUsage(Fact[int | None]):
     """Bytes BuildKit's cache takes (``buildctl du``'s total), or None when buildkitd does not answer."""
 
     command = (*LOCAL_BUILDCTL, "du")
@@ -520,7 +522,7 @@ class Disk:
     free: int  # available to buildkitd (root's reserve excluded)
 
 
-class BuildkitDisk(Fact):
+class BuildkitDisk(Fact[Disk]):
     """The disk BuildKit's cache lives on (/var/lib/buildkit, or /var/lib before it exists)."""
 
     command = ("sh", "-c", "df -P -B1 /var/lib/buildkit 2>/dev/null || df -P -B1 /var/lib")
@@ -532,16 +534,43 @@ class BuildkitDisk(Fact):
         return Disk(int(fields[1]), int(fields[3]))
 
 
+_STDERR = "::buildfleet-stderr::"
+# Each fact's stderr goes to a file in a private directory and is printed, line by line under
+# its own mark, after the fact's exit code: the parsers see stdout alone, the report the rest.
+_BATCH_START = (
+    'd=$(mktemp -d 2>/dev/null) || d=""; trap \'[ -z "$d" ] || rm -rf "$d"\' EXIT; '
+    'e="${d:+$d/stderr}"; e="${e:-/dev/null}"'
+)
+# awk, not sed: it ends every line it prints, so a last line without a newline cannot swallow the next mark
+_BATCH_STDERR = f'[ "$e" = /dev/null ] || {{ awk \'{{print "{_STDERR} " $0}}\' "$e"; : >"$e"; }}'
+
+
 def batch_script(facts: Mapping[str, Fact]) -> str:
-    """One shell script printing every fact's output and exit code: one round trip a step."""
-    parts = []
+    """One shell script printing every fact's output, exit code and stderr: one round trip a step."""
+    parts = [_BATCH_START]
     for index, fact in enumerate(facts.values()):
-        parts.append(f"echo '{_MARK} {index}'; {shlex.join(fact.argv)} 2>/dev/null </dev/null; echo \"{_MARK} $?\"")
+        run = f'{shlex.join(fact.argv)} 2>"$e" </dev/null'
+        parts.append(f"echo '{_MARK} {index}'; {run}; echo \"{_MARK} $?\"; {_BATCH_STDERR}")
     return "\n".join(parts)
 
 
-def parse_batch(facts: Mapping[str, Fact], stdout: str) -> dict[str, Any]:
-    values, lines, index = {}, stdout.splitlines(), 0
+class Gathered(dict[str, Any]):
+    """Facts by the names their step gave them, with what each printed on stderr beside them."""
+
+    def __init__(self, facts: Mapping[str, Fact], values: Mapping[str, Any], stderr: Mapping[str, str]):
+        super().__init__(values)
+        self.facts = facts
+        self.stderr = dict(stderr)
+
+    def of(self, fact: Fact[T]) -> T:
+        """The value of ``fact`` (one of the step's own instances), typed as its parser gives it."""
+        return self[next(name for name, known in self.facts.items() if known is fact)]
+
+
+def parse_batch(facts: Mapping[str, Fact], stdout: str) -> Gathered:
+    values: dict[str, Any] = {}
+    stderr: dict[str, str] = {}
+    lines, index = stdout.splitlines(), 0
     names = list(facts)
     while index < len(lines):
         if not lines[index].startswith(f"{_MARK} "):
@@ -552,18 +581,30 @@ def parse_batch(facts: Mapping[str, Fact], stdout: str) -> dict[str, Any]:
         if end is None:
             break  # the shell stopped inside this fact: reported as missing below
         name = names[position]
+        after = end + 1
+        while after < len(lines) and lines[after].startswith(f"{_STDERR} "):
+            after += 1
+        stderr[name] = "\n".join(line.removeprefix(f"{_STDERR} ") for line in lines[end + 1 : after])
         try:
             values[name] = facts[name].parse(int(lines[end].split()[1]), "\n".join(lines[index + 1 : end]) + "\n")
         except (ValueError, IndexError, KeyError) as error:  # the host printed what no parser expects
-            raise FactsLost(f"fact {name}: the host's output did not parse ({type(error).__name__}: {error})") from None
-        index = end + 1
+            raise FactsLost(
+                f"fact {name}: the host's output did not parse ({type(error).__name__}: {error})" + _said(stderr[name])
+            ) from None
+        except FactError as error:
+            raise FactError(f"{error}{_said(stderr[name])}") from None
+        index = after
     missing = [n for n in names if n not in values]
     if missing:
         raise FactsLost(f"facts {', '.join(missing)} produced no output")
-    return values
+    return Gathered(facts, values, stderr)
 
 
-def gather(transport: Transport, facts: Mapping[str, Fact]) -> dict[str, Any]:
+def _said(stderr: str) -> str:
+    return f"; it said on stderr: {tail(stderr)}" if stderr.strip() else ""
+
+
+def gather(transport: Transport, facts: Mapping[str, Fact]) -> Gathered:
     """Every fact in one round trip; facts the shell never reached name the command, exit code
     and stderr (sudo asking for a password, a shell killed mid-way)."""
     result = transport.run(("sh", "-c", batch_script(facts)), sudo=any(f.sudo for f in facts.values()))
