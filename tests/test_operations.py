@@ -21,6 +21,8 @@ from provisioning.hosts.idle import SCRIPT as IDLE_SCRIPT_BYTES
 from provisioning.hosts.metadata import METADATA_SCRIPT, METADATA_SERVICE, metadata_step
 from provisioning.hosts.metadata import SCRIPT as METADATA_BYTES
 from provisioning.hosts.operations import (
+    BINFMT_SCRIPT,
+    BINFMT_SERVICE,
     BUILDX_PLUGIN,
     DOCKERD,
     POLICY_RC_D,
@@ -38,7 +40,7 @@ from provisioning.hosts.operations import (
     versions_step,
     with_interpreter,
 )
-from provisioning.hosts.services import SUPERVISE, SUPERVISE_SCRIPT
+from provisioning.hosts.services import SUPERVISE, SUPERVISE_SCRIPT, service_paths
 from provisioning.inventory import HostPlatform, InventoryHost
 from provisioning.remote import facts as f
 from provisioning.settings import settings_from_mapping
@@ -177,7 +179,8 @@ def binfmt_facts(**changes):
 def boot_files(desired, init):
     """Digests of the boot-time registration files as a previous run left them."""
     decision = binfmt_step(desired).decide(binfmt_facts(init=init))
-    return {a.dest: a.sha256 for a in decision.actions if isinstance(a, WriteFile) and "boot" in a.why}
+    boot = (BINFMT_SCRIPT, *service_paths(BINFMT_SERVICE))
+    return {a.dest: a.sha256 for a in decision.actions if isinstance(a, WriteFile) and a.dest in boot}
 
 
 def whys(decision):
@@ -186,21 +189,25 @@ def whys(decision):
 
 def test_fresh_emulation_host_installs_distro_qemu_mounts_registers_and_persists():
     decision = binfmt_step(QemuDesired(("aarch64", "s390x"))).decide(binfmt_facts())
-    assert whys(decision) == [
+    assert whys(decision)[:4] == [
         "install QEMU user-mode emulators",
         "mount binfmt_misc",
         "register aarch64, s390x with the F flag",
         "install the boot-time registration script",
-        "register at boot (boot.d)",
     ]
     assert decision.actions[2].argv[-3:] == ("/usr/lib/binfmt.d", "aarch64", "s390x")
+    at_boot = decision.actions[4]  # without systemd: a boot.d entry that runs the script
+    assert at_boot.dest == BINFMT_SERVICE.definition_path("none") and at_boot.content.endswith(
+        b"exec " + BINFMT_SCRIPT.encode() + b"\n"
+    )
+    assert len(decision.actions) == 5
 
 
 def test_systemd_hosts_persist_with_an_enabled_oneshot_unit():
     decision = binfmt_step(QemuDesired(("aarch64",))).decide(binfmt_facts(init="systemd"))
     unit = next(a for a in decision.actions if getattr(a, "dest", "").endswith("buildfleet-binfmt.service"))
     assert b"Type=oneshot" in unit.content and b"WantedBy=multi-user.target" in unit.content
-    assert whys(decision)[-1] == "enable the registration at boot"
+    assert "systemctl enable buildfleet-binfmt.service" in decision.actions[-1].argv[-1]  # runs at every boot
 
 
 def test_registered_entries_without_f_are_registered_again():
@@ -410,11 +417,10 @@ def test_idle_stop_without_init_runs_under_the_supervisor_and_a_new_limit_restar
     }
     assert not idle_step(IdleDesired(30, 1234)).decide(idle_facts("none", True, **configured)).changes
     shorter = idle_step(IdleDesired(5, 1234)).decide(idle_facts("none", True, **configured))
-    assert [getattr(a, "why", "") for a in shorter.actions] == [
-        "start buildfleet-idle at boot",
-        "stop the old idle watcher",
-        "(re)start it",
-    ]
+    boot_entry, stop, start = shorter.actions  # the new limit, the old loop stopped, the new one started
+    assert boot_entry.dest == IDLE.definition_path("none") and b"idle-stop 5 1234" in boot_entry.content
+    assert stop.argv == (SUPERVISE, "stop", "buildfleet-idle")
+    assert start.argv[-1].startswith(IDLE.definition_path("none") + " && ")  # started, not restarted
 
 
 # --- the instance metadata service, closed after boot (AWS hosts) ------------------------

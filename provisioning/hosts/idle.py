@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from provisioning.hosts.actions import Decision, Run, WriteFile, no_change
-from provisioning.hosts.operations import Step, differing, start_and_wait, supervised_files
-from provisioning.hosts.services import SUPERVISE, Service
+from provisioning.hosts.operations import Step
+from provisioning.hosts.services import Service, differing, init_system, service_paths
 from provisioning.remote import facts as f
 
 IDLE_SCRIPT = "/usr/local/lib/buildfleet/idle-stop"
@@ -54,48 +54,28 @@ class IdleDesired:
 
 def idle_step(desired: IdleDesired) -> Step:
     service = idle_service(desired.minutes, desired.port)
-    paths = (IDLE_SCRIPT, SUPERVISE, service.definition_path("none"), service.definition_path("systemd"))
     facts: dict[str, f.Fact[Any]] = {
         "init": f.InitSystem(),
-        "files": f.FileDigests(paths),
+        "files": f.FileDigests((IDLE_SCRIPT, *service_paths(service))),
         "running": f.ServiceRunning(service.name),
     }
 
     def decide(got: Mapping[str, Any]) -> Decision:
-        init, digests = got["init"], got["files"]
+        init, digests = init_system(got["init"]), got["files"]
         ours = (IDLE_SCRIPT, service.definition_path("none"), service.definition_path("systemd"))
         if desired.minutes == 0:
             if not got["running"] and not any(digests[p] for p in ours):
                 return no_change("idle stop is off")
-            return Decision((Run(("sh", "-c", _remove(service, init)), "turn idle stop off"),))
+            return Decision((Run(("sh", "-c", init.remove(service, ours)), "turn idle stop off"),))
         wanted = [WriteFile(IDLE_SCRIPT, SCRIPT, "0755", "install the idle watcher")]
-        if init == "systemd":
-            wanted.append(WriteFile(service.definition_path("systemd"), service.unit(), "0644", "install its unit"))
-        actions: list = differing(wanted, digests)
-        if init != "systemd":
-            actions.extend(supervised_files(service, init, digests))
+        actions: list = [*differing(wanted, digests), *init.files(service, digests)]
         if actions or not got["running"]:
             restart = bool(actions) and got["running"]
-            if restart and init != "systemd":  # the supervisor restarts the old command line: stop it first
-                actions.append(Run((SUPERVISE, "stop", service.name), "stop the old idle watcher"))
-            check = _running(service, init)
-            actions.append(start_and_wait(service, init, restart and init == "systemd", check, "(re)start it"))
+            replaced = init.replace(service) if restart else []  # the supervisor's old loop stops first
+            actions.extend(replaced)
+            actions.append(init.start(service, restart and not replaced, init.running(service), "(re)start it"))
         if not actions:
             return no_change(f"powers off after {desired.minutes} min without a buildkitd client or SSH session")
         return Decision(tuple(actions))
 
     return Step("idle-stop", facts, decide)
-
-
-def _running(service: Service, init: str) -> str:
-    if init == "systemd":
-        return f"systemctl is-active --quiet {service.name}"
-    return f'kill -0 "$(cat /run/buildfleet/{service.name}.pid)"'
-
-
-def _remove(service: Service, init: str) -> str:
-    """Stop the watcher and remove its files (the supervisor stays: other services use it)."""
-    files = f"{IDLE_SCRIPT} {service.definition_path('none')} {service.definition_path('systemd')}"
-    if init == "systemd":
-        return f"systemctl disable --now {service.name}; rm -f {files}; systemctl daemon-reload"
-    return f"{SUPERVISE} stop {service.name}; rm -f {files}"

@@ -20,8 +20,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from provisioning.hosts.actions import Decision, Run, WriteFile, no_change
-from provisioning.hosts.operations import Step, differing
-from provisioning.hosts.services import Service
+from provisioning.hosts.operations import Step
+from provisioning.hosts.services import Service, differing, init_system, service_paths
 from provisioning.remote import facts as f
 
 METADATA_SCRIPT = "/usr/local/lib/buildfleet/block-metadata"
@@ -56,26 +56,18 @@ fi
 
 
 def metadata_step() -> Step:
-    paths = (METADATA_SCRIPT, METADATA_SERVICE.definition_path("none"), METADATA_SERVICE.definition_path("systemd"))
     facts: dict[str, f.Fact[Any]] = {
         "init": f.InitSystem(),
-        "files": f.FileDigests(paths),
+        "files": f.FileDigests((METADATA_SCRIPT, *service_paths(METADATA_SERVICE))),
         "blocked": f.MetadataBlocked(),
     }
 
     def decide(got: Mapping[str, Any]) -> Decision:
-        init = got["init"]
+        init = init_system(got["init"])
         wanted = [WriteFile(METADATA_SCRIPT, SCRIPT, "0755", "install the metadata firewall script")]
-        if init == "systemd":
-            unit = METADATA_SERVICE.unit()
-            wanted.append(WriteFile(METADATA_SERVICE.definition_path("systemd"), unit, "0644", "run it at boot (unit)"))
-        else:
-            boot = f"#!/bin/sh\nexec {METADATA_SCRIPT}\n".encode()
-            wanted.append(WriteFile(METADATA_SERVICE.definition_path("none"), boot, "0755", "run it at boot (boot.d)"))
-        actions: list = differing(wanted, got["files"])
-        if actions and init == "systemd":
-            enable = f"systemctl daemon-reload && systemctl enable {METADATA_SERVICE.name}.service"
-            actions.append(Run(("sh", "-c", enable), "enable it at boot"))
+        actions: list = [*differing(wanted, got["files"]), *init.files(METADATA_SERVICE, got["files"])]
+        if actions:
+            actions.extend(init.enable(METADATA_SERVICE))
         if not got["blocked"]:
             actions.append(Run((METADATA_SCRIPT,), "reject connections to 169.254.169.254 from now on"))
         if not actions:

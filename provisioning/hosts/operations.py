@@ -16,7 +16,7 @@ from typing import Any
 from provisioning.advisories import open_runc_cves, runc_fix
 from provisioning.artifacts import Artifact, PinnedQemu
 from provisioning.hosts.actions import Decision, Run, Upload, WriteFile, no_change, refuse
-from provisioning.hosts.services import SUPERVISE, SUPERVISE_SCRIPT, Service
+from provisioning.hosts.services import InitSystem, Service, differing, init_system, service_paths
 from provisioning.platforms import UNAME_TO_ARCH
 from provisioning.remote import facts as f
 
@@ -63,25 +63,6 @@ DPKG_REPAIR = (
     f'if [ -n "$broken" ]; then {APT_UPDATE} && {APT} install --reinstall -y $broken || exit 1; fi; '
     f"dpkg --configure -a && {APT} -f install -y"
 )
-
-
-def differing(wanted: list, digests: Mapping[str, str | None]) -> list:
-    """The uploads/files whose content on the host is not already the wanted one."""
-    return [w for w in wanted if digests.get(w.dest) != w.sha256]
-
-
-def _wait_for(check: str, what: str, seconds: int = 60) -> str:
-    return (
-        f"i=0; until {check} >/dev/null 2>&1; do i=$((i+1)); "
-        f"[ $i -ge {seconds * 2} ] && {{ echo '{what} did not come up' >&2; exit 1; }}; sleep 0.5; done"
-    )
-
-
-def start_and_wait(service: Service, init: str, restart: bool, check: str, why: str) -> Run:
-    """(Re)start a service, then wait until ``check`` succeeds, so the step's
-    verification sees the daemon that is running now."""
-    start = service.start_argv(init, restart)[-1]
-    return Run(("sh", "-c", f"{start} && {_wait_for(check, service.name)}"), why)
 
 
 # --- Docker --------------------------------------------------------------------------
@@ -142,11 +123,11 @@ def docker_step(desired: DockerDesired) -> Step:
                 f"Docker {client} is older than {MIN_DOCKER} and upgrades are disabled "
                 "(allow them, or upgrade Docker by hand)"
             )
-        supervised = got["init"] != "systemd"
+        init = init_system(got["init"])
         install = client is None or client < MIN_DOCKER
         repair = got["dpkg_interrupted"]
         actions: list = []
-        if (install or repair) and supervised:
+        if (install or repair) and not init.runs_package_daemons:
             actions.append(
                 WriteFile(
                     POLICY_RC_D,
@@ -162,36 +143,17 @@ def docker_step(desired: DockerDesired) -> Step:
             why = "Docker is not installed" if client is None else f"Docker {client} is older than {MIN_DOCKER}"
             package = desired.install(got["os"])
             actions.append(Run(package.argv, f"{why}: {package.why}"))
-        files = supervised_files(DOCKERD, got["init"], got["files"]) if supervised else []
+        # systemd: docker.io brings its own unit; without an init system buildfleet supervises dockerd
+        files = [] if init.runs_package_daemons else init.files(DOCKERD, got["files"])
         actions.extend(files)
         if install or files or got["server"] is None:
-            actions.append(
-                start_and_wait(
-                    DOCKERD,
-                    got["init"],
-                    install and client is not None,
-                    "docker version",
-                    "start the Docker engine and wait until it answers",
-                )
-            )
+            why = "start the Docker engine and wait until it answers"
+            actions.append(init.start(DOCKERD, install and client is not None, "docker version", why))
         if desired.ssh_user != "root" and "docker" not in got["groups"]:
             actions.append(Run(("usermod", "-aG", "docker", desired.ssh_user), f"let {desired.ssh_user} use Docker"))
         return Decision(tuple(actions), f"Docker {client} ≥ {MIN_DOCKER}, engine {got['server']} running")
 
-    return Step("docker", facts | _service_files(DOCKERD), decide)
-
-
-def _service_files(service: Service) -> dict[str, f.Fact]:
-    return {"files": f.FileDigests((SUPERVISE, service.definition_path("none"), service.definition_path("systemd")))}
-
-
-def supervised_files(service: Service, init: str, digests: Mapping[str, str | None]) -> list:
-    """Files that keep ``service`` running on a host without systemd, if not already there."""
-    wanted = [
-        WriteFile(SUPERVISE, SUPERVISE_SCRIPT, "0755", "install the buildfleet supervisor"),
-        WriteFile(service.definition_path(init), service.definition(init), "0755", f"start {service.name} at boot"),
-    ]
-    return differing(wanted, digests)
+    return Step("docker", facts | {"files": f.FileDigests(service_paths(DOCKERD))}, decide)
 
 
 # --- privileged containers on hosts that lack CAP_SYS_RESOURCE --------------------------
@@ -225,11 +187,10 @@ def privileged_step() -> Step:
             WriteFile(RUNC_WRAPPER, wrapper, "0755", "install runc without CAP_SYS_RESOURCE"),
             WriteFile(DAEMON_JSON, daemon, "0644", "make it Docker's default runtime"),
         ]
-        changed = differing(wanted, got["files"])
+        changed: list = differing(wanted, got["files"])
         if changed or got["runtime"] != NOSYSRES:
-            changed.append(
-                start_and_wait(DOCKERD, got["init"], True, "docker version", "restart Docker with that runtime")
-            )
+            why = "restart Docker with that runtime"
+            changed.append(init_system(got["init"]).start(DOCKERD, True, "docker version", why))
             return Decision(tuple(changed))
         return no_change("the host lacks CAP_SYS_RESOURCE; Docker runs containers through runc-nosysres")
 
@@ -307,7 +268,7 @@ class QemuDesired:
 
 def binfmt_step(desired: QemuDesired) -> Step:
     arches = desired.arches
-    boot_paths = (BINFMT_SCRIPT, BINFMT_SERVICE.definition_path("none"), BINFMT_SERVICE.definition_path("systemd"))
+    boot_paths = (BINFMT_SCRIPT, *service_paths(BINFMT_SERVICE))
     paths = (
         *boot_paths,
         *(desired.interpreter(a) for a in arches),
@@ -372,13 +333,13 @@ def binfmt_step(desired: QemuDesired) -> Step:
                     f"register {', '.join(stale)} with the F flag",
                 )
             )
-        actions.extend(_binfmt_at_boot(desired, got["init"], got["files"]))
+        actions.extend(_binfmt_at_boot(desired, init_system(got["init"]), got["files"]))
         return Decision(tuple(actions), f"{source}; {', '.join(arches)} registered with F, again at boot")
 
     return Step("binfmt", facts, decide)
 
 
-def _binfmt_at_boot(desired: QemuDesired, init: str, digests: Mapping[str, str | None]) -> list:
+def _binfmt_at_boot(desired: QemuDesired, init: InitSystem, digests: Mapping[str, str | None]) -> list:
     """Register again at every boot, with buildfleet's own script: systemd-binfmt may be
     conditioned out (it is in containers), and tonistiigi/binfmt does not persist at all."""
     script = WriteFile(
@@ -391,31 +352,8 @@ def _binfmt_at_boot(desired: QemuDesired, init: str, digests: Mapping[str, str |
         "0755",
         "install the boot-time registration script",
     )
-    wanted = [script]
-    if init == "systemd":
-        wanted.append(
-            WriteFile(
-                BINFMT_SERVICE.definition_path("systemd"), BINFMT_SERVICE.unit(), "0644", "register at boot (unit)"
-            )
-        )
-    else:
-        wanted.append(
-            WriteFile(
-                BINFMT_SERVICE.definition_path("none"),
-                f"#!/bin/sh\nexec {BINFMT_SCRIPT}\n".encode(),
-                "0755",
-                "register at boot (boot.d)",
-            )
-        )
-    changed = differing(wanted, digests)
-    if changed and init == "systemd":
-        changed.append(
-            Run(
-                ("sh", "-c", "systemctl daemon-reload && systemctl enable buildfleet-binfmt.service"),
-                "enable the registration at boot",
-            )
-        )
-    return changed
+    changed: list = [*differing([script], digests), *init.files(BINFMT_SERVICE, digests)]
+    return changed + init.enable(BINFMT_SERVICE) if changed else changed
 
 
 # --- buildkitd --------------------------------------------------------------------------
@@ -462,9 +400,7 @@ def buildkitd_step(desired: BuildkitdDesired) -> Step:
         f"{BUILDKIT_ETC}/tls/ca.pem",
         f"{BUILDKIT_ETC}/tls/cert.pem",
         f"{BUILDKIT_ETC}/tls/key.pem",
-        SUPERVISE,
-        service.definition_path("none"),
-        service.definition_path("systemd"),
+        *service_paths(service),
     )
     facts: dict[str, f.Fact[Any]] = {
         "arch": f.Arch(),
@@ -481,7 +417,7 @@ def buildkitd_step(desired: BuildkitdDesired) -> Step:
         actions: list = []
         if got["runc"] is None:
             actions.append(Run(apt_install("runc"), "install runc (buildkitd's OCI worker needs it; none on PATH)"))
-        wanted = [
+        wanted: list[Upload | WriteFile] = [
             Upload(
                 buildkitd.path,
                 f"{BUILDKIT_BIN}/buildkitd",
@@ -501,24 +437,14 @@ def buildkitd_step(desired: BuildkitdDesired) -> Step:
             WriteFile(f"{BUILDKIT_ETC}/tls/cert.pem", desired.cert_pem, "0644", "install the server certificate"),
             WriteFile(f"{BUILDKIT_ETC}/tls/key.pem", desired.key_pem, "0600", "install the server key"),
         ]
-        if got["init"] == "systemd":
-            wanted.append(WriteFile(service.definition_path("systemd"), service.unit(), "0644", "install the unit"))
-        else:
-            wanted.extend(supervised_files(service, "none", digests))
-        changed = differing(wanted, digests)
+        init = init_system(got["init"])
+        changed = [*differing(wanted, digests), *init.files(service, digests)]
         actions.extend(changed)
         healthy = got["workers"] is not None and len(got["workers"]) > 0
         if changed or not healthy:
             restart = bool(changed) and healthy
-            actions.append(
-                start_and_wait(
-                    service,
-                    got["init"],
-                    restart,
-                    f.BuildkitdWorkers.command[-1],
-                    "restart buildkitd (its files changed)" if restart else "start buildkitd",
-                )
-            )
+            why = "restart buildkitd (its files changed)" if restart else "start buildkitd"
+            actions.append(init.start(service, restart, f.BuildkitdWorkers.command[-1], why))
         if not actions:
             return no_change(f"buildkitd {buildkitd.version} up with workers for {' '.join(got['workers'])}")
         return Decision(tuple(actions))
