@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Generic, TypeVar
 
+from provisioning.binfmt import BinfmtEntry
 from provisioning.errors import BuildfleetError, tail
 from provisioning.platforms import UNAME_TO_ARCH
 from provisioning.remote.ssh import Transport
@@ -207,14 +208,6 @@ class UserGroups(Fact[frozenset[str]]):
 
 
 @dataclass(frozen=True)
-class BinfmtEntry:
-    name: str
-    enabled: bool
-    interpreter: str
-    flags: str
-
-
-@dataclass(frozen=True)
 class Binfmt:
     mounted: bool
     entries: dict[str, BinfmtEntry] = field(default_factory=dict)
@@ -251,23 +244,11 @@ class BinfmtStatus(Fact[Binfmt]):
         if lines[0] == "unmounted":
             return Binfmt(False)
         entries: dict[str, BinfmtEntry] = {}
-        current: str | None = None
-        fields: dict[str, str] = {}
-        for line in lines[1:] + ["== end"]:
-            if line.startswith("== "):
-                if current:
-                    entries[current] = BinfmtEntry(
-                        current,
-                        fields.get("state") == "enabled",
-                        fields.get("interpreter", ""),
-                        fields.get("flags", ""),
-                    )
-                current, fields = line[3:].strip(), {}
-            elif line in ("enabled", "disabled"):
-                fields["state"] = line
-            elif ":" in line or " " in line:
-                key, _, value = line.replace(":", " ", 1).partition(" ")
-                fields.setdefault(key.strip(), value.strip())
+        sections = "\n".join(lines[1:]).split("\n== ")
+        for section in sections:
+            name, _, text = section.removeprefix("== ").partition("\n")
+            if name.strip():
+                entries[name.strip()] = BinfmtEntry.parse(name.strip(), text)
         return Binfmt(True, entries)
 
 

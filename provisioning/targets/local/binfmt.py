@@ -20,50 +20,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from provisioning.binfmt import BinfmtEntry as Entry
 from provisioning.errors import BuildfleetError
 from provisioning.state import runtime_dir
 
 TABLE = Path("/proc/sys/fs/binfmt_misc")
-
-
-@dataclass(frozen=True)
-class Entry:
-    """One registration as the kernel shows it (magic entries: all QEMU ones are)."""
-
-    name: str
-    enabled: bool
-    interpreter: str
-    flags: str
-    offset: int
-    magic: str  # hex, as the kernel prints it
-    mask: str
-
-    @classmethod
-    def parse(cls, name: str, text: str) -> Entry:
-        fields: dict[str, str] = {}
-        for line in text.splitlines():
-            key, _, value = line.partition(" ")
-            fields[key.rstrip(":")] = value.strip()
-        if "magic" not in fields:
-            raise BuildfleetError(f"binfmt_misc entry {name} is not a magic-number entry: {text.strip()[:120]!r}")
-        return cls(
-            name,
-            "enabled" in fields,
-            fields.get("interpreter", ""),
-            fields.get("flags", ""),
-            int(fields.get("offset", "0")),
-            fields["magic"],
-            fields.get("mask", ""),
-        )
-
-    def registration(self) -> str:
-        """The ``:name:M:offset:magic:mask:interpreter:flags`` line that registers it again."""
-
-        def escaped(hexed: str) -> str:
-            return "".join(f"\\x{hexed[i : i + 2]}" for i in range(0, len(hexed), 2))
-
-        magic, mask = escaped(self.magic), escaped(self.mask)
-        return ":" + ":".join((self.name, "M", str(self.offset), magic, mask, self.interpreter, self.flags))
 
 
 @dataclass(frozen=True)
@@ -77,9 +38,13 @@ class MachineBinfmt:
 
     def entry(self, name: str) -> Entry | None:
         try:
-            return Entry.parse(name, (self.table / name).read_text())
+            text = (self.table / name).read_text()
         except FileNotFoundError:
             return None
+        entry = Entry.parse(name, text)
+        if not entry.magic:
+            raise BuildfleetError(f"binfmt_misc entry {name} is not a magic-number entry: {text.strip()[:120]!r}")
+        return entry
 
     @contextmanager
     def _locked(self) -> Iterator[dict[str, Any]]:
