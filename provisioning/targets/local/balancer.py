@@ -37,7 +37,7 @@ from provisioning.inventory import Pool
 from provisioning.private import write_private
 from provisioning.remote.machine import free_port
 from provisioning.removal import unlink_inside
-from provisioning.targets.local.process import OwnedProcess
+from provisioning.targets.process import OwnedProcess
 
 BINARY = "haproxy"
 LOOPBACK = "127.0.0.1"
@@ -122,7 +122,7 @@ class LocalBalancer:
 
     @property
     def process(self) -> OwnedProcess:
-        return OwnedProcess(self.directory, self.config)
+        return OwnedProcess(self.directory, str(self.config))
 
     @property
     def ports_file(self) -> Path:

@@ -19,7 +19,7 @@ from pathlib import Path
 from provisioning.errors import BuildfleetError
 from provisioning.remote.machine import free_port
 from provisioning.removal import unlink_inside
-from provisioning.targets.local.process import OwnedProcess
+from provisioning.targets.process import OwnedProcess
 
 BINARY = "docker-registry"
 
@@ -53,7 +53,7 @@ class LocalRegistry:
 
     @property
     def process(self) -> OwnedProcess:
-        return OwnedProcess(self.directory, self.config)
+        return OwnedProcess(self.directory, str(self.config))
 
     def running(self) -> bool:
         return self.process.running()

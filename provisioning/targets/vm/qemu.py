@@ -7,15 +7,13 @@ recycled pid is never taken for ours.
 
 from __future__ import annotations
 
-import os
-import signal
 import subprocess
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from provisioning.errors import BuildfleetError, tail
 from provisioning.removal import unlink_inside
+from provisioning.targets.process import OwnedProcess
 
 LOOPBACK = "127.0.0.1"
 # Per guest CPU: the QEMU binary, machine and CPU model. neoverse-n1 is Graviton2's core: it
@@ -112,14 +110,15 @@ def qemu_args(spec: VmSpec) -> list[str]:
 class VmProcess:
     spec: VmSpec
 
+    @property
+    def process(self) -> OwnedProcess:
+        """QEMU daemonizes itself and writes its own pidfile: ours when its command line holds this VM's disk."""
+        marker = f"file={self.spec.overlay},if=virtio,format=qcow2"
+        return OwnedProcess(self.spec.directory, marker, self.spec.pidfile.name, own_session=False)
+
     def pid(self) -> int | None:
         """The running QEMU of this VM, or None (a stale pidfile, or a pid reused by another process)."""
-        try:
-            pid = int(self.spec.pidfile.read_text().strip())
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-        except (OSError, ValueError):
-            return None
-        return pid if f"file={self.spec.overlay},if=virtio,format=qcow2".encode() in cmdline else None
+        return self.process.pid()
 
     def ensure_overlay(self) -> None:
         if self.spec.overlay.exists():
@@ -135,18 +134,8 @@ class VmProcess:
         run(qemu_args(self.spec), f"starting VM {self.spec.name}")
 
     def stop(self, timeout: float = 30) -> bool:
-        """Power the VM off (QEMU ends on SIGTERM); False if it was not running."""
-        pid = self.pid()
-        if pid is None:
-            return False
-        os.kill(pid, signal.SIGTERM)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and self.pid() is not None:
-            time.sleep(0.2)
-        if self.pid() is not None:
-            os.kill(pid, signal.SIGKILL)
-        unlink_inside(self.spec.pidfile, self.spec.directory)
-        return True
+        """Power the VM off (QEMU ends on SIGTERM, SIGKILL after ``timeout``); False if it was not running."""
+        return self.process.stop(timeout)
 
 
 def run(argv: list[str], what: str) -> None:
