@@ -8,8 +8,9 @@ import subprocess
 from collections.abc import Sequence
 from pathlib import Path
 
+from provisioning.command import CommandResult
 from provisioning.inventory import InventoryHost
-from provisioning.remote.ssh import CommandResult, ConnectionLost
+from provisioning.remote.ssh import ConnectionLost
 
 
 class LocalTransport:

@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from provisioning.builder.inspect import InspectedBuilder, parse_inspect
 from provisioning.builder.nodes import Node
+from provisioning.command import CommandResult, run_command
 from provisioning.errors import BuildfleetError
 from provisioning.removal import unlink_inside
 
@@ -43,12 +43,8 @@ class Buildx:
     def full_env(self) -> dict[str, str]:
         return {**os.environ, **self.env}
 
-    def run(self, args: Sequence[str], check: bool = True) -> subprocess.CompletedProcess:
-        result = subprocess.run([self.docker, *args], capture_output=True, text=True, env=self.full_env())
-        if check and result.returncode != 0:
-            tail = "\n".join(result.stderr.strip().splitlines()[-5:])
-            raise BuildfleetError(f"docker {' '.join(args[:3])} failed (exit {result.returncode}): {tail}")
-        return result
+    def run(self, args: Sequence[str], check: bool = True) -> CommandResult:
+        return run_command([self.docker, *args], f"docker {' '.join(args[:3])}", check, env=self.full_env())
 
     def inspect(self, name: str, bootstrap: bool = False) -> InspectedBuilder | None:
         result = self.run(["buildx", "inspect", *(["--bootstrap"] if bootstrap else []), name], check=False)

@@ -16,13 +16,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from provisioning.checks import Check
+from provisioning.command import CommandResult
 from provisioning.errors import BuildfleetError, tail
 from provisioning.hosts.actions import Action, Run, Upload, WriteFile
 from provisioning.hosts.operations import Step
 from provisioning.inventory import InventoryHost
 from provisioning.remote.facts import gather
 from provisioning.remote.fanout import describe, fan_out
-from provisioning.remote.ssh import CommandResult, ConnectionFailed, Transport
+from provisioning.remote.ssh import ConnectionFailed, Transport
 
 CHANGED, UNCHANGED, FAILED, SKIPPED = "changed", "unchanged", "failed", "skipped"
 DRIFT = "drift"  # check only: the step would change something

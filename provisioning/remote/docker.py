@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import json
-import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from provisioning.command import CommandResult, run_command
 from provisioning.errors import BuildfleetError, tail
 
 
@@ -15,24 +15,11 @@ from provisioning.errors import BuildfleetError, tail
 class Docker:
     binary: str = "docker"
 
-    def run(
-        self, args: Sequence[str], check: bool = True, input_bytes: bytes | None = None
-    ) -> subprocess.CompletedProcess:
-        command = [self.binary, *args]
-        try:
-            if input_bytes is None:
-                result = subprocess.run(command, capture_output=True, text=True)
-            else:
-                raw = subprocess.run(command, capture_output=True, input=input_bytes)
-                result = subprocess.CompletedProcess(
-                    command, raw.returncode, raw.stdout.decode(errors="replace"), raw.stderr.decode(errors="replace")
-                )
-        except FileNotFoundError:
-            raise BuildfleetError(f"{self.binary} not found: the local target needs the docker CLI") from None
-        if check and result.returncode != 0:
-            output = tail(result.stderr) or tail(result.stdout)
-            raise BuildfleetError(f"docker {' '.join(args[:2])} failed (exit {result.returncode}): {output}")
-        return result
+    def run(self, args: Sequence[str], check: bool = True, input_bytes: bytes | None = None) -> CommandResult:
+        missing = "the local target needs the docker CLI"
+        return run_command(
+            [self.binary, *args], f"docker {' '.join(args[:2])}", check, missing, input_bytes=input_bytes
+        )
 
     def ping(self) -> None:
         result = self.run(["version", "--format", "{{.Server.Version}}"], check=False)

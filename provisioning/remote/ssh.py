@@ -9,13 +9,13 @@ from __future__ import annotations
 import logging
 import shlex
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
 import paramiko
 from fabric import Connection
 
+from provisioning.command import CommandResult
 from provisioning.errors import BuildfleetError
 from provisioning.inventory import InventoryHost
 from provisioning.state import FleetState
@@ -25,18 +25,6 @@ from provisioning.state import FleetState
 logging.getLogger("paramiko").addHandler(logging.NullHandler())
 # What paramiko raises when the channel to a host dies mid-command or mid-transfer.
 CHANNEL_ERRORS = (paramiko.SSHException, EOFError, OSError)
-
-
-@dataclass(frozen=True)
-class CommandResult:
-    command: str
-    exit_code: int
-    stdout: str
-    stderr: str
-
-    @property
-    def ok(self) -> bool:
-        return self.exit_code == 0
 
 
 class ConnectionFailed(BuildfleetError):

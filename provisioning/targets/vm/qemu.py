@@ -7,11 +7,11 @@ recycled pid is never taken for ours.
 
 from __future__ import annotations
 
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from provisioning.errors import BuildfleetError, tail
+from provisioning.command import run_command
+from provisioning.errors import BuildfleetError
 from provisioning.removal import unlink_inside
 from provisioning.targets.process import OwnedProcess
 
@@ -139,9 +139,4 @@ class VmProcess:
 
 
 def run(argv: list[str], what: str) -> None:
-    try:
-        result = subprocess.run(argv, capture_output=True, text=True)
-    except FileNotFoundError:
-        raise BuildfleetError(f"{what}: {argv[0]} is not installed (apt install qemu-system-arm qemu-utils)") from None
-    if result.returncode != 0:
-        raise BuildfleetError(f"{what} failed (exit {result.returncode}): {tail(result.stderr or result.stdout)}")
+    run_command(argv, what, missing="apt install qemu-system-arm qemu-utils")
