@@ -4,20 +4,21 @@ import dataclasses
 import json
 
 import pytest
+from fleet_parts import inventory_host
+from fleet_parts import measured as fleet_measured
 
 from provisioning.bench.report import Measured, disagreements, markdown, rows, write
 from provisioning.bench.runner import parse_report
 from provisioning.bench.runs import Run, baseline_for, plan_runs
 from provisioning.bench.session import catalog_prices
 from provisioning.catalog import Catalog
-from provisioning.inventory import HostPlatform, Inventory, InventoryHost
+from provisioning.inventory import Inventory
 from provisioning.platforms import parse_platforms
 from provisioning.settings import settings_from_mapping
 
 
 def host(name, role, arch, *platforms):
-    placed = tuple(HostPlatform(p.removesuffix("~"), not p.endswith("~")) for p in platforms)  # "~": under QEMU
-    return InventoryHost(name, role, arch, "127.0.0.1", "10.0.0.2", "root", platforms=placed)
+    return inventory_host(name, role, *platforms, arch=arch)
 
 
 LOCAL = Inventory(
@@ -73,7 +74,7 @@ def test_foreign_platforms_alone_still_get_a_native_baseline_on_the_same_machine
 
 
 def measured(run, seconds, build):
-    return Measured(run, seconds, build, "gcc 12.2.0", "0094d6c6 4630b146e06717d1", "x86_64")
+    return fleet_measured(run, seconds, build, "0094d6c6 4630b146e06717d1")
 
 
 def test_penalty_is_the_ratio_of_medians_and_price_follows_the_build_wall_time():

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from fleet_parts import inventory_host
 from test_facts import parse
 
 from provisioning.builder.builder import plan_changes
@@ -15,7 +16,7 @@ from provisioning.builder.inspect import InspectedBuilder, InspectedNode, parse_
 from provisioning.builder.nodes import TLSFiles, docker_container_nodes, remote_nodes
 from provisioning.builder.preflight import missing_interpreters
 from provisioning.errors import BuildfleetError
-from provisioning.inventory import HostPlatform, Inventory, InventoryHost
+from provisioning.inventory import Inventory
 from provisioning.remote import facts as f
 from provisioning.targets import declared_features
 
@@ -24,16 +25,8 @@ TLS = TLSFiles(Path("/s/ca.pem"), Path("/s/cert.pem"), Path("/s/key.pem"))
 
 
 def host(name, role, platforms, address="203.0.113.5", port=1234):
-    return InventoryHost(
-        name,
-        role,
-        "amd64",
-        address,
-        "10.0.0.5",
-        "ubuntu",
-        buildkitd_port=port,
-        platforms=tuple(HostPlatform(p, native) for p, native in platforms),
-    )
+    marked = [p if native else f"{p}~" for p, native in platforms]
+    return inventory_host(name, role, *marked, address=address, port=port, user="ubuntu")
 
 
 PLATFORMS = ["linux/amd64", "linux/s390x"]

@@ -1,6 +1,7 @@
 """bench --baseline seed: what runs on the seed node, and how the fleet is compared with it."""
 
 import pytest
+from fleet_parts import measured as fleet_measured
 
 from provisioning.bench.report import Measured
 from provisioning.bench.runs import Run
@@ -15,7 +16,7 @@ PLATFORMS = parse_platforms(["amd64", "arm64", "arm/v7", "s390x"])
 
 
 def measured(run: Run, *seconds: float) -> Measured:
-    return Measured(run, seconds, seconds, "gcc", "ok", "")
+    return fleet_measured(run, seconds, output="ok")
 
 
 def test_the_seed_node_builds_everything_its_own_cpu_natively_and_the_rest_under_qemu():
