@@ -14,7 +14,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -65,6 +65,18 @@ class MachineBinfmt:
                 record = ledger.setdefault(name, {"before": _as_record(self.entry(name)), "holders": []})
                 if holder not in record["holders"]:
                     record["holders"].append(holder)
+
+    def prune(self, alive: Callable[[str], bool]) -> Released:
+        """Drop holders that no longer exist (a fleet whose state is gone: a failed ``up`` of an
+        older buildfleet, a state directory removed by hand), putting back each entry none holds."""
+        with self._locked() as ledger:
+            stale = sorted({h for record in ledger.values() for h in record["holders"] if not alive(h)})
+        released = Released()
+        for holder in stale:
+            once = self.release(holder)
+            released.done += [f"binfmt holder {holder} is gone: released", *once.done]
+            released.failed += once.failed
+        return released
 
     def release(self, holder: str) -> Released:
         """``holder`` no longer uses its entries: each one no other fleet uses is put back as it

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import socket
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -124,6 +125,19 @@ class Started:
     registry: str
 
 
+def holder_alive(holder: str) -> bool:
+    """A ledger holder (``FLEET (STATE_DIR)``) still exists while its fleet's state does; a holder
+    in any other form is someone else's and left alone."""
+    _, _, root = holder.partition(" (")
+    if not root.endswith(")"):
+        return True
+    state = FleetState(Path(root[:-1]))
+    try:
+        return state.target_file.exists() or state.inventory_file.exists()
+    except OSError:  # not ours to read: it may well be alive
+        return True
+
+
 @dataclass(frozen=True)
 class LocalTarget:
     fleet: str
@@ -162,23 +176,38 @@ class LocalTarget:
         """Create what is missing, start what is stopped, remove hosts the plan dropped."""
         plan = self.plan(settings)
         self.state.record_target(self.kind)
-        self.claim_binfmt(plan, plan.hosts)
-        started = self.start_hosts(plan.hosts, settings)
-        self.state.write_known_hosts(started.host_keys)
-        pools = self.balance(plan.pools, started.endpoints)
-        inventory = inventory_from_plan(
-            plan, TARGET, started.endpoints, SSH_USER, started.registry, pools, self.features
-        )
-        self.state.save_inventory(inventory)
+        with self.holding_binfmt(plan, plan.hosts):
+            started = self.start_hosts(plan.hosts, settings)
+            self.state.write_known_hosts(started.host_keys)
+            pools = self.balance(plan.pools, started.endpoints)
+            inventory = inventory_from_plan(
+                plan, TARGET, started.endpoints, SSH_USER, started.registry, pools, self.features
+            )
+            self.state.save_inventory(inventory)
         return inventory
 
     @property
     def binfmt_holder(self) -> str:
         return f"{self.fleet} ({self.state.root})"
 
+    @contextmanager
+    def holding_binfmt(self, plan: Plan, containers: Sequence[HostSpec]) -> Iterator[None]:
+        """The fleet holds the binfmt entries its emulation containers will register while the
+        body brings them up; if the body fails on a fleet whose hosts were never configured (its
+        first up), nothing was registered and nothing stays held."""
+        configured_before = self.state.inventory_file.exists()
+        self.claim_binfmt(plan, containers)
+        try:
+            yield
+        except BaseException:
+            if not configured_before:
+                self.binfmt.release(self.binfmt_holder)
+            raise
+
     def claim_binfmt(self, plan: Plan, containers: Sequence[HostSpec]) -> None:
         """Before any container registers QEMU in this machine's kernel: record what is there,
         and say so (binfmt_misc is machine-wide; ``down`` puts it back)."""
+        self.binfmt.prune(holder_alive)  # holders a failed up of an older buildfleet left
         names = {h.name for h in containers}
         emulated = [a.platform for a in plan.placement.assignments if not a.native and a.host in names]
         entries = sorted({f"qemu-{platform.qemu_arch}" for platform in emulated})
@@ -309,6 +338,9 @@ class LocalTarget:
         """Remove every container, volume and network of this fleet, and its registry; then, if a
         binfmt entry could not be put back, fail, so the fleet's state stays for a re-run."""
         released = self.binfmt.release(self.binfmt_holder)
+        pruned = self.binfmt.prune(holder_alive)
+        released.done += pruned.done
+        released.failed += pruned.failed
         removed = released.done
         if self.balancer.running():
             self.balancer.stop()

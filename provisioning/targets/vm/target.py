@@ -179,31 +179,35 @@ class VmTarget:
         specs = {h.name: self.vm(h, settings) for h in vms}  # a missing image is named before anything starts
         self.state.record_target(self.kind)
         containers = [h for h in plan.hosts if h.role not in settings.vm_roles]
-        self.local.claim_binfmt(plan, containers)
-        started = self.local.start_hosts(containers, settings)
-        endpoints, host_keys = dict(started.endpoints), dict(started.host_keys)
-        public_key = self.state.ensure_ssh_key()
-        for host in vms:
-            spec = specs[host.name]
-            private, public = VmHost(spec.directory).host_key()
-            process = VmProcess(spec)
-            if not spec.seed.exists():
-                meta = nocloud_meta_data(f"buildfleet-{self.fleet}-{host.name}", host.name, public_key)
-                make_seed(spec.seed, host_key_cloud_config(private, public), meta)
-            process.ensure_overlay()
-            process.start()
-            endpoints[host.name] = Endpoint(LOOPBACK, GUEST_ADDRESS, spec.ssh_port, spec.buildkitd_port)
-            host_keys[(LOOPBACK, spec.ssh_port)] = " ".join(public.split()[:2])
-        self.state.write_known_hosts(host_keys)
-        declared = [self._declared(h, endpoints[h.name], h.role in settings.vm_roles) for h in plan.hosts]
-        wait_for_hosts([h for h in declared if h.ssh_user == VM_USER], lambda h: connect(h, self.state), BOOT_SECONDS)
-        pools = self.local.balance(plan.pools, endpoints)
-        # each host keeps the pool its role forms; placement then checks the members agree
-        detected = [replace(s, pool=h.pool) for s, h in zip(detect_all(declared, self.state), plan.hosts, strict=True)]
-        placement = place(settings.platforms, detected)
-        hosts = tuple(placed(h, s, placement) for h, s in zip(declared, detected, strict=True))
-        inventory = Inventory(TARGET, hosts, started.registry, pools, self.features)
-        self.state.save_inventory(inventory)
+        with self.local.holding_binfmt(plan, containers):
+            started = self.local.start_hosts(containers, settings)
+            endpoints, host_keys = dict(started.endpoints), dict(started.host_keys)
+            public_key = self.state.ensure_ssh_key()
+            for host in vms:
+                spec = specs[host.name]
+                private, public = VmHost(spec.directory).host_key()
+                process = VmProcess(spec)
+                if not spec.seed.exists():
+                    meta = nocloud_meta_data(f"buildfleet-{self.fleet}-{host.name}", host.name, public_key)
+                    make_seed(spec.seed, host_key_cloud_config(private, public), meta)
+                process.ensure_overlay()
+                process.start()
+                endpoints[host.name] = Endpoint(LOOPBACK, GUEST_ADDRESS, spec.ssh_port, spec.buildkitd_port)
+                host_keys[(LOOPBACK, spec.ssh_port)] = " ".join(public.split()[:2])
+            self.state.write_known_hosts(host_keys)
+            declared = [self._declared(h, endpoints[h.name], h.role in settings.vm_roles) for h in plan.hosts]
+            wait_for_hosts(
+                [h for h in declared if h.ssh_user == VM_USER], lambda h: connect(h, self.state), BOOT_SECONDS
+            )
+            pools = self.local.balance(plan.pools, endpoints)
+            # each host keeps the pool its role forms; placement then checks the members agree
+            detected = [
+                replace(s, pool=h.pool) for s, h in zip(detect_all(declared, self.state), plan.hosts, strict=True)
+            ]
+            placement = place(settings.platforms, detected)
+            hosts = tuple(placed(h, s, placement) for h, s in zip(declared, detected, strict=True))
+            inventory = Inventory(TARGET, hosts, started.registry, pools, self.features)
+            self.state.save_inventory(inventory)
         return inventory
 
     @staticmethod
