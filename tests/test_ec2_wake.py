@@ -11,9 +11,10 @@ from moto.server import ThreadedMotoServer
 from provisioning.errors import BuildfleetError
 from provisioning.inventory import Inventory, InventoryHost
 from provisioning.remote.machine import free_port
+from provisioning.settings import settings_from_mapping
 from provisioning.state import FleetState
 from provisioning.targets.aws import AwsTarget
-from provisioning.targets.ec2power import start_stack_hosts
+from provisioning.targets.ec2power import describe_aws_error, start_stack_hosts
 
 
 @pytest.fixture(scope="module")
@@ -103,3 +104,43 @@ def test_status_without_aws_access_shows_what_up_recorded_and_why(tmp_path, monk
     state.save_inventory(Inventory("aws", (InventoryHost("amd64-0", "amd64", "amd64", "198.51.100.1", "", "ubuntu"),)))
     (row,) = AwsTarget("dev", tmp_path, state).status()
     assert row.state.startswith("recorded by up (EC2 not asked: ")
+
+
+def aws_fleet(tmp_path) -> AwsTarget:
+    state = FleetState(tmp_path / "fleet")
+    state.save_inventory(Inventory("aws", (InventoryHost("amd64-0", "amd64", "amd64", "198.51.100.1", "", "ubuntu"),)))
+    return AwsTarget("dev", tmp_path, state, wait_timeout=5)
+
+
+def test_wake_that_cannot_reach_ec2_is_one_line_naming_the_stack(tmp_path, monkeypatch):
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{free_port('127.0.0.1')}")  # nothing listens
+    monkeypatch.setenv("AWS_REGION", "us-east-1")
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
+    with pytest.raises(BuildfleetError, match=r"^wake of stack 'dev': Could not connect to the endpoint URL") as error:
+        aws_fleet(tmp_path).wake(settings_from_mapping({}))
+    assert "\n" not in str(error.value)
+
+
+def test_wake_without_a_region_says_where_to_set_one(tmp_path, monkeypatch):
+    for name in ("AWS_REGION", "AWS_DEFAULT_REGION", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-config"))
+    with pytest.raises(BuildfleetError, match=r"^wake of stack 'dev': no AWS region: set AWS_REGION"):
+        aws_fleet(tmp_path).wake(settings_from_mapping({}))
+
+
+@pytest.mark.parametrize(
+    ("code", "fix"),
+    [
+        ("InsufficientInstanceCapacity", "run wake again in a few minutes, or choose another instance type"),
+        ("UnauthorizedOperation", "use ones the stack's wakePolicy is attached to"),
+        ("InvalidInstanceID.Malformed", None),
+    ],
+)
+def test_an_error_ec2_answers_with_is_one_line_with_its_code_and_the_fix_when_known(code, fix):
+    from botocore.exceptions import ClientError  # botocore's own error value, as the SDK raises it
+
+    error = ClientError({"Error": {"Code": code, "Message": "EC2 says no."}}, "StartInstances")
+    line = describe_aws_error(error, "wake of stack 'dev'")
+    assert line.startswith(f"wake of stack 'dev': EC2 refused ({code}: EC2 says no.)")
+    assert (fix in line) if fix else line.endswith("no.)")

@@ -33,7 +33,7 @@ from provisioning.state import FleetState
 from provisioning.targets import automation, declared_features
 from provisioning.targets.base import ConfigSources, HostState, TargetOptions, settings_with_defaults
 from provisioning.targets.changes import ChangePreview, refuse_changes
-from provisioning.targets.ec2power import stack_hosts, start_stack_hosts
+from provisioning.targets.ec2power import describe_aws_error, stack_hosts, start_stack_hosts
 from provisioning.targets.preflight import AWS_PACKAGES, MACHINE, attempt, package_checks, tool_check
 
 TARGET = "aws"
@@ -164,8 +164,13 @@ class AwsTarget:
         inventory = self.state.load_inventory(declared_features)
         if inventory is None:
             raise BuildfleetError(f"{self.state.root} has no inventory: run buildfleet up --target aws first")
-        ec2 = boto3.client("ec2", region_name=self._region())
-        running = start_stack_hosts(ec2, self.stack, self.wait_timeout)
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            ec2 = boto3.client("ec2", region_name=self._region())
+            running = start_stack_hosts(ec2, self.stack, self.wait_timeout)
+        except (BotoCoreError, ClientError) as error:
+            raise BuildfleetError(describe_aws_error(error, f"wake of stack {self.stack!r}")) from None
         self.on_output("EC2 hosts running: " + ", ".join(sorted(running)))
         moved = self.follow(inventory, {h.host: (h.public_ip, h.private_ip) for h in running.values()})
         wait_for_hosts(moved.hosts, lambda host: connect(host, self.state), self.wait_timeout)

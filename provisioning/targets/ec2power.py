@@ -77,3 +77,32 @@ def start_stack_hosts(ec2: Any, stack: str, timeout: float, poll: float = 5.0) -
             raise BuildfleetError(f"EC2 hosts not running after {timeout:.0f} s: {waiting}")
         time.sleep(poll)
         hosts = stack_hosts(ec2, stack)
+
+
+# What to do about the errors EC2 gives a wake most often
+# (docs.aws.amazon.com/AWSEC2/latest/APIReference/errors-overview.html).
+FIXES = {
+    "InsufficientInstanceCapacity": "AWS has no capacity for that instance type in the zone just now: "
+    "run wake again in a few minutes, or choose another instance type",
+    "UnauthorizedOperation": "these credentials may not do it: use ones the stack's wakePolicy is attached to "
+    "(pulumi stack output wakePolicyArn)",
+    "AuthFailure": "the credentials are not valid for this account and region",
+    "IncorrectInstanceState": "a host is between states: run wake again in a minute",
+    "RequestLimitExceeded": "EC2 throttled the requests: run wake again in a minute",
+}
+
+
+def describe_aws_error(error: Exception, what: str) -> str:
+    """One line for an AWS SDK error: what failed, EC2's code and message, and the fix when known."""
+    response = getattr(error, "response", None)
+    if isinstance(response, Mapping):  # botocore's ClientError: EC2 answered with an error
+        code = response.get("Error", {}).get("Code", "")
+        message = response.get("Error", {}).get("Message", "")
+        fix = FIXES.get(code, "")
+        return f"{what}: EC2 refused ({code}: {message})" + (f"; {fix}" if fix else "")
+    name = type(error).__name__
+    if name == "NoRegionError":
+        return f"{what}: no AWS region: set AWS_REGION, or the stack's aws:region (pulumi config set aws:region ...)"
+    if name in ("NoCredentialsError", "PartialCredentialsError"):
+        return f"{what}: no AWS credentials: set AWS_PROFILE, or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
+    return f"{what}: {error}"  # botocore's own errors say what happened (an endpoint not reached, ...)
