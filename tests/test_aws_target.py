@@ -328,3 +328,28 @@ def test_missing_graviton_artifacts_are_named_with_the_command_before_pulumi_run
         tmp_path, f"allowedCidrs=[{CIDR}]", "arm64Count=0", "artifactSource=dir", artifacts_dir=amd64_only
     )
     no_arm64_host.prepare(no_arm64_host.settings())  # nothing missing for an amd64-only fleet
+
+
+@pytest.mark.process
+def test_the_zone_the_first_up_chose_is_kept_in_the_stack_so_later_ups_never_move_the_hosts(tmp_path, monkeypatch):
+    pulumi = StandInPulumi(tmp_path, monkeypatch, {**stack_outputs(), "availabilityZone": "us-east-1b"})
+    said: list[str] = []
+    target = pulumi.target(tmp_path, f"allowedCidrs=[{CIDR}]", on_output=said.append)
+    target.apply(target.prepare(target.settings())[0])
+    assert pulumi.stack_config()["buildfleet:availabilityZone"] == "us-east-1b"
+    assert "buildfleet:availabilityZone us-east-1b kept in Pulumi.dev.yaml: the hosts stay in that zone" in said
+    # later: EC2 offers the types in us-east-1a too, which the program would choose afresh
+    (tmp_path / "outputs.json").write_text(json.dumps({**stack_outputs(), "availabilityZone": "us-east-1a"}))
+    again = pulumi.target(tmp_path, f"allowedCidrs=[{CIDR}]")
+    assert again.settings().availability_zone == "us-east-1b"  # what the program is given from now on
+    again.apply(again.prepare(again.settings())[0])
+    assert pulumi.stack_config()["buildfleet:availabilityZone"] == "us-east-1b"
+
+
+@pytest.mark.process
+def test_a_zone_the_user_named_is_theirs_and_left_alone(tmp_path, monkeypatch):
+    pulumi = StandInPulumi(tmp_path, monkeypatch, {**stack_outputs(), "availabilityZone": "us-east-1c"})
+    target = pulumi.target(tmp_path, f"allowedCidrs=[{CIDR}]", "availabilityZone=us-east-1c")
+    target.apply(target.prepare(target.settings())[0])
+    assert pulumi.stack_config()["buildfleet:availabilityZone"] == "us-east-1c"
+    assert len([c for c in pulumi.commands() if "availabilityZone" in c]) == 1  # from --set; the pin sets nothing

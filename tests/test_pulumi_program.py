@@ -165,6 +165,7 @@ def test_default_vpc_uses_a_stable_default_subnet_in_a_zone_offering_every_type(
     (offerings,) = [a for t, a in default_run.mocks.calls if t.endswith("getInstanceTypeOfferings")]
     assert offerings["locationType"] == "availability-zone"
     assert offerings["filters"] == [{"name": "instance-type", "values": ["c7g.xlarge", "c7i.xlarge"]}]
+    assert default_run.outputs["availabilityZone"] == "us-east-1b"  # up keeps it in the stack's config
 
 
 @pytest.mark.parametrize(

@@ -71,6 +71,7 @@ class Fleet(pulumi.ComponentResource):
             ),
             opts=child,
         )
+        self.availability_zone = network.availability_zone
         access = Access(
             f"{name}-access",
             AccessArgs(
@@ -160,5 +161,6 @@ class Fleet(pulumi.ComponentResource):
                 "placement": self.placement,
                 "hostKeys": self.host_keys,
                 "wakePolicyArn": self.wake_policy_arn,
+                "availabilityZone": self.availability_zone,
             }
         )

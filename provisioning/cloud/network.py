@@ -47,14 +47,18 @@ def choose_zone(locations: Sequence[str], offered: Sequence[str], wanted: Sequen
 class Network(pulumi.ComponentResource):
     vpc_id: pulumi.Output[str]
     subnet_id: pulumi.Output[str]
+    availability_zone: str  # chosen once; up keeps it in the stack's config so hosts never move by themselves
 
     def __init__(self, name: str, args: NetworkArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("buildfleet:cloud:Network", name, None, opts)
+        self.availability_zone = self._zone(args)
         if args.create_vpc:
             self.vpc_id, self.subnet_id = self._create(name, args)
         else:
             self.vpc_id, self.subnet_id = self._default(args)
-        self.register_outputs({"vpcId": self.vpc_id, "subnetId": self.subnet_id})
+        self.register_outputs(
+            {"vpcId": self.vpc_id, "subnetId": self.subnet_id, "availabilityZone": self.availability_zone}
+        )
 
     def _zone(self, args: NetworkArgs) -> str:
         # Plain (blocking) invokes: their answers decide the layout, and a region that cannot hold
@@ -73,7 +77,7 @@ class Network(pulumi.ComponentResource):
             raise pulumi.RunError(
                 "this region has no default VPC: set buildfleet:createVpc true (buildfleet makes one)"
             )
-        zone = self._zone(args)
+        zone = self.availability_zone
         subnets = aws.ec2.get_subnets(
             filters=[
                 {"name": "vpc-id", "values": [vpcs[0]]},
@@ -92,7 +96,7 @@ class Network(pulumi.ComponentResource):
 
     def _create(self, name: str, args: NetworkArgs) -> tuple[pulumi.Output[str], pulumi.Output[str]]:
         child = pulumi.ResourceOptions(parent=self)
-        zone = self._zone(args)
+        zone = self.availability_zone
         vpc = aws.ec2.Vpc(
             f"{name}-vpc",
             cidr_block=args.vpc_cidr,

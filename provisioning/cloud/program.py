@@ -38,6 +38,7 @@ def program() -> None:
     pulumi.export("inventory", fleet.inventory)
     pulumi.export("placement", fleet.placement)
     pulumi.export("hostKeys", fleet.host_keys)
+    pulumi.export("availabilityZone", fleet.availability_zone)  # up pins it in the stack's config
     pulumi.export("wakePolicyArn", fleet.wake_policy_arn)  # attach to the role or user that runs buildfleet wake
     pulumi.export("wakePolicy", fleet.wake_policy)
     # what ci-config's wake steps assume with the job's OIDC token (None: no repository or project named)

@@ -287,7 +287,21 @@ class AwsTarget:
         self.state.record_target(self.kind)  # before up: down finds a half-made stack
         self.state.record_stack(self.stack)
         result = automation.run(lambda: stack.up(on_output=self.on_output, refresh=True), "pulumi up", self.stack)
-        return self.record(result.outputs, ssh_key)
+        inventory = self.record(result.outputs, ssh_key)
+        self.pin_zone(stack, config, result.outputs)
+        return inventory
+
+    def pin_zone(self, stack: Any, config: Mapping[str, Any], outputs: Mapping[str, Any]) -> None:
+        """The zone the program chose is written into the stack's config, once: later ups keep
+        the hosts there, whatever EC2 comes to offer in an earlier zone or an instance type
+        change would pick (a zone that no longer offers a type is then an error, not a move)."""
+        zone = outputs.get("availabilityZone")
+        zone = getattr(zone, "value", zone)
+        if not zone or config.get("availabilityZone") or self._raw().get("availabilityZone"):
+            return
+        automation.set_config(stack, {"availabilityZone": zone})
+        file = automation.stack_file(self.project_dir, self.stack).name
+        self.on_output(f"{NAMESPACE}:availabilityZone {zone} kept in {file}: the hosts stay in that zone")
 
     def record(self, outputs: Mapping[str, Any], ssh_key: str) -> Inventory:
         """Inventory and pinned host keys from the stack outputs, saved in the fleet's state."""
