@@ -353,3 +353,36 @@ def test_a_zone_the_user_named_is_theirs_and_left_alone(tmp_path, monkeypatch):
     target.apply(target.prepare(target.settings())[0])
     assert pulumi.stack_config()["buildfleet:availabilityZone"] == "us-east-1c"
     assert len([c for c in pulumi.commands() if "availabilityZone" in c]) == 1  # from --set; the pin sets nothing
+
+
+USER_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIB0gtjcjM8J7G9h2c0y9Fv0yS5oG3s3M3s3M3s3M3s3M ops@example"
+
+
+@pytest.mark.process
+@pytest.mark.parametrize(
+    ("change", "culprit"),
+    [
+        ("image=debian-12", "buildfleet:image is debian-12, but the hosts of stack 'dev' were made with ubuntu-24.04"),
+        (
+            f"sshPublicKey={USER_KEY}",
+            "buildfleet:sshPublicKey is ssh-ed25519 …3M3s3M3s3M, but the hosts of stack 'dev'",
+        ),
+    ],
+)
+def test_a_change_that_would_replace_or_lock_out_every_host_is_refused_with_the_safe_way(
+    pulumi, tmp_path, change, culprit
+):
+    made = pulumi.target(tmp_path, f"allowedCidrs=[{CIDR}]")
+    settings = made.settings()
+    made.apply(made.prepare(settings)[0])
+    made.state.save_settings(made.settings().values)  # as up does once the fleet is up
+    stack_file = pulumi.project / "Pulumi.dev.yaml"
+    before, commands = stack_file.read_bytes(), len(pulumi.commands())
+    changed = pulumi.target(tmp_path, f"allowedCidrs=[{CIDR}]", change, ssh_key=tmp_path / "id")
+    (tmp_path / "id").write_text("private half")
+    with pytest.raises(ConfigError, match="buildfleet down and then up with the new value") as error:
+        changed.prepare(changed.settings())
+    assert str(error.value).startswith(culprit)
+    assert stack_file.read_bytes() == before and len(pulumi.commands()) == commands  # nothing written or run
+    same = pulumi.target(tmp_path, f"allowedCidrs=[{CIDR}]")
+    same.prepare(same.settings())  # the same key and image go on as before

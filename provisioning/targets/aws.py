@@ -109,6 +109,9 @@ class AwsTarget:
         keeps its own) and the private key SSH uses ("": the fleet's own). Every configuration
         error is raised here, before Pulumi runs or anything is written."""
         require_allowed_cidrs(settings)
+        previous = self.state.saved_settings() if self.state.inventory_file.exists() else None
+        if previous is not None:
+            refuse_host_replacement(self.stack, previous, settings, self._own_key())
         user_key = self._raw().get("sshPublicKey", "")
         own = not user_key or user_key == self._own_key()  # an earlier up writes the fleet's own key there
         if not own:
@@ -329,6 +332,38 @@ class AwsTarget:
         if confirm is not None:
             confirm(automation.preview(stack, "pulumi destroy", self.on_output, destroy=True))
         automation.run(lambda: stack.destroy(on_output=self.on_output), "pulumi destroy", self.stack)
+
+
+# Keys whose change EC2 cannot make to a running instance: Pulumi would replace every host, or
+# (image: the AMI is kept by ignore_changes, the login user is not) buildfleet would be locked out.
+REPLACING = {
+    "sshPublicKey": "EC2 sets an instance's key pair at launch: Pulumi would replace every host "
+    "(new addresses, the build cache lost)",
+    "image": "the hosts keep the AMI they were made with, but buildfleet would log in as the new image's "
+    "user and be locked out",
+}
+
+
+def _shown(key: str, value: Any) -> str:
+    """A public key by its type and the end of its data (their beginnings are all alike)."""
+    parts = str(value).split()
+    return f"{parts[0]} …{parts[1][-10:]}" if key == "sshPublicKey" and len(parts) > 1 else str(value)
+
+
+def refuse_host_replacement(stack: str, previous: Mapping[str, Any], settings: Settings, own_key: str) -> None:
+    """An up that would replace (or lock buildfleet out of) every running host is refused before
+    anything is written, with the way to make that change on purpose. A fleet made without a
+    key of the user's has the fleet's own (``own_key``)."""
+    for key, why in REPLACING.items():
+        before = previous.get(key) or (own_key if key == "sshPublicKey" else "")
+        now = settings.values.get(key) or (own_key if key == "sshPublicKey" else "")
+        if before and now != before:
+            old, new = _shown(key, before), _shown(key, now)
+            raise ConfigError(
+                f"{NAMESPACE}:{key} is {new}, but the hosts of stack {stack!r} were made with {old}: {why}. "
+                f"Keep {old}; to change it on purpose, buildfleet down and then up with the new value "
+                "(or up --fleet NEW to make a second fleet beside this one)"
+            )
 
 
 def restore(path: Path, content: bytes | None) -> None:
