@@ -197,6 +197,14 @@ def _checked_ssh_key(key: str, value: str, values: Mapping[str, Any]) -> str:
     return value
 
 
+def _checked_fleet_id(key: str, value: str, values: Mapping[str, Any]) -> str:
+    if value and not re.fullmatch(r"[0-9a-f]{16}", value):
+        raise ConfigError(
+            f"{NAMESPACE}:{key}: {value!r} is not 16 lower-case hex digits (up sets it; keep what it set)"
+        )
+    return value
+
+
 @dataclass(frozen=True, kw_only=True)
 class Settings:
     """Validated configuration; build it with ``settings_from_mapping``. Each ``setting`` field is
@@ -447,6 +455,15 @@ class Settings:
         "array",
         [],
         "AWS: the CircleCI project IDs (of wakeCircleciOrgId) whose jobs may wake the fleet.",
+    )
+    fleet_id: str = setting(
+        "fleetId",
+        "string",
+        "",
+        "AWS: set by the first up (16 hex digits, random): every resource of the fleet is tagged "
+        "buildfleet:fleet-id with it, and the wake policy and wake act only on instances that carry it, "
+        "so two fleets named alike in one account never start each other's hosts. Keep it.",
+        check=_checked_fleet_id,
     )
 
     roles: tuple[RoleSpec, ...]  # the three roles' instance types and counts

@@ -111,6 +111,15 @@ class RecordingMocks(pulumi.runtime.Mocks):
                 "instanceTypes": [t for _, t in pairs],
                 "locationTypes": ["availability-zone"] * len(pairs),
             }
+        if args.token == "aws:index/getPartition:getPartition":
+            return {"partition": "aws", "dnsSuffix": "amazonaws.com", "id": "aws", "reverseDnsPrefix": "com.amazonaws"}
+        if args.token == "aws:index/getCallerIdentity:getCallerIdentity":
+            return {"accountId": "123456789012", "arn": "arn:aws:iam::123456789012:user/ops", "id": "123456789012",
+                    "userId": "AIDAEXAMPLE"}  # fmt: skip
+        if args.token == "aws:index/getRegion:getRegion":
+            endpoint = "ec2.us-east-1.amazonaws.com"
+            return {"region": "us-east-1", "name": "us-east-1", "id": "us-east-1", "endpoint": endpoint,
+                    "description": "US East (N. Virginia)"}  # fmt: skip
         if args.token == "aws:index/getAvailabilityZones:getAvailabilityZones":
             return {"names": ["us-east-1a", "us-east-1b"]}
         return {}

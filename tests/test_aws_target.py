@@ -117,7 +117,8 @@ def test_a_second_up_takes_the_fleets_own_key_back_from_the_stack_file(pulumi, t
     first.apply(to_set, private)
     assert pulumi.stack_config()["buildfleet:sshPublicKey"] == to_set["sshPublicKey"] and private == ""
     again = pulumi.target(tmp_path, f"allowedCidrs=[{CIDR}]")
-    assert again.prepare(again.settings()) == (to_set, "")  # no --ssh-key demanded
+    first_time = {k: v for k, v in to_set.items() if k != "fleetId"}  # the id is set once, by the first up
+    assert again.prepare(again.settings()) == (first_time, "")  # no --ssh-key demanded
 
 
 @pytest.mark.process
@@ -386,3 +387,15 @@ def test_a_change_that_would_replace_or_lock_out_every_host_is_refused_with_the_
     assert stack_file.read_bytes() == before and len(pulumi.commands()) == commands  # nothing written or run
     same = pulumi.target(tmp_path, f"allowedCidrs=[{CIDR}]")
     same.prepare(same.settings())  # the same key and image go on as before
+
+
+@pytest.mark.process
+def test_the_first_up_gives_the_fleet_an_id_of_its_own_and_later_ups_keep_it(pulumi, tmp_path):
+    first = pulumi.target(tmp_path, f"allowedCidrs=[{CIDR}]")
+    to_set, _ = first.prepare(first.settings())
+    assert len(to_set["fleetId"]) == 16
+    first.apply(to_set)
+    assert pulumi.stack_config()["buildfleet:fleetId"] == to_set["fleetId"]
+    again = pulumi.target(tmp_path, f"allowedCidrs=[{CIDR}]")
+    assert again.settings().fleet_id == to_set["fleetId"]
+    assert "fleetId" not in again.prepare(again.settings())[0]  # the stack keeps the one it has

@@ -333,7 +333,9 @@ def test_ci_config_from_a_fleets_state_says_the_route_its_saved_settings_open(tm
 def test_an_aws_fleet_that_stops_when_idle_is_woken_by_the_ci_job_before_it_joins_the_builder(
     tmp_path, monkeypatch, capsys
 ):
-    fleet_in_state(tmp_path, monkeypatch, {"allowedCidrs": ["198.51.100.0/24"]}, stack="dev")  # idle stop: 30 min
+    fleet_in_state(
+        tmp_path, monkeypatch, {"allowedCidrs": ["198.51.100.0/24"], "fleetId": "0123456789abcdef"}, stack="dev"
+    )  # idle stop: 30 min
     emitted = {form: ci_config(capsys, form)["config"] for form in ("github", "circleci", "shell")}
     steps = yaml.safe_load(emitted["github"])["jobs"]["build"]["steps"]
     assert [s.get("name", s.get("uses")) for s in steps][1:4] == [
@@ -342,7 +344,8 @@ def test_an_aws_fleet_that_stops_when_idle_is_woken_by_the_ci_job_before_it_join
         "Set up the buildfleet builder",
     ]
     wake = steps[2]["run"]
-    assert "Name=tag:buildfleet:stack,Values=dev" in wake and "aws ec2 wait instance-running" in wake
+    assert "Name=tag:buildfleet:stack,Values=dev Name=tag:buildfleet:fleet-id,Values=0123456789abcdef" in wake
+    assert "aws ec2 wait instance-running" in wake  # this fleet's hosts only, even beside one named alike
     assert "</dev/tcp/203.0.113.5/1234" in wake and "</dev/tcp/203.0.113.6/1234" in wake
     assert steps[1]["uses"].startswith("aws-actions/configure-aws-credentials@")
     assert steps[1]["with"]["role-to-assume"] == "${{ vars.BUILDFLEET_WAKE_ROLE_ARN }}"  # no long-lived key

@@ -37,8 +37,9 @@ def ec2(ec2_endpoint, monkeypatch):
         client.terminate_instances(InstanceIds=ids)
 
 
-def launch(ec2, stack: str, host: str) -> str:
+def launch(ec2, stack: str, host: str, fleet_id: str = "") -> str:
     tags = [{"Key": "buildfleet:stack", "Value": stack}, {"Key": "Name", "Value": f"buildfleet-{stack}-{host}"}]
+    tags += [{"Key": "buildfleet:fleet-id", "Value": fleet_id}] if fleet_id else []
     (instance,) = ec2.run_instances(
         ImageId="ami-12c6146b",
         MinCount=1,
@@ -63,6 +64,15 @@ def test_wake_starts_exactly_the_stacks_stopped_hosts_and_says_where_each_runs(e
     assert {h.instance_id for h in running.values()} == set(ours.values())
     assert all(h.state == "running" and h.private_ip for h in running.values())
     assert state_of(ec2, theirs) == "stopped"  # another stack's host is never touched
+
+
+def test_two_fleets_named_alike_in_one_account_never_wake_each_other(ec2):
+    ours = launch(ec2, "default", "amd64-0", fleet_id="0123456789abcdef")
+    theirs = launch(ec2, "default", "amd64-0", fleet_id="fedcba9876543210")
+    ec2.stop_instances(InstanceIds=[ours, theirs])
+    running = start_stack_hosts(ec2, "default", timeout=60, poll=0.2, fleet_id="0123456789abcdef")
+    assert [h.instance_id for h in running.values()] == [ours]
+    assert state_of(ec2, theirs) == "stopped"
 
 
 def test_a_region_without_the_stacks_hosts_is_one_clear_error(ec2):

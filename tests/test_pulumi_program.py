@@ -128,12 +128,28 @@ def test_the_wake_policy_may_start_only_this_stacks_instances(default_run):
     (policy,) = default_run.mocks.of_type("aws:iam/policy:Policy")
     document = json.loads(policy.inputs["policy"])
     start, describe = document["Statement"]
-    assert start["Action"] == "ec2:StartInstances" and start["Resource"] == "arn:aws:ec2:*:*:instance/*"
+    # this account and region only (the provider's: the harness answers us-east-1, 123456789012)
+    assert start["Action"] == "ec2:StartInstances"
+    assert start["Resource"] == "arn:aws:ec2:us-east-1:123456789012:instance/*"
     assert start["Condition"] == {"StringEquals": {"aws:ResourceTag/buildfleet:stack": "test"}}, policy.urn
     assert describe["Action"] == "ec2:DescribeInstances"  # no resource-level scope exists for it
     assert not any("Stop" in s["Action"] or "Terminate" in s["Action"] for s in document["Statement"])
     assert default_run.outputs["wakePolicyArn"].endswith("/buildfleet-test-wake")
     assert json.loads(default_run.outputs["wakePolicy"]) == document
+
+
+def test_a_fleet_id_tags_every_resource_and_scopes_the_wake_policy_to_this_fleet_alone():
+    run = run_program({**BASE, "fleetId": "0123456789abcdef"})
+    tagged = [r for r in run.mocks.resources if r.type.startswith("aws:") and "tags" in r.inputs]
+    assert tagged and all(r.inputs["tags"]["buildfleet:fleet-id"] == "0123456789abcdef" for r in tagged)
+    (policy,) = run.mocks.of_type("aws:iam/policy:Policy")
+    start = json.loads(policy.inputs["policy"])["Statement"][0]
+    assert start["Condition"] == {
+        "StringEquals": {
+            "aws:ResourceTag/buildfleet:fleet-id": "0123456789abcdef",
+            "aws:ResourceTag/buildfleet:stack": "test",
+        }
+    }
 
 
 def test_every_aws_resource_is_tagged(default_run):

@@ -41,6 +41,7 @@ class Wake:
 
     stack: str
     endpoints: tuple[tuple[str, int], ...]  # each buildkitd's address and port
+    fleet_id: str = ""  # the stack's buildfleet:fleetId: only this fleet's instances ("": a fleet from before it)
 
 
 def wake_script(wake: Wake) -> str:
@@ -50,7 +51,8 @@ def wake_script(wake: Wake) -> str:
     lines = [
         "# wake the fleet: its hosts power off when idle (AWS_* credentials allowed by the stack's wakePolicy)",
         f"ids=$(aws ec2 describe-instances --filters Name=tag:buildfleet:stack,Values={shlex.quote(wake.stack)} "
-        f"Name=instance-state-name,Values={states} --query 'Reservations[].Instances[].InstanceId' --output text)",
+        + (f"Name=tag:buildfleet:fleet-id,Values={shlex.quote(wake.fleet_id)} " if wake.fleet_id else "")
+        + f"Name=instance-state-name,Values={states} --query 'Reservations[].Instances[].InstanceId' --output text)",
         '[ -n "$ids" ] || { echo "no buildfleet hosts found: check AWS_REGION" >&2; exit 1; }',
         "i=0; until aws ec2 start-instances --instance-ids $ids >/dev/null; do  # a host still stopping: again",
         "  i=$((i+1)); [ $i -lt 30 ] || exit 1; sleep 10; done",

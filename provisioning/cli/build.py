@@ -152,7 +152,8 @@ def ci_wake(state: FleetState, inventory, settings):
     stack = state.recorded_stack()
     if not inventory.features.wakes or not settings.idle_stop_minutes or stack is None:
         return None
-    return Wake(stack, tuple((h.address, h.buildkitd_port) for h in inventory.hosts if h.platforms))
+    endpoints = tuple((h.address, h.buildkitd_port) for h in inventory.hosts if h.platforms)
+    return Wake(stack, endpoints, settings.fleet_id)
 
 
 def cmd_ci_config(fleet: Fleet, args: argparse.Namespace) -> int:

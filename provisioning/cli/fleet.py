@@ -138,7 +138,9 @@ def cmd_up(fleet: Fleet, args: argparse.Namespace) -> int:
     # A line, not a spinner: targets stream their own progress (Pulumi's among it) meanwhile.
     console.print(f"{kind}: bringing up the fleet's hosts")
     inventory = target.up(settings)
-    fleet.state.save_settings(settings.values)  # what configure, doctor and bench use from now on
+    # what configure, doctor and bench use from now on: the settings as up left them (the aws
+    # target writes some into the stack: the fleet's id, the zone it chose)
+    fleet.state.save_settings(target.settings().values)
     console.print(f"fleet {fleet.name!r} ({inventory.target}): {', '.join(h.name for h in inventory.hosts)} up")
     status = configure_fleet(fleet, settings)
     if status == 0:

@@ -29,11 +29,28 @@ class FleetArgs:
 
 
 STACK_TAG = "buildfleet:stack"
+FLEET_TAG = "buildfleet:fleet-id"
 
 
-def wake_policy(stack: str) -> str:
-    """IAM policy for whoever wakes the fleet (a CI job): start only instances tagged with this
-    stack, and see instances' state (DescribeInstances has no resource-level scope). Pure."""
+@dataclass(frozen=True)
+class Scope:
+    """Where the wake policy may start instances: this partition, account and region, and only
+    instances tagged with this stack and (once up set one) this fleet's own id."""
+
+    partition: str
+    account: str
+    region: str
+    tags: dict[str, str]
+
+    @property
+    def instances(self) -> str:
+        return f"arn:{self.partition}:ec2:{self.region}:{self.account}:instance/*"
+
+
+def wake_policy(scope: Scope) -> str:
+    """IAM policy for whoever wakes the fleet (a CI job): start only this fleet's instances, and
+    see instances' state (DescribeInstances has no resource-level scope). Pure."""
+    condition = {f"aws:ResourceTag/{key}": value for key, value in sorted(scope.tags.items())}
     return json.dumps(
         {
             "Version": "2012-10-17",
@@ -42,14 +59,22 @@ def wake_policy(stack: str) -> str:
                     "Sid": "StartThisFleetsHosts",
                     "Effect": "Allow",
                     "Action": "ec2:StartInstances",
-                    "Resource": "arn:aws:ec2:*:*:instance/*",
-                    "Condition": {"StringEquals": {f"aws:ResourceTag/{STACK_TAG}": stack}},
+                    "Resource": scope.instances,
+                    "Condition": {"StringEquals": condition},
                 },
                 {"Sid": "SeeTheirState", "Effect": "Allow", "Action": "ec2:DescribeInstances", "Resource": "*"},
             ],
         },
         indent=2,
     )
+
+
+def where_this_runs(tags: dict[str, str], opts: pulumi.InvokeOptions) -> Scope:
+    """The partition, account and region the provider runs in (plain invokes: the policy's text
+    must be known when the program registers it)."""
+    partition = aws.get_partition(opts=opts).partition
+    account = aws.get_caller_identity(opts=opts).account_id
+    return Scope(partition, account, aws.get_region(opts=opts).region, tags)
 
 
 class Fleet(pulumi.ComponentResource):
@@ -143,7 +168,8 @@ class Fleet(pulumi.ComponentResource):
             lambda keys: dict(zip(names, keys, strict=True))
         )
         self.placement = plan.placement.to_list()
-        self.wake_policy = wake_policy(args.tags[STACK_TAG])
+        scoped = {k: v for k, v in args.tags.items() if k in (STACK_TAG, FLEET_TAG)}
+        self.wake_policy = wake_policy(where_this_runs(scoped, pulumi.InvokeOptions(parent=self)))
         policy = aws.iam.Policy(
             f"{name}-wake",
             description=f"buildfleet wake: start the stopped build hosts of stack {args.tags[STACK_TAG]}, nothing else",

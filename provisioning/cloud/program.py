@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pulumi
 
-from provisioning.cloud.fleet import STACK_TAG, Fleet, FleetArgs
+from provisioning.cloud.fleet import FLEET_TAG, STACK_TAG, Fleet, FleetArgs
 from provisioning.errors import BuildfleetError
 from provisioning.plan import plan_fleet
 from provisioning.settings import KEYS, NAMESPACE, Settings, require_cloud_access, settings_from_mapping
@@ -27,7 +27,7 @@ def fleet_from_config(config: pulumi.Config) -> Fleet:
     except BuildfleetError as error:
         raise pulumi.RunError(str(error)) from None
     stack = pulumi.get_stack()
-    tags = {"managed-by": NAMESPACE, STACK_TAG: stack}
+    tags = {"managed-by": NAMESPACE, STACK_TAG: stack} | ({FLEET_TAG: settings.fleet_id} if settings.fleet_id else {})
     return Fleet(f"{NAMESPACE}-{stack}", FleetArgs(settings, plan, tags))
 
 

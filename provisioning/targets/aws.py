@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import secrets
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -124,6 +125,8 @@ class AwsTarget:
         self._require_artifacts(settings)  # then what this machine must have
         automation.check_project(self.project_dir, self.stack)
         to_set = self._to_set()
+        if not settings.fleet_id:  # the first up: the fleet's identity, kept in the stack from now on
+            to_set["fleetId"] = secrets.token_hex(8)
         if not own and self.ssh_key is not None:
             return to_set, str(self.ssh_key.expanduser())
         to_set["sshPublicKey"] = self.state.ensure_ssh_key()
@@ -171,7 +174,7 @@ class AwsTarget:
 
         try:
             ec2 = boto3.client("ec2", region_name=self._region())
-            running = start_stack_hosts(ec2, self.stack, self.wait_timeout)
+            running = start_stack_hosts(ec2, self.stack, self.wait_timeout, fleet_id=settings.fleet_id)
         except (BotoCoreError, ClientError) as error:
             raise BuildfleetError(describe_aws_error(error, f"wake of stack {self.stack!r}")) from None
         self.on_output("EC2 hosts running: " + ", ".join(sorted(running)))
@@ -257,7 +260,8 @@ class AwsTarget:
         from botocore.exceptions import BotoCoreError, ClientError
 
         try:
-            hosts = stack_hosts(boto3.client("ec2", region_name=self._region()), self.stack)
+            fleet_id = str(self._raw().get("fleetId", ""))
+            hosts = stack_hosts(boto3.client("ec2", region_name=self._region()), self.stack, fleet_id)
         except (BotoCoreError, ClientError) as error:
             inventory = self.state.load_inventory(declared_features)
             why = f"recorded by up (EC2 not asked: {type(error).__name__})"

@@ -27,13 +27,14 @@ class Ec2Host:
     private_ip: str
 
 
-def stack_hosts(ec2: Any, stack: str) -> dict[str, Ec2Host]:
-    """The stack's instances that can run again (not terminated), by buildfleet host name."""
+def stack_hosts(ec2: Any, stack: str, fleet_id: str = "") -> dict[str, Ec2Host]:
+    """The stack's instances that can run again (not terminated), by buildfleet host name; with
+    ``fleet_id``, only those of this fleet (another account's stack may be named alike)."""
     prefix = f"{NAMESPACE}-{stack}-"
     filters = [
         {"Name": f"tag:{NAMESPACE}:stack", "Values": [stack]},
         {"Name": "instance-state-name", "Values": list(LIVE_STATES)},
-    ]
+    ] + ([{"Name": f"tag:{NAMESPACE}:fleet-id", "Values": [fleet_id]}] if fleet_id else [])
     found = {}
     for page in ec2.get_paginator("describe_instances").paginate(Filters=filters):
         for reservation in page["Reservations"]:
@@ -55,9 +56,11 @@ def _tags(instance: Mapping[str, Any]) -> dict[str, str]:
     return {t["Key"]: t["Value"] for t in instance.get("Tags", [])}
 
 
-def start_stack_hosts(ec2: Any, stack: str, timeout: float, poll: float = 5.0) -> dict[str, Ec2Host]:
-    """Start every stopped host of the stack and wait until all run; where each is now."""
-    hosts = stack_hosts(ec2, stack)
+def start_stack_hosts(
+    ec2: Any, stack: str, timeout: float, poll: float = 5.0, fleet_id: str = ""
+) -> dict[str, Ec2Host]:
+    """Start every stopped host of the stack (of this fleet, with ``fleet_id``) and wait until all run."""
+    hosts = stack_hosts(ec2, stack, fleet_id)
     if not hosts:
         raise BuildfleetError(
             f"no EC2 instance is tagged {NAMESPACE}:stack={stack} in this region: "
@@ -76,7 +79,7 @@ def start_stack_hosts(ec2: Any, stack: str, timeout: float, poll: float = 5.0) -
             waiting = ", ".join(f"{h.host} ({h.state})" for h in hosts.values() if h.state != "running")
             raise BuildfleetError(f"EC2 hosts not running after {timeout:.0f} s: {waiting}")
         time.sleep(poll)
-        hosts = stack_hosts(ec2, stack)
+        hosts = stack_hosts(ec2, stack, fleet_id)
 
 
 # What to do about the errors EC2 gives a wake most often
