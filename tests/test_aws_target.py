@@ -399,3 +399,50 @@ def test_the_first_up_gives_the_fleet_an_id_of_its_own_and_later_ups_keep_it(pul
     again = pulumi.target(tmp_path, f"allowedCidrs=[{CIDR}]")
     assert again.settings().fleet_id == to_set["fleetId"]
     assert "fleetId" not in again.prepare(again.settings())[0]  # the stack keeps the one it has
+
+
+@pytest.mark.process
+def test_down_detaches_the_wake_policy_from_whoever_holds_it_then_destroys(tmp_path, monkeypatch):
+    """As the README suggests, a CI user holds the wake policy: IAM would refuse to delete it
+    (DeleteConflict) and destroy would fail half-way. IAM is moto's server on 127.0.0.1."""
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    from provisioning.remote.machine import free_port
+
+    port = free_port("127.0.0.1")
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    try:
+        for name, value in (("AWS_ACCESS_KEY_ID", "testing"), ("AWS_SECRET_ACCESS_KEY", "testing")):
+            monkeypatch.setenv(name, value)
+        monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{port}")
+        monkeypatch.setenv("AWS_REGION", "us-east-1")
+        iam = boto3.client("iam", region_name="us-east-1")
+        document = json.dumps(
+            {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "ec2:*", "Resource": "*"}]}
+        )
+        arn = iam.create_policy(PolicyName="buildfleet-dev-wake-1a2b3c", PolicyDocument=document)["Policy"]["Arn"]
+        iam.create_user(UserName="ci")
+        iam.attach_user_policy(UserName="ci", PolicyArn=arn)
+        trust = json.dumps({"Version": "2012-10-17", "Statement": []})
+        for role in ("buildfleet-dev-wake-github-9f8e7d", "deploy"):
+            iam.create_role(RoleName=role, AssumeRolePolicyDocument=trust)
+            iam.attach_role_policy(RoleName=role, PolicyArn=arn)
+        pulumi = StandInPulumi(tmp_path, monkeypatch, {**stack_outputs(), "wakePolicyArn": arn})
+        target = pulumi.target(tmp_path, f"allowedCidrs=[{CIDR}]")
+        target.apply(target.prepare(target.settings())[0])
+        said = target.down()
+        assert said == [
+            "wake policy detached from user ci",
+            "wake policy detached from role deploy",
+            "stack 'dev' destroyed",
+        ]
+        left = iam.list_entities_for_policy(PolicyArn=arn)
+        assert (left["PolicyUsers"], [r["RoleName"] for r in left["PolicyRoles"]]) == (
+            [],
+            ["buildfleet-dev-wake-github-9f8e7d"],  # the stack's own role: its attachment is a stack resource
+        )
+        assert pulumi.destroys()
+    finally:
+        server.stop()

@@ -152,5 +152,5 @@ def test_an_error_ec2_answers_with_is_one_line_with_its_code_and_the_fix_when_kn
 
     error = ClientError({"Error": {"Code": code, "Message": "EC2 says no."}}, "StartInstances")
     line = describe_aws_error(error, "wake of stack 'dev'")
-    assert line.startswith(f"wake of stack 'dev': EC2 refused ({code}: EC2 says no.)")
+    assert line.startswith(f"wake of stack 'dev': AWS refused ({code}: EC2 says no.)")
     assert (fix in line) if fix else line.endswith("no.)")

@@ -32,6 +32,7 @@ from provisioning.removal import unlink_inside
 from provisioning.settings import NAMESPACE, Settings, require_allowed_cidrs, require_ec2_key
 from provisioning.state import FleetState
 from provisioning.targets import automation, declared_features
+from provisioning.targets.account import detach_policy
 from provisioning.targets.base import ConfigSources, HostState, TargetOptions, settings_with_defaults
 from provisioning.targets.changes import ChangePreview, refuse_changes
 from provisioning.targets.ec2power import describe_aws_error, stack_hosts, start_stack_hosts
@@ -270,8 +271,8 @@ class AwsTarget:
 
     def down(self) -> list[str]:
         self.on_output(f"pulumi destroy: stack {self.stack!r}")
-        self.destroy(confirm=self.confirm)
-        return [f"stack {self.stack!r} destroyed"]
+        detached = self.destroy(confirm=self.confirm)
+        return [*detached, f"stack {self.stack!r} destroyed"]
 
     def apply(
         self, config: Mapping[str, Any], ssh_key: str = "", confirm: Callable[[ChangePreview], None] | None = None
@@ -329,13 +330,36 @@ class AwsTarget:
         self.state.save_inventory(inventory)
         return inventory
 
-    def destroy(self, confirm: Callable[[ChangePreview], None] | None = None) -> None:
+    def destroy(self, confirm: Callable[[ChangePreview], None] | None = None) -> list[str]:
         """Destroy the recorded stack; it is selected, never created (a mistyped name is an error).
-        With ``confirm``, what it would delete is shown to it first."""
+        With ``confirm``, what it would delete is shown to it first. The wake policy is detached
+        from whoever outside the stack holds it first (IAM cannot delete it while attached)."""
         stack = automation.open_stack(self.stack, self.project_dir, create=False)
         if confirm is not None:
             confirm(automation.preview(stack, "pulumi destroy", self.on_output, destroy=True))
+        outputs = automation.run(lambda: stack.outputs(), "reading the stack's outputs", self.stack)
+        detached = self._detach_wake_policy(outputs)
+        for line in detached:
+            self.on_output(line)
         automation.run(lambda: stack.destroy(on_output=self.on_output), "pulumi destroy", self.stack)
+        return detached
+
+    def _detach_wake_policy(self, outputs: Mapping[str, Any]) -> list[str]:
+        arn = outputs.get("wakePolicyArn")
+        arn = getattr(arn, "value", arn)
+        if not arn:
+            return []  # never made (an up that failed early): nothing attached to it
+        boto3 = require("boto3", AWS, "buildfleet down")
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            iam = boto3.client("iam", region_name=self._region())
+            return detach_policy(iam, str(arn), own_roles=f"{NAMESPACE}-{self.stack}-wake")
+        except (BotoCoreError, ClientError) as error:
+            raise BuildfleetError(
+                describe_aws_error(error, f"detaching the wake policy of stack {self.stack!r} before destroy")
+                + "; nothing was destroyed"
+            ) from None
 
 
 # Keys whose change EC2 cannot make to a running instance: Pulumi would replace every host, or

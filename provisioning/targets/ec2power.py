@@ -96,13 +96,13 @@ FIXES = {
 
 
 def describe_aws_error(error: Exception, what: str) -> str:
-    """One line for an AWS SDK error: what failed, EC2's code and message, and the fix when known."""
+    """One line for an AWS SDK error: what failed, the code and message AWS answered, and the fix when known."""
     response = getattr(error, "response", None)
     if isinstance(response, Mapping):  # botocore's ClientError: EC2 answered with an error
         code = response.get("Error", {}).get("Code", "")
         message = response.get("Error", {}).get("Message", "")
         fix = FIXES.get(code, "")
-        return f"{what}: EC2 refused ({code}: {message})" + (f"; {fix}" if fix else "")
+        return f"{what}: AWS refused ({code}: {message})" + (f"; {fix}" if fix else "")
     name = type(error).__name__
     if name == "NoRegionError":
         return f"{what}: no AWS region: set AWS_REGION, or the stack's aws:region (pulumi config set aws:region ...)"
