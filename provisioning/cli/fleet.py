@@ -515,13 +515,7 @@ def add_down(commands: argparse._SubParsersAction) -> None:
         "another is refused)",
     )
     down.add_argument("--stack", metavar="NAME", help="aws: the stack (default: the one up used, else the fleet name)")
-    down.add_argument(
-        "--project-dir",
-        metavar="DIR",
-        type=Path,
-        default=Path.cwd(),
-        help="aws: directory holding Pulumi.yaml (default: current)",
-    )
+    add_project_dir(down, help="aws: directory holding Pulumi.yaml (default: current)")
     add_yes(down, "aws: run pulumi destroy without asking after its preview")
     add_fleet_options(down, configure_flags=False)
     down.set_defaults(handler=cmd_down)

@@ -34,14 +34,11 @@ def add_config_options(parser: argparse.ArgumentParser) -> None:
     add_project_dir(group)
 
 
-def add_project_dir(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
-    parser.add_argument(
-        "--project-dir",
-        metavar="DIR",
-        type=Path,
-        default=Path.cwd(),
-        help="directory holding Pulumi.yaml, the stack files and buildfleet.lock.json (default: current)",
-    )
+def add_project_dir(
+    parser: argparse.ArgumentParser | argparse._ArgumentGroup,
+    help: str = "directory holding Pulumi.yaml, the stack files and buildfleet.lock.json (default: current)",
+) -> None:
+    parser.add_argument("--project-dir", metavar="DIR", type=Path, default=Path.cwd(), help=help)
 
 
 def add_fleet_options(parser: argparse.ArgumentParser, configure_flags: bool = True) -> None:
