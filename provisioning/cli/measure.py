@@ -30,6 +30,7 @@ from provisioning.targets import declared_features
 if TYPE_CHECKING:
     from provisioning.bench.concurrency import Comparison
     from provisioning.bench.session import BenchFleet
+    from provisioning.cost import FleetCost
 
 
 def bench_fleet(fleet: Fleet) -> BenchFleet:
@@ -41,8 +42,6 @@ def bench_fleet(fleet: Fleet) -> BenchFleet:
 
 
 def cmd_bench(fleet: Fleet, args: argparse.Namespace) -> int:
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-
     from provisioning.bench import report
     from provisioning.bench.runs import WORKLOADS, plan_runs
     from provisioning.bench.session import catalog_prices, chosen_platforms, measure_fleet
@@ -60,14 +59,7 @@ def cmd_bench(fleet: Fleet, args: argparse.Namespace) -> int:
     workloads = args.workload or list(WORKLOADS)
     settings = fleet.settings()
     prices, price_note = catalog_prices(settings, bench.inventory)
-    progress = Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        TextColumn("{task.completed}/{task.total}"),
-        TimeElapsedColumn(),
-        console=Console(stderr=True),
-        transient=args.json,
-    )
+    progress = bench_progress(transient=args.json)
     runs = plan_runs(bench.inventory, platforms, workloads)
     with progress:
         task = progress.add_task("bench", total=len(runs))
@@ -122,6 +114,14 @@ def cmd_bench(fleet: Fleet, args: argparse.Namespace) -> int:
         console.print(against_seed.markdown(), highlight=False)
     console.print("written: " + ", ".join(str(f) for f in files.values()), highlight=False)
     return 0
+
+
+def bench_progress(transient: bool):
+    """One bar for the whole bench on stderr (--json keeps stdout clean and the bar goes at the end)."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    columns = (TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"))
+    return Progress(*columns, TimeElapsedColumn(), console=Console(stderr=True), transient=transient)
 
 
 def bench_concurrency(fleet: Fleet, args: argparse.Namespace, bench: BenchFleet, platforms) -> int:
@@ -220,7 +220,7 @@ def priced_region(fleet: Fleet, asked: str | None) -> tuple[str, str]:
 
 
 def cmd_cost(fleet: Fleet, args: argparse.Namespace) -> int:
-    from provisioning.cost import HOURS_PER_MONTH, fleet_cost, usage_cost
+    from provisioning.cost import fleet_cost, usage_cost
 
     console = fleet.console
     target = fleet.target(fleet.kind(default="aws"))
@@ -245,6 +245,16 @@ def cmd_cost(fleet: Fleet, args: argparse.Namespace) -> int:
         if declared_features(made).catalog_priced
         else f"fleet {fleet.name!r} ({made}) as it would run on AWS"
     )
+    print_cost(console, cost, what, f"{region}'s ({said})", args.spot_discount)
+    if usage:
+        print_usage(console, usage)
+    return 0
+
+
+def print_cost(console: Console, cost: FleetCost, what: str, region: str, spot_discount: float) -> None:
+    """The fleet's prices per host and in all, and hosted CI's per-minute prices beside them."""
+    from provisioning.cost import HOURS_PER_MONTH
+
     table = Table(title=f"buildfleet cost: {what} (catalog list prices)")
     for column in ("host", "instance type", "vCPU", "$/h on-demand", "$/month on-demand", "$/h spot (estimate)"):
         table.add_column(column, justify="left" if column in ("host", "instance type") else "right")
@@ -273,7 +283,7 @@ def cmd_cost(fleet: Fleet, args: argparse.Namespace) -> int:
     table.add_row(f"a month, all in ({pricing})", "", "", "", f"{cost.total_usd_per_month:.2f}", "", style="bold")
     console.print(table)
     console.print(
-        f"Prices are {region}'s ({said}); a month all in: the instances {pricing} for {HOURS_PER_MONTH} h, "
+        f"Prices are {region}; a month all in: the instances {pricing} for {HOURS_PER_MONTH} h, "
         "disks, public IPv4 addresses"
         + (", the pools' load balancers (their NLCU-hours of traffic, $0.006 each, not included)" if cost.pools else "")
         + ".",
@@ -282,8 +292,8 @@ def cmd_cost(fleet: Fleet, args: argparse.Namespace) -> int:
     sources = sorted({f"{h.price_source}, as of {h.price_as_of}" for h in cost.hosts})
     console.print(
         f"On-demand: {'; '.join(sources)}. A month is {HOURS_PER_MONTH} h. Spot: on-demand less "
-        f"{args.spot_discount:.0%} (--spot-discount), an estimate: spot prices move; "
-        f"{'the fleet is configured to run on spot' if settings.spot else 'set buildfleet:spot to use it'}.",
+        f"{spot_discount:.0%} (--spot-discount), an estimate: spot prices move; "
+        f"{'the fleet is configured to run on spot' if cost.spot else 'set buildfleet:spot to use it'}.",
         highlight=False,
     )
     hosted = Table(title="hosted CI per-minute prices to compare with")
@@ -299,9 +309,6 @@ def cmd_cost(fleet: Fleet, args: argparse.Namespace) -> int:
             f"{rate.source} ({rate.as_of})",
         )
     console.print(hosted)
-    if usage:
-        print_usage(console, usage)
-    return 0
 
 
 def print_usage(console: Console, usage) -> None:
