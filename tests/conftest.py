@@ -48,3 +48,11 @@ def pytest_runtest_protocol(item, nextitem):
         return (yield)
     finally:
         _quick.test = None
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_teardown(item, nextitem):
+    """The last test's teardown also ends the session's fixtures (integration fleets taken down):
+    that is theirs, not the test's."""
+    if nextitem is None:
+        _quick.test = None
