@@ -303,8 +303,7 @@ class AwsTarget:
         """The zone the program chose is written into the stack's config, once: later ups keep
         the hosts there, whatever EC2 comes to offer in an earlier zone or an instance type
         change would pick (a zone that no longer offers a type is then an error, not a move)."""
-        zone = outputs.get("availabilityZone")
-        zone = getattr(zone, "value", zone)
+        zone = output_value(outputs, "availabilityZone")
         if not zone or config.get("availabilityZone") or self._raw().get("availabilityZone"):
             return
         automation.set_config(stack, {"availabilityZone": zone})
@@ -345,8 +344,7 @@ class AwsTarget:
         return detached
 
     def _detach_wake_policy(self, outputs: Mapping[str, Any]) -> list[str]:
-        arn = outputs.get("wakePolicyArn")
-        arn = getattr(arn, "value", arn)
+        arn = output_value(outputs, "wakePolicyArn")
         if not arn:
             return []  # never made (an up that failed early): nothing attached to it
         boto3 = require("boto3", AWS, "buildfleet down")
@@ -392,6 +390,12 @@ def refuse_host_replacement(stack: str, previous: Mapping[str, Any], settings: S
                 f"Keep {old}; to change it on purpose, buildfleet down and then up with the new value "
                 "(or up --fleet NEW to make a second fleet beside this one)"
             )
+
+
+def output_value(outputs: Mapping[str, Any], name: str) -> Any:
+    """A stack output's value (the Automation API wraps each in an OutputValue), None when absent."""
+    found = outputs.get(name)
+    return None if found is None else found.value
 
 
 def restore(path: Path, content: bytes | None) -> None:
