@@ -66,6 +66,9 @@ class OwnedProcess:
                 time.sleep(0.1)
             if not self._gone(pid):
                 self._signal(pid, signal.SIGKILL)
+                deadline = time.monotonic() + timeout
+                while time.monotonic() < deadline and not self._gone(pid):
+                    time.sleep(0.05)
         unlink_inside(self.pidfile, self.directory)
         return pid is not None
 
@@ -76,9 +79,10 @@ class OwnedProcess:
             os.kill(pid, sig)
 
     def _gone(self, pid: int) -> bool:
+        """Gone once reaped, when it is our child (its command line is empty as a zombie, which
+        must not pass for gone: it would stay one); otherwise once its pid no longer names it."""
         try:
-            if os.waitpid(pid, os.WNOHANG)[0] == pid:  # reaped: it was our child
-                return True
-        except ChildProcessError:
-            pass  # started by an earlier buildfleet process
-        return self.pid() != pid
+            reaped, _ = os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:  # started by an earlier buildfleet process, or reaped already
+            return self.pid() != pid
+        return reaped == pid
