@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime
 import ipaddress
+import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,8 +24,11 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from provisioning.checks import Check
 from provisioning.errors import BuildfleetError
 from provisioning.private import write_private
+from provisioning.removal import unlink_inside
 
 VALID_DAYS = 825
+TRUST_FILE = "trust.pem"  # the CAs every client and host trusts: the fleet's, and during a rotation the one it replaces
+RETIRED = "retired"  # in ca-previous/: the rotation's last phase has begun, the old CA is trusted no more
 
 
 @dataclass(frozen=True)
@@ -37,7 +41,9 @@ class TLSFiles:
 
     @classmethod
     def in_state(cls, tls_dir: Path) -> TLSFiles:
-        return cls(tls_dir / "ca" / "cert.pem", tls_dir / "client" / "cert.pem", tls_dir / "client" / "key.pem")
+        """The client's files in ``<state>/tls``; ``ca`` is what it trusts (the CAs of ``trust.pem``)."""
+        FleetCA(tls_dir).write_trust()  # a state directory from before trust.pem has only ca/cert.pem
+        return cls(tls_dir / TRUST_FILE, tls_dir / "client" / "cert.pem", tls_dir / "client" / "key.pem")
 
 
 @dataclass(frozen=True)
@@ -89,27 +95,86 @@ class FleetCA:
         existing = _load(self.directory / "ca")
         return existing or self._new_ca()
 
-    def renew_authority(self) -> Pem:
-        """A new CA and client certificate in place of the old ones (rotate-certs): every
-        server certificate the old CA signed is then issued again by the next configure."""
-        ca = self._new_ca()
-        self._new_client()
-        return ca
+    # --- rotation (rotate-certs): a new CA without a moment when a client and a host
+    # disagree. Phases, each safe to run again: begin (the new CA is made; everyone trusts
+    # old and new; configure gives each host a server certificate of the new one), switch the
+    # client to a certificate of the new CA, retire (the old CA trusted no more; configure
+    # again), end (the old CA removed).
+
+    @property
+    def previous_dir(self) -> Path:
+        return self.directory / "ca-previous"
+
+    def rotating(self) -> bool:
+        return (self.previous_dir / "cert.pem").exists()
+
+    def retiring(self) -> bool:
+        return (self.previous_dir / RETIRED).exists()
+
+    def begin_rotation(self) -> bool:
+        """The current CA kept as the previous one and a new CA made; False when a rotation
+        is already under way (it goes on from where it stopped)."""
+        if self.rotating():
+            return False
+        current = self.ca()
+        _save(self.previous_dir, current)
+        self._new_ca()
+        return True
+
+    def switch_client(self) -> Pem:
+        """The client's certificate from the current CA (new, unless it already is)."""
+        client = self.client()
+        return client if _issued_by(client.cert, self.ca().cert) else self._new_client()
+
+    def retire_previous(self) -> None:
+        """From now on only the current CA is trusted (trust.pem, and each host at its next configure)."""
+        if self.rotating():
+            (self.previous_dir / RETIRED).write_text("the previous CA is no longer trusted\n")
+        self.write_trust()
+
+    def end_rotation(self) -> None:
+        """The previous CA's files removed, once every host trusts the current one alone."""
+        for name in ("cert.pem", "key.pem", RETIRED):
+            unlink_inside(self.previous_dir / name, self.previous_dir)
+        if self.previous_dir.exists():
+            self.previous_dir.rmdir()
+
+    def trust(self) -> bytes:
+        """What clients and hosts trust: the current CA, and the previous one while a rotation
+        has not retired it."""
+        previous = _load(self.previous_dir) if self.rotating() and not self.retiring() else None
+        return self.ca().cert + (previous.cert if previous else b"")
+
+    def write_trust(self) -> None:
+        """``trust.pem`` as ``trust`` has it, rewritten only when that differs (once a CA exists)."""
+        if not (self.directory / "ca" / "cert.pem").exists():
+            return
+        path, wanted = self.directory / TRUST_FILE, self.trust()
+        if not path.exists() or path.read_bytes() != wanted:
+            path.write_bytes(wanted)
 
     def _new_ca(self) -> Pem:
+        """A CA named apart from every earlier one, with a key identifier: during a rotation
+        peers trust two CAs, and OpenSSL (HAProxy's checks) looks an issuer up by name and key
+        identifier, trying only the first CA that matches."""
         key = ec.generate_private_key(ec.SECP256R1())
+        name = _name(f"buildfleet CA {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d} {secrets.token_hex(4)}")
         builder = _validity(
             x509.CertificateBuilder()
-            .subject_name(_name("buildfleet CA"))
-            .issuer_name(_name("buildfleet CA"))
+            .subject_name(name)
+            .issuer_name(name)
             .public_key(key.public_key())
             .serial_number(x509.random_serial_number())
         )
-        builder = builder.add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True).add_extension(
-            x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True
+        builder = (
+            builder.add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+            .add_extension(x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True)
+            .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
         )
         cert = builder.sign(key, hashes.SHA256())
-        return _save(self.directory / "ca", Pem(cert.public_bytes(serialization.Encoding.PEM), _key_pem(key)))
+        made = _save(self.directory / "ca", Pem(cert.public_bytes(serialization.Encoding.PEM), _key_pem(key)))
+        self.write_trust()
+        return made
 
     def _issue(self, common_name: str, usage: x509.ObjectIdentifier, sans: list[x509.GeneralName]) -> Pem:
         ca = self.ca()
@@ -125,7 +190,9 @@ class FleetCA:
             .public_key(key.public_key())
             .serial_number(x509.random_serial_number())
         )
-        builder = builder.add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        builder = builder.add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True).add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False
+        )
         builder = builder.add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
         if sans:
             builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
@@ -155,8 +222,12 @@ class FleetCA:
 
 
 def _issued_by(cert_pem: bytes, ca_pem: bytes) -> bool:
+    return _issued_by_cert(cert_pem, x509.load_pem_x509_certificate(ca_pem))
+
+
+def _issued_by_cert(cert_pem: bytes, ca: x509.Certificate) -> bool:
     try:
-        x509.load_pem_x509_certificate(cert_pem).verify_directly_issued_by(x509.load_pem_x509_certificate(ca_pem))
+        x509.load_pem_x509_certificate(cert_pem).verify_directly_issued_by(ca)
     except (ValueError, TypeError, InvalidSignature):
         return False
     return True
@@ -196,7 +267,8 @@ def certificate_status(directory: Path, now: datetime.datetime) -> list[CertStat
     ca_file = directory / "ca" / "cert.pem"
     if not ca_file.exists():
         return []
-    ca_pem = ca_file.read_bytes()
+    ca = FleetCA(directory)
+    trusted = x509.load_pem_x509_certificates(ca.trust())  # a rotation's old CA too
     found = []
     for cert_file in [ca_file, directory / "client" / "cert.pem", *sorted((directory / "hosts").glob("*/cert.pem"))]:
         if not cert_file.exists():
@@ -204,7 +276,8 @@ def certificate_status(directory: Path, now: datetime.datetime) -> list[CertStat
         pem = cert_file.read_bytes()
         not_after = x509.load_pem_x509_certificate(pem).not_valid_after_utc
         name = str(cert_file.parent.relative_to(directory))
-        found.append(CertStatus(name, not_after, (not_after - now).days, _issued_by(pem, ca_pem)))
+        issued = any(_issued_by_cert(pem, authority) for authority in trusted)
+        found.append(CertStatus(name, not_after, (not_after - now).days, issued))
     return found
 
 

@@ -14,13 +14,13 @@ from typing import TYPE_CHECKING
 
 from rich.console import Console
 
-from provisioning.cli.options import default_cache_dir
+from provisioning.cli.options import DRAIN_TIMEOUT, default_cache_dir
 from provisioning.errors import BuildfleetError, ConfigError, NotConfirmed
 from provisioning.inventory import Inventory
 from provisioning.settings import Settings, settings_from_mapping
 from provisioning.state import FleetState
 from provisioning.targets import Target, declared_features, make_target
-from provisioning.targets.base import ConfigSources, TargetOptions
+from provisioning.targets.base import ConfigSources, SteersPools, TargetOptions
 from provisioning.targets.changes import ChangePreview
 
 if TYPE_CHECKING:
@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from provisioning.artifacts.release import Progress
     from provisioning.builder.builder import FleetBuilder
     from provisioning.hosts.configure import ConfigureOptions
+    from provisioning.hosts.rolling import Rolling
 
 
 @dataclass(frozen=True)
@@ -48,6 +49,7 @@ class Invocation:
     artifacts: Path = field(default_factory=default_cache_dir)
     yes: bool = False
     no_docker_upgrade: bool = False
+    drain_timeout: int = DRAIN_TIMEOUT
     builder: str | None = None
     driver: str = "remote"
     use: bool = False
@@ -193,6 +195,15 @@ class Fleet:
             gc=settings.gc,
             max_parallelism=settings.max_parallelism,
         )
+
+    def rolling(self, inventory: Inventory) -> Rolling:
+        """How restarts roll through this fleet: drained for ``--drain-timeout`` at most, each pool
+        member taken out of its balancer first where the target steers it."""
+        from provisioning.hosts.rolling import Rolling
+
+        target = self.target(inventory.target) if inventory.pools else None
+        members = target.pool_members() if isinstance(target, SteersPools) else None
+        return Rolling(self.options.drain_timeout, members)
 
     @property
     def builder_name(self) -> str:

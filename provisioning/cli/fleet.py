@@ -95,7 +95,9 @@ def run_configure(
     from provisioning.hosts.configure import configure
 
     options = fleet.configure_options(settings)
-    return configure(fleet.inventory(), fleet.state, fleet.artifacts(settings), options, check_only, progress)
+    inventory = fleet.inventory()
+    rolling = fleet.rolling(inventory)
+    return configure(inventory, fleet.state, fleet.artifacts(settings), options, check_only, progress, rolling)
 
 
 def configure_fleet(fleet: Fleet, settings: Settings) -> int:
@@ -153,26 +155,61 @@ def cmd_configure(fleet: Fleet, args: argparse.Namespace) -> int:
 
 
 def cmd_rotate_certs(fleet: Fleet, args: argparse.Namespace) -> int:
+    """A new fleet CA, rolled out so that no client and host ever disagree (see FleetCA): a
+    failed run leaves the rotation under way, and the next run goes on from there."""
     from provisioning.certs import FleetCA
 
-    console = fleet.console
+    console, settings = fleet.console, fleet.settings()
+    ca = FleetCA(fleet.state.root / "tls")
+    refresh_builder(fleet)  # nodes of an older buildfleet point at the CA's own file, not trust.pem
+    if not ca.retiring():
+        began = ca.begin_rotation()
+        console.print(
+            "new fleet CA: clients and hosts trust the old and the new one while each host gets a certificate "
+            "of the new one, one host at a time"
+            if began
+            else "a rotation is under way: going on from where it stopped"
+        )
+        refresh_balancers(fleet, settings)
+        if configure_fleet(fleet, settings):
+            return rotation_stopped(console)
+        ca.switch_client()
+        ca.retire_previous()
+        console.print("the client presents a certificate of the new CA; the old CA is trusted no more")
+    refresh_balancers(fleet, settings)
+    if configure_fleet(fleet, settings):
+        return rotation_stopped(console)
+    ca.end_rotation()
+    console.print(
+        "every host serves and trusts only the new CA; the builder reads the new client files on its next "
+        "command. CI jobs hold copies of the old ones: run buildfleet ci-config again and update their secrets."
+    )
+    return 0
+
+
+def rotation_stopped(console: Console) -> int:
+    console.print(
+        "[bold red]the rotation stopped half-way[/] (every host still takes the client's certificate): fix "
+        "what is named above, then run buildfleet rotate-certs again to go on"
+    )
+    return 1
+
+
+def refresh_balancers(fleet: Fleet, settings: Settings) -> None:
+    """The pools' balancers on this machine handed over to ones that load the certificates as
+    they are now (they read them only at start; an NLB's TCP checks hold none)."""
     inventory = fleet.inventory()
-    settings = fleet.settings()
-    FleetCA(fleet.state.root / "tls").renew_authority()
-    console.print("new fleet CA and client certificate; each host gets a new server certificate and restarts buildkitd")
-    status = configure_fleet(fleet, settings)
-    if status == 0 and inventory.pools and inventory.features.balancers_here:
-        # HAProxy checks the members with the CA and client certificate it loaded at start:
-        # up starts it again with the new ones (an NLB's TCP checks hold no certificate)
+    if inventory.pools and inventory.features.balancers_here:
         fleet.target(inventory.target, progress=True).up(settings)
         wait_for_pools(fleet, inventory)
-    console.print(
-        "every host serves the new certificates; the builder reads the new client files on its next command. "
-        "CI jobs hold copies of the old ones: run buildfleet ci-config again and update their secrets."
-        if status == 0
-        else "[bold red]some hosts still have the old certificates:[/] fix what is named above, then configure"
-    )
-    return status
+
+
+def refresh_builder(fleet: Fleet) -> None:
+    """The fleet's builder, if buildfleet made it, pointed at where the hosts and files are now."""
+    builder = fleet.builder()
+    existing = builder.inspect() if builder.owned() else None
+    if existing is not None:
+        ensure_builder(fleet, driver=existing.driver)
 
 
 def cmd_wake(fleet: Fleet, args: argparse.Namespace) -> int:
@@ -187,10 +224,7 @@ def cmd_wake(fleet: Fleet, args: argparse.Namespace) -> int:
     start = time.monotonic()
     console.print(f"{inventory.target}: starting the fleet's stopped hosts")
     woken = target.wake(fleet.settings())
-    builder = fleet.builder()
-    existing = builder.inspect() if builder.owned() else None
-    if existing is not None:  # new ports or addresses: the same nodes, moved
-        ensure_builder(fleet, driver=existing.driver)
+    refresh_builder(fleet)  # new ports or addresses: the same nodes, moved
     client = TLSFiles.in_state(fleet.state.root / "tls")
     endpoints = [BuildkitdEndpoint.of_host(h) for h in woken.hosts if h.platforms]
     pools = [BuildkitdEndpoint.of_pool(p) for p in woken.pools]

@@ -11,6 +11,8 @@ from provisioning.configfile import DEFAULT_FILE
 from provisioning.errors import ConfigError
 from provisioning.names import check_builder_name, check_fleet_name
 
+DRAIN_TIMEOUT = 3600  # seconds a host may take to finish its builds before a restart of its buildkitd
+
 
 def add_config_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("configuration (later sources win)")
@@ -61,6 +63,14 @@ def add_fleet_options(parser: argparse.ArgumentParser, configure_flags: bool = T
         )
         group.add_argument(
             "--no-docker-upgrade", action="store_true", help="refuse, instead of upgrading, a Docker older than 19.03"
+        )
+        group.add_argument(
+            "--drain-timeout",
+            type=positive,
+            default=DRAIN_TIMEOUT,
+            metavar="SECONDS",
+            help="how long a host may take to finish its builds before a restart of its buildkitd; "
+            "one still busy then is left as it is (default: %(default)s)",
         )
     group.add_argument(
         "--builder",

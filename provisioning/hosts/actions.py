@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 
@@ -13,6 +13,7 @@ class Run:
 
     argv: tuple[str, ...]
     why: str
+    disrupts: bool = False  # interrupts what the host serves (restarts buildkitd): run drained, one host at a time
 
 
 @dataclass(frozen=True)
@@ -41,6 +42,11 @@ class WriteFile:
 
 
 Action = Run | Upload | WriteFile
+
+
+def disruptive(run: Run) -> Run:
+    """``run`` (a restart) marked as interrupting the host's builds."""
+    return replace(run, disrupts=True)
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,7 @@ from provisioning.hosts.operations import (
     privileged_step,
     versions_step,
 )
+from provisioning.hosts.rolling import Rolling
 from provisioning.inventory import Inventory, InventoryHost, Pool
 from provisioning.placement import EMULATION
 from provisioning.platforms import parse_platform
@@ -130,7 +131,7 @@ def steps_for(
             BuildkitdDesired(
                 binaries=artifacts.buildkit,
                 port=options.buildkitd_port,
-                ca_pem=ca.ca().cert,
+                ca_pem=ca.trust(),  # the fleet's CA, and during a rotation the one it replaces
                 cert_pem=server.cert,
                 key_pem=server.key,
                 config=buildkitd_config(host, registry, options.gc, options.max_parallelism),
@@ -150,8 +151,10 @@ def configure(
     options: ConfigureOptions = ConfigureOptions(),
     check_only: bool = False,
     progress: Progress = lambda host, step, done, total: None,
+    rolling: Rolling | None = None,
 ) -> FleetReport:
-    """Bring every host to the desired state; ``check_only`` reports what differs instead."""
+    """Bring every host to the desired state; ``check_only`` reports what differs instead.
+    Restarts roll through the fleet as ``rolling`` lets them (see hosts.rolling)."""
     ca = FleetCA(state.root / "tls")
     ca.client()  # made before the hosts so the builder stage finds it
     if inventory.features.instance_metadata:
@@ -164,6 +167,7 @@ def configure(
         ),
         check_only,
         progress,
+        rolling,
     )
 
 

@@ -18,8 +18,9 @@ from typing import Any
 from provisioning.checks import Check
 from provisioning.command import CommandResult
 from provisioning.errors import BuildfleetError, tail
-from provisioning.hosts.actions import Action, Run, Upload, WriteFile
+from provisioning.hosts.actions import Action, Decision, Run, Upload, WriteFile
 from provisioning.hosts.operations import Step
+from provisioning.hosts.rolling import Rolling
 from provisioning.inventory import InventoryHost
 from provisioning.remote.facts import gather
 from provisioning.remote.fanout import describe, fan_out
@@ -27,6 +28,7 @@ from provisioning.remote.ssh import ConnectionFailed, Transport
 
 CHANGED, UNCHANGED, FAILED, SKIPPED = "changed", "unchanged", "failed", "skipped"
 DRIFT = "drift"  # check only: the step would change something
+NO_WAIT = 0.0  # drain timeout when the caller gave none: a host with builds in flight is not restarted at all
 
 # $1 sha256, $2 staged file, $3 destination, $4 mode: check, move into place, and remove the
 # private staging directory whatever happened.
@@ -114,8 +116,10 @@ def _install(transport: Transport, action: Upload | WriteFile) -> CommandResult:
     return transport.run(("sh", "-c", _INSTALL, "install", action.sha256, staged, action.dest, action.mode), sudo=True)
 
 
-def run_step(transport: Transport, step: Step, check_only: bool = False) -> StepResult:
-    """Decide, apply, decide again; ``check_only`` stops after the first decision (doctor)."""
+def run_step(transport: Transport, step: Step, check_only: bool = False, rolling: Rolling | None = None) -> StepResult:
+    """Decide, apply, decide again; ``check_only`` stops after the first decision (doctor).
+    A decision that would interrupt the host's builds waits for ``rolling`` to let it
+    through (the host drained), and is made again then: the wait may have been long."""
     start = time.monotonic()
     host = transport.host.name
 
@@ -129,14 +133,12 @@ def run_step(transport: Transport, step: Step, check_only: bool = False) -> Step
         if not decision.changes:
             return result(UNCHANGED, f"no change: {decision.reason}", warning=decision.warning)
         if check_only:
-            return result(DRIFT, "; ".join(getattr(a, "why", "") for a in decision.actions))
-        for action in decision.actions:
-            apply(transport, action)
-        after = step.decide(gather(transport, step.facts))
-        if after.error or after.changes:
-            still = after.error or "; ".join(getattr(a, "why", "") for a in after.actions)
-            return result(FAILED, f"did not converge: still needs {still}")
-        return result(CHANGED, "; ".join(getattr(a, "why", "") for a in decision.actions))
+            return result(DRIFT, _whys(decision.actions))
+        if not any(isinstance(a, Run) and a.disrupts for a in decision.actions):
+            return result(*_converge(transport, step, decision))
+        with (rolling or Rolling(NO_WAIT)).disrupting(transport) as drained:
+            status, detail = _converge(transport, step, step.decide(gather(transport, step.facts)))
+        return result(status, f"{drained.describe()}; {detail}")
     except ActionFailed as error:
         return result(
             FAILED,
@@ -149,6 +151,22 @@ def run_step(transport: Transport, step: Step, check_only: bool = False) -> Step
         return result(FAILED, str(error))
 
 
+def _whys(actions: Sequence[Action]) -> str:
+    return "; ".join(getattr(a, "why", "") for a in actions)
+
+
+def _converge(transport: Transport, step: Step, decision: Decision) -> tuple[str, str]:
+    """Apply the decision's actions, then look again: the step must ask for nothing more."""
+    if decision.error:
+        return FAILED, decision.error
+    for action in decision.actions:
+        apply(transport, action)
+    after = step.decide(gather(transport, step.facts))
+    if after.error or after.changes:
+        return FAILED, f"did not converge: still needs {after.error or _whys(after.actions)}"
+    return (CHANGED, _whys(decision.actions)) if decision.changes else (UNCHANGED, f"no change: {decision.reason}")
+
+
 # host, step now running ("" when finished), steps succeeded, total: finished with fewer
 # succeeded than total means the host failed
 Progress = Callable[[str, str, int, int], None]
@@ -159,6 +177,7 @@ def run_host(
     steps: Sequence[Step],
     check_only: bool = False,
     progress: Progress = lambda host, step, done, total: None,
+    rolling: Rolling | None = None,
 ) -> HostReport:
     """Steps in order; after a failure the rest are skipped (they build on it). A check
     changes nothing, so every step is checked whatever the one before found."""
@@ -177,7 +196,7 @@ def run_host(
                     )
                 )
                 continue
-            results.append(run_step(transport, step, check_only))
+            results.append(run_step(transport, step, check_only, rolling))
         progress(transport.host.name, "", succeeded(), len(steps))
     finally:
         transport.close()
@@ -190,10 +209,13 @@ def run_fleet(
     steps_for: Callable[[InventoryHost], Sequence[Step]],
     check_only: bool = False,
     progress: Progress = lambda host, step, done, total: None,
+    rolling: Rolling | None = None,
 ) -> FleetReport:
-    """Every host at once; an exception on one host (no connection, no known_hosts) becomes
-    that host's failed result."""
-    outcomes = fan_out(hosts, lambda host: run_host(connect(host), steps_for(host), check_only, progress))
+    """Every host at once, but their disruptive steps one after another (one ``rolling`` for
+    the fleet); an exception on one host (no connection, no known_hosts) becomes that host's
+    failed result."""
+    rolling = rolling or Rolling(NO_WAIT)
+    outcomes = fan_out(hosts, lambda host: run_host(connect(host), steps_for(host), check_only, progress, rolling))
     return FleetReport(
         tuple(
             outcome

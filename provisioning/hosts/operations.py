@@ -15,7 +15,7 @@ from typing import Any
 
 from provisioning.advisories import open_runc_cves, runc_fix
 from provisioning.artifacts import Artifact, PinnedQemu
-from provisioning.hosts.actions import Decision, Run, Upload, WriteFile, no_change, refuse
+from provisioning.hosts.actions import Decision, Run, Upload, WriteFile, disruptive, no_change, refuse
 from provisioning.hosts.services import InitSystem, Service, differing, init_system, service_paths
 from provisioning.platforms import UNAME_TO_ARCH
 from provisioning.remote import facts as f
@@ -444,7 +444,8 @@ def buildkitd_step(desired: BuildkitdDesired) -> Step:
         if changed or not healthy:
             restart = bool(changed) and healthy
             why = "restart buildkitd (its files changed)" if restart else "start buildkitd"
-            actions.append(init.start(service, restart, f.BuildkitdWorkers.command[-1], why))
+            start = init.start(service, restart, f.BuildkitdWorkers.command[-1], why)
+            actions.append(disruptive(start) if restart else start)
         if not actions:
             return no_change(f"buildkitd {buildkitd.version} up with workers for {' '.join(got['workers'])}")
         return Decision(tuple(actions))

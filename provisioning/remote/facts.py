@@ -375,6 +375,27 @@ class BuildkitdWorkers(Fact[tuple[str, ...] | None]):
         return tuple(stdout.split())
 
 
+class BuildsInFlight(Fact[tuple[str, ...] | None]):
+    """The refs of the builds buildkitd is running now, or None when it does not answer.
+
+    ``debug histories`` prints buildkitd's active builds first as STARTED records, then the
+    finished ones as COMPLETE (BuildKit's solver/llbsolver/history/buildhistory.go Listen);
+    it is the same for clients over TCP and the socket. Builds buildx marks internal (its
+    --call checks) are never recorded: they last a moment."""
+
+    command = (
+        "sh",
+        "-c",
+        f"buildctl --addr {BUILDKITD_SOCKET} debug histories --format '{{{{.Type}}}} {{{{.Record.Ref}}}}'",
+    )
+    sudo = True
+
+    def parse(self, exit_code: int, stdout: str) -> tuple[str, ...] | None:
+        if exit_code != 0:
+            return None
+        return tuple(ref for kind, _, ref in (line.partition(" ") for line in stdout.splitlines()) if kind == "STARTED")
+
+
 class CpuCount(Fact[int]):
     """Online CPUs, as nproc counts them for this process (cgroup and affinity limits included)."""
 

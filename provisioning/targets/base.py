@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar, Protocol, runtime_checkable
 
 from provisioning.checks import Check
 from provisioning.configfile import DEFAULT_FILE, config_layers, load_raw_config
@@ -118,6 +118,30 @@ class Target(Protocol):
     def down(self) -> list[str]:
         """Remove what this target made for the fleet (never the fleet's local state); what went."""
         ...
+
+
+class PoolMembers(Protocol):
+    """A pool's balancer as a rolling restart steers it (hosts.rolling): members by pool and host."""
+
+    def take_out(self, pool: str, host: str) -> None:
+        """No new connection goes to ``host``; those it has go on."""
+        ...
+
+    def sessions(self, pool: str, host: str) -> int:
+        """Connections the balancer holds to ``host`` now."""
+        ...
+
+    def put_back(self, pool: str, host: str, timeout: float) -> None:
+        """``host`` takes new connections again, once the balancer's checks find it serving."""
+        ...
+
+
+@runtime_checkable
+class SteersPools(Protocol):
+    """A target whose pools' balancers buildfleet drives (HAProxy on this machine): a restart
+    takes the member out of its pool first. Without it, a member only waits for its builds."""
+
+    def pool_members(self) -> PoolMembers: ...
 
 
 def settings_with_defaults(raw: Mapping[str, Any], defaults: Mapping[str, Any]) -> Settings:

@@ -35,17 +35,30 @@ class OwnedProcess:
         and its number may since belong to anything."""
         try:
             pid = int(self.pidfile.read_text().strip())
-            argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
         except (OSError, ValueError):
             return None
-        return pid if self.marker.encode() in argv else None
+        return pid if self._ours(pid) else None
+
+    def _ours(self, pid: int) -> bool:
+        try:
+            return self.marker.encode() in Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            return False
 
     def running(self) -> bool:
         return self.pid() is not None
 
-    def start(self, argv: Sequence[str]) -> subprocess.Popen:
-        """Start ``argv`` (which holds ``marker``) and record its pid; the caller waits for it."""
+    @property
+    def retiring_file(self) -> Path:
+        return self.directory / f"{self.pidfile_name}.retiring"
+
+    def start(self, argv: Sequence[str], succeeding: int | None = None) -> subprocess.Popen:
+        """Start ``argv`` (which holds ``marker``) and record its pid; the caller waits for it.
+        ``succeeding``: the pid of the process this one takes over from (HAProxy's ``-sf``: the
+        old one finishes its connections, then exits); it stays on record until it is gone."""
         self.directory.mkdir(parents=True, exist_ok=True)
+        if succeeding is not None:
+            self._retire(succeeding)
         with self.log.open("ab") as log:
             process = subprocess.Popen(
                 list(argv), stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True
@@ -53,24 +66,40 @@ class OwnedProcess:
         self.pidfile.write_text(str(process.pid))
         return process
 
+    def retiring(self) -> list[int]:
+        """Earlier processes still finishing their work; a pid that no longer names ours is dropped."""
+        try:
+            pids = [int(line) for line in self.retiring_file.read_text().split()]
+        except (OSError, ValueError):
+            return []
+        return [pid for pid in pids if self._ours(pid) and not self._gone(pid)]
+
+    def _retire(self, pid: int) -> None:
+        self.retiring_file.write_text("".join(f"{p}\n" for p in [*self.retiring(), pid]))
+
     def log_tail(self, size: int = 500) -> str:
         return self.log.read_text(errors="replace")[-size:] if self.log.exists() else ""
 
     def stop(self, timeout: float = 5.0) -> bool:
-        """SIGTERM, wait up to ``timeout`` seconds for it to go, then SIGKILL; False if it was not running."""
+        """The process and any it took over from: SIGTERM, wait up to ``timeout`` seconds for
+        each to go, then SIGKILL; False if it was not running."""
         pid = self.pid()
-        if pid is not None:
-            self._signal(pid, signal.SIGTERM)
+        for ours in [*self.retiring(), *([pid] if pid is not None else [])]:
+            self._end(ours, timeout)
+        unlink_inside(self.pidfile, self.directory)
+        unlink_inside(self.retiring_file, self.directory)
+        return pid is not None
+
+    def _end(self, pid: int, timeout: float) -> None:
+        self._signal(pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and not self._gone(pid):
+            time.sleep(0.1)
+        if not self._gone(pid):
+            self._signal(pid, signal.SIGKILL)
             deadline = time.monotonic() + timeout
             while time.monotonic() < deadline and not self._gone(pid):
-                time.sleep(0.1)
-            if not self._gone(pid):
-                self._signal(pid, signal.SIGKILL)
-                deadline = time.monotonic() + timeout
-                while time.monotonic() < deadline and not self._gone(pid):
-                    time.sleep(0.05)
-        unlink_inside(self.pidfile, self.directory)
-        return pid is not None
+                time.sleep(0.05)
 
     def _signal(self, pid: int, sig: signal.Signals) -> None:
         if self.own_session:
@@ -84,5 +113,5 @@ class OwnedProcess:
         try:
             reaped, _ = os.waitpid(pid, os.WNOHANG)
         except ChildProcessError:  # started by an earlier buildfleet process, or reaped already
-            return self.pid() != pid
+            return not self._ours(pid)
         return reaped == pid

@@ -4,6 +4,7 @@ keep building when one of them dies."""
 import json
 import re
 import subprocess
+import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -177,6 +178,53 @@ def test_after_rotate_certs_the_balancer_checks_members_with_the_new_certificate
         pool.wait_status(member, "UP", seconds=15)
     assert {row["check_status"] for row in pool.balancer.members().values()} == {"L6OK"}
     assert {code for code, _ in pool.builds(2)} == {0}
+
+
+def test_builds_streaming_through_the_pool_all_pass_while_a_config_change_and_rotate_certs_roll_through(pool):
+    """The soak: a build starts every 3 s (each holds its member 8 s) while up rolls out a new
+    buildkitd.toml and rotate-certs runs every phase; each member is drained and restarted
+    several times meanwhile, and no build fails (builds started meanwhile among them)."""
+    stop = threading.Event()
+    results: list[tuple[int, str, float]] = []
+
+    def stream() -> None:
+        with ThreadPoolExecutor(8) as threads:
+            running = []
+            while not stop.is_set():
+                running.append(threads.submit(timed, pool.build))
+                stop.wait(3)
+            results.extend(f.result() for f in running)
+
+    config = pool.root / "buildfleet.yaml"
+    before = config.read_text()
+    with ThreadPoolExecutor(1) as background:
+        streaming = background.submit(stream)
+        try:
+            time.sleep(5)
+            config.write_text(before + "buildkitMaxParallelism: 3\n")
+            changed = pool.up()
+            rotated = buildfleet("rotate-certs", "--fleet", pool.name, env=pool.env, timeout=900)
+            time.sleep(5)
+        finally:
+            stop.set()
+            streaming.result()
+            config.write_text(before)
+    assert changed.returncode == 0, changed.stdout + changed.stderr
+    assert changed.stdout.count("drained") >= 2, changed.stdout  # both members, one after the other
+    assert rotated.returncode == 0, rotated.stdout + rotated.stderr
+    failed = [r for r in results if r[0] != 0]
+    walls = sorted(wall for _, _, wall in results)
+    median = walls[len(walls) // 2]
+    print(f"soak: {len(results)} builds, {len(failed)} failed, slowest {walls[-1]:.1f} s, median {median:.1f} s")
+    assert len(results) >= 10 and failed == [], failed
+    assert {host for _, host, _ in results} == {"amd64-0", "amd64-1"}
+    assert pool.up().returncode == 0  # back to the fixture's configuration
+
+
+def timed(build) -> tuple[int, str, float]:
+    start = time.monotonic()
+    code, host = build(0)
+    return code, host, time.monotonic() - start
 
 
 def test_a_member_with_an_empty_cache_reuses_the_pools_registry_cache(pool):

@@ -71,7 +71,7 @@ def haproxy_config(listeners: Sequence[PoolListener], ca_file: Path, client_pem:
         "# made by buildfleet: the fleet's pools, TLS passed through to each member's buildkitd",
         "global",
         "    maxconn 2048",
-        f"    stats socket {stats} mode 600 level operator",  # show stat: sessions and health per member
+        f"    stats socket {stats} mode 600 level admin",  # show stat; set server state (a rolling restart's drain)
         "defaults",
         "    mode tcp",
         "    timeout connect 5s",
@@ -133,24 +133,32 @@ class LocalBalancer:
         known = json.loads(self.ports_file.read_text()) if self.ports_file.exists() else {}
         return {pool: int(known[pool]) if pool in known else free_port(LOOPBACK) for pool in pools}
 
-    def ensure(self, pools: Mapping[str, Sequence[Backend]], ca_file: Path, client: Pem) -> tuple[Pool, ...]:
-        """HAProxy listening for every pool, started or restarted only when its config changes."""
+    def ensure(self, pools: Mapping[str, Sequence[Backend]], trust: bytes, client: Pem) -> tuple[Pool, ...]:
+        """HAProxy listening for every pool, started when none runs, and handed over to a new
+        one (softly) when its config, the CAs it trusts or the certificate it checks with change:
+        it reads those files only when it starts."""
         self.directory.mkdir(parents=True, exist_ok=True)
         ports = self._ports(list(pools))
-        client_pem = self.directory / "client.pem"
+        client_pem, ca_file = self.directory / "client.pem", self.directory / "ca.pem"
         listeners = [PoolListener(name, ports[name], tuple(backends)) for name, backends in pools.items()]
         text = haproxy_config(listeners, ca_file, client_pem, self.stats_socket)
         self.ports_file.write_text(json.dumps(ports, indent=2) + "\n")
         found = tuple(Pool(name, LOOPBACK, port, STICK_MS) for name, port in ports.items())
-        same_client = client_pem.exists() and client_pem.read_bytes() == client.cert + client.key
-        if self.process.running() and same_client and self.config.exists() and self.config.read_text() == text:
+        wanted = {client_pem: client.cert + client.key, ca_file: trust, self.config: text.encode()}
+        running = self.process.pid()
+        if running is not None and all(
+            path.exists() and path.read_bytes() == content for path, content in wanted.items()
+        ):
             return found
-        self.stop()
         write_private(client_pem, client.cert + client.key)  # what its health checks present
-        self._start(haproxy_binary(), text, list(ports.values()))
+        ca_file.write_bytes(trust)
+        self._start(haproxy_binary(), text, list(ports.values()), running)
         return found
 
-    def _start(self, binary: str, text: str, ports: list[int]) -> None:
+    def _start(self, binary: str, text: str, ports: list[int], running: int | None) -> None:
+        """Start HAProxy on ``text``; one already ``running`` hands over softly (``-sf``: it
+        stops listening once the new one listens, and ends after its last connection, so a
+        build through the pool is never cut; management guide, section 4)."""
         candidate = self.directory / "haproxy.cfg.new"
         candidate.write_text(text)
         checked = subprocess.run([binary, "-c", "-q", "-f", str(candidate)], capture_output=True, text=True)
@@ -158,7 +166,8 @@ class LocalBalancer:
             why = (checked.stdout + checked.stderr).strip()
             raise BuildfleetError(f"HAProxy refused the pools' configuration {candidate}: {why}")
         candidate.replace(self.config)
-        process = self.process.start([binary, "-db", "-f", str(self.config)])
+        handover = ["-sf", str(running)] if running is not None else []
+        process = self.process.start([binary, "-db", "-f", str(self.config), *handover], succeeding=running)
         deadline = time.monotonic() + START_SECONDS
         while time.monotonic() < deadline and process.poll() is None:
             if all(_listening(port) for port in ports):
@@ -172,17 +181,26 @@ class LocalBalancer:
     def stats_socket(self) -> Path:
         return self.directory / "haproxy.sock"
 
+    def _ask(self, command: str) -> str:
+        """One command on HAProxy's runtime API (management guide, section 9.3)."""
+        try:
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+                sock.settimeout(5)
+                sock.connect(str(self.stats_socket))
+                sock.sendall(command.encode() + b"\n")
+                data = b""
+                while chunk := sock.recv(65536):
+                    data += chunk
+        except OSError as error:
+            raise BuildfleetError(
+                f"the pools' balancer does not answer on {self.stats_socket} ({error}): buildfleet up starts it"
+            ) from None
+        return data.decode()
+
     def members(self) -> dict[str, dict[str, str]]:
-        """Each member's line of HAProxy's ``show stat``: its health (status), sessions now
-        (scur) and in all (stot)."""
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-            sock.settimeout(5)
-            sock.connect(str(self.stats_socket))
-            sock.sendall(b"show stat\n")
-            data = b""
-            while chunk := sock.recv(65536):
-                data += chunk
-        header, *rows = data.decode().strip().splitlines()
+        """Each member's line of HAProxy's ``show stat``: its health (status: UP, DOWN, MAINT),
+        sessions now (scur) and in all (stot)."""
+        header, *rows = self._ask("show stat").strip().splitlines()
         names = header.lstrip("# ").split(",")
         found = {}
         for row in rows:
@@ -191,9 +209,41 @@ class LocalBalancer:
                 found[f"{fields['pxname']}/{fields['svname']}"] = fields
         return found
 
+    def _member(self, pool: str, host: str) -> dict[str, str]:
+        try:
+            return self.members()[f"{pool}/{host}"]
+        except KeyError:
+            raise BuildfleetError(f"pool {pool}: HAProxy has no member {host} (run buildfleet up)") from None
+
+    def _set_state(self, pool: str, host: str, state: str) -> None:
+        answer = self._ask(f"set server {pool}/{host} state {state}").strip()
+        if answer:  # silence is success
+            raise BuildfleetError(f"pool {pool}: HAProxy refused to set {host} {state}: {answer}")
+
+    def take_out(self, pool: str, host: str) -> None:
+        """No new build goes to ``host``; those it has go on (DRAIN). The connections a build
+        opens after its first within STICK_MS still follow it there: a build is never split
+        between members (MAINT would send those elsewhere)."""
+        self._set_state(pool, host, "drain")
+
+    def sessions(self, pool: str, host: str) -> int:
+        return int(self._member(pool, host).get("scur") or 0)
+
+    def put_back(self, pool: str, host: str, timeout: float) -> None:
+        """``host`` back in its pool, waited for until HAProxy's mTLS checks find it UP."""
+        self._set_state(pool, host, "ready")
+        deadline = time.monotonic() + timeout
+        while (status := self._member(pool, host).get("status", "")) != "UP":
+            if time.monotonic() > deadline:
+                raise BuildfleetError(
+                    f"pool {pool}: {host} is back in but HAProxy finds it {status} after {timeout:.0f} s"
+                )
+            time.sleep(0.5)
+
     def running(self) -> bool:
         return self.process.running()
 
     def stop(self) -> None:
         self.process.stop()
         unlink_inside(self.directory / "client.pem", self.directory)
+        unlink_inside(self.directory / "ca.pem", self.directory)

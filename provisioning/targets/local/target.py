@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
-from provisioning.certs import FleetCA, TLSFiles
+from provisioning.certs import FleetCA
 from provisioning.checks import Check
 from provisioning.errors import BuildfleetError
 from provisioning.inventory import Endpoint, Features, Inventory, Pool, inventory_from_plan
@@ -254,6 +254,9 @@ class LocalTarget:
     def balancer(self) -> LocalBalancer:
         return LocalBalancer(self.state.root / "balancer")
 
+    def pool_members(self) -> LocalBalancer:
+        return self.balancer
+
     def balance(self, pools: Mapping[str, Sequence[str]], endpoints: Mapping[str, Endpoint]) -> tuple[Pool, ...]:
         """HAProxy in front of each pool's members (as this machine reaches their buildkitd),
         health-checking them with the fleet's own client certificate."""
@@ -265,7 +268,7 @@ class LocalTarget:
             pool: [Backend(host, endpoints[host].address, endpoints[host].buildkitd_port) for host in members]
             for pool, members in pools.items()
         }
-        return self.balancer.ensure(backends, TLSFiles.in_state(ca.directory).ca, ca.client())
+        return self.balancer.ensure(backends, ca.trust(), ca.client())
 
     def _gateway(self) -> str:
         """The operator's address on the fleet network: reachable from both sides."""

@@ -33,6 +33,7 @@ from provisioning.settings import Settings
 from provisioning.state import FleetState, ensure_ed25519_pair
 from provisioning.targets.base import ConfigSources, HostState, TargetOptions, settings_with_defaults
 from provisioning.targets.detect import detect_all, placed
+from provisioning.targets.local.balancer import LocalBalancer
 from provisioning.targets.local.target import SSH_USER as CONTAINER_USER
 from provisioning.targets.local.target import LocalTarget
 from provisioning.targets.preflight import MACHINE, tool_check
@@ -233,6 +234,9 @@ class VmTarget:
         ssh_port, buildkitd_port = VmHost(directory).ports()
         spec = VmSpec(directory.name, "", VmImage(directory), directory, ssh_port, buildkitd_port, 0)
         return VmProcess(spec)
+
+    def pool_members(self) -> LocalBalancer:
+        return self.local.pool_members()  # its pools' balancer is the local target's
 
     def wake(self, settings: Settings) -> Inventory:
         """Starting what is stopped and reading where it answers is what ``up`` does."""
