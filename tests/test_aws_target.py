@@ -406,18 +406,10 @@ def test_down_detaches_the_wake_policy_from_whoever_holds_it_then_destroys(tmp_p
     """As the README suggests, a CI user holds the wake policy: IAM would refuse to delete it
     (DeleteConflict) and destroy would fail half-way. IAM is moto's server on 127.0.0.1."""
     import boto3
-    from moto.server import ThreadedMotoServer
+    from moto_aws import moto_server, point_sdk_at
 
-    from provisioning.remote.machine import free_port
-
-    port = free_port("127.0.0.1")
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    try:
-        for name, value in (("AWS_ACCESS_KEY_ID", "testing"), ("AWS_SECRET_ACCESS_KEY", "testing")):
-            monkeypatch.setenv(name, value)
-        monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{port}")
-        monkeypatch.setenv("AWS_REGION", "us-east-1")
+    with moto_server() as endpoint:
+        point_sdk_at(monkeypatch, endpoint)
         iam = boto3.client("iam", region_name="us-east-1")
         document = json.dumps(
             {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "ec2:*", "Resource": "*"}]}
@@ -444,5 +436,3 @@ def test_down_detaches_the_wake_policy_from_whoever_holds_it_then_destroys(tmp_p
             ["buildfleet-dev-wake-github-9f8e7d"],  # the stack's own role: its attachment is a stack resource
         )
         assert pulumi.destroys()
-    finally:
-        server.stop()

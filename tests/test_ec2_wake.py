@@ -6,7 +6,7 @@ boto3 talks to as it would to AWS (the same requests, the same pagination and er
 
 import boto3
 import pytest
-from moto.server import ThreadedMotoServer
+from moto_aws import moto_server
 
 from provisioning.errors import BuildfleetError
 from provisioning.inventory import Inventory, InventoryHost
@@ -19,11 +19,8 @@ from provisioning.targets.ec2power import describe_aws_error, start_stack_hosts
 
 @pytest.fixture(scope="module")
 def ec2_endpoint():
-    port = free_port("127.0.0.1")
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    yield f"http://127.0.0.1:{port}"
-    server.stop()
+    with moto_server() as endpoint:
+        yield endpoint
 
 
 @pytest.fixture

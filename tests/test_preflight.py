@@ -6,11 +6,10 @@ import json
 
 import pytest
 import yaml
-from moto.server import ThreadedMotoServer
+from moto_aws import moto_server
 from pulumi_standin import StandInPulumi
 
 from provisioning.cli import main
-from provisioning.remote.machine import free_port
 
 KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOl5Hh3Xf0m8lq0n1u1v5l6xQm6b4f0nS3cU1oYt6V0z"
 
@@ -23,13 +22,10 @@ def preflight(capsys, *args) -> tuple[int, dict]:
 
 @pytest.fixture
 def sts(monkeypatch):
-    port = free_port("127.0.0.1")
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{port}")
-    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")  # never ask 169.254.169.254 for credentials
-    yield
-    server.stop()
+    with moto_server() as endpoint:
+        monkeypatch.setenv("AWS_ENDPOINT_URL", endpoint)
+        monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")  # never ask 169.254.169.254 for credentials
+        yield
 
 
 @pytest.mark.process

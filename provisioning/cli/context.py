@@ -202,7 +202,7 @@ class Fleet:
         from provisioning.hosts.rolling import Rolling
 
         target = self.target(inventory.target) if inventory.pools else None
-        members = target.pool_members() if isinstance(target, SteersPools) else None
+        members = target.pool_members(inventory) if isinstance(target, SteersPools) else None
         return Rolling(self.options.drain_timeout, members)
 
     @property

@@ -36,6 +36,7 @@ from provisioning.targets.account import detach_policy
 from provisioning.targets.base import ConfigSources, HostState, TargetOptions, settings_with_defaults
 from provisioning.targets.changes import ChangePreview, refuse_changes
 from provisioning.targets.ec2power import describe_aws_error, stack_hosts, start_stack_hosts
+from provisioning.targets.nlb import NlbMembers
 from provisioning.targets.preflight import AWS_PACKAGES, MACHINE, attempt, package_checks, tool_check
 
 TARGET = "aws"
@@ -182,6 +183,21 @@ class AwsTarget:
         moved = self.follow(inventory, {h.host: (h.public_ip, h.private_ip) for h in running.values()})
         wait_for_hosts(moved.hosts, lambda host: connect(host, self.state), self.wait_timeout)
         return moved
+
+    def pool_members(self, inventory: Inventory) -> NlbMembers:
+        """The pools' NLBs, steered through the AWS SDK (found by the inventory and the stack's tags)."""
+        boto3 = require("boto3", AWS, "a rolling restart of a pool's members")
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        region = self._region()
+        return NlbMembers(
+            boto3.client("elbv2", region_name=region),
+            boto3.client("ec2", region_name=region),
+            inventory,
+            self.stack,
+            self.settings().fleet_id,
+            sdk_errors=(BotoCoreError, ClientError),
+        )
 
     def follow(self, inventory: Inventory, addresses: Mapping[str, tuple[str, str]]) -> Inventory:
         """Hosts at new addresses (no Elastic IP, stopped by hand): the inventory and the pinned

@@ -141,7 +141,7 @@ class SteersPools(Protocol):
     """A target whose pools' balancers buildfleet drives (HAProxy on this machine): a restart
     takes the member out of its pool first. Without it, a member only waits for its builds."""
 
-    def pool_members(self) -> PoolMembers: ...
+    def pool_members(self, inventory: Inventory) -> PoolMembers: ...
 
 
 def settings_with_defaults(raw: Mapping[str, Any], defaults: Mapping[str, Any]) -> Settings:

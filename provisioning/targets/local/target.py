@@ -254,7 +254,7 @@ class LocalTarget:
     def balancer(self) -> LocalBalancer:
         return LocalBalancer(self.state.root / "balancer")
 
-    def pool_members(self) -> LocalBalancer:
+    def pool_members(self, inventory: Inventory) -> LocalBalancer:
         return self.balancer
 
     def balance(self, pools: Mapping[str, Sequence[str]], endpoints: Mapping[str, Endpoint]) -> tuple[Pool, ...]:

@@ -235,8 +235,8 @@ class VmTarget:
         spec = VmSpec(directory.name, "", VmImage(directory), directory, ssh_port, buildkitd_port, 0)
         return VmProcess(spec)
 
-    def pool_members(self) -> LocalBalancer:
-        return self.local.pool_members()  # its pools' balancer is the local target's
+    def pool_members(self, inventory: Inventory) -> LocalBalancer:
+        return self.local.pool_members(inventory)  # its pools' balancer is the local target's
 
     def wake(self, settings: Settings) -> Inventory:
         """Starting what is stopped and reading where it answers is what ``up`` does."""

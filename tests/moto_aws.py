@@ -1,0 +1,38 @@
+"""AWS out of reach, so its APIs are moto's server: a real HTTP endpoint on 127.0.0.1 that
+boto3 talks to as it would to AWS (the same requests, pagination and errors)."""
+
+from __future__ import annotations
+
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import pytest
+from moto.server import ThreadedMotoServer
+
+from provisioning.remote.machine import free_port
+
+
+@contextmanager
+def moto_server() -> Iterator[str]:
+    """moto's server on a free port of 127.0.0.1, for as long as the block runs: its endpoint.
+    What a test made there is reset after it (moto keeps its accounts in this process)."""
+    port = free_port("127.0.0.1")
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    endpoint = f"http://127.0.0.1:{port}"
+    try:
+        yield endpoint
+    finally:
+        urllib.request.urlopen(urllib.request.Request(f"{endpoint}/moto-api/reset", method="POST"), timeout=10).close()
+        server.stop()
+
+
+def point_sdk_at(monkeypatch: pytest.MonkeyPatch, endpoint: str, region: str = "us-east-1") -> None:
+    """Every boto3 client this test makes talks to ``endpoint`` with moto's test credentials."""
+    for name, value in (("AWS_ACCESS_KEY_ID", "testing"), ("AWS_SECRET_ACCESS_KEY", "testing")):
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", endpoint)
+    monkeypatch.setenv("AWS_REGION", region)
+    monkeypatch.setenv("AWS_DEFAULT_REGION", region)
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")  # never ask 169.254.169.254 for credentials
