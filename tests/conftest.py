@@ -61,3 +61,13 @@ def pytest_runtest_teardown(item, nextitem):
     that is theirs, not the test's."""
     if nextitem is None:
         _quick.test = None
+
+
+@pytest.fixture(scope="session")
+def aws_api():
+    """moto's server for the session, started when a test first asks: the AWS account the
+    stand-in pulumi's stacks live in (tests that need one of their own use moto_aws.moto_server)."""
+    from moto_aws import moto_server
+
+    with moto_server() as endpoint:
+        yield endpoint

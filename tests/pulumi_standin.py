@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 
 import yaml
+from moto_aws import point_sdk_at
 
 from provisioning.artifacts import BUILDKIT_VERSION, BUILDX_VERSION
 from provisioning.state import FleetState
@@ -41,7 +42,10 @@ STANDIN = Path(__file__).resolve().parent / "standin"
 class StandInPulumi:
     """The stand-in's world: a local (file://) backend, a passphrase, a project directory."""
 
-    def __init__(self, tmp_path: Path, monkeypatch, outputs: dict):
+    def __init__(self, tmp_path: Path, monkeypatch, outputs: dict, aws_endpoint: str):
+        """``aws_endpoint``: moto's server (the ``aws_api`` fixture), where every AWS SDK call of
+        buildfleet's goes (wake, down's account checks): the stand-in's stacks live in that account."""
+        point_sdk_at(monkeypatch, aws_endpoint)
         self.backend = tmp_path / "backend"
         self.project = tmp_path / "project"
         self.project.mkdir()  # empty, as a user's own directory: buildfleet writes its Pulumi.yaml

@@ -31,9 +31,9 @@ STEPS = [
 
 
 @pytest.fixture
-def fleet(tmp_path, monkeypatch):
+def fleet(tmp_path, monkeypatch, aws_api):
     """An existing aws fleet ``f`` (stack ``dev``) whose next preview announces STEPS."""
-    pulumi = StandInPulumi(tmp_path, monkeypatch, outputs(closed_port()))
+    pulumi = StandInPulumi(tmp_path, monkeypatch, outputs(closed_port()), aws_api)
     target = pulumi.target(tmp_path, f"allowedCidrs=[{CIDR}]")
     target.apply(target.prepare(target.settings())[0])
     steps = tmp_path / "steps.json"

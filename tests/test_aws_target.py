@@ -61,8 +61,8 @@ def stack_outputs() -> dict:
 
 
 @pytest.fixture
-def pulumi(tmp_path, monkeypatch):
-    return StandInPulumi(tmp_path, monkeypatch, stack_outputs())
+def pulumi(tmp_path, monkeypatch, aws_api):
+    return StandInPulumi(tmp_path, monkeypatch, stack_outputs(), aws_api)
 
 
 @pytest.mark.process
@@ -332,8 +332,10 @@ def test_missing_graviton_artifacts_are_named_with_the_command_before_pulumi_run
 
 
 @pytest.mark.process
-def test_the_zone_the_first_up_chose_is_kept_in_the_stack_so_later_ups_never_move_the_hosts(tmp_path, monkeypatch):
-    pulumi = StandInPulumi(tmp_path, monkeypatch, {**stack_outputs(), "availabilityZone": "us-east-1b"})
+def test_the_zone_the_first_up_chose_is_kept_in_the_stack_so_later_ups_never_move_the_hosts(
+    tmp_path, monkeypatch, aws_api
+):
+    pulumi = StandInPulumi(tmp_path, monkeypatch, {**stack_outputs(), "availabilityZone": "us-east-1b"}, aws_api)
     said: list[str] = []
     target = pulumi.target(tmp_path, f"allowedCidrs=[{CIDR}]", on_output=said.append)
     target.apply(target.prepare(target.settings())[0])
@@ -348,8 +350,8 @@ def test_the_zone_the_first_up_chose_is_kept_in_the_stack_so_later_ups_never_mov
 
 
 @pytest.mark.process
-def test_a_zone_the_user_named_is_theirs_and_left_alone(tmp_path, monkeypatch):
-    pulumi = StandInPulumi(tmp_path, monkeypatch, {**stack_outputs(), "availabilityZone": "us-east-1c"})
+def test_a_zone_the_user_named_is_theirs_and_left_alone(tmp_path, monkeypatch, aws_api):
+    pulumi = StandInPulumi(tmp_path, monkeypatch, {**stack_outputs(), "availabilityZone": "us-east-1c"}, aws_api)
     target = pulumi.target(tmp_path, f"allowedCidrs=[{CIDR}]", "availabilityZone=us-east-1c")
     target.apply(target.prepare(target.settings())[0])
     assert pulumi.stack_config()["buildfleet:availabilityZone"] == "us-east-1c"
@@ -421,13 +423,14 @@ def test_down_detaches_the_wake_policy_from_whoever_holds_it_then_destroys(tmp_p
         for role in ("buildfleet-dev-wake-github-9f8e7d", "deploy"):
             iam.create_role(RoleName=role, AssumeRolePolicyDocument=trust)
             iam.attach_role_policy(RoleName=role, PolicyArn=arn)
-        pulumi = StandInPulumi(tmp_path, monkeypatch, {**stack_outputs(), "wakePolicyArn": arn})
+        pulumi = StandInPulumi(tmp_path, monkeypatch, {**stack_outputs(), "wakePolicyArn": arn}, endpoint)
         target = pulumi.target(tmp_path, f"allowedCidrs=[{CIDR}]")
         target.apply(target.prepare(target.settings())[0])
         said = target.down()
         assert said == [
             "wake policy detached from user ci",
             "wake policy detached from role deploy",
+            "nothing of the fleet is left in region us-east-1: no instance, spot request, Elastic IP or load balancer",
             "stack 'dev' destroyed",
         ]
         left = iam.list_entities_for_policy(PolicyArn=arn)

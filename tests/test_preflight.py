@@ -25,14 +25,14 @@ def sts(monkeypatch):
     with moto_server() as endpoint:
         monkeypatch.setenv("AWS_ENDPOINT_URL", endpoint)
         monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")  # never ask 169.254.169.254 for credentials
-        yield
+        yield endpoint
 
 
 @pytest.mark.process
 def test_aws_preflight_names_the_cli_its_login_the_project_and_who_the_credentials_are(
     tmp_path, monkeypatch, capsys, sts
 ):
-    pulumi = StandInPulumi(tmp_path, monkeypatch, {})
+    pulumi = StandInPulumi(tmp_path, monkeypatch, {}, sts)
     (pulumi.project / "Pulumi.dev.yaml").write_text(yaml.safe_dump({"config": {"aws:region": "us-east-1"}}))
     for name, value in (("AWS_ACCESS_KEY_ID", "testing"), ("AWS_SECRET_ACCESS_KEY", "testing")):
         monkeypatch.setenv(name, value)
@@ -47,10 +47,11 @@ def test_aws_preflight_names_the_cli_its_login_the_project_and_who_the_credentia
 
 @pytest.mark.process
 def test_aws_preflight_without_credentials_or_login_fails_with_the_fix(tmp_path, monkeypatch, capsys, sts):
-    pulumi = StandInPulumi(tmp_path, monkeypatch, {})
+    pulumi = StandInPulumi(tmp_path, monkeypatch, {}, sts)
     monkeypatch.delenv("PULUMI_BACKEND_URL")
-    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE", "AWS_REGION"):
         monkeypatch.delenv(name, raising=False)
+    monkeypatch.delenv("AWS_DEFAULT_REGION", raising=False)
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
     monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
     code, checks = preflight(capsys, "--target", "aws", "--project-dir", str(pulumi.project))

@@ -40,9 +40,9 @@ def outputs(port: int) -> dict:
 
 
 @pytest.fixture
-def aws_fleet(tmp_path, monkeypatch):
+def aws_fleet(tmp_path, monkeypatch, aws_api):
     """Fleet ``f`` made by ``up --target aws`` on stack ``dev`` (the stand-in's engine)."""
-    pulumi = StandInPulumi(tmp_path, monkeypatch, outputs(closed_port()))
+    pulumi = StandInPulumi(tmp_path, monkeypatch, outputs(closed_port()), aws_api)
     target = pulumi.target(tmp_path, f"allowedCidrs=[{CIDR}]", "amd64Count=2")
     settings = target.settings()
     target.apply(target.prepare(settings)[0])

@@ -12,7 +12,8 @@ from __future__ import annotations
 import dataclasses
 import os
 import secrets
-from collections.abc import Callable, Mapping
+import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -32,14 +33,17 @@ from provisioning.removal import unlink_inside
 from provisioning.settings import NAMESPACE, Settings, require_allowed_cidrs, require_ec2_key
 from provisioning.state import FleetState
 from provisioning.targets import automation, declared_features
-from provisioning.targets.account import detach_policy
+from provisioning.targets.account import cancel_spot_requests, detach_policy, fleet_leftovers
 from provisioning.targets.base import ConfigSources, HostState, TargetOptions, settings_with_defaults
 from provisioning.targets.changes import ChangePreview, refuse_changes
-from provisioning.targets.ec2power import describe_aws_error, stack_hosts, start_stack_hosts
+from provisioning.targets.ec2power import Ec2Host, describe_aws_error, stack_hosts, start_stack_hosts
 from provisioning.targets.nlb import NlbMembers
 from provisioning.targets.preflight import AWS_PACKAGES, MACHINE, attempt, package_checks, tool_check
 
 TARGET = "aws"
+
+
+LEFTOVER_SECONDS = 60  # how long down asks again for what AWS may still list a moment after destroy
 
 
 @dataclass
@@ -354,10 +358,49 @@ class AwsTarget:
             confirm(automation.preview(stack, "pulumi destroy", self.on_output, destroy=True))
         outputs = automation.run(lambda: stack.outputs(), "reading the stack's outputs", self.stack)
         detached = self._detach_wake_policy(outputs)
+        instances = [h.instance_id for h in self._account("listing the fleet's instances", self._instances)]
+        detached += self._account("cancelling the fleet's spot requests", cancel_spot_requests, instances)
         for line in detached:
             self.on_output(line)
         automation.run(lambda: stack.destroy(on_output=self.on_output), "pulumi destroy", self.stack)
-        return detached
+        return [*detached, self._nothing_left(instances)]
+
+    def _nothing_left(self, instances: Sequence[str]) -> str:
+        """What of the fleet the account still holds after destroy (asked again for a while: AWS
+        lists a resource a moment after it went): an error naming each, or a line saying none."""
+        fleet_id = self.settings().fleet_id
+        elbv2 = self._client("elbv2")
+        deadline = time.monotonic() + LEFTOVER_SECONDS
+        while True:
+            left = self._account(
+                "checking what of the fleet is left", fleet_leftovers, elbv2, self.stack, fleet_id, instances
+            )
+            if not left or time.monotonic() > deadline:
+                break
+            time.sleep(5)
+        where = f"region {self._region() or os.environ.get('AWS_DEFAULT_REGION') or '(the default)'}"
+        if left:
+            raise BuildfleetError(
+                f"pulumi destroy finished, but {where} still holds what the fleet made: {', '.join(left)}; "
+                "remove them in the AWS console (buildfleet no longer knows them)"
+            )
+        return f"nothing of the fleet is left in {where}: no instance, spot request, Elastic IP or load balancer"
+
+    def _instances(self, ec2: Any) -> list[Ec2Host]:
+        return list(stack_hosts(ec2, self.stack, self.settings().fleet_id).values())
+
+    def _client(self, service: str) -> Any:
+        boto3 = require("boto3", AWS, "buildfleet down")
+        return boto3.client(service, region_name=self._region())
+
+    def _account(self, what: str, call: Callable[..., Any], *args: Any) -> Any:
+        """``call`` with an EC2 client first, an SDK error as one line naming ``what``."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            return call(self._client("ec2"), *args)
+        except (BotoCoreError, ClientError) as error:
+            raise BuildfleetError(describe_aws_error(error, what)) from None
 
     def _detach_wake_policy(self, outputs: Mapping[str, Any]) -> list[str]:
         arn = output_value(outputs, "wakePolicyArn")

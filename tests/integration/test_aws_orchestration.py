@@ -29,12 +29,14 @@ def pinned_keys(fleet) -> dict[str, str]:
     return {h.name: by_port[h.ssh_port] for h in fleet.inventory.hosts}
 
 
-def test_up_target_aws_twice_then_down_with_lists_from_buildfleet_yaml_and_set(fleet, tmp_path, monkeypatch, capsys):
+def test_up_target_aws_twice_then_down_with_lists_from_buildfleet_yaml_and_set(
+    fleet, tmp_path, monkeypatch, capsys, aws_api
+):
     """The real Automation API library against the stand-in CLI, whose stack outputs point at
     the live local fleet: waiting for SSH, configure and the builder run for real."""
     name = f"aws{uuid.uuid4().hex[:6]}"
     outputs = {"inventory": {**fleet.inventory.to_dict(), "target": "aws"}, "hostKeys": pinned_keys(fleet)}
-    pulumi = StandInPulumi(tmp_path, monkeypatch, outputs)
+    pulumi = StandInPulumi(tmp_path, monkeypatch, outputs, aws_api)
     (pulumi.project / "buildfleet.yaml").write_text("platforms: [linux/amd64, linux/arm64, linux/s390x]\n")
     monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path / "docker-config"))
     public = fleet.state.ssh_key.with_suffix(".pub").read_text().strip()
