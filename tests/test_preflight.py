@@ -43,6 +43,7 @@ def test_aws_preflight_names_the_cli_its_login_the_project_and_who_the_credentia
     assert checks[("aws", "region")]["detail"] == "us-east-1"
     assert checks[("aws", "credentials")]["ok"] and "(account 123456789012)" in checks[("aws", "credentials")]["detail"]
     assert {("this machine", p) for p in ("pulumi", "pulumi-aws", "pulumi-tls", "boto3")} <= set(checks)
+    assert checks[("aws", "offerings")]["ok"] and checks[("aws", "elastic IPs")]["ok"]  # the account's limits too
 
 
 @pytest.mark.process

@@ -34,6 +34,7 @@ from provisioning.settings import NAMESPACE, Settings, require_allowed_cidrs, re
 from provisioning.state import FleetState
 from provisioning.targets import automation, declared_features
 from provisioning.targets.account import cancel_spot_requests, detach_policy, fleet_leftovers
+from provisioning.targets.awsquota import Needs, account_checks
 from provisioning.targets.base import ConfigSources, HostState, TargetOptions, settings_with_defaults
 from provisioning.targets.changes import ChangePreview, refuse_changes
 from provisioning.targets.ec2power import Ec2Host, describe_aws_error, stack_hosts, start_stack_hosts
@@ -103,6 +104,7 @@ class AwsTarget:
     def up(self, settings: Settings) -> Inventory:
         """Preview, confirm, pulumi up, then wait until every host answers over SSH with cloud-init done."""
         to_set, ssh_key = self.prepare(settings)
+        self.check_account(settings)
         self.on_output(f"pulumi up: stack {self.stack!r} in {self.project_dir}")
         inventory = self.apply(to_set, ssh_key, confirm=self.confirm)
         waited = wait_for_hosts(inventory.hosts, lambda host: connect(host, self.state), self.wait_timeout)
@@ -110,6 +112,31 @@ class AwsTarget:
         for warning in (w.warning for w in waited.values() if w.warning):
             self.on_output(f"warning: {warning}")
         return inventory
+
+    def check_account(self, settings: Settings) -> None:
+        """The account's limits against the plan, before anything is made: a limit the plan would
+        hit stops up here, with nothing made (see awsquota); a limit that cannot be read is a warning."""
+        checks = self.account_checks(settings)
+        for check in (c for c in checks if c.warning):
+            self.on_output(f"warning: {check.detail} ({check.fix})")
+        stops = [c for c in checks if not c.ok and not c.warning]
+        if stops:
+            found = "; ".join(f"{c.check}: {c.detail} ({c.fix})" for c in stops)
+            raise BuildfleetError(f"the account would stop up half-way, so nothing was made: {found}")
+
+    def account_checks(self, settings: Settings) -> list[Check]:
+        boto3 = require("boto3", AWS, "up --target aws")
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        region = self._region()
+        try:
+            ec2 = boto3.client("ec2", region_name=region)
+            quotas = boto3.client("service-quotas", region_name=region)
+            needs = Needs.of(self.plan(settings), settings)
+            return account_checks(ec2, quotas, needs, self.stack, settings.fleet_id, (BotoCoreError, ClientError))
+        except (BotoCoreError, ClientError) as error:
+            detail = describe_aws_error(error, "reading the account's limits (offerings, Elastic IPs)")
+            return [failed("aws", "account limits", detail, "see the detail: up would meet the same refusal")]
 
     def prepare(self, settings: Settings) -> tuple[dict[str, Any], str]:
         """The keys up sets on the stack (the user's buildfleet.yaml and --set; the stack file
@@ -240,7 +267,10 @@ class AwsTarget:
             )
         )
         checks.append(attempt(self.stack, "project", lambda: self._project_ready(), "see the detail"))
-        checks.extend(self._aws_checks())
+        found = self._aws_checks()
+        checks.extend(found)
+        if all(c.ok for c in found):  # the account's limits, once there are credentials and a region to ask
+            checks.extend(self.account_checks(settings))
         return checks
 
     def _project_ready(self) -> str:
