@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime
 import ipaddress
 import secrets
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -67,24 +67,83 @@ def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
     )
 
 
-def _load(directory: Path) -> Pem | None:
+def load_pem(directory: Path) -> Pem | None:
+    """The certificate and key kept in ``directory``, if both are there."""
     cert, key = directory / "cert.pem", directory / "key.pem"
     if cert.exists() and key.exists():
         return Pem(cert.read_bytes(), key.read_bytes())
     return None
 
 
-def _save(directory: Path, pem: Pem) -> Pem:
+def save_pem(directory: Path, pem: Pem) -> Pem:
+    """``pem`` kept in ``directory``: the key private (0600 in a 0700 directory)."""
     write_private(directory / "key.pem", pem.key)  # makes the directory 0700
     (directory / "cert.pem").write_bytes(pem.cert)
     return pem
 
 
-def _validity(builder: x509.CertificateBuilder) -> x509.CertificateBuilder:
-    now = datetime.datetime.now(datetime.timezone.utc)
+def _validity(
+    builder: x509.CertificateBuilder, days: float = VALID_DAYS, now: datetime.datetime | None = None
+) -> x509.CertificateBuilder:
+    now = now or datetime.datetime.now(datetime.timezone.utc)
     return builder.not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(
-        now + datetime.timedelta(days=VALID_DAYS)
+        now + datetime.timedelta(days=days)
     )
+
+
+def make_ca(label: str) -> Pem:
+    """A CA named apart from every earlier one (``label``, the day, a random tag), with a key
+    identifier: peers that trust several CAs (a rotation's two, the consumers') find the issuer
+    by name and key identifier, and OpenSSL (HAProxy's checks) tries only the first that matches."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = _name(f"{label} {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d} {secrets.token_hex(4)}")
+    builder = _validity(
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+    )
+    builder = (
+        builder.add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+    )
+    cert = builder.sign(key, hashes.SHA256())
+    return Pem(cert.public_bytes(serialization.Encoding.PEM), _key_pem(key))
+
+
+def issue(
+    ca: Pem,
+    common_name: str,
+    usage: x509.ObjectIdentifier,
+    sans: Sequence[x509.GeneralName] = (),
+    days: float = VALID_DAYS,
+    now: datetime.datetime | None = None,
+) -> Pem:
+    """A leaf certificate for ``common_name`` signed by ``ca``, for ``usage`` (server or client)."""
+    ca_cert = x509.load_pem_x509_certificate(ca.cert)
+    ca_key = serialization.load_pem_private_key(ca.key, None)
+    if not isinstance(ca_key, ec.EllipticCurvePrivateKey):
+        raise BuildfleetError(f"the key of {ca_cert.subject.rfc4514_string()} is not the EC key buildfleet made")
+    key = ec.generate_private_key(ec.SECP256R1())
+    builder = _validity(
+        x509.CertificateBuilder()
+        .subject_name(_name(common_name))
+        .issuer_name(ca_cert.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number()),
+        days,
+        now,
+    )
+    builder = builder.add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True).add_extension(
+        x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False
+    )
+    builder = builder.add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
+    if sans:
+        builder = builder.add_extension(x509.SubjectAlternativeName(list(sans)), critical=False)
+    cert = builder.sign(ca_key, hashes.SHA256())
+    return Pem(cert.public_bytes(serialization.Encoding.PEM), _key_pem(key))
 
 
 @dataclass(frozen=True)
@@ -92,7 +151,7 @@ class FleetCA:
     directory: Path  # <state>/tls
 
     def ca(self) -> Pem:
-        existing = _load(self.directory / "ca")
+        existing = load_pem(self.directory / "ca")
         return existing or self._new_ca()
 
     # --- rotation (rotate-certs): a new CA without a moment when a client and a host
@@ -117,7 +176,7 @@ class FleetCA:
         if self.rotating():
             return False
         current = self.ca()
-        _save(self.previous_dir, current)
+        save_pem(self.previous_dir, current)
         self._new_ca()
         return True
 
@@ -142,7 +201,7 @@ class FleetCA:
     def trust(self) -> bytes:
         """What clients and hosts trust: the current CA, and the previous one while a rotation
         has not retired it."""
-        previous = _load(self.previous_dir) if self.rotating() and not self.retiring() else None
+        previous = load_pem(self.previous_dir) if self.rotating() and not self.retiring() else None
         return self.ca().cert + (previous.cert if previous else b"")
 
     def write_trust(self) -> None:
@@ -154,50 +213,12 @@ class FleetCA:
             path.write_bytes(wanted)
 
     def _new_ca(self) -> Pem:
-        """A CA named apart from every earlier one, with a key identifier: during a rotation
-        peers trust two CAs, and OpenSSL (HAProxy's checks) looks an issuer up by name and key
-        identifier, trying only the first CA that matches."""
-        key = ec.generate_private_key(ec.SECP256R1())
-        name = _name(f"buildfleet CA {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d} {secrets.token_hex(4)}")
-        builder = _validity(
-            x509.CertificateBuilder()
-            .subject_name(name)
-            .issuer_name(name)
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-        )
-        builder = (
-            builder.add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-            .add_extension(x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True)
-            .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-        )
-        cert = builder.sign(key, hashes.SHA256())
-        made = _save(self.directory / "ca", Pem(cert.public_bytes(serialization.Encoding.PEM), _key_pem(key)))
+        made = save_pem(self.directory / "ca", make_ca("buildfleet CA"))
         self.write_trust()
         return made
 
     def _issue(self, common_name: str, usage: x509.ObjectIdentifier, sans: list[x509.GeneralName]) -> Pem:
-        ca = self.ca()
-        ca_cert = x509.load_pem_x509_certificate(ca.cert)
-        ca_key = serialization.load_pem_private_key(ca.key, None)
-        if not isinstance(ca_key, ec.EllipticCurvePrivateKey):
-            raise BuildfleetError(f"the fleet CA's key in {self.directory / 'ca'} is not the EC key buildfleet made")
-        key = ec.generate_private_key(ec.SECP256R1())
-        builder = _validity(
-            x509.CertificateBuilder()
-            .subject_name(_name(common_name))
-            .issuer_name(ca_cert.subject)
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-        )
-        builder = builder.add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True).add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False
-        )
-        builder = builder.add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
-        if sans:
-            builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
-        cert = builder.sign(ca_key, hashes.SHA256())
-        return Pem(cert.public_bytes(serialization.Encoding.PEM), _key_pem(key))
+        return issue(self.ca(), common_name, usage, sans)
 
     def server(self, host: str, names: Iterable[str]) -> Pem:
         """Server cert for ``host`` valid for every address/name the operator may dial."""
@@ -208,17 +229,19 @@ class FleetCA:
             except ValueError:
                 sans.append(x509.DNSName(name))
         directory = self.directory / "hosts" / host
-        existing = _load(directory)
+        existing = load_pem(directory)
         if existing and _sans(existing.cert) == set(sans) and _issued_by(existing.cert, self.ca().cert):
             return existing
-        return _save(directory, self._issue(host, ExtendedKeyUsageOID.SERVER_AUTH, sans))
+        return save_pem(directory, self._issue(host, ExtendedKeyUsageOID.SERVER_AUTH, sans))
 
     def client(self) -> Pem:
         """The certificate buildx (the operator, or a CI job) presents to every node."""
-        return _load(self.directory / "client") or self._new_client()
+        return load_pem(self.directory / "client") or self._new_client()
 
     def _new_client(self) -> Pem:
-        return _save(self.directory / "client", self._issue("buildfleet client", ExtendedKeyUsageOID.CLIENT_AUTH, []))
+        return save_pem(
+            self.directory / "client", self._issue("buildfleet client", ExtendedKeyUsageOID.CLIENT_AUTH, [])
+        )
 
 
 def _issued_by(cert_pem: bytes, ca_pem: bytes) -> bool:

@@ -15,6 +15,7 @@ from provisioning import __version__
 from provisioning.artifacts import BUILDKIT_VERSION, BUILDX_VERSION
 from provisioning.cli import artifacts as artifacts_cli
 from provisioning.cli import build as build_cli
+from provisioning.cli import clients as clients_cli
 from provisioning.cli import fleet as fleet_cli
 from provisioning.cli import measure as measure_cli
 from provisioning.cli.context import Fleet
@@ -57,6 +58,7 @@ COMMANDS = (
     measure_cli.add_bench,
     measure_cli.add_cost,
     build_cli.add_ci_config,
+    clients_cli.add_client,
     artifacts_cli.add_artifacts,
     fleet_cli.add_down,
     add_completion,
@@ -84,11 +86,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 # Commands that change a fleet's hosts, builder or state: one at a time per fleet. bench among them:
 # --baseline seed registers QEMU on a host, and its timings mean nothing while configure restarts one.
-CHANGING = frozenset({"up", "configure", "rotate-certs", "wake", "builder", "bench", "down"})
+CHANGING = frozenset({"up", "configure", "rotate-certs", "wake", "builder", "bench", "client", "down"})
 
 
 def changes_fleet(args: argparse.Namespace) -> bool:
-    reads_only = args.command == "builder" and args.action == "show"
+    reads_only = args.command in ("builder", "client") and args.action in ("show", "list")
     return args.command in CHANGING and not reads_only
 
 

@@ -14,7 +14,8 @@ from rich.table import Table
 
 from provisioning.builder.drivers import DRIVERS
 from provisioning.cli.context import Fleet
-from provisioning.cli.options import add_fleet_options, default_cache_dir
+from provisioning.cli.options import add_fleet_options, checked, default_cache_dir
+from provisioning.consumers import check_consumer_name
 from provisioning.errors import BuildfleetError
 from provisioning.inventory import Inventory
 from provisioning.jsonstyle import Keyed, dumps
@@ -163,6 +164,10 @@ def cmd_ci_config(fleet: Fleet, args: argparse.Namespace) -> int:
     console, name = fleet.console, fleet.builder_name
     inventory = fleet.inventory()
     tls = TLSFiles.in_state(fleet.state.root / "tls")
+    if args.client:  # that consumer's own certificate, revocable alone (buildfleet client)
+        from provisioning.consumers import Consumers
+
+        tls = Consumers(fleet.state.root / "tls").files(args.client)
     nodes = remote_nodes(name, inventory, tls)
     platforms = list(inventory.platforms)
     secrets = ciconfig.secret_files(str(tls.ca), str(tls.cert), str(tls.key))
@@ -274,6 +279,12 @@ def add_ci_config(commands: argparse._SubParsersAction) -> None:
         "--cache-repository",
         metavar="REPO",
         help="registry repository for the build cache, one tag per node (default: the image's own repository)",
+    )
+    ci.add_argument(
+        "--client",
+        metavar="NAME",
+        type=checked(check_consumer_name),
+        help="the secrets of that consumer's own certificate (buildfleet client add NAME), not the operator's",
     )
     add_fleet_options(ci, configure_flags=False)
     ci.set_defaults(handler=cmd_ci_config)

@@ -8,6 +8,7 @@ from dataclasses import dataclass, replace
 
 from provisioning.artifacts import BUILDKIT_VERSION, BUILDX_VERSION, ArtifactSource
 from provisioning.certs import FleetCA
+from provisioning.consumers import Consumers
 from provisioning.errors import BuildfleetError
 from provisioning.hosts.executor import FleetReport, Progress, run_fleet, run_host
 from provisioning.hosts.idle import IdleDesired, idle_step
@@ -126,12 +127,15 @@ def steps_for(
     if options.block_metadata:
         steps.append(metadata_step())  # before buildkitd: no build step ever sees the metadata service
     server = ca.server(host.name, server_names(host, pool))
+    # whom buildkitd lets in: the fleet's CA (and during a rotation the one it replaces), and each
+    # consumer's own issuing CA not revoked (see consumers)
+    client_trust = ca.trust() + Consumers(ca.directory).trust()
     steps.append(
         buildkitd_step(
             BuildkitdDesired(
                 binaries=artifacts.buildkit,
                 port=options.buildkitd_port,
-                ca_pem=ca.trust(),  # the fleet's CA, and during a rotation the one it replaces
+                ca_pem=client_trust,
                 cert_pem=server.cert,
                 key_pem=server.key,
                 config=buildkitd_config(host, registry, options.gc, options.max_parallelism),

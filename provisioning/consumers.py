@@ -1,0 +1,129 @@
+"""A client credential per consumer (a CI system, a developer), each one revocable alone.
+
+buildkitd checks client certificates against the CAs in its ``--tlscacert`` and knows no
+revocation list. So each consumer's certificate is signed by an issuing CA of its own, and the
+hosts trust the bundle of the fleet's CA and every active consumer's CA (configure rolls it
+out, one host at a time, drained). Revoking a consumer removes its CA from the bundle and its
+keys from this machine: after the next configure no host accepts anything it ever signed.
+Renewing issues a new certificate under the same CA: the hosts need no change, nothing
+restarts. What a consumer trusts of the hosts is the fleet's own CA (``trust.pem``), as the
+builder does.
+
+Layout, in ``<state>/tls/consumers/<name>/``: ``ca/`` (its issuing CA), ``cert.pem`` and
+``key.pem`` (its client certificate), ``revoked`` once revoked (the certificate stays, for
+``client list``; the keys go).
+"""
+
+from __future__ import annotations
+
+import datetime
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.x509.oid import ExtendedKeyUsageOID
+
+from provisioning.certs import TRUST_FILE, Pem, TLSFiles, issue, load_pem, make_ca, save_pem
+from provisioning.errors import BuildfleetError, ConfigError
+from provisioning.removal import unlink_inside
+
+NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
+CLIENT_DAYS = 90  # a consumer's certificate; renewed in place, its CA stays
+REVOKED = "revoked"
+
+
+def check_consumer_name(name: str) -> str:
+    if not NAME.fullmatch(name):
+        raise ConfigError(
+            f"client name {name!r} is not allowed: use 1 to 63 characters of a-z, 0-9 and '-', starting with a "
+            "letter or digit (it names a directory)"
+        )
+    return name
+
+
+@dataclass(frozen=True)
+class Consumer:
+    name: str
+    not_after: datetime.datetime
+    revoked: bool
+
+    def state(self, now: datetime.datetime) -> str:
+        if self.revoked:
+            return "revoked"
+        return "expired" if self.not_after <= now else f"valid, {(self.not_after - now).days} days left"
+
+
+@dataclass(frozen=True)
+class Consumers:
+    tls: Path  # <state>/tls
+
+    @property
+    def directory(self) -> Path:
+        return self.tls / "consumers"
+
+    def _dir(self, name: str) -> Path:
+        return self.directory / check_consumer_name(name)
+
+    def add(self, name: str, days: float = CLIENT_DAYS, now: datetime.datetime | None = None) -> TLSFiles:
+        """A new consumer: its issuing CA and a client certificate of it. A name in use (or
+        revoked: its certificates may still be out there) is refused."""
+        directory = self._dir(name)
+        if directory.exists():
+            raise BuildfleetError(
+                f"client {name!r} exists already"
+                + (" (revoked: choose another name)" if (directory / REVOKED).exists() else ": renew it instead")
+            )
+        ca = save_pem(directory / "ca", make_ca(f"buildfleet client CA {name}"))
+        save_pem(directory, issue(ca, f"buildfleet client {name}", ExtendedKeyUsageOID.CLIENT_AUTH, days=days, now=now))
+        return self.files(name)
+
+    def renew(self, name: str, days: float = CLIENT_DAYS) -> TLSFiles:
+        """A new certificate under the consumer's own CA: the hosts trust it already."""
+        ca = self._active_ca(name)
+        save_pem(self._dir(name), issue(ca, f"buildfleet client {name}", ExtendedKeyUsageOID.CLIENT_AUTH, days=days))
+        return self.files(name)
+
+    def revoke(self, name: str) -> None:
+        """Out of the bundle the hosts trust (at their next configure), its keys gone from here."""
+        directory = self._dir(name)
+        self._active_ca(name)
+        (directory / REVOKED).write_text("revoked: no host trusts its CA after the next configure\n")
+        for path in (directory / "ca" / "key.pem", directory / "ca" / "cert.pem", directory / "key.pem"):
+            unlink_inside(path, directory)
+
+    def files(self, name: str) -> TLSFiles:
+        """What the consumer uses: the fleet's trust for the hosts, its own certificate and key."""
+        self._active_ca(name)
+        directory = self._dir(name)
+        return TLSFiles(self.tls / TRUST_FILE, directory / "cert.pem", directory / "key.pem")
+
+    def trust(self) -> bytes:
+        """The CAs of every consumer not revoked, for the hosts' bundle."""
+        return b"".join(ca.cert for ca in (self._ca(name) for name in self.names()) if ca is not None)
+
+    def names(self) -> list[str]:
+        if not self.directory.exists():
+            return []
+        return sorted(p.name for p in self.directory.iterdir() if p.is_dir() and NAME.fullmatch(p.name))
+
+    def listed(self) -> list[Consumer]:
+        found = []
+        for name in self.names():
+            cert = self._dir(name) / "cert.pem"
+            if cert.exists():
+                not_after = x509.load_pem_x509_certificate(cert.read_bytes()).not_valid_after_utc
+                found.append(Consumer(name, not_after, (self._dir(name) / REVOKED).exists()))
+        return found
+
+    def _ca(self, name: str) -> Pem | None:
+        directory = self._dir(name)
+        return None if (directory / REVOKED).exists() else load_pem(directory / "ca")
+
+    def _active_ca(self, name: str) -> Pem:
+        ca = self._ca(name)
+        if ca is None:
+            known = ", ".join(self.names()) or "none"
+            state = "is revoked" if (self._dir(name) / REVOKED).exists() else "does not exist"
+            raise BuildfleetError(f"client {name!r} {state} (clients: {known}; buildfleet client add NAME)")
+        return ca

@@ -1,0 +1,82 @@
+"""A client credential per consumer: its own issuing CA, trusted by the hosts until revoked;
+renewed under the same CA, so the hosts never change for a renewal."""
+
+import datetime
+
+import pytest
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+
+from provisioning.certs import FleetCA
+from provisioning.cli import main
+from provisioning.consumers import Consumers
+from provisioning.errors import BuildfleetError, ConfigError
+
+
+def accepts(bundle: bytes, cert_pem: bytes) -> bool:
+    """Whether a host trusting ``bundle`` lets in a client presenting ``cert_pem``."""
+    cert = x509.load_pem_x509_certificate(cert_pem)
+    for authority in x509.load_pem_x509_certificates(bundle):
+        try:
+            cert.verify_directly_issued_by(authority)
+            return True
+        except (InvalidSignature, ValueError, TypeError):
+            continue
+    return False
+
+
+@pytest.fixture
+def tls(tmp_path):
+    FleetCA(tmp_path / "tls").client()
+    return tmp_path / "tls"
+
+
+def hosts_trust(tls) -> bytes:
+    return FleetCA(tls).trust() + Consumers(tls).trust()  # what configure gives every host
+
+
+def test_each_consumer_has_its_own_ca_and_revoking_one_leaves_the_others_trusted(tls):
+    consumers = Consumers(tls)
+    github, laptop = consumers.add("github"), consumers.add("laptop")
+    assert accepts(hosts_trust(tls), github.cert.read_bytes()) and accepts(hosts_trust(tls), laptop.cert.read_bytes())
+    assert github.ca == laptop.ca == tls / "trust.pem"  # both trust the hosts as the builder does
+
+    consumers.revoke("github")
+    assert not accepts(hosts_trust(tls), github.cert.read_bytes())
+    assert accepts(hosts_trust(tls), laptop.cert.read_bytes())
+    assert accepts(hosts_trust(tls), FleetCA(tls).client().cert)  # the operator's own client too
+    assert not (tls / "consumers" / "github" / "key.pem").exists()  # nothing can be signed or presented from here
+    assert not (tls / "consumers" / "github" / "ca" / "key.pem").exists()
+    with pytest.raises(BuildfleetError, match="client 'github' is revoked"):
+        consumers.files("github")
+    with pytest.raises(BuildfleetError, match=r"revoked: choose another name"):
+        consumers.add("github")
+
+
+def test_a_renewal_is_a_new_certificate_under_the_same_ca_so_no_host_changes(tls):
+    consumers = Consumers(tls)
+    first = consumers.add("ci", days=30).cert.read_bytes()
+    before = hosts_trust(tls)
+    renewed = consumers.renew("ci", days=90).cert.read_bytes()
+    assert renewed != first and hosts_trust(tls) == before and accepts(before, renewed)
+    (listed,) = consumers.listed()
+    assert 89 <= (listed.not_after - datetime.datetime.now(datetime.timezone.utc)).days <= 90
+
+
+def test_list_shows_valid_expired_and_revoked_consumers(tls):
+    consumers = Consumers(tls)
+    now = datetime.datetime.now(datetime.timezone.utc)
+    consumers.add("fresh", days=10)
+    consumers.add("stale", days=1, now=now - datetime.timedelta(days=3))
+    consumers.add("gone")
+    consumers.revoke("gone")
+    states = {c.name: c.state(now) for c in consumers.listed()}
+    assert states == {"fresh": "valid, 9 days left", "gone": "revoked", "stale": "expired"}
+
+
+def test_a_name_that_is_not_a_plain_word_is_refused_where_arguments_are_parsed(tls, capsys):
+    with pytest.raises(ConfigError, match="client name '../x' is not allowed"):
+        Consumers(tls).add("../x")
+    with pytest.raises(SystemExit) as parsed:
+        main(["client", "add", "A/B"])
+    assert parsed.value.code == 2 and "client name 'A/B' is not allowed" in capsys.readouterr().err
