@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -39,7 +39,7 @@ class Drained:
     host: str
     seconds: float
     builds: int  # builds in flight when the drain began
-    pool: str = ""
+    pool: str = ""  # the pool whose balancer it was taken out of ("" when none was steered)
 
     def describe(self) -> str:
         waited = f"waited {self.seconds:.1f} s for {self.builds} build(s)" if self.builds else "no build in flight"
@@ -54,7 +54,6 @@ class Rolling:
     drain_timeout: float  # seconds a host may take to finish its builds before its restart is given up
     members: PoolMembers | None = None  # None: the target cannot steer its pools' balancers
     poll: float = 1.0
-    clock: Callable[[], float] = time.monotonic
     _one_at_a_time: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @contextmanager
@@ -72,7 +71,7 @@ class Rolling:
 
     def _drain(self, transport: Transport, steer: PoolMembers | None) -> Drained:
         host = transport.host
-        start = self.clock()
+        start = time.monotonic()
         first: int | None = None
         quiet = 0
         while True:
@@ -82,8 +81,9 @@ class Rolling:
                 first = len(running)
             quiet = quiet + 1 if not running and not sessions else 0
             if quiet >= QUIET_READS:
-                return Drained(host.name, round(self.clock() - start, 1), first, host.pool)
-            waited = self.clock() - start
+                steered = host.pool if steer is not None else ""
+                return Drained(host.name, round(time.monotonic() - start, 1), first, steered)
+            waited = time.monotonic() - start
             if not quiet and waited >= self.drain_timeout:
                 what = f"{len(running)} build(s) ({', '.join(running[:3])})" if running else f"{sessions} session(s)"
                 raise BuildfleetError(

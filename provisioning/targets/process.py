@@ -72,7 +72,7 @@ class OwnedProcess:
             pids = [int(line) for line in self.retiring_file.read_text().split()]
         except (OSError, ValueError):
             return []
-        return [pid for pid in pids if self._ours(pid) and not self._gone(pid)]
+        return [pid for pid in pids if not self._gone(pid)]  # gone: reaped, or its pid no longer ours
 
     def _retire(self, pid: int) -> None:
         self.retiring_file.write_text("".join(f"{p}\n" for p in [*self.retiring(), pid]))

@@ -1,8 +1,11 @@
 """Pools on real hosts: two amd64 hosts behind Debian's HAProxy share concurrent builds, and
 keep building when one of them dies."""
 
+import dataclasses
+import datetime
 import json
 import re
+import shutil
 import subprocess
 import threading
 import time
@@ -14,6 +17,8 @@ import pytest
 
 from provisioning.builder.builder import Buildx
 from provisioning.builder.sample import SampleSources, build_args, cache_args, ran_on
+from provisioning.certs import TLSFiles
+from provisioning.consumers import Consumers
 from provisioning.platforms import parse_platforms
 from provisioning.state import FleetState
 from provisioning.targets.local.balancer import LocalBalancer
@@ -225,6 +230,65 @@ def timed(build) -> tuple[int, str, float]:
     start = time.monotonic()
     code, host = build(0)
     return code, host, time.monotonic() - start
+
+
+def consumer_flags(files) -> list[str]:
+    return [
+        *("--tlscacert", str(files.ca), "--tlscert", str(files.cert), "--tlskey", str(files.key)),
+        *("--tlsservername", "127.0.0.1"),
+    ]
+
+
+def copied(files: TLSFiles, directory: Path) -> TLSFiles:
+    directory.mkdir()
+    for path in (files.ca, files.cert, files.key):
+        shutil.copy(path, directory / path.name)
+    return TLSFiles(directory / files.ca.name, directory / files.cert.name, directory / files.key.name)
+
+
+def reaches(pool, files) -> dict[str, bool]:
+    """Whether each member, and the pool through its balancer, lets ``files`` in (an mTLS handshake
+    and a buildkitd answer: buildctl debug workers)."""
+    inventory = pool.state.load_inventory()
+    (entry,) = inventory.pools
+    members = {m.name: m for m in inventory.members(entry.name)}
+    through = dataclasses.replace(members["amd64-0"], buildkitd_port=entry.port)  # the balancer's port
+    return {
+        name: buildctl(host, *consumer_flags(files)).returncode == 0
+        for name, host in {**members, entry.name: through}.items()
+    }
+
+
+def test_a_revoked_client_is_refused_by_every_member_and_through_the_pool_and_the_others_keep_building(pool):
+    consumers = Consumers(pool.state.root / "tls")
+    for name in ("ci-a", "ci-b"):
+        added = buildfleet("client", "add", name, "--fleet", pool.name, env=pool.env)
+        assert added.returncode == 0, added.stdout + added.stderr
+    everywhere = {"amd64-0": True, "amd64-1": True, "amd64-pool": True}
+    a, b = copied(consumers.files("ci-a"), pool.root / "ci-a"), consumers.files("ci-b")  # as a CI job holds them
+    assert reaches(pool, a) == everywhere and reaches(pool, b) == everywhere
+    revoked = buildfleet("client", "revoke", "ci-a", "--fleet", pool.name, env=pool.env)
+    assert revoked.returncode == 0, revoked.stdout + revoked.stderr
+    assert reaches(pool, a) == dict.fromkeys(everywhere, False)  # the job's copies are refused everywhere
+    assert reaches(pool, b) == everywhere
+    assert {code for code, _ in pool.builds(2)} == {0}  # the operator's builder too
+    listed = buildfleet("client", "list", "--json", "--fleet", pool.name, env=pool.env)
+    states = {c["name"]: c["state"] for c in json.loads(listed.stdout)["clients"]}
+    assert states["ci-a"] == "revoked" and states["ci-b"].startswith("valid, ")
+
+
+def test_an_expired_client_is_refused_and_a_renewed_one_gets_in_without_a_restart(pool):
+    consumers = Consumers(pool.state.root / "tls")
+    now = datetime.datetime.now(datetime.timezone.utc)
+    stale = consumers.add("stale", days=1, now=now - datetime.timedelta(days=3))
+    configured = buildfleet("configure", "--fleet", pool.name, env=pool.env)  # its CA into the hosts' bundle
+    assert configured.returncode == 0, configured.stdout + configured.stderr
+    assert reaches(pool, stale) == {"amd64-0": False, "amd64-1": False, "amd64-pool": False}
+    renewed = buildfleet("client", "renew", "stale", "--fleet", pool.name, env=pool.env)
+    assert renewed.returncode == 0 and "nothing restarts" in renewed.stdout, renewed.stdout + renewed.stderr
+    assert reaches(pool, consumers.files("stale")) == {"amd64-0": True, "amd64-1": True, "amd64-pool": True}
+    again = buildfleet("configure", "--fleet", pool.name, env=pool.env)
+    assert again.returncode == 0 and "nothing to change" in again.stdout, again.stdout  # the renewal changed no host
 
 
 def test_a_member_with_an_empty_cache_reuses_the_pools_registry_cache(pool):

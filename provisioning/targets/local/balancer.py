@@ -198,7 +198,7 @@ class LocalBalancer:
         return data.decode()
 
     def members(self) -> dict[str, dict[str, str]]:
-        """Each member's line of HAProxy's ``show stat``: its health (status: UP, DOWN, MAINT),
+        """Each member's line of HAProxy's ``show stat``: its health (status: UP, DOWN, DRAIN, MAINT),
         sessions now (scur) and in all (stot)."""
         header, *rows = self._ask("show stat").strip().splitlines()
         names = header.lstrip("# ").split(",")
