@@ -19,6 +19,7 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from provisioning.checks import Check
@@ -121,17 +122,32 @@ def issue(
     days: float = VALID_DAYS,
     now: datetime.datetime | None = None,
 ) -> Pem:
-    """A leaf certificate for ``common_name`` signed by ``ca``, for ``usage`` (server or client)."""
+    """A leaf certificate for ``common_name`` signed by ``ca``, for ``usage`` (server or client),
+    with a key made here."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = issue_for(ca, key.public_key(), common_name, usage, sans, days, now)
+    return Pem(cert, _key_pem(key))
+
+
+def issue_for(
+    ca: Pem,
+    public_key: CertificatePublicKeyTypes,
+    common_name: str,
+    usage: x509.ObjectIdentifier,
+    sans: Sequence[x509.GeneralName] = (),
+    days: float = VALID_DAYS,
+    now: datetime.datetime | None = None,
+) -> bytes:
+    """A certificate for a key held elsewhere (a CI job's, from its CSR): its PEM."""
     ca_cert = x509.load_pem_x509_certificate(ca.cert)
     ca_key = serialization.load_pem_private_key(ca.key, None)
     if not isinstance(ca_key, ec.EllipticCurvePrivateKey):
         raise BuildfleetError(f"the key of {ca_cert.subject.rfc4514_string()} is not the EC key buildfleet made")
-    key = ec.generate_private_key(ec.SECP256R1())
     builder = _validity(
         x509.CertificateBuilder()
         .subject_name(_name(common_name))
         .issuer_name(ca_cert.subject)
-        .public_key(key.public_key())
+        .public_key(public_key)
         .serial_number(x509.random_serial_number()),
         days,
         now,
@@ -142,8 +158,7 @@ def issue(
     builder = builder.add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
     if sans:
         builder = builder.add_extension(x509.SubjectAlternativeName(list(sans)), critical=False)
-    cert = builder.sign(ca_key, hashes.SHA256())
-    return Pem(cert.public_bytes(serialization.Encoding.PEM), _key_pem(key))
+    return builder.sign(ca_key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM)
 
 
 @dataclass(frozen=True)

@@ -92,6 +92,10 @@ class Consumers:
         for path in (directory / "ca" / "key.pem", directory / "ca" / "cert.pem", directory / "key.pem"):
             unlink_inside(path, directory)
 
+    def issuing_ca(self, name: str) -> Pem:
+        """The consumer's own CA, for what signs in its name (the OIDC token exchange)."""
+        return self._active_ca(name)
+
     def files(self, name: str) -> TLSFiles:
         """What the consumer uses: the fleet's trust for the hosts, its own certificate and key."""
         self._active_ca(name)

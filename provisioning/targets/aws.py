@@ -125,7 +125,7 @@ class AwsTarget:
             raise BuildfleetError(f"the account would stop up half-way, so nothing was made: {found}")
 
     def account_checks(self, settings: Settings) -> list[Check]:
-        boto3 = require("boto3", AWS, "up --target aws")
+        boto3 = require("boto3", AWS, "the aws target")
         from botocore.exceptions import BotoCoreError, ClientError
 
         region = self._region()
