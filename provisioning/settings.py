@@ -128,8 +128,12 @@ def _network(key: str, text: str) -> str:
         raise ConfigError(f"{NAMESPACE}:{key}: {text!r} is not a CIDR ({error})") from None
 
 
-def _checked_cidr(key: str, value: str, values: Mapping[str, Any]) -> str:
-    _network(key, value)
+def _checked_vpc_cidr(key: str, value: str, values: Mapping[str, Any]) -> str:
+    """An IPv4 network of /24 or larger: each zone's subnet is a sixteenth of it (at least a /28,
+    EC2's smallest), so a host moved to another zone never needs the address range of the first."""
+    network = ipaddress.ip_network(_network(key, value))
+    if network.version != 4 or network.prefixlen > 24:
+        raise ConfigError(f"{NAMESPACE}:{key}: {value} is too small: give an IPv4 network of /24 or larger")
     return value
 
 
@@ -327,8 +331,8 @@ class Settings:
         "vpcCidr",
         "string",
         "10.42.0.0/16",
-        "CIDR of the created VPC (only with createVpc).",
-        check=_checked_cidr,
+        "CIDR of the created VPC (only with createVpc; /24 or larger: each zone's subnet is a sixteenth of it).",
+        check=_checked_vpc_cidr,
     )
     availability_zone: str = setting(
         "availabilityZone",

@@ -72,6 +72,8 @@ CASES = [
     ),
     ("stack-missing", ["plan", "--stack", "missing"], {}, "Pulumi.missing.yaml does not exist"),
     ("aws-no-cidrs", ["up", "--target", "aws"], {}, "buildfleet:allowedCidrs is empty"),
+    ("vpc-cidr-small", ["plan", "--set", "vpcCidr=10.0.0.0/26"], {}, "buildfleet:vpcCidr: 10.0.0.0/26 is too small"),
+    ("client-name", ["client", "add", "../ci"], {}, "client name '../ci'"),
     ("aws-world-open", ["up", "--target", "aws", "--set", "allowedCidrs=[0.0.0.0/0]"], {}, "allowWorld"),
     (
         "aws-ecdsa-key",

@@ -211,6 +211,7 @@ def test_create_vpc_makes_a_public_subnet_with_a_route_out():
     assert subnet.inputs["mapPublicIpOnLaunch"] is True and subnet.inputs["availabilityZone"] == "us-east-1b", (
         subnet.urn
     )
+    assert subnet.inputs["cidrBlock"] == "10.42.16.0/20"  # us-east-1b's sixteenth: a move to another zone fits beside
     assert routes.inputs["routes"][0]["cidrBlock"] == "0.0.0.0/0", routes.urn
     assert {r.inputs["subnetId"] for r in run.mocks.of_type(INSTANCE)} == {f"{subnet.name}-id"}
 
@@ -403,3 +404,11 @@ def test_the_circleci_wake_role_trusts_only_the_named_projects_of_the_organizati
         "StringLike": {f"{issuer}:sub": [f"org/{ORG}/project/{PROJECT}/user/*"]},
     }
     assert run.outputs["wakeCircleciRoleArn"].endswith(":role/buildfleet-test-wake-circleci")
+
+
+def test_each_zone_has_a_subnet_of_its_own_in_the_created_vpc():
+    from provisioning.cloud.network import zone_subnet
+
+    subnets = {zone: zone_subnet("10.42.0.0/16", zone) for zone in ("us-east-1a", "us-east-1b", "us-east-1f")}
+    assert subnets == {"us-east-1a": "10.42.0.0/20", "us-east-1b": "10.42.16.0/20", "us-east-1f": "10.42.80.0/20"}
+    assert zone_subnet("192.168.7.0/24", "eu-west-1c") == "192.168.7.32/28"  # EC2's smallest subnet

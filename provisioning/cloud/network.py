@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -16,6 +17,16 @@ class NetworkArgs:
     availability_zone: str = ""  # empty: the first (in name order) that offers every instance type
     tags: dict[str, str] = field(default_factory=dict)
     instance_types: tuple[str, ...] = ()  # what the hosts run: the subnet's AZ must offer each
+
+
+def zone_subnet(vpc_cidr: str, zone: str) -> str:
+    """The subnet of ``zone`` in the VPC: the sixteenth of it the zone's letter picks (a: the
+    first). A host moved to another zone gets a subnet beside the old one, never over it. Pure."""
+    blocks = list(ipaddress.ip_network(vpc_cidr).subnets(prefixlen_diff=4))
+    letter = zone[-1:].lower()
+    if not ("a" <= letter <= "p"):
+        raise ValueError(f"availability zone {zone!r} does not end in a letter a-p")
+    return str(blocks[ord(letter) - ord("a")])
 
 
 def choose_zone(locations: Sequence[str], offered: Sequence[str], wanted: Sequence[str], asked: str = "") -> str:
@@ -111,11 +122,13 @@ class Network(pulumi.ComponentResource):
         subnet = aws.ec2.Subnet(
             f"{name}-public",
             vpc_id=vpc.id,
-            cidr_block=args.vpc_cidr,
+            cidr_block=zone_subnet(args.vpc_cidr, zone),
             availability_zone=zone,
             map_public_ip_on_launch=True,
             tags={**args.tags, "Name": f"{name}-public"},
-            opts=child,
+            # a stack made when the subnet was the whole VPC keeps it: a new range would replace
+            # the subnet, and with it every host
+            opts=pulumi.ResourceOptions(parent=self, ignore_changes=["cidrBlock"]),
         )
         routes = aws.ec2.RouteTable(
             f"{name}-routes",
