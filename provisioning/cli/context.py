@@ -20,7 +20,7 @@ from provisioning.inventory import Inventory
 from provisioning.settings import Settings, settings_from_mapping
 from provisioning.state import FleetState
 from provisioning.targets import Target, declared_features, make_target
-from provisioning.targets.base import ConfigSources, SteersPools, TargetOptions
+from provisioning.targets.base import ConfigSources, SteersPools, TargetOptions, settings_stack
 from provisioning.targets.changes import ChangePreview
 
 if TYPE_CHECKING:
@@ -144,7 +144,7 @@ class Fleet:
 
     def settings_note(self, target: Target) -> str:
         """Which sources a command read its settings from, in one line (stderr: --json stays clean)."""
-        stack = getattr(target, "stack", None) or self.sources.stack  # the aws target's own stack name
+        stack = settings_stack(target, self.sources.stack)
         if self.made_with() and self.state.settings_file.exists():
             kept = f"settings: what up kept for fleet {self.name!r} ({self.state.settings_file})"
             under = self.sources.read(stack).removeprefix("settings from ")

@@ -30,7 +30,7 @@ from provisioning.plan import Plan
 from provisioning.settings import Settings
 from provisioning.state import FleetState
 from provisioning.targets import KINDS, declared_features
-from provisioning.targets.base import HostState
+from provisioning.targets.base import HostState, settings_stack
 
 STATUS_STYLE = {"changed": "yellow", "unchanged": "green", "failed": "bold red", "skipped": "dim"}
 
@@ -135,7 +135,7 @@ def cmd_up(fleet: Fleet, args: argparse.Namespace) -> int:
     kind = fleet.kind(default="local")
     target = fleet.target(kind, creating=True, progress=True)
     settings = target.settings()
-    read = fleet.sources.read(getattr(target, "stack", None) or fleet.sources.stack)
+    read = fleet.sources.read(settings_stack(target, fleet.sources.stack))
     Console(stderr=True).print(read, highlight=False, soft_wrap=True)
     # A line, not a spinner: targets stream their own progress (Pulumi's among it) meanwhile.
     console.print(f"{kind}: bringing up the fleet's hosts")

@@ -144,5 +144,17 @@ class SteersPools(Protocol):
     def pool_members(self, inventory: Inventory) -> PoolMembers: ...
 
 
+@runtime_checkable
+class StackBacked(Protocol):
+    """A target whose settings come from a Pulumi stack file too (the aws target): its stack's name."""
+
+    stack: str
+
+
+def settings_stack(target: Target, named: str | None) -> str | None:
+    """The stack whose file a command's settings are read from: the target's own, else the one named."""
+    return (target.stack if isinstance(target, StackBacked) else None) or named
+
+
 def settings_with_defaults(raw: Mapping[str, Any], defaults: Mapping[str, Any]) -> Settings:
     return settings_from_mapping({**defaults, **raw})
