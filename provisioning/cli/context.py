@@ -196,14 +196,15 @@ class Fleet:
             max_parallelism=settings.max_parallelism,
         )
 
-    def rolling(self, inventory: Inventory) -> Rolling:
+    def rolling(self, inventory: Inventory, waiting: Callable[[str, str], None] = lambda host, what: None) -> Rolling:
         """How restarts roll through this fleet: drained for ``--drain-timeout`` at most, each pool
-        member taken out of its balancer first where the target steers it."""
+        member taken out of its balancer first where the target steers it; ``waiting`` hears
+        what a host waits for."""
         from provisioning.hosts.rolling import Rolling
 
         target = self.target(inventory.target) if inventory.pools else None
         members = target.pool_members(inventory) if isinstance(target, SteersPools) else None
-        return Rolling(self.options.drain_timeout, members)
+        return Rolling(self.options.drain_timeout, members, waiting=waiting)
 
     @property
     def builder_name(self) -> str:

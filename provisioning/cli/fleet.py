@@ -90,13 +90,17 @@ def print_report(console: Console, report: FleetReport, as_json: bool) -> int:
 
 
 def run_configure(
-    fleet: Fleet, settings: Settings, check_only: bool = False, progress=lambda host, step, done, total: None
+    fleet: Fleet,
+    settings: Settings,
+    check_only: bool = False,
+    progress=lambda host, step, done, total: None,
+    waiting=lambda host, what: None,
 ):
     from provisioning.hosts.configure import configure
 
     options = fleet.configure_options(settings)
     inventory = fleet.inventory()
-    rolling = fleet.rolling(inventory)
+    rolling = fleet.rolling(inventory, waiting)
     return configure(inventory, fleet.state, fleet.artifacts(settings), options, check_only, progress, rolling)
 
 
@@ -112,7 +116,10 @@ def configure_fleet(fleet: Fleet, settings: Settings) -> int:
             if not step:
                 shown.stop_task(tasks[host])  # freeze its elapsed time at the host's own finish
 
-        report = run_configure(fleet, settings, progress=progress)
+        def waiting(host: str, what: str) -> None:  # a restart's turn and drain (see hosts.rolling)
+            shown.update(tasks[host], description=f"buildkitd: {what}")
+
+        report = run_configure(fleet, settings, progress=progress, waiting=waiting)
     return print_report(fleet.console, report, fleet.options.json)
 
 

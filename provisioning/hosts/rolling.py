@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -54,12 +54,14 @@ class Rolling:
     drain_timeout: float  # seconds a host may take to finish its builds before its restart is given up
     members: PoolMembers | None = None  # None: the target cannot steer its pools' balancers
     poll: float = 1.0
+    waiting: Callable[[str, str], None] = lambda host, what: None  # (host, what it waits for): progress
     _one_at_a_time: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @contextmanager
     def disrupting(self, transport: Transport) -> Iterator[Drained]:
         host = transport.host
         steer = self.members if host.pool else None
+        self.waiting(host.name, "waiting for its turn to restart buildkitd")
         with self._one_at_a_time:
             if steer is not None:
                 steer.take_out(host.pool, host.name)
@@ -80,6 +82,7 @@ class Rolling:
             if first is None:
                 first = len(running)
             quiet = quiet + 1 if not running and not sessions else 0
+            self.waiting(host.name, f"draining: {len(running)} build(s) in flight" if running else "draining")
             if quiet >= QUIET_READS:
                 steered = host.pool if steer is not None else ""
                 return Drained(host.name, round(time.monotonic() - start, 1), first, steered)
