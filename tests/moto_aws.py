@@ -28,11 +28,20 @@ def moto_server() -> Iterator[str]:
         server.stop()
 
 
+def sdk_env(endpoint: str, region: str = "us-east-1") -> dict[str, str]:
+    """The environment that makes the AWS SDK (boto3, in any process) talk to ``endpoint`` with
+    moto's test credentials, and never ask 169.254.169.254 for others."""
+    return {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_ENDPOINT_URL": endpoint,
+        "AWS_REGION": region,
+        "AWS_DEFAULT_REGION": region,
+        "AWS_EC2_METADATA_DISABLED": "true",
+    }
+
+
 def point_sdk_at(monkeypatch: pytest.MonkeyPatch, endpoint: str, region: str = "us-east-1") -> None:
-    """Every boto3 client this test makes talks to ``endpoint`` with moto's test credentials."""
-    for name, value in (("AWS_ACCESS_KEY_ID", "testing"), ("AWS_SECRET_ACCESS_KEY", "testing")):
+    """Every boto3 client this test makes (and every program it starts) talks to ``endpoint``."""
+    for name, value in sdk_env(endpoint, region).items():
         monkeypatch.setenv(name, value)
-    monkeypatch.setenv("AWS_ENDPOINT_URL", endpoint)
-    monkeypatch.setenv("AWS_REGION", region)
-    monkeypatch.setenv("AWS_DEFAULT_REGION", region)
-    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")  # never ask 169.254.169.254 for credentials

@@ -9,6 +9,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from moto_aws import sdk_env
 from pulumi_standin import STANDIN, host_artifacts
 
 from .conftest import build_wheel
@@ -38,7 +39,7 @@ def test_the_wheel_carries_the_pulumi_program_and_every_file_the_hosts_get(wheel
     assert 'Requires-Dist: pulumi-aws<8,>=7; extra == "aws"' in metadata
 
 
-def test_installed_from_the_wheel_it_plans_and_writes_the_project_into_the_users_directory(wheel, tmp_path):
+def test_installed_from_the_wheel_it_plans_and_writes_the_project_into_the_users_directory(wheel, tmp_path, aws_api):
     venv = tmp_path / "venv"
     # Dependencies come from this interpreter's site-packages (no index here); buildfleet from the wheel.
     subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)], check=True, timeout=120)
@@ -81,6 +82,7 @@ def test_installed_from_the_wheel_it_plans_and_writes_the_project_into_the_users
         "PULUMI_HOME": str(tmp_path / "pulumi-home"),
         "PULUMI_BACKEND_URL": f"file://{backend}",
         "PULUMI_CONFIG_PASSPHRASE": "correct horse",
+        **sdk_env(aws_api),  # the account up checks its limits in first: moto's
     }
     artifacts = host_artifacts(tmp_path / "artifacts")
     up = [str(venv / "bin" / "buildfleet"), "up", "--target", "aws", "--artifacts", str(artifacts)]
