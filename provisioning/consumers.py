@@ -17,7 +17,6 @@ Layout, in ``<state>/tls/consumers/<name>/``: ``ca/`` (its issuing CA), ``cert.p
 from __future__ import annotations
 
 import datetime
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,21 +24,12 @@ from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from provisioning.certs import TRUST_FILE, Pem, TLSFiles, issue, load_pem, make_ca, save_pem
-from provisioning.errors import BuildfleetError, ConfigError
+from provisioning.errors import BuildfleetError
+from provisioning.names import FLEET_NAME, check_client_name
 from provisioning.removal import unlink_inside
 
-NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
 CLIENT_DAYS = 90  # a consumer's certificate; renewed in place, its CA stays
 REVOKED = "revoked"
-
-
-def check_consumer_name(name: str) -> str:
-    if not NAME.fullmatch(name):
-        raise ConfigError(
-            f"client name {name!r} is not allowed: use 1 to 63 characters of a-z, 0-9 and '-', starting with a "
-            "letter or digit (it names a directory)"
-        )
-    return name
 
 
 @dataclass(frozen=True)
@@ -63,7 +53,7 @@ class Consumers:
         return self.tls / "consumers"
 
     def _dir(self, name: str) -> Path:
-        return self.directory / check_consumer_name(name)
+        return self.directory / check_client_name(name)
 
     def add(self, name: str, days: float = CLIENT_DAYS, now: datetime.datetime | None = None) -> TLSFiles:
         """A new consumer: its issuing CA and a client certificate of it. A name in use (or
@@ -109,7 +99,7 @@ class Consumers:
     def names(self) -> list[str]:
         if not self.directory.exists():
             return []
-        return sorted(p.name for p in self.directory.iterdir() if p.is_dir() and NAME.fullmatch(p.name))
+        return sorted(p.name for p in self.directory.iterdir() if p.is_dir() and FLEET_NAME.fullmatch(p.name))
 
     def listed(self) -> list[Consumer]:
         found = []

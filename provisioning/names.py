@@ -1,4 +1,4 @@
-"""Names the operator chooses that buildfleet also uses as file names: fleets and builders.
+"""Names the operator chooses that buildfleet also uses as file names: fleets, builders, clients.
 
 A fleet name becomes ``<state root>/<fleet>``, a directory ``down`` removes, so it must
 never be able to point anywhere else ('', '.', '..', '/', 'a/b'). Pure: no I/O.
@@ -17,10 +17,19 @@ BUILDER_NAME = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}")
 
 
 def check_fleet_name(name: str) -> str:
+    return _plain(name, "fleet", "it names a directory, containers and a stack")
+
+
+def check_client_name(name: str) -> str:
+    """A consumer's name (buildfleet client): ``<state>/tls/consumers/<name>``, as plain as a fleet's."""
+    return _plain(name, "client", "it names a directory")
+
+
+def _plain(name: str, what: str, names: str) -> str:
     if not FLEET_NAME.fullmatch(name):
         raise ConfigError(
-            f"fleet name {name!r} is not allowed: use 1 to 63 characters of a-z, 0-9 and '-', "
-            "starting with a letter or digit (it names a directory, containers and a stack)"
+            f"{what} name {name!r} is not allowed: use 1 to 63 characters of a-z, 0-9 and '-', "
+            f"starting with a letter or digit ({names})"
         )
     return name
 

@@ -1,5 +1,8 @@
 """The pieces unit tests build fleets and bench results from, written once."""
 
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+
 from provisioning.bench.report import Measured
 from provisioning.bench.runs import Run
 from provisioning.inventory import HostPlatform, InventoryHost
@@ -19,3 +22,15 @@ def measured(
 ) -> Measured:
     """A measured run: the compiler, output and uname a workload reports, with its timings."""
     return Measured(run, seconds, build if build is not None else seconds, "gcc 12.2.0", output, "x86_64")
+
+
+def trusted_by(bundle: bytes, cert_pem: bytes) -> bool:
+    """Whether a peer trusting ``bundle`` (PEM CAs) accepts ``cert_pem``: one of them signed it."""
+    cert = x509.load_pem_x509_certificate(cert_pem)
+    for authority in x509.load_pem_x509_certificates(bundle):
+        try:
+            cert.verify_directly_issued_by(authority)
+            return True
+        except (InvalidSignature, ValueError, TypeError):
+            continue
+    return False

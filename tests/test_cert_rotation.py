@@ -3,21 +3,9 @@
 import datetime
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
+from fleet_parts import trusted_by
 
 from provisioning.certs import FleetCA, TLSFiles, certificate_status
-
-
-def trusts(trust: bytes, cert_pem: bytes) -> bool:
-    """Whether a peer trusting ``trust`` (a CA bundle) accepts ``cert_pem``."""
-    cert = x509.load_pem_x509_certificate(cert_pem)
-    for authority in x509.load_pem_x509_certificates(trust):
-        try:
-            cert.verify_directly_issued_by(authority)
-            return True
-        except (InvalidSignature, ValueError, TypeError):
-            continue
-    return False
 
 
 def test_through_every_phase_each_host_and_the_client_accept_each_other(tmp_path):
@@ -27,16 +15,18 @@ def test_through_every_phase_each_host_and_the_client_accept_each_other(tmp_path
 
     assert ca.begin_rotation() is True
     client_trust = ca.trust()  # the builder reads trust.pem at its next connection
-    assert trusts(client_trust, server.cert) and trusts(host_trust, client.cert)  # before a host is touched
+    assert trusted_by(client_trust, server.cert) and trusted_by(host_trust, client.cert)  # before a host is touched
     host_trust, server = ca.trust(), ca.server("amd64-0", ["10.0.0.2"])  # configure: this host's turn
-    assert server.cert != client.cert and trusts(client_trust, server.cert) and trusts(host_trust, client.cert)
+    assert server.cert != client.cert and trusted_by(client_trust, server.cert) and trusted_by(host_trust, client.cert)
 
     client = ca.switch_client()
     ca.retire_previous()
     client_trust = ca.trust()
-    assert trusts(client_trust, server.cert) and trusts(host_trust, client.cert)  # the host keeps both meanwhile
+    assert trusted_by(client_trust, server.cert) and trusted_by(
+        host_trust, client.cert
+    )  # the host keeps both meanwhile
     host_trust = ca.trust()  # configure again: only the new CA
-    assert trusts(client_trust, server.cert) and trusts(host_trust, client.cert)
+    assert trusted_by(client_trust, server.cert) and trusted_by(host_trust, client.cert)
 
     ca.end_rotation()
     assert not ca.rotating() and len(x509.load_pem_x509_certificates(ca.trust())) == 1
@@ -47,10 +37,10 @@ def test_a_client_of_the_old_ca_is_refused_once_the_rotation_retires_it(tmp_path
     ca = FleetCA(tmp_path / "tls")
     old_client = ca.client()
     ca.begin_rotation()
-    assert trusts(ca.trust(), old_client.cert)  # a CI job's copy still works during the rotation
+    assert trusted_by(ca.trust(), old_client.cert)  # a CI job's copy still works during the rotation
     ca.switch_client()
     ca.retire_previous()
-    assert not trusts(ca.trust(), old_client.cert)
+    assert not trusted_by(ca.trust(), old_client.cert)
 
 
 def test_a_rotation_that_stopped_goes_on_with_the_same_new_ca(tmp_path):

@@ -4,25 +4,12 @@ renewed under the same CA, so the hosts never change for a renewal."""
 import datetime
 
 import pytest
-from cryptography import x509
-from cryptography.exceptions import InvalidSignature
+from fleet_parts import trusted_by
 
 from provisioning.certs import FleetCA
 from provisioning.cli import main
 from provisioning.consumers import Consumers
 from provisioning.errors import BuildfleetError, ConfigError
-
-
-def accepts(bundle: bytes, cert_pem: bytes) -> bool:
-    """Whether a host trusting ``bundle`` lets in a client presenting ``cert_pem``."""
-    cert = x509.load_pem_x509_certificate(cert_pem)
-    for authority in x509.load_pem_x509_certificates(bundle):
-        try:
-            cert.verify_directly_issued_by(authority)
-            return True
-        except (InvalidSignature, ValueError, TypeError):
-            continue
-    return False
 
 
 @pytest.fixture
@@ -38,13 +25,15 @@ def hosts_trust(tls) -> bytes:
 def test_each_consumer_has_its_own_ca_and_revoking_one_leaves_the_others_trusted(tls):
     consumers = Consumers(tls)
     github, laptop = consumers.add("github"), consumers.add("laptop")
-    assert accepts(hosts_trust(tls), github.cert.read_bytes()) and accepts(hosts_trust(tls), laptop.cert.read_bytes())
+    assert trusted_by(hosts_trust(tls), github.cert.read_bytes()) and trusted_by(
+        hosts_trust(tls), laptop.cert.read_bytes()
+    )
     assert github.ca == laptop.ca == tls / "trust.pem"  # both trust the hosts as the builder does
 
     consumers.revoke("github")
-    assert not accepts(hosts_trust(tls), github.cert.read_bytes())
-    assert accepts(hosts_trust(tls), laptop.cert.read_bytes())
-    assert accepts(hosts_trust(tls), FleetCA(tls).client().cert)  # the operator's own client too
+    assert not trusted_by(hosts_trust(tls), github.cert.read_bytes())
+    assert trusted_by(hosts_trust(tls), laptop.cert.read_bytes())
+    assert trusted_by(hosts_trust(tls), FleetCA(tls).client().cert)  # the operator's own client too
     assert not (tls / "consumers" / "github" / "key.pem").exists()  # nothing can be signed or presented from here
     assert not (tls / "consumers" / "github" / "ca" / "key.pem").exists()
     with pytest.raises(BuildfleetError, match="client 'github' is revoked"):
@@ -58,7 +47,7 @@ def test_a_renewal_is_a_new_certificate_under_the_same_ca_so_no_host_changes(tls
     first = consumers.add("ci", days=30).cert.read_bytes()
     before = hosts_trust(tls)
     renewed = consumers.renew("ci", days=90).cert.read_bytes()
-    assert renewed != first and hosts_trust(tls) == before and accepts(before, renewed)
+    assert renewed != first and hosts_trust(tls) == before and trusted_by(before, renewed)
     (listed,) = consumers.listed()
     assert 89 <= (listed.not_after - datetime.datetime.now(datetime.timezone.utc)).days <= 90
 

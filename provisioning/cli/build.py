@@ -15,10 +15,10 @@ from rich.table import Table
 from provisioning.builder.drivers import DRIVERS
 from provisioning.cli.context import Fleet
 from provisioning.cli.options import add_fleet_options, checked, default_cache_dir
-from provisioning.consumers import check_consumer_name
 from provisioning.errors import BuildfleetError
 from provisioning.inventory import Inventory
 from provisioning.jsonstyle import Keyed, dumps
+from provisioning.names import check_client_name
 from provisioning.platforms import parse_platform
 from provisioning.state import FleetState
 
@@ -283,7 +283,7 @@ def add_ci_config(commands: argparse._SubParsersAction) -> None:
     ci.add_argument(
         "--client",
         metavar="NAME",
-        type=checked(check_consumer_name),
+        type=checked(check_client_name),
         help="the secrets of that consumer's own certificate (buildfleet client add NAME), not the operator's",
     )
     add_fleet_options(ci, configure_flags=False)

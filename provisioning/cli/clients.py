@@ -10,9 +10,10 @@ from rich.table import Table
 from provisioning.cli.context import Fleet
 from provisioning.cli.fleet import configure_fleet
 from provisioning.cli.options import add_fleet_options, checked, positive
-from provisioning.consumers import CLIENT_DAYS, Consumers, check_consumer_name
+from provisioning.consumers import CLIENT_DAYS, Consumers
 from provisioning.errors import ConfigError
 from provisioning.jsonstyle import dumps
+from provisioning.names import check_client_name
 
 
 def cmd_client(fleet: Fleet, args: argparse.Namespace) -> int:
@@ -67,7 +68,7 @@ def add_client(commands: argparse._SubParsersAction) -> None:
         "drained; renew issues a new certificate under the same CA and changes no host.",
     )
     client.add_argument("action", choices=("add", "list", "renew", "revoke"))
-    client.add_argument("name", nargs="?", type=checked(check_consumer_name), help="the consumer (add, renew, revoke)")
+    client.add_argument("name", nargs="?", type=checked(check_client_name), help="the consumer (add, renew, revoke)")
     client.add_argument(
         "--days", type=positive, default=CLIENT_DAYS, help="how long the certificate is valid (default: %(default)s)"
     )
