@@ -221,13 +221,12 @@ class AwsTarget:
         from botocore.exceptions import BotoCoreError, ClientError
 
         region = self._region()
+        try:
+            elbv2, ec2 = boto3.client("elbv2", region_name=region), boto3.client("ec2", region_name=region)
+        except BotoCoreError as error:  # no region: one line, as every other SDK error
+            raise BuildfleetError(describe_aws_error(error, "steering the pools' load balancers")) from None
         return NlbMembers(
-            boto3.client("elbv2", region_name=region),
-            boto3.client("ec2", region_name=region),
-            inventory,
-            self.stack,
-            self.settings().fleet_id,
-            sdk_errors=(BotoCoreError, ClientError),
+            elbv2, ec2, inventory, self.stack, self.settings().fleet_id, sdk_errors=(BotoCoreError, ClientError)
         )
 
     def follow(self, inventory: Inventory, addresses: Mapping[str, tuple[str, str]]) -> Inventory:
@@ -399,11 +398,11 @@ class AwsTarget:
         """What of the fleet the account still holds after destroy (asked again for a while: AWS
         lists a resource a moment after it went): an error naming each, or a line saying none."""
         fleet_id = self.settings().fleet_id
-        elbv2 = self._client("elbv2")
         deadline = time.monotonic() + LEFTOVER_SECONDS
         while True:
             left = self._account(
-                "checking what of the fleet is left", fleet_leftovers, elbv2, self.stack, fleet_id, instances
+                "checking what of the fleet is left",
+                lambda ec2: fleet_leftovers(ec2, self._client("elbv2"), self.stack, fleet_id, instances),
             )
             if not left or time.monotonic() > deadline:
                 break
