@@ -117,6 +117,12 @@ def wait_for(check: str, what: str, seconds: int = 60) -> str:
     )
 
 
+def started(script: str, service: Service, check: str, why: str) -> Run:
+    """``script`` (which starts ``service``), then a wait until ``check`` passes: the step's
+    second look sees the daemon running, never the one before it."""
+    return Run(("sh", "-c", f"{script} && {wait_for(check, service.name)}"), why)
+
+
 def service_paths(service: Service) -> tuple[str, ...]:
     """Every file either init system may write for ``service`` (the supervisor's among them)."""
     return (SUPERVISE, service.definition_path("none"), service.definition_path("systemd"))
@@ -137,7 +143,7 @@ class Systemd:
         """(Re)start, then wait until ``check`` passes: the step's second look sees the daemon running now."""
         verb = "restart" if restart else "start"
         script = f"systemctl daemon-reload && systemctl enable {service.name} && systemctl {verb} {service.name}"
-        return Run(("sh", "-c", f"{script} && {wait_for(check, service.name)}"), why)
+        return started(script, service, check, why)
 
     def enable(self, service: Service) -> list[Run]:
         """A boot task's unit enabled, so it runs at the next boot (a daemon's start enables it)."""
@@ -174,7 +180,7 @@ class Supervisor:
 
     def start(self, service: Service, restart: bool, check: str, why: str) -> Run:
         script = service.definition_path(self.name) + (f" && {SUPERVISE} restart {service.name}" if restart else "")
-        return Run(("sh", "-c", f"{script} && {wait_for(check, service.name)}"), why)
+        return started(script, service, check, why)
 
     def enable(self, service: Service) -> list[Run]:
         return []  # the boot.d entry is what runs it at boot
