@@ -37,7 +37,7 @@ from provisioning.targets.account import cancel_spot_requests, detach_policy, fl
 from provisioning.targets.awsquota import Needs, account_checks
 from provisioning.targets.base import ConfigSources, HostState, TargetOptions, settings_with_defaults
 from provisioning.targets.changes import ChangePreview, refuse_changes
-from provisioning.targets.ec2power import Ec2Host, describe_aws_error, stack_hosts, start_stack_hosts
+from provisioning.targets.ec2power import Ec2Host, aws_errors, describe_aws_error, stack_hosts, start_stack_hosts
 from provisioning.targets.nlb import NlbMembers
 from provisioning.targets.preflight import AWS_PACKAGES, MACHINE, attempt, package_checks, tool_check
 
@@ -126,15 +126,13 @@ class AwsTarget:
 
     def account_checks(self, settings: Settings) -> list[Check]:
         boto3 = require("boto3", AWS, "the aws target")
-        from botocore.exceptions import BotoCoreError, ClientError
-
-        region = self._region()
+        region, errors = self._region(), sdk_errors()
         try:
             ec2 = boto3.client("ec2", region_name=region)
             quotas = boto3.client("service-quotas", region_name=region)
             needs = Needs.of(self.plan(settings), settings)
-            return account_checks(ec2, quotas, needs, self.stack, settings.fleet_id, (BotoCoreError, ClientError))
-        except (BotoCoreError, ClientError) as error:
+            return account_checks(ec2, quotas, needs, self.stack, settings.fleet_id, errors)
+        except errors as error:
             detail = describe_aws_error(error, "reading the account's limits (offerings, Elastic IPs)")
             return [failed("aws", "account limits", detail, "see the detail: up would meet the same refusal")]
 
@@ -203,13 +201,9 @@ class AwsTarget:
         inventory = self.state.load_inventory(declared_features)
         if inventory is None:
             raise BuildfleetError(f"{self.state.root} has no inventory: run buildfleet up --target aws first")
-        from botocore.exceptions import BotoCoreError, ClientError
-
-        try:
+        with aws_errors(f"wake of stack {self.stack!r}", sdk_errors()):
             ec2 = boto3.client("ec2", region_name=self._region())
             running = start_stack_hosts(ec2, self.stack, self.wait_timeout, fleet_id=settings.fleet_id)
-        except (BotoCoreError, ClientError) as error:
-            raise BuildfleetError(describe_aws_error(error, f"wake of stack {self.stack!r}")) from None
         self.on_output("EC2 hosts running: " + ", ".join(sorted(running)))
         moved = self.follow(inventory, {h.host: (h.public_ip, h.private_ip) for h in running.values()})
         wait_for_hosts(moved.hosts, lambda host: connect(host, self.state), self.wait_timeout)
@@ -218,16 +212,10 @@ class AwsTarget:
     def pool_members(self, inventory: Inventory) -> NlbMembers:
         """The pools' NLBs, steered through the AWS SDK (found by the inventory and the stack's tags)."""
         boto3 = require("boto3", AWS, "a rolling restart of a pool's members")
-        from botocore.exceptions import BotoCoreError, ClientError
-
-        region = self._region()
-        try:
+        region, errors = self._region(), sdk_errors()
+        with aws_errors("steering the pools' load balancers", errors):  # no region: one line too
             elbv2, ec2 = boto3.client("elbv2", region_name=region), boto3.client("ec2", region_name=region)
-        except BotoCoreError as error:  # no region: one line, as every other SDK error
-            raise BuildfleetError(describe_aws_error(error, "steering the pools' load balancers")) from None
-        return NlbMembers(
-            elbv2, ec2, inventory, self.stack, self.settings().fleet_id, sdk_errors=(BotoCoreError, ClientError)
-        )
+        return NlbMembers(elbv2, ec2, inventory, self.stack, self.settings().fleet_id, sdk_errors=errors)
 
     def follow(self, inventory: Inventory, addresses: Mapping[str, tuple[str, str]]) -> Inventory:
         """Hosts at new addresses (no Elastic IP, stopped by hand): the inventory and the pinned
@@ -424,12 +412,8 @@ class AwsTarget:
 
     def _account(self, what: str, call: Callable[..., Any], *args: Any) -> Any:
         """``call`` with an EC2 client first, an SDK error as one line naming ``what``."""
-        from botocore.exceptions import BotoCoreError, ClientError
-
-        try:
+        with aws_errors(what, sdk_errors()):
             return call(self._client("ec2"), *args)
-        except (BotoCoreError, ClientError) as error:
-            raise BuildfleetError(describe_aws_error(error, what)) from None
 
     def _detach_wake_policy(self, outputs: Mapping[str, Any]) -> list[str]:
         arn = output_value(outputs, "wakePolicyArn")
@@ -446,6 +430,12 @@ class AwsTarget:
                 describe_aws_error(error, f"detaching the wake policy of stack {self.stack!r} before destroy")
                 + "; nothing was destroyed"
             ) from None
+
+
+def sdk_errors() -> tuple[type[Exception], ...]:
+    """The AWS SDK's own errors (botocore's), which each call turns into one line."""
+    exceptions = require("botocore.exceptions", AWS, "the aws target")
+    return (exceptions.BotoCoreError, exceptions.ClientError)
 
 
 # Keys whose change EC2 cannot make to a running instance: Pulumi would replace every host, or

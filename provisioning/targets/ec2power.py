@@ -8,7 +8,8 @@ called, which is what the stack's wake policy (its ``wakePolicy`` output) allows
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -93,6 +94,16 @@ FIXES = {
     "IncorrectInstanceState": "a host is between states: run wake again in a minute",
     "RequestLimitExceeded": "EC2 throttled the requests: run wake again in a minute",
 }
+
+
+@contextmanager
+def aws_errors(what: str, errors: tuple[type[Exception], ...]) -> Iterator[None]:
+    """Inside, an AWS SDK error (``errors``: botocore's, given by the caller: this module imports no
+    SDK) becomes one line naming ``what``, as a BuildfleetError."""
+    try:
+        yield
+    except errors as error:
+        raise BuildfleetError(describe_aws_error(error, what)) from None
 
 
 def describe_aws_error(error: Exception, what: str) -> str:

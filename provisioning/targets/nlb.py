@@ -21,7 +21,7 @@ from typing import Any
 
 from provisioning.errors import BuildfleetError
 from provisioning.inventory import Inventory
-from provisioning.targets.ec2power import describe_aws_error, stack_hosts
+from provisioning.targets.ec2power import aws_errors, stack_hosts
 
 REGISTER_SECONDS = 300.0  # a registered target passes its checks in ~30 s; AWS may take minutes to start checking
 
@@ -92,7 +92,5 @@ class NlbMembers:
 
     def _aws(self, what: str, call: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         """``call`` with an SDK error as one line naming what was being done."""
-        try:
+        with aws_errors(what, self.sdk_errors):
             return call(*args, **kwargs)
-        except self.sdk_errors as error:
-            raise BuildfleetError(describe_aws_error(error, what)) from None
