@@ -64,14 +64,15 @@ class Consumers:
                 f"client {name!r} exists already"
                 + (" (revoked: choose another name)" if (directory / REVOKED).exists() else ": renew it instead")
             )
-        ca = save_pem(directory / "ca", make_ca(f"buildfleet client CA {name}"))
-        save_pem(directory, issue(ca, f"buildfleet client {name}", ExtendedKeyUsageOID.CLIENT_AUTH, days=days, now=now))
-        return self.files(name)
+        save_pem(directory / "ca", make_ca(f"buildfleet client CA {name}"))
+        return self.renew(name, days, now)
 
-    def renew(self, name: str, days: float = CLIENT_DAYS) -> TLSFiles:
+    def renew(self, name: str, days: float = CLIENT_DAYS, now: datetime.datetime | None = None) -> TLSFiles:
         """A new certificate under the consumer's own CA: the hosts trust it already."""
         ca = self._active_ca(name)
-        save_pem(self._dir(name), issue(ca, f"buildfleet client {name}", ExtendedKeyUsageOID.CLIENT_AUTH, days=days))
+        save_pem(
+            self._dir(name), issue(ca, f"buildfleet client {name}", ExtendedKeyUsageOID.CLIENT_AUTH, days=days, now=now)
+        )
         return self.files(name)
 
     def revoke(self, name: str) -> None:
