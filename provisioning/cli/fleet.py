@@ -177,14 +177,12 @@ def cmd_rotate_certs(fleet: Fleet, args: argparse.Namespace) -> int:
             if began
             else "a rotation is under way: going on from where it stopped"
         )
-        refresh_balancers(fleet, settings)
-        if configure_fleet(fleet, settings):
+        if roll_out(fleet, settings):
             return rotation_stopped(console)
         ca.switch_client()
         ca.retire_previous()
         console.print("the client presents a certificate of the new CA; the old CA is trusted no more")
-    refresh_balancers(fleet, settings)
-    if configure_fleet(fleet, settings):
+    if roll_out(fleet, settings):
         return rotation_stopped(console)
     ca.end_rotation()
     console.print(
@@ -192,6 +190,13 @@ def cmd_rotate_certs(fleet: Fleet, args: argparse.Namespace) -> int:
         "command. CI jobs hold copies of the old ones: run buildfleet ci-config again and update their secrets."
     )
     return 0
+
+
+def roll_out(fleet: Fleet, settings: Settings) -> int:
+    """A rotation phase: the balancers here load the files as they are now, then every host
+    gets them, one at a time, drained; configure's status."""
+    refresh_balancers(fleet, settings)
+    return configure_fleet(fleet, settings)
 
 
 def rotation_stopped(console: Console) -> int:

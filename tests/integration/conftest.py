@@ -149,6 +149,24 @@ def fleet(request, tmp_path_factory, machine_ready):
     assert binfmt_not_restored(live.target, before) == []  # the machine's table as the fleet found it
 
 
+@pytest.fixture
+def run(fleet, tmp_path):
+    """``buildfleet ARGS --fleet <the live fleet>`` as a user runs it, with this test's docker config."""
+    env = {
+        **os.environ,
+        "BUILDFLEET_STATE_DIR": str(fleet.state.root.parent),
+        "COLUMNS": "200",
+        "DOCKER_CONFIG": str(tmp_path / "docker-config"),
+    }
+
+    def buildfleet(*args):
+        return subprocess.run(
+            ["buildfleet", *args, "--fleet", fleet.target.fleet], capture_output=True, text=True, env=env, timeout=900
+        )
+
+    return buildfleet
+
+
 def buildctl(
     host: InventoryHost, *tls: str, command: tuple[str, ...] = ("debug", "workers", "--format", "{{json .}}")
 ) -> subprocess.CompletedProcess:

@@ -15,24 +15,6 @@ from .conftest import buildctl, mtls_flags
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture
-def run(fleet, tmp_path):
-    """``buildfleet ARGS --fleet <the live fleet>`` as a user runs it, with this test's docker config."""
-    env = {
-        **os.environ,
-        "BUILDFLEET_STATE_DIR": str(fleet.state.root.parent),
-        "COLUMNS": "200",
-        "DOCKER_CONFIG": str(tmp_path / "docker-config"),
-    }
-
-    def buildfleet(*args):
-        return subprocess.run(
-            ["buildfleet", *args, "--fleet", fleet.target.fleet], capture_output=True, text=True, env=env, timeout=900
-        )
-
-    return buildfleet
-
-
 def checks(result):
     return {(c["node"], c["check"]): c for c in json.loads(result.stdout)["checks"]}
 

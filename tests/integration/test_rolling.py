@@ -2,7 +2,6 @@
 runs before it restarts it, and leaves a host alone that is still busy when --drain-timeout ends."""
 
 import json
-import os
 import re
 import subprocess
 import time
@@ -17,19 +16,6 @@ pytestmark = pytest.mark.integration
 
 TOML = "/etc/buildkit/buildkitd.toml"
 DRIFT = "# changed by hand: configure writes it back and restarts buildkitd\n"
-
-
-@pytest.fixture
-def run(fleet, tmp_path):
-    """``buildfleet ARGS --fleet <the live fleet>`` as a user runs it."""
-    env = {**os.environ, "BUILDFLEET_STATE_DIR": str(fleet.state.root.parent), "COLUMNS": "200"}
-
-    def buildfleet(*args):
-        return subprocess.run(
-            ["buildfleet", *args, "--fleet", fleet.target.fleet], capture_output=True, text=True, env=env, timeout=900
-        )
-
-    return buildfleet
 
 
 def slow_build(fleet, tmp_path, seconds: int) -> subprocess.CompletedProcess:
