@@ -7,7 +7,7 @@ dicts so it can be a Pulumi stack output, a JSON file, or YAML written by hand.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -170,6 +170,13 @@ class Inventory:
             for h in self.hosts
         )
         return dataclasses.replace(self, hosts=moved)
+
+    def without(self, names: Iterable[str]) -> Inventory:
+        """The fleet less the named hosts (and any pool left with no member), e.g. those powered off."""
+        gone = set(names)
+        hosts = tuple(h for h in self.hosts if h.name not in gone)
+        pools = tuple(p for p in self.pools if any(h.pool == p.name for h in hosts))
+        return dataclasses.replace(self, hosts=hosts, pools=pools)
 
     def host(self, name: str) -> InventoryHost:
         for host in self.hosts:

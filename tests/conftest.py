@@ -64,10 +64,20 @@ def pytest_runtest_teardown(item, nextitem):
 
 
 @pytest.fixture(scope="session")
-def aws_api():
-    """moto's server for the session, started when a test first asks: the AWS account the
-    stand-in pulumi's stacks live in (tests that need one of their own use moto_aws.moto_server)."""
+def moto_endpoint():
+    """moto's server for the session, started when a test first asks (a start and stop per test
+    would cost more than most AWS tests take)."""
     from moto_aws import moto_server
 
     with moto_server() as endpoint:
         yield endpoint
+
+
+@pytest.fixture
+def aws_api(moto_endpoint):
+    """The AWS account a test's SDK calls and stand-in pulumi's stacks live in: moto's server,
+    emptied after the test."""
+    from moto_aws import reset
+
+    yield moto_endpoint
+    reset(moto_endpoint)

@@ -24,8 +24,13 @@ def moto_server() -> Iterator[str]:
     try:
         yield endpoint
     finally:
-        urllib.request.urlopen(urllib.request.Request(f"{endpoint}/moto-api/reset", method="POST"), timeout=10).close()
+        reset(endpoint)
         server.stop()
+
+
+def reset(endpoint: str) -> None:
+    """moto's accounts emptied: the next test finds nothing another one made."""
+    urllib.request.urlopen(urllib.request.Request(f"{endpoint}/moto-api/reset", method="POST"), timeout=10).close()
 
 
 def sdk_env(endpoint: str, region: str = "us-east-1") -> dict[str, str]:

@@ -3,7 +3,10 @@
 import dataclasses
 import json
 import os
+import socket
 import subprocess
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -12,10 +15,12 @@ from fleet_parts import inventory_host
 from test_facts import parse
 
 from provisioning.builder.builder import plan_changes
+from provisioning.builder.ciconfig import HOLD_SECONDS, held_connections
 from provisioning.builder.inspect import InspectedBuilder, InspectedNode, parse_inspect
 from provisioning.builder.nodes import TLSFiles, docker_container_nodes, remote_nodes
 from provisioning.builder.preflight import missing_interpreters
 from provisioning.errors import BuildfleetError
+from provisioning.hosts.idle import TICK_SECONDS
 from provisioning.inventory import Inventory
 from provisioning.remote import facts as f
 from provisioning.targets import declared_features
@@ -347,6 +352,7 @@ def test_an_aws_fleet_that_stops_when_idle_is_woken_by_the_ci_job_before_it_join
     assert "Name=tag:buildfleet:stack,Values=dev Name=tag:buildfleet:fleet-id,Values=0123456789abcdef" in wake
     assert "aws ec2 wait instance-running" in wake  # this fleet's hosts only, even beside one named alike
     assert "</dev/tcp/203.0.113.5/1234" in wake and "</dev/tcp/203.0.113.6/1234" in wake
+    assert wake.index("exec 3<>/dev/tcp/203.0.113.6/1234") > wake.index("</dev/tcp/203.0.113.6/1234")  # then held
     assert steps[1]["uses"].startswith("aws-actions/configure-aws-credentials@")
     assert steps[1]["with"]["role-to-assume"] == "${{ vars.BUILDFLEET_WAKE_ROLE_ARN }}"  # no long-lived key
     workflow = yaml.safe_load(emitted["github"])
@@ -371,6 +377,33 @@ def test_an_aws_fleet_that_stops_when_idle_is_woken_by_the_ci_job_before_it_join
         ["check-jsonschema", "--builtin-schema", "vendor.github-workflows", str(tmp_path / "gh.yml")]
     )
     assert checked.returncode == 0
+
+
+@pytest.mark.process
+def test_the_wake_step_holds_a_connection_to_each_host_until_its_idle_watcher_has_looked():
+    """A host found running but about to power off must see the job as a client: the step keeps a
+    connection open longer than the watcher's tick (here shortened to 2 s), to every host at once."""
+    listeners = [socket.create_server(("127.0.0.1", 0)) for _ in range(2)]
+    held: list[float] = []
+
+    def serve(listener: socket.socket) -> None:
+        connection, _ = listener.accept()
+        opened = time.monotonic()
+        connection.recv(1)  # returns at the client's close
+        held.append(time.monotonic() - opened)
+
+    threads = [threading.Thread(target=serve, args=(listener,), daemon=True) for listener in listeners]
+    for thread in threads:
+        thread.start()
+    endpoints = [("127.0.0.1", listener.getsockname()[1]) for listener in listeners]
+    started = time.monotonic()
+    subprocess.run(["sh", "-c", "\n".join(held_connections(endpoints, seconds=2))], check=True, timeout=30)
+    took = time.monotonic() - started
+    for thread in threads:
+        thread.join(timeout=5)
+    assert len(held) == 2 and min(held) >= 1.9  # both held, for the whole time
+    assert took < 4  # at once, not one after the other
+    assert HOLD_SECONDS > TICK_SECONDS
 
 
 def test_a_fleet_that_never_stops_gets_no_wake_step(tmp_path, monkeypatch, capsys):

@@ -6,7 +6,6 @@ boto3 talks to as it would to AWS (the same requests, the same pagination and er
 
 import boto3
 import pytest
-from moto_aws import moto_server
 
 from provisioning.errors import BuildfleetError
 from provisioning.inventory import Inventory, InventoryHost
@@ -17,21 +16,16 @@ from provisioning.targets.aws import AwsTarget
 from provisioning.targets.ec2power import describe_aws_error, start_stack_hosts
 
 
-@pytest.fixture(scope="module")
-def ec2_endpoint():
-    with moto_server() as endpoint:
-        yield endpoint
+@pytest.fixture
+def ec2_endpoint(aws_api):
+    return aws_api
 
 
 @pytest.fixture
 def ec2(ec2_endpoint, monkeypatch):
     for name, value in (("AWS_ACCESS_KEY_ID", "testing"), ("AWS_SECRET_ACCESS_KEY", "testing")):
         monkeypatch.setenv(name, value)
-    client = boto3.client("ec2", region_name="us-east-1", endpoint_url=ec2_endpoint)
-    yield client
-    ids = [i["InstanceId"] for r in client.describe_instances()["Reservations"] for i in r["Instances"]]
-    if ids:
-        client.terminate_instances(InstanceIds=ids)
+    return boto3.client("ec2", region_name="us-east-1", endpoint_url=ec2_endpoint)
 
 
 def launch(ec2, stack: str, host: str, fleet_id: str = "") -> str:
@@ -97,10 +91,32 @@ def test_status_shows_each_hosts_power_state_as_ec2_sees_it(ec2, ec2_endpoint, t
     ids = {host: launch(ec2, "dev", host) for host in ("amd64-0", "arm64-0")}
     ec2.stop_instances(InstanceIds=[ids["arm64-0"]])
     rows = AwsTarget("dev", tmp_path, FleetState(tmp_path / "fleet")).status()
-    assert [(r.host, r.resource, r.state) for r in rows] == [
-        ("amd64-0", ids["amd64-0"], "running"),
-        ("arm64-0", ids["arm64-0"], "stopped"),
+    assert [(r.host, r.resource, r.state, r.asleep) for r in rows] == [
+        ("amd64-0", ids["amd64-0"], "running", False),
+        ("arm64-0", ids["arm64-0"], "stopped", True),  # what commands that use it wake first
     ]
+
+
+def test_up_starts_the_hosts_idle_stop_powered_off_instead_of_waiting_for_their_ssh(
+    ec2, ec2_endpoint, tmp_path, monkeypatch
+):
+    monkeypatch.setenv("AWS_ENDPOINT_URL", ec2_endpoint)
+    monkeypatch.setenv("AWS_REGION", "us-east-1")
+    ids = {host: launch(ec2, "dev", host, fleet_id="0123456789abcdef") for host in ("amd64-0", "arm64-0")}
+    theirs = launch(ec2, "dev", "amd64-0", fleet_id="fedcba9876543210")
+    ec2.stop_instances(InstanceIds=[ids["arm64-0"], theirs])
+    target, said = aws_fleet(tmp_path), []
+    target.on_output = said.append
+    target.state.write_known_hosts({("198.51.100.1", 22): "ssh-ed25519 AAAAkey"})
+    inventory = target.state.load_inventory()
+    started = target.started(inventory, "0123456789abcdef")
+    assert state_of(ec2, ids["arm64-0"]) == "running" and state_of(ec2, theirs) == "stopped"
+    assert said == ["stopped (idle stop, or by hand): arm64-0; starting them"]
+    (reservation,) = ec2.describe_instances(InstanceIds=[ids["amd64-0"]])["Reservations"]
+    assert started.hosts[0].address == reservation["Instances"][0]["PublicIpAddress"]  # followed where it answers
+    said.clear()
+    assert target.started(started, "0123456789abcdef") == started and said == []  # all running: nothing done
+    assert target.started(started, "no-such-fleet") == started and said == []  # none tagged (yet): nothing to start
 
 
 def test_status_without_aws_access_shows_what_up_recorded_and_why(tmp_path, monkeypatch):

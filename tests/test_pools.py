@@ -76,6 +76,15 @@ def test_the_inventory_keeps_pools_and_each_member_builds_the_pools_platforms():
     assert inventory.platforms == ("linux/amd64", "linux/386", "linux/s390x")  # each once
 
 
+def test_a_fleet_less_its_powered_off_hosts_keeps_a_pool_while_one_member_is_left():
+    inventory = pooled_inventory()  # amd64-0, amd64-1 in amd64-pool, emulation-0
+    one_left = inventory.without(["amd64-0"])
+    assert [h.name for h in one_left.hosts] == ["amd64-1", "emulation-0"] and one_left.pools == inventory.pools
+    none_left = inventory.without(["amd64-0", "amd64-1"])
+    assert [h.name for h in none_left.hosts] == ["emulation-0"] and none_left.pools == ()
+    assert inventory.without([]) == inventory
+
+
 def test_a_member_without_its_pools_balancer_is_named():
     data = pooled_inventory().to_dict()
     del data["pools"]

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import yaml
 
 from provisioning.builder.nodes import Node
+from provisioning.hosts.idle import TICK_SECONDS
 from provisioning.inventory import Features
 from provisioning.settings import WORLD
 
@@ -64,7 +65,22 @@ def wake_script(wake: Wake) -> str:
             f'i=$((i+1)); [ $i -lt 100 ] || {{ echo "buildkitd at {address}:{port} is not up" >&2; exit 1; }}; '
             "sleep 3; done"
         )
-    return "\n".join(lines) + "\n"
+    return "\n".join([*lines, *held_connections(wake.endpoints)]) + "\n"
+
+
+# Longer than the idle watcher's tick (hosts.idle): one of its looks is sure to see the connection.
+HOLD_SECONDS = TICK_SECONDS + 5
+
+
+def held_connections(endpoints: Sequence[tuple[str, int]], seconds: int = HOLD_SECONDS) -> list[str]:
+    """One connection to each buildkitd, held until the idle watcher has looked: a host found
+    running but about to power off then counts the job as a client and gives it a whole
+    idleStopMinutes, so it cannot stop between the wake and the build."""
+    lines = ["# hold a connection to each host past its idle watcher's next look (a host about to stop stays up)"]
+    for address, port in endpoints:
+        hold = f"exec 3<>/dev/tcp/{address}/{port} && sleep {seconds}"
+        lines.append(f"timeout {seconds + 5} bash -c {shlex.quote(hold)} 2>/dev/null &")
+    return [*lines, "wait"]
 
 
 @dataclass(frozen=True)

@@ -14,49 +14,13 @@ from rich.table import Table
 
 from provisioning.builder.drivers import DRIVERS
 from provisioning.cli.context import Fleet
+from provisioning.cli.nodes import awake, ensure_builder
 from provisioning.cli.options import add_fleet_options, checked, default_cache_dir
 from provisioning.errors import BuildfleetError
-from provisioning.inventory import Inventory
 from provisioning.jsonstyle import Keyed, dumps
 from provisioning.names import check_client_name
 from provisioning.platforms import parse_platform
 from provisioning.state import FleetState
-
-
-def ensure_builder(fleet: Fleet, driver: str | None = None) -> None:
-    """The fleet's builder made or brought up to date, with ``driver`` (default: the one the
-    command line names)."""
-    from provisioning.builder.drivers import make_driver
-
-    console = fleet.console
-    inventory = fleet.inventory()
-    builder = fleet.builder()
-    artifacts = fleet.artifacts(fleet.settings())
-    made = make_driver(driver or fleet.options.driver, artifacts, builder.buildx)
-    with console.status(made.preparing or f"{made.name} driver: one node per host"):
-        nodes = made.nodes(builder.name, inventory, fleet.state)
-    changes = builder.ensure(nodes, use=fleet.options.use)
-    console.print(
-        f"builder {builder.name!r}: "
-        + ("; ".join(c.describe() for c in changes) if changes else "no change: its nodes match the fleet")
-    )
-    if inventory.pools:
-        wait_for_pools(fleet, inventory)
-
-
-POOL_WAIT_SECONDS = 60
-
-
-def wait_for_pools(fleet: Fleet, inventory: Inventory) -> None:
-    """Until each pool's balancer passes a build connection on: its health checks find a
-    member only seconds after that member's buildkitd (re)started."""
-    from provisioning.certs import TLSFiles
-    from provisioning.remote.wait import BuildkitdEndpoint, wait_for_buildkitd
-
-    pools = [BuildkitdEndpoint.of_pool(p) for p in inventory.pools]
-    with fleet.console.status("waiting for the pools' balancers to find their members"):
-        waited = wait_for_buildkitd(pools, TLSFiles.in_state(fleet.state.root / "tls"), POOL_WAIT_SECONDS)
-    fleet.console.print("pools answer over mTLS: " + ", ".join(f"{name} ({s:.1f} s)" for name, s in waited.items()))
 
 
 def cmd_builder(fleet: Fleet, args: argparse.Namespace) -> int:
@@ -106,6 +70,7 @@ def cmd_sample(fleet: Fleet, args: argparse.Namespace) -> int:
     from provisioning.remote.ssh import connect
 
     console, name = fleet.console, fleet.builder_name
+    awake(fleet, "to build the sample", lock=True)
     inventory = fleet.inventory()
     platforms = [parse_platform(p) for p in inventory.platforms]
     sources = SampleSources.from_artifacts(fleet.options.artifacts, platforms)

@@ -157,6 +157,11 @@ class Fleet:
             raise BuildfleetError(f"fleet {self.name!r} has no inventory in {self.state.root}: run buildfleet up first")
         return inventory
 
+    def sleeping(self, inventory: Inventory) -> list[str]:
+        """The fleet's hosts its target finds powered off now (idle stop, or by hand), by name."""
+        names = {h.name for h in inventory.hosts}
+        return sorted(s.host for s in self.target(inventory.target).status() if s.asleep and s.host in names)
+
     def settings(self) -> Settings:
         """The settings ``up`` used for this fleet; a fleet made before they were kept gets its
         target's settings from the configuration in reach now."""

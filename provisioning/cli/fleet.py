@@ -11,8 +11,8 @@ from rich.markup import escape
 from rich.table import Table
 
 from provisioning.checks import Check
-from provisioning.cli.build import ensure_builder, wait_for_pools
 from provisioning.cli.context import Fleet
+from provisioning.cli.nodes import awake, ensure_builder, refresh_builder, wait_for_pools, wake_fleet
 from provisioning.cli.options import (
     add_config_options,
     add_fleet_name,
@@ -95,16 +95,19 @@ def run_configure(
     check_only: bool = False,
     progress=lambda host, step, done, total: None,
     waiting=lambda host, what: None,
+    inventory: Inventory | None = None,
 ):
+    """Configure (or only check) the fleet's hosts, or the ``inventory`` given, one part of it."""
     from provisioning.hosts.configure import configure
 
     options = fleet.configure_options(settings)
-    inventory = fleet.inventory()
+    inventory = inventory or fleet.inventory()
     rolling = fleet.rolling(inventory, waiting)
     return configure(inventory, fleet.state, fleet.artifacts(settings), options, check_only, progress, rolling)
 
 
 def configure_fleet(fleet: Fleet, settings: Settings) -> int:
+    awake(fleet, "to configure it")
     tasks: dict[str, int] = {}
     with host_progress(fleet.console) as shown:
         for host in fleet.inventory().hosts:
@@ -216,31 +219,9 @@ def refresh_balancers(fleet: Fleet, settings: Settings) -> None:
         wait_for_pools(fleet, inventory)
 
 
-def refresh_builder(fleet: Fleet) -> None:
-    """The fleet's builder, if buildfleet made it, pointed at where the hosts and files are now."""
-    builder = fleet.builder()
-    existing = builder.inspect() if builder.owned() else None
-    if existing is not None:
-        ensure_builder(fleet, driver=existing.driver)
-
-
 def cmd_wake(fleet: Fleet, args: argparse.Namespace) -> int:
-    """Start what idle stop powered off, point the builder at where the hosts answer now, and
-    wait until every buildkitd serves the fleet's client certificate."""
-    from provisioning.certs import TLSFiles
-    from provisioning.remote.wait import BuildkitdEndpoint, wait_for_buildkitd
-
-    console = fleet.console
-    inventory = fleet.inventory()
-    target = fleet.target(inventory.target, progress=True)
-    start = time.monotonic()
-    console.print(f"{inventory.target}: starting the fleet's stopped hosts")
-    woken = target.wake(fleet.settings())
-    refresh_builder(fleet)  # new ports or addresses: the same nodes, moved
-    client = TLSFiles.in_state(fleet.state.root / "tls")
-    endpoints = [BuildkitdEndpoint.of_host(h) for h in woken.hosts if h.platforms]
-    pools = [BuildkitdEndpoint.of_pool(p) for p in woken.pools]
-    wait_for_buildkitd(endpoints + pools, client, fleet.options.wait_timeout)
+    console, start = fleet.console, time.monotonic()
+    woken = wake_fleet(fleet)
     console.print(f"woke {len(woken.hosts)} host(s) in {time.monotonic() - start:.1f} s: buildkitd answers on each")
     return 0
 
@@ -330,11 +311,13 @@ def doctor(fleet: Fleet) -> int:
     from provisioning.hosts.executor import report_checks
 
     console, tls = fleet.console, fleet.state.root / "tls"
-    inventory = fleet.inventory()
+    sleeping = fleet.sleeping(fleet.inventory())
+    inventory = fleet.inventory().without(sleeping)  # powered off is a state to report, not a failure
     with console.status(f"checking {len(inventory.hosts)} host(s) and the builder"):
-        report = run_configure(fleet, fleet.settings(), check_only=True)
-        inspected = fleet.builder().inspect(bootstrap=True)
+        report = run_configure(fleet, fleet.settings(), check_only=True, inventory=inventory)
+        inspected = fleet.builder().inspect(bootstrap=not sleeping)  # a bootstrap waits on every node, off ones too
     checks = [
+        *(asleep_check(host) for host in sleeping),
         *report_checks(report),
         *node_checks(fleet.builder_name, inventory, inspected),
         *pool_member_checks(inventory, TLSFiles.in_state(tls)),
@@ -342,6 +325,17 @@ def doctor(fleet: Fleet) -> int:
     ]
     title = f"buildfleet doctor: fleet {fleet.name!r}"
     return show_checks(console, title, {"fleet": fleet.name}, checks, fleet.options.json)
+
+
+def asleep_check(host: str) -> Check:
+    return Check(
+        host,
+        "power",
+        False,
+        "stopped (idle): powered off, by idle stop or by hand; its other checks wait until it runs",
+        "buildfleet wake (configure, sample and bench wake it themselves)",
+        warning=True,
+    )
 
 
 def show_checks(console: Console, title: str, about: dict, checks: list[Check], as_json: bool) -> int:

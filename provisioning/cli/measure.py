@@ -13,6 +13,7 @@ from rich.table import Table
 
 from provisioning.bench.runs import WORKLOADS
 from provisioning.cli.context import Fleet
+from provisioning.cli.nodes import awake
 from provisioning.cli.options import (
     add_config_options,
     add_fleet_name,
@@ -50,12 +51,13 @@ def cmd_bench(fleet: Fleet, args: argparse.Namespace) -> int:
     bench = bench_fleet(fleet)
     platforms = chosen_platforms(bench, args.platforms.split(",") if args.platforms else [])
     if args.concurrency:
-        return bench_concurrency(fleet, args, bench, platforms)
+        return bench_concurrency(fleet, args, platforms)
     if args.baseline:
         from provisioning.bench.seed import seed_host
 
         seed_host(bench.inventory)  # refused before the fleet's own runs, not after them
         fleet.existing_builder("--baseline seed times the whole build through it")
+    bench = woken_bench(fleet)
     workloads = args.workload or list(WORKLOADS)
     settings = fleet.settings()
     prices, price_note = catalog_prices(settings, bench.inventory)
@@ -124,12 +126,19 @@ def bench_progress(transient: bool):
     return Progress(*columns, TimeElapsedColumn(), console=Console(stderr=True), transient=transient)
 
 
-def bench_concurrency(fleet: Fleet, args: argparse.Namespace, bench: BenchFleet, platforms) -> int:
+def woken_bench(fleet: Fleet) -> BenchFleet:
+    """The fleet to measure, once bad input has been refused: its powered-off hosts woken first."""
+    awake(fleet, "to measure it")
+    return bench_fleet(fleet)  # where the hosts answer now
+
+
+def bench_concurrency(fleet: Fleet, args: argparse.Namespace, platforms) -> int:
     """N builds at once through the fleet's node for the platform, then through one host."""
     from provisioning.bench import concurrency
 
     concurrency.bounded(args.concurrency)  # refused before anything is asked of Docker
     fleet.existing_builder("--concurrency builds through it")
+    bench = woken_bench(fleet)
     platform = concurrency.busiest_platform(bench.inventory, platforms, asked=bool(args.platforms))
     compared = concurrency.compare(bench, platform, args.concurrency, fleet.console.status)
     if args.json:

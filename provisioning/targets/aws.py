@@ -37,7 +37,14 @@ from provisioning.targets.account import cancel_spot_requests, detach_policy, fl
 from provisioning.targets.awsquota import Needs, account_checks
 from provisioning.targets.base import ConfigSources, HostState, TargetOptions, settings_with_defaults
 from provisioning.targets.changes import ChangePreview, refuse_changes
-from provisioning.targets.ec2power import Ec2Host, aws_errors, describe_aws_error, stack_hosts, start_stack_hosts
+from provisioning.targets.ec2power import (
+    ASLEEP,
+    Ec2Host,
+    aws_errors,
+    describe_aws_error,
+    stack_hosts,
+    start_stack_hosts,
+)
 from provisioning.targets.nlb import NlbMembers
 from provisioning.targets.preflight import AWS_PACKAGES, MACHINE, attempt, package_checks, tool_check
 
@@ -106,7 +113,7 @@ class AwsTarget:
         to_set, ssh_key = self.prepare(settings)
         self.check_account(settings)
         self.on_output(f"pulumi up: stack {self.stack!r} in {self.project_dir}")
-        inventory = self.apply(to_set, ssh_key, confirm=self.confirm)
+        inventory = self.started(self.apply(to_set, ssh_key, confirm=self.confirm), str(self._raw().get("fleetId", "")))
         waited = wait_for_hosts(inventory.hosts, lambda host: connect(host, self.state), self.wait_timeout)
         self.on_output("hosts answer: " + ", ".join(f"{name} after {w.seconds:.0f} s" for name, w in waited.items()))
         for warning in (w.warning for w in waited.values() if w.warning):
@@ -209,6 +216,19 @@ class AwsTarget:
         wait_for_hosts(moved.hosts, lambda host: connect(host, self.state), self.wait_timeout)
         return moved
 
+    def started(self, inventory: Inventory, fleet_id: str) -> Inventory:
+        """The inventory with the stack's stopped hosts started: pulumi up leaves an instance idle
+        stop powered off as it is, and waiting for its SSH would only time out."""
+        boto3 = require("boto3", AWS, "the aws target")
+        with aws_errors(f"starting the stopped hosts of stack {self.stack!r}", sdk_errors()):
+            ec2 = boto3.client("ec2", region_name=self._region())
+            stopped = sorted(h.host for h in stack_hosts(ec2, self.stack, fleet_id).values() if h.state in ASLEEP)
+            if not stopped:
+                return inventory
+            self.on_output(f"stopped (idle stop, or by hand): {', '.join(stopped)}; starting them")
+            running = start_stack_hosts(ec2, self.stack, self.wait_timeout, poll=2, fleet_id=fleet_id)
+        return self.follow(inventory, {h.host: (h.public_ip, h.private_ip) for h in running.values()})
+
     def pool_members(self, inventory: Inventory) -> NlbMembers:
         """The pools' NLBs, steered through the AWS SDK (found by the inventory and the stack's tags)."""
         boto3 = require("boto3", AWS, "a rolling restart of a pool's members")
@@ -304,7 +324,10 @@ class AwsTarget:
             inventory = self.state.load_inventory(declared_features)
             why = f"recorded by up (EC2 not asked: {type(error).__name__})"
             return [HostState(h.name, f"{self.stack}/{h.address}", why) for h in (inventory.hosts if inventory else ())]
-        return [HostState(h.host, h.instance_id, h.state) for h in sorted(hosts.values(), key=lambda h: h.host)]
+        return [
+            HostState(h.host, h.instance_id, h.state, h.state in ASLEEP)
+            for h in sorted(hosts.values(), key=lambda h: h.host)
+        ]
 
     def down(self) -> list[str]:
         self.on_output(f"pulumi destroy: stack {self.stack!r}")

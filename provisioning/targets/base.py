@@ -82,7 +82,8 @@ class HostState:
 
     host: str
     resource: str  # the container, VM or instance that is the host
-    state: str
+    state: str  # in the target's own words (docker's, EC2's)
+    asleep: bool = False  # powered off (idle stop, or by hand): wake starts it, and commands that use it wake it first
 
 
 class Target(Protocol):

@@ -19,6 +19,10 @@ from provisioning.settings import NAMESPACE
 LIVE_STATES = ("pending", "running", "stopping", "stopped")
 
 
+# An instance in these states is off (idle stop, or stopped by hand): start_stack_hosts starts it.
+ASLEEP = frozenset({"stopping", "stopped"})
+
+
 @dataclass(frozen=True)
 class Ec2Host:
     host: str

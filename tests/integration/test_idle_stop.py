@@ -64,3 +64,38 @@ def test_an_idle_host_stops_by_itself_and_wake_brings_it_back_with_its_build_cac
         down = buildfleet("down", "--fleet", fleet, env=env)
     assert down.returncode == 0, down.stdout + down.stderr
     assert leftovers(fleet) == []
+
+
+def test_a_powered_off_host_is_a_state_to_doctor_and_woken_first_by_the_commands_that_use_it(tmp_path, machine_ready):
+    """Stopped by hand here (the same state idle stop leaves, without the minute's wait): doctor
+    says so and passes; configure and sample wake the fleet before they need its host."""
+    fleet = f"off{uuid.uuid4().hex[:6]}"
+    env = cli_env(tmp_path)
+    container = f"buildfleet-{fleet}-amd64-0"
+    args = ["--fleet", fleet, "--project-dir", str(tmp_path)]
+    one_host = ["--set", "emulationCount=0", "--set", "platforms=linux/amd64"]
+    docker = Docker()
+    try:
+        up = buildfleet("up", *args, *one_host, env=env)
+        assert up.returncode == 0, up.stdout + up.stderr
+        docker.run(["stop", container])
+
+        doctor = buildfleet("doctor", "--fleet", fleet, "--json", env=env)
+        assert doctor.returncode == 0, doctor.stdout + doctor.stderr  # a state, not a failure
+        (power,) = [c for c in json.loads(doctor.stdout)["checks"] if c["check"] == "power"]
+        assert power["node"] == "amd64-0" and power["warning"] and power["detail"].startswith("stopped (idle)")
+        assert not docker.inspect("container", container)["State"]["Running"]  # doctor changes nothing
+
+        configure = buildfleet("configure", "--fleet", fleet, env=env)
+        assert configure.returncode == 0, configure.stdout + configure.stderr
+        assert "amd64-0: powered off (idle stop, or by hand); waking the fleet to configure it" in configure.stdout
+        assert "nothing to change" in configure.stdout  # what it had survived the power-off
+
+        docker.run(["stop", container])
+        sample = buildfleet("sample", "--fleet", fleet, env=env)
+        assert sample.returncode == 0, sample.stdout + sample.stderr
+        assert "waking the fleet to build the sample" in sample.stdout
+    finally:
+        down = buildfleet("down", "--fleet", fleet, env=env)
+    assert down.returncode == 0, down.stdout + down.stderr
+    assert leftovers(fleet) == []

@@ -39,6 +39,7 @@ HOST_LABEL = "io.buildfleet.host"
 SSH_USER = "root"
 LOOPBACK = "127.0.0.1"
 SSH_WAIT_SECONDS = 60
+STOPPED = frozenset({"created", "exited"})  # a host container docker start brings back (idle stop ends PID 1)
 VOLUMES = ("docker", "buildkit")  # /var/lib/<name>: overlayfs cannot nest, so these are volumes
 
 
@@ -328,13 +329,9 @@ class LocalTarget:
         rows = []
         for container in self.docker.names("container", f"{LABEL}={self.fleet}"):
             info = self.docker.inspect("container", container) or {}
-            rows.append(
-                HostState(
-                    info.get("Config", {}).get("Labels", {}).get(HOST_LABEL, ""),
-                    container,
-                    info.get("State", {}).get("Status", "missing"),
-                )
-            )
+            state = info.get("State", {}).get("Status", "missing")
+            host = info.get("Config", {}).get("Labels", {}).get(HOST_LABEL, "")
+            rows.append(HostState(host, container, state, state in STOPPED))
         return rows
 
     def down(self) -> list[str]:

@@ -259,7 +259,9 @@ class VmTarget:
         vms = []
         for directory in self._vm_dirs():
             pid = self._process(directory).pid()
-            vms.append(HostState(directory.name, f"qemu pid {pid}" if pid else "qemu", "running" if pid else "off"))
+            vms.append(
+                HostState(directory.name, f"qemu pid {pid}" if pid else "qemu", "running" if pid else "off", not pid)
+            )
         return self.local.status() + vms
 
     def down(self) -> list[str]:
