@@ -58,7 +58,7 @@ def serving(provider: Provider) -> Iterator[Provider]:
             pass
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()  # stop() waits a poll
     provider.jwks_url = f"http://127.0.0.1:{server.server_address[1]}/jwks"
     try:
         yield provider

@@ -4,7 +4,6 @@ answers no EC2 quota, so the vCPU check shows as the warning a user without that
 
 import boto3
 import pytest
-from moto_aws import moto_server
 from pulumi_standin import StandInPulumi
 
 from provisioning.errors import BuildfleetError
@@ -14,10 +13,9 @@ HOST_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOl5Hh3Xf0m8lq0n1u1v5l6xQm6b4f0n
 
 
 @pytest.fixture
-def account(tmp_path, monkeypatch):
-    with moto_server() as endpoint:
-        pulumi = StandInPulumi(tmp_path, monkeypatch, {}, endpoint)
-        yield pulumi, boto3.client("ec2")
+def account(tmp_path, monkeypatch, aws_api):
+    pulumi = StandInPulumi(tmp_path, monkeypatch, {}, aws_api)
+    return pulumi, boto3.client("ec2")
 
 
 def checks_of(target) -> dict:

@@ -5,7 +5,7 @@ what the account still holds afterwards is named. EC2 and ELBv2 are moto's serve
 import boto3
 import pytest
 from fleet_parts import inventory_host
-from moto_aws import moto_server, point_sdk_at
+from moto_aws import point_sdk_at
 from pulumi_standin import StandInPulumi
 
 from provisioning.errors import BuildfleetError
@@ -18,10 +18,9 @@ CIDR = "203.0.113.7/32"
 
 
 @pytest.fixture
-def aws(monkeypatch):
-    with moto_server() as endpoint:
-        point_sdk_at(monkeypatch, endpoint)
-        yield endpoint, boto3.client("ec2"), boto3.client("elbv2")
+def aws(monkeypatch, aws_api):
+    point_sdk_at(monkeypatch, aws_api)
+    return aws_api, boto3.client("ec2"), boto3.client("elbv2")
 
 
 def tags(fleet_id: str, host: str, stack: str = "dev") -> list[dict[str, str]]:

@@ -7,7 +7,7 @@ import dataclasses
 import boto3
 import pytest
 from fleet_parts import inventory_host
-from moto_aws import moto_server, point_sdk_at
+from moto_aws import point_sdk_at
 
 from provisioning.errors import BuildfleetError
 from provisioning.inventory import Inventory, Pool
@@ -19,10 +19,9 @@ STACK, FLEET_ID, PORT = "dev", "f1e2d3c4b5a69788", 1234
 
 
 @pytest.fixture
-def aws(monkeypatch):
-    with moto_server() as endpoint:
-        point_sdk_at(monkeypatch, endpoint)
-        yield boto3.client("ec2"), boto3.client("elbv2")
+def aws(monkeypatch, aws_api):
+    point_sdk_at(monkeypatch, aws_api)
+    return boto3.client("ec2"), boto3.client("elbv2")
 
 
 def pool_fleet(ec2, elbv2) -> tuple[Inventory, str, dict[str, str]]:
@@ -107,6 +106,7 @@ def test_an_sdk_error_is_one_line_naming_what_was_being_done(aws, tmp_path, monk
     ec2, elbv2 = aws
     inventory, _, _ = pool_fleet(ec2, elbv2)
     monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")  # nothing listens there: botocore's own error
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")  # at once, not after botocore's retries
     members = target(tmp_path).pool_members(inventory)
     with pytest.raises(BuildfleetError, match=r"^finding pool amd64-pool's target group: Could not connect"):
         members.take_out("amd64-pool", "amd64-0")

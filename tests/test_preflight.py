@@ -6,7 +6,6 @@ import json
 
 import pytest
 import yaml
-from moto_aws import moto_server
 from pulumi_standin import StandInPulumi
 
 from provisioning.cli import main
@@ -21,11 +20,10 @@ def preflight(capsys, *args) -> tuple[int, dict]:
 
 
 @pytest.fixture
-def sts(monkeypatch):
-    with moto_server() as endpoint:
-        monkeypatch.setenv("AWS_ENDPOINT_URL", endpoint)
-        monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")  # never ask 169.254.169.254 for credentials
-        yield endpoint
+def sts(monkeypatch, aws_api):
+    monkeypatch.setenv("AWS_ENDPOINT_URL", aws_api)
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")  # never ask 169.254.169.254 for credentials
+    return aws_api
 
 
 @pytest.mark.process
