@@ -17,6 +17,7 @@ from provisioning.cli import artifacts as artifacts_cli
 from provisioning.cli import build as build_cli
 from provisioning.cli import clients as clients_cli
 from provisioning.cli import fleet as fleet_cli
+from provisioning.cli import handover as handover_cli
 from provisioning.cli import measure as measure_cli
 from provisioning.cli.context import Fleet
 from provisioning.errors import BuildfleetError
@@ -59,6 +60,7 @@ COMMANDS = (
     measure_cli.add_cost,
     build_cli.add_ci_config,
     clients_cli.add_client,
+    handover_cli.add_state,
     artifacts_cli.add_artifacts,
     fleet_cli.add_down,
     add_completion,
@@ -86,7 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 # Commands that change a fleet's hosts, builder or state: one at a time per fleet. bench among them:
 # --baseline seed registers QEMU on a host, and its timings mean nothing while configure restarts one.
-CHANGING = frozenset({"up", "configure", "rotate-certs", "wake", "builder", "bench", "client", "down"})
+CHANGING = frozenset({"up", "configure", "rotate-certs", "wake", "builder", "bench", "client", "state", "down"})
 
 
 def changes_fleet(args: argparse.Namespace) -> bool:

@@ -1,0 +1,65 @@
+"""``buildfleet state export|import``: one fleet identity for every operator (see handover)."""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import os
+from pathlib import Path
+
+from provisioning.cli.context import Fleet
+from provisioning.cli.options import add_fleet_options
+from provisioning.errors import ConfigError
+from provisioning.handover import identity_files, install, read_bundle, seal, unseal
+from provisioning.private import write_private
+
+PASSPHRASE_ENV = "BUILDFLEET_STATE_PASSPHRASE"
+
+
+def passphrase(confirm: bool) -> str:
+    """From the environment (a script, a secret store), else asked twice at the terminal on export."""
+    given = os.environ.get(PASSPHRASE_ENV)
+    if given is not None:
+        return given
+    try:
+        typed = getpass.getpass("passphrase for the fleet's state bundle: ")
+        if confirm and getpass.getpass("the same again: ") != typed:
+            raise ConfigError("the two passphrases differ: nothing was written")
+    except EOFError:
+        raise ConfigError(f"no passphrase: set {PASSPHRASE_ENV}, or run this at a terminal") from None
+    return typed
+
+
+def cmd_state(fleet: Fleet, args: argparse.Namespace) -> int:
+    console, path = fleet.console, Path(args.file)
+    if args.action == "export":
+        if path.exists():
+            raise ConfigError(f"{path} exists: export writes a new file only")
+        bundle = seal(fleet.state, passphrase(confirm=True))
+        write_private(path, bundle)
+        count = len(identity_files(fleet.state))
+        console.print(f"fleet {fleet.name!r}: {count} identity files sealed into {path} ({len(bundle)} bytes)")
+        console.print(
+            f"a teammate runs: buildfleet state import {path.name} --fleet {fleet.name} (with the passphrase)"
+        )
+        return 0
+    written = install(fleet.state, unseal(read_bundle(path), passphrase(confirm=False)))
+    console.print(f"fleet {fleet.name!r}: {len(written)} identity files from {path} in {fleet.state.root}")
+    console.print("the same CA, keys and settings as the operator who exported them: configure changes nothing")
+    return 0
+
+
+def add_state(commands: argparse._SubParsersAction) -> None:
+    """The state command: a fleet's identity handed from one operator to another."""
+    state = commands.add_parser(
+        "state",
+        help="export the fleet's identity (CA, keys, settings) sealed with a passphrase, or import one",
+        description="export seals the fleet's CA and every certificate it issued, its SSH key and pinned host "
+        "keys, its settings and inventory into FILE (AES-256-GCM, the key derived from a passphrase with "
+        f"scrypt; {PASSPHRASE_ENV}, else asked). import writes them into this machine's state for the fleet, "
+        "which must not exist yet here: a second operator then has the same fleet, not a second CA.",
+    )
+    state.add_argument("action", choices=("export", "import"))
+    state.add_argument("file", help="the bundle to write (export) or read (import)")
+    add_fleet_options(state)
+    state.set_defaults(handler=cmd_state)
