@@ -219,6 +219,12 @@ class FleetCA:
         previous = load_pem(self.previous_dir) if self.rotating() and not self.retiring() else None
         return self.ca().cert + (previous.cert if previous else b"")
 
+    def held(self) -> bytes:
+        """Every CA this state holds (the previous one until a rotation ends, retired or not): a
+        host serving a certificate of none of them is another copy of the fleet's (fleet_step)."""
+        previous = load_pem(self.previous_dir) if self.rotating() else None
+        return self.ca().cert + (previous.cert if previous else b"")
+
     def write_trust(self) -> None:
         """``trust.pem`` as ``trust`` has it, rewritten only when that differs (once a CA exists)."""
         if not (self.directory / "ca" / "cert.pem").exists():
@@ -269,6 +275,16 @@ def _issued_by_cert(cert_pem: bytes, ca: x509.Certificate) -> bool:
     except (ValueError, TypeError, InvalidSignature):
         return False
     return True
+
+
+def issued_by_any(cert_pem: bytes, bundle: bytes) -> bool:
+    """Whether a certificate was signed by one of the CAs in a PEM bundle (a host's served one
+    against the CAs this state holds: another operator's fleet is never taken over)."""
+    try:
+        cas = x509.load_pem_x509_certificates(bundle)
+    except ValueError:
+        return False
+    return any(_issued_by_cert(cert_pem, ca) for ca in cas)
 
 
 def _sans(cert_pem: bytes) -> set[x509.GeneralName]:

@@ -170,3 +170,12 @@ def test_each_facts_stderr_is_kept_beside_its_value_and_named_when_it_fails():
     broken = f"{mark} 0\n{mark} 1\n{err} uname: cannot talk to the kernel\n{err} (twice)\n"
     with pytest.raises(f.FactError, match=r"unknown CPU architecture '' .*stderr: uname: cannot talk"):
         f.parse_batch({"arch": f.Arch()}, broken)
+
+
+def test_a_public_file_as_it_is_or_none_when_missing():
+    fact = f.PublicFile("/etc/buildkit/tls/cert.pem")
+    assert fact.argv[-1] == "/etc/buildkit/tls/cert.pem" and fact.sudo
+    assert fact.parse(3, "") is None
+    assert fact.parse(0, "-----BEGIN CERTIFICATE-----\n") == b"-----BEGIN CERTIFICATE-----\n"
+    with pytest.raises(f.FactError, match="cannot read /etc/buildkit/tls/cert.pem"):
+        fact.parse(1, "")

@@ -10,10 +10,12 @@ from pathlib import Path
 
 import pytest
 import tomllib
+from cryptography.x509.oid import ExtendedKeyUsageOID
 from test_facts import parse
 
 from provisioning.advisories import RUNC_NOV_2025
 from provisioning.artifacts import Artifact, PinnedQemu
+from provisioning.certs import issue, make_ca
 from provisioning.hosts.actions import Run, Upload, WriteFile
 from provisioning.hosts.configure import buildkitd_config
 from provisioning.hosts.idle import IDLE_SCRIPT, IdleDesired, idle_service, idle_step
@@ -36,6 +38,7 @@ from provisioning.hosts.operations import (
     buildx_step,
     cache_step,
     docker_step,
+    fleet_step,
     privileged_step,
     versions_step,
     with_interpreter,
@@ -268,9 +271,18 @@ def test_qemu_for_the_hosts_own_cpu_is_refused():
     assert "own CPU (amd64)" in decision.error
 
 
-def buildkitd_desired(config=b"config"):
+FLEET_CA = make_ca("buildfleet CA")
+SERVED = issue(FLEET_CA, "amd64-0", ExtendedKeyUsageOID.SERVER_AUTH)
+
+
+def buildkitd_desired(config=b"config", trust=FLEET_CA.cert):
     return BuildkitdDesired(
-        lambda arch: (artifact("buildkitd"), artifact("buildctl")), 1234, b"ca", b"cert", b"key", lambda cpus: config
+        lambda arch: (artifact("buildkitd"), artifact("buildctl")),
+        1234,
+        trust,
+        SERVED.cert,
+        SERVED.key,
+        lambda cpus: config,
     )
 
 
@@ -280,9 +292,9 @@ def buildkitd_files(desired, init="none"):
         "/usr/local/bin/buildkitd": SHA(b"binary"),
         "/usr/local/bin/buildctl": SHA(b"binary"),
         "/etc/buildkit/buildkitd.toml": SHA(desired.config(2)),
-        "/etc/buildkit/tls/ca.pem": SHA(b"ca"),
-        "/etc/buildkit/tls/cert.pem": SHA(b"cert"),
-        "/etc/buildkit/tls/key.pem": SHA(b"key"),
+        "/etc/buildkit/tls/ca.pem": SHA(desired.ca_pem),
+        "/etc/buildkit/tls/cert.pem": SHA(desired.cert_pem),
+        "/etc/buildkit/tls/key.pem": SHA(desired.key_pem),
         SUPERVISE: SHA(SUPERVISE_SCRIPT),
         service.definition_path("none"): SHA(service.boot_script()),
         service.definition_path("systemd"): SHA(service.unit()) if init == "systemd" else None,
@@ -322,6 +334,35 @@ def test_a_changed_config_is_written_and_buildkitd_restarted():
         "/etc/buildkit/buildkitd.toml",
         "restart buildkitd (its files changed)",
     ]
+
+
+def test_a_host_serving_a_certificate_of_a_ca_this_state_does_not_hold_is_never_taken_over():
+    """A second operator without the fleet's state (its own new CA) is refused on the first one's
+    hosts before any step changes anything; a new host, and one of this fleet, go on."""
+    step = fleet_step(FLEET_CA.cert)
+    theirs = issue(make_ca("buildfleet CA"), "amd64-0", ExtendedKeyUsageOID.SERVER_AUTH)
+    refused = step.decide({"served": theirs.cert})
+    assert not refused.changes and "serves a certificate of a fleet CA this state does not hold" in refused.error
+    assert "buildfleet state import" in refused.error
+    assert not step.decide({"served": SERVED.cert}).error
+    assert step.decide({"served": None}).reason.startswith("no buildkitd certificate yet")
+    rotating = fleet_step(make_ca("buildfleet CA").cert + FLEET_CA.cert)  # a rotation holds both CAs
+    assert not rotating.decide({"served": SERVED.cert}).error
+
+
+def test_the_fleet_check_comes_before_every_step_that_changes_a_host(tmp_path):
+    from provisioning.certs import FleetCA
+    from provisioning.hosts.configure import ConfigureOptions, steps_for
+
+    class Files:
+        def buildx(self, arch):
+            return artifact("buildx")
+
+        def buildkit(self, arch):
+            return artifact("buildkitd"), artifact("buildctl")
+
+    steps = steps_for(HOST, Files(), FleetCA(tmp_path / "tls"), ConfigureOptions())
+    assert steps[0].name == "fleet" and [s.name for s in steps].count("fleet") == 1
 
 
 def test_a_fresh_host_gets_runc_files_and_a_start():
@@ -528,7 +569,12 @@ def test_buildkitd_toml_keeps_gc_within_disk_limits_and_runs_a_step_per_cpu():
 
 def test_a_host_that_gains_cpus_gets_its_buildkitd_toml_rewritten():
     desired = BuildkitdDesired(
-        lambda arch: (artifact("buildkitd"), artifact("buildctl")), 1234, b"ca", b"cert", b"key", buildkitd_config(HOST)
+        lambda arch: (artifact("buildkitd"), artifact("buildctl")),
+        1234,
+        FLEET_CA.cert,
+        SERVED.cert,
+        SERVED.key,
+        buildkitd_config(HOST),
     )
     files = buildkitd_files(desired)  # written for 2 CPUs
     facts = {"arch": "amd64", "init": "none", "runc": "1.1", "workers": ("linux/amd64",), "files": files}

@@ -24,6 +24,7 @@ from provisioning.hosts.operations import (
     buildx_step,
     cache_step,
     docker_step,
+    fleet_step,
     privileged_step,
     versions_step,
 )
@@ -117,6 +118,7 @@ def steps_for(
     pool: Pool | None = None,
 ) -> list[Step]:
     steps = [
+        fleet_step(ca.held()),
         docker_step(DockerDesired(host.ssh_user, options.allow_docker_upgrade, options.docker_source)),
         privileged_step(),
         buildx_step(artifacts.buildx),

@@ -15,6 +15,7 @@ from typing import Any
 
 from provisioning.advisories import open_runc_cves, runc_fix
 from provisioning.artifacts import Artifact, PinnedQemu
+from provisioning.certs import issued_by_any
 from provisioning.hosts.actions import Decision, Run, Upload, WriteFile, disruptive, no_change, refuse
 from provisioning.hosts.services import InitSystem, Service, differing, init_system, service_paths
 from provisioning.platforms import UNAME_TO_ARCH
@@ -389,6 +390,26 @@ def buildkitd_service(port: int) -> Service:
         ),
         "BuildKit daemon (mTLS)",
     )
+
+
+def fleet_step(fleet_cas: bytes) -> Step:
+    """First of all: the host is this fleet's, or new. One whose buildkitd serves a certificate
+    of a CA this state does not hold belongs to another copy of the fleet (a teammate's, or state
+    made anew), and taking it over would lock its operator out: nothing is changed on it."""
+    served = f"{BUILDKIT_ETC}/tls/cert.pem"
+
+    def decide(got: Mapping[str, Any]) -> Decision:
+        if got["served"] is None:
+            return no_change("no buildkitd certificate yet: a host new to buildfleet")
+        if issued_by_any(got["served"], fleet_cas):
+            return no_change("buildkitd serves a certificate of this fleet's CA")
+        return refuse(
+            "buildkitd here serves a certificate of a fleet CA this state does not hold (another operator's "
+            "fleet, or state made anew): import that fleet's state (buildfleet state import) rather than take "
+            f"the host over; if that state is lost for good, remove {BUILDKIT_ETC}/tls on the host first"
+        )
+
+    return Step("fleet", {"served": f.PublicFile(served)}, decide)
 
 
 def buildkitd_step(desired: BuildkitdDesired) -> Step:

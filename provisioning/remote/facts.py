@@ -429,6 +429,25 @@ class ToolVersion(Fact[str | None]):
 
 
 @dataclass(frozen=True)
+class PublicFile(Fact[bytes | None]):
+    """A file that holds nothing secret (a certificate), as it is on the host; None when missing."""
+
+    path: str = ""
+    sudo: ClassVar[bool] = True
+
+    @property
+    def argv(self) -> list[str]:
+        return ["sh", "-c", '[ -f "$1" ] || exit 3; cat -- "$1"', "sh", self.path]
+
+    def parse(self, exit_code: int, stdout: str) -> bytes | None:
+        if exit_code == 3:
+            return None
+        if exit_code != 0:
+            raise FactError(f"cannot read {self.path} (exit {exit_code})")
+        return stdout.encode()
+
+
+@dataclass(frozen=True)
 class Runc:
     """The runc buildkitd runs, as found on the host."""
 

@@ -29,6 +29,7 @@ def test_doctor_checks_every_host_and_node_and_names_the_fix(fleet, run):
         assert healthy.returncode == 0, healthy.stdout + healthy.stderr
         found = checks(healthy)
         assert {check for _, check in found} == {
+            "fleet",
             "docker",
             "privileged",
             "buildx",
@@ -111,15 +112,16 @@ def test_configure_reports_each_hosts_steps_as_they_start_and_when_it_is_done(fl
     )
     assert report.ok
     assert [s[1:] for s in seen if s[0] == "emulation-0"] == [
-        ("docker", 0, 8),
-        ("privileged", 1, 8),
-        ("buildx", 2, 8),
-        ("binfmt", 3, 8),
-        ("buildkitd", 4, 8),
-        ("idle-stop", 5, 8),
-        ("versions", 6, 8),
-        ("cache", 7, 8),
-        ("", 8, 8),
+        ("fleet", 0, 9),
+        ("docker", 1, 9),
+        ("privileged", 2, 9),
+        ("buildx", 3, 9),
+        ("binfmt", 4, 9),
+        ("buildkitd", 5, 9),
+        ("idle-stop", 6, 9),
+        ("versions", 7, 9),
+        ("cache", 8, 9),
+        ("", 9, 9),
     ]
     assert [s[1] for s in seen if s[0] == "amd64-0"][-1] == ""
 

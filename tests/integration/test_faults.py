@@ -9,7 +9,7 @@ import pytest
 
 from provisioning.hosts.actions import Upload, WriteFile
 from provisioning.hosts.configure import configure
-from provisioning.hosts.executor import _STAGE_DIR, CHANGED, FAILED, SKIPPED, ActionFailed, apply, run_step
+from provisioning.hosts.executor import _STAGE_DIR, CHANGED, FAILED, SKIPPED, UNCHANGED, ActionFailed, apply, run_step
 from provisioning.hosts.operations import DockerDesired, apt_install, docker_step
 from provisioning.inventory import Inventory
 from provisioning.remote import facts as f
@@ -100,11 +100,11 @@ def test_a_host_stopped_mid_install_is_named_the_others_finish_and_a_rerun_compl
         hosts = {h.host: h for h in report.hosts}
         assert hosts[other].ok, hosts[other]
         stopped = hosts[victim].steps
-        assert [s.status for s in stopped] == [FAILED] + [SKIPPED] * 7
-        assert "the connection to the host was lost while running" in stopped[0].detail, stopped[0].detail
-        assert "exit -1" not in stopped[0].detail
-        assert finished[other][1] == finished[other][2] == 7  # done 7/7
-        assert finished[victim][1:] == (0, 8)  # never "done 8/8"
+        assert [s.status for s in stopped] == [UNCHANGED, FAILED] + [SKIPPED] * 7  # the fleet check, then docker
+        assert "the connection to the host was lost while running" in stopped[1].detail, stopped[1].detail
+        assert "exit -1" not in stopped[1].detail
+        assert finished[other][1] == finished[other][2] == 8  # done 8/8
+        assert finished[victim][1:] == (1, 9)  # never "done 9/9"
 
         inventory = live.target.up(live.settings)  # the re-run: the stopped host starts again
         left = live.exec(victim, *f.DpkgInterrupted().argv)

@@ -48,17 +48,17 @@ def old_host(tmp_path_factory, machine_ready):
 def test_old_docker_with_upgrades_disabled_is_one_clear_error(old_host):
     report = old_host.configure(allow_docker_upgrade=False)
     (host,) = report.hosts
-    docker = host.steps[0]
+    docker = host.steps[1]  # after the fleet check
     assert (host.host, docker.step, docker.status) == ("amd64-0", "docker", FAILED)
     assert "18.09.1 is older than 19.03" in docker.detail and "upgrades are disabled" in docker.detail
-    assert all(s.status == "skipped" for s in host.steps[1:])
+    assert all(s.status == "skipped" for s in host.steps[2:])
     assert "18.09.1" in old_host.exec("amd64-0", "docker", "--version")  # nothing half-done
 
 
 def test_old_docker_is_upgraded_through_apt(old_host):
     report = old_host.configure()
     assert report.ok, [(f.step, f.detail, f.stderr_tail) for f in report.failures()]
-    docker = report.hosts[0].steps[0]
+    docker = report.hosts[0].steps[1]
     assert docker.status == CHANGED and "older than 19.03" in docker.detail
     server = old_host.exec("amd64-0", "docker", "version", "--format", "{{.Server.Version}}").strip()
     assert tuple(int(x) for x in server.split(".")[:2]) >= (19, 3)

@@ -1,5 +1,6 @@
 """The static target against hosts that already exist (the session fleet's, reached by SSH)."""
 
+import shutil
 import socket
 
 import pytest
@@ -39,6 +40,7 @@ def static_file(fleet, tmp_path, roles):
 def test_static_hosts_get_arch_detected_placement_and_configure(fleet, tmp_path):
     path = static_file(fleet, tmp_path, {"amd64-0": "amd64", "emulation-0": "emulation"})
     state = FleetState(tmp_path / "static-state")
+    shutil.copytree(fleet.state.root / "tls", state.root / "tls")  # the fleet's identity, as state import gives it
     settings = settings_from_mapping({"platforms": ["linux/amd64", "linux/arm64", "linux/s390x"]})
     inventory = StaticTarget(path, state, tmp_path / "no-known-hosts").up(settings)
     hosts = {h.name: h for h in inventory.hosts}
@@ -50,6 +52,20 @@ def test_static_hosts_get_arch_detected_placement_and_configure(fleet, tmp_path)
     ]
     report = configure(inventory, state, fleet.artifacts)
     assert report.ok, [(s.host, s.step, s.detail) for s in report.failures()]
+
+
+def test_hosts_serving_another_fleet_ca_are_never_taken_over_by_state_made_anew(fleet, tmp_path):
+    """An operator without the fleet's state would mint a second CA: each host refuses at its
+    first step (fleet) and nothing on it is written."""
+    path = static_file(fleet, tmp_path, {"amd64-0": "amd64", "emulation-0": "emulation"})
+    state = FleetState(tmp_path / "anew")
+    inventory = StaticTarget(path, state, tmp_path / "no-known-hosts").up(settings_from_mapping({}))
+    report = configure(inventory, state, fleet.artifacts)
+    refused = {s.host: s.detail for s in report.failures()}
+    assert sorted(refused) == ["existing-amd64-0", "existing-emulation-0"]
+    assert all("serves a certificate of a fleet CA this state does not hold" in d for d in refused.values())
+    changed = [(s.host, s.step, s.detail) for h in report.hosts for s in h.steps if s.status == "changed"]
+    assert {s.step for s in report.failures()} == {"fleet"} and changed == []  # the first step: nothing written
 
 
 def test_a_declared_role_that_contradicts_the_cpu_is_refused(fleet, tmp_path):
