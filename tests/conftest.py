@@ -22,12 +22,20 @@ _quick = _Quick()
 _LIBRARY_CACHES = frozenset({"fc-list"})
 
 
+# Audit events of a socket put to use: a server (moto's, a stand-in's) or a connection to one.
+_NETWORK = frozenset({"socket.bind", "socket.connect"})
+
+
 def _refuse_spawns_in_quick_tests(event: str, args: tuple) -> None:
-    if event in _SPAWNS and _quick.test and not (event == "subprocess.Popen" and args[0] in _LIBRARY_CACHES):
-        raise RuntimeError(
-            f"{_quick.test} starts another program ({event} {args[:2]!r}): mark it "
-            "@pytest.mark.process (or integration), the unit tier runs inside pytest alone"
-        )
+    if not _quick.test or event not in _SPAWNS | _NETWORK:
+        return
+    if event == "subprocess.Popen" and args[0] in _LIBRARY_CACHES:
+        return
+    what = "starts another program" if event in _SPAWNS else "opens a network socket"
+    raise RuntimeError(
+        f"{_quick.test} {what} ({event} {args[:2]!r}): mark it "
+        "@pytest.mark.process (or integration), the unit tier runs inside pytest alone"
+    )
 
 
 def pytest_configure(config):

@@ -8,6 +8,8 @@ from pulumi_standin import StandInPulumi
 
 from provisioning.errors import BuildfleetError
 
+pytestmark = pytest.mark.process  # moto's server on 127.0.0.1
+
 CIDR = "198.51.100.7/32"
 HOST_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOl5Hh3Xf0m8lq0n1u1v5l6xQm6b4f0nS3cU1oYt6V0z"
 

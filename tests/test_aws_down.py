@@ -13,6 +13,8 @@ from provisioning.inventory import Inventory
 from provisioning.targets import aws as aws_target
 from provisioning.targets.account import cancel_spot_requests, fleet_leftovers
 
+pytestmark = pytest.mark.process  # moto's server on 127.0.0.1
+
 FLEET_ID, OTHER_ID = "f1e2d3c4b5a69788", "0123456789abcdef"
 CIDR = "203.0.113.7/32"
 
@@ -82,7 +84,6 @@ def test_what_the_fleet_left_in_the_account_is_listed_by_kind_and_nothing_of_ano
     assert fleet_leftovers(ec2, elbv2, "dev", FLEET_ID, [instance]) == []
 
 
-@pytest.mark.process
 def test_down_cancels_spot_requests_first_and_names_what_destroy_left_behind(aws, tmp_path, monkeypatch):
     endpoint, ec2, _ = aws
     inventory = Inventory("aws", (inventory_host("amd64-0", "amd64", "linux/amd64"),))

@@ -167,6 +167,7 @@ def test_an_empty_directory_gets_buildfleets_pulumi_yaml_beside_the_stack_file(p
     assert (pulumi.project / "Pulumi.dev.yaml").is_file()
 
 
+@pytest.mark.process  # the stand-in pulumi's account: moto's server
 def test_another_projects_pulumi_yaml_is_refused_and_left_as_it_was(pulumi, tmp_path):
     theirs = "name: website\nruntime: nodejs\n"
     (pulumi.project / "Pulumi.yaml").write_text(theirs)
@@ -223,6 +224,7 @@ def test_a_passphrase_stack_without_a_passphrase_is_refused_before_pulumi_runs(p
     assert len(pulumi.calls()) == before
 
 
+@pytest.mark.process  # the stand-in pulumi's account: moto's server
 def test_a_new_stack_on_a_local_backend_needs_a_passphrase_too(pulumi, tmp_path, monkeypatch):
     monkeypatch.delenv("PULUMI_CONFIG_PASSPHRASE")
     target = pulumi.target(tmp_path, f"allowedCidrs=[{CIDR}]")
@@ -239,6 +241,7 @@ def test_an_old_pulumi_cli_is_named(pulumi, tmp_path, monkeypatch):
         target.apply(target.prepare(target.settings())[0])
 
 
+@pytest.mark.process  # the stand-in pulumi's account: moto's server
 def test_a_missing_project_dir_is_named(pulumi, tmp_path):
     target = pulumi.target(tmp_path, f"allowedCidrs=[{CIDR}]")
     target.project_dir = tmp_path / "nowhere"
@@ -286,12 +289,14 @@ def test_down_after_a_failed_up_destroys_the_stack_it_made(pulumi, tmp_path, mon
     assert not FleetState.for_fleet("f").root.exists()
 
 
+@pytest.mark.process  # the stand-in pulumi's account: moto's server
 def test_config_errors_stop_up_before_pulumi_is_touched(pulumi, tmp_path, capsys):
     assert main(["up", "--target", "aws", "--project-dir", str(pulumi.project), "--fleet", "f"]) == 2
     assert "buildfleet:allowedCidrs is empty" in capsys.readouterr().err
     assert pulumi.calls() == [] and not FleetState.for_fleet("f").root.exists()
 
 
+@pytest.mark.process  # the stand-in pulumi's account: moto's server
 @pytest.mark.parametrize("key", ["ecdsa-sha2-nistp256 AAAAE2VjZHNh", "sk-ssh-ed25519@openssh.com AAAAGnNr"])
 def test_keys_ec2_cannot_import_are_refused_before_pulumi_runs(pulumi, tmp_path, key):
     target = pulumi.target(tmp_path, f"allowedCidrs=[{CIDR}]", f"sshPublicKey={key}", ssh_key=tmp_path)
@@ -309,12 +314,14 @@ def test_cloud_init_degraded_is_a_warning_and_an_error_status_an_error():
         cloud_init_outcome("arm64-0", "cloud-init=1\nstatus: error\n")
 
 
+@pytest.mark.process  # the stand-in pulumi's account: moto's server
 def test_settings_ignore_a_missing_stack_file_and_read_an_existing_one(pulumi, tmp_path):
     (pulumi.project / "Pulumi.dev.yaml").write_text(yaml.safe_dump({"config": {"buildfleet:amd64Count": "2"}}))
     assert [r.count for r in pulumi.target(tmp_path).settings().roles if r.role == "amd64"] == [2]
     assert settings_from_mapping({}).roles  # and without one, Pulumi.yaml's defaults
 
 
+@pytest.mark.process  # the stand-in pulumi's account: moto's server
 def test_missing_graviton_artifacts_are_named_with_the_command_before_pulumi_runs(pulumi, tmp_path):
     amd64_only = host_artifacts(tmp_path / "amd64-only", arches=("amd64",))
     target = pulumi.target(tmp_path, f"allowedCidrs=[{CIDR}]", "artifactSource=dir", artifacts_dir=amd64_only)

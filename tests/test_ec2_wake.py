@@ -15,6 +15,8 @@ from provisioning.state import FleetState
 from provisioning.targets.aws import AwsTarget
 from provisioning.targets.ec2power import describe_aws_error, start_stack_hosts
 
+pytestmark = pytest.mark.process  # moto's server on 127.0.0.1, and endpoints where nothing listens
+
 
 @pytest.fixture
 def ec2_endpoint(aws_api):

@@ -15,6 +15,8 @@ from provisioning.state import FleetState
 from provisioning.targets.aws import AwsTarget
 from provisioning.targets.base import ConfigSources, SteersPools
 
+pytestmark = pytest.mark.process  # moto's server on 127.0.0.1
+
 STACK, FLEET_ID, PORT = "dev", "f1e2d3c4b5a69788", 1234
 
 

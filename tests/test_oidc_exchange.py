@@ -15,6 +15,8 @@ from provisioning.certs import FleetCA
 from provisioning.consumers import Consumers
 from provisioning.oidc import GITHUB, Refused, TokenExchange, TrustedIssuer
 
+pytestmark = pytest.mark.process  # the stand-in OIDC provider on 127.0.0.1
+
 AUDIENCE = "buildfleet-prod"
 
 

@@ -18,6 +18,8 @@ from provisioning.artifacts import BUILDKIT_VERSION, BUILDX_VERSION, ArtifactErr
 from provisioning.artifacts.release import LOCK_FILE, LockFile, ReleaseArtifacts, buildkit_archive, buildx_binary
 from provisioning.cli import main
 
+pytestmark = pytest.mark.process  # a release server on 127.0.0.1
+
 PROJECT = Path(__file__).resolve().parent.parent
 BINARIES = {
     "buildkitd": b"\x7fELF buildkitd " * 5000,
@@ -111,7 +113,6 @@ def test_artifacts_lock_fetches_every_arch_from_the_mirror_and_records_it(tmp_pa
         mirror.stop()
 
 
-@pytest.mark.process
 def test_a_user_without_root_fetches_into_their_own_cache(tmp_path, server):
     """With Debian's own python3 and only the standard library, as uid 65534 when the tests run as root."""
     shared = Path(tempfile.mkdtemp(prefix="bf-release-"))
