@@ -20,7 +20,7 @@ from provisioning.builder.inspect import InspectedBuilder, InspectedNode, parse_
 from provisioning.builder.nodes import TLSFiles, docker_container_nodes, remote_nodes
 from provisioning.builder.preflight import missing_interpreters
 from provisioning.errors import BuildfleetError
-from provisioning.hosts.idle import TICK_SECONDS
+from provisioning.hosts.operations.idle import TICK_SECONDS
 from provisioning.inventory import Inventory
 from provisioning.remote import facts as f
 from provisioning.targets import declared_features

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from provisioning.hosts.operations import BUILDX_PLUGIN
+from provisioning.hosts.operations.buildx import BUILDX_PLUGIN
 from provisioning.remote import facts as f
 
 DATA = Path(__file__).parent / "data" / "facts"

@@ -18,31 +18,24 @@ from provisioning.artifacts import Artifact, PinnedQemu
 from provisioning.certs import issue, make_ca
 from provisioning.hosts.actions import Run, Upload, WriteFile
 from provisioning.hosts.configure import buildkitd_config
-from provisioning.hosts.idle import IDLE_SCRIPT, IdleDesired, idle_service, idle_step
-from provisioning.hosts.idle import SCRIPT as IDLE_SCRIPT_BYTES
-from provisioning.hosts.metadata import METADATA_SCRIPT, METADATA_SERVICE, metadata_step
-from provisioning.hosts.metadata import SCRIPT as METADATA_BYTES
-from provisioning.hosts.operations import (
+from provisioning.hosts.operations.binfmt import (
     BINFMT_SCRIPT,
     BINFMT_SERVICE,
-    BUILDX_PLUGIN,
-    DOCKERD,
-    POLICY_RC_D,
-    BuildkitdDesired,
-    DockerDesired,
-    PinnedVersions,
     QemuDesired,
     binfmt_step,
-    buildkitd_service,
-    buildkitd_step,
-    buildx_step,
-    cache_step,
-    docker_step,
-    fleet_step,
-    privileged_step,
-    versions_step,
     with_interpreter,
 )
+from provisioning.hosts.operations.buildkitd import BuildkitdDesired, buildkitd_service, buildkitd_step
+from provisioning.hosts.operations.buildx import BUILDX_PLUGIN, buildx_step
+from provisioning.hosts.operations.cache import cache_step
+from provisioning.hosts.operations.docker import DOCKERD, POLICY_RC_D, DockerDesired, docker_step
+from provisioning.hosts.operations.fleet import fleet_step
+from provisioning.hosts.operations.idle import IDLE_SCRIPT, IdleDesired, idle_service, idle_step
+from provisioning.hosts.operations.idle import SCRIPT as IDLE_SCRIPT_BYTES
+from provisioning.hosts.operations.metadata import METADATA_SCRIPT, METADATA_SERVICE, metadata_step
+from provisioning.hosts.operations.metadata import SCRIPT as METADATA_BYTES
+from provisioning.hosts.operations.privileged import privileged_step
+from provisioning.hosts.operations.versions import PinnedVersions, versions_step
 from provisioning.hosts.services import SUPERVISE, SUPERVISE_SCRIPT, service_paths
 from provisioning.inventory import HostPlatform, InventoryHost
 from provisioning.remote import facts as f

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import yaml
 
 from provisioning.builder.nodes import Node
-from provisioning.hosts.idle import TICK_SECONDS
+from provisioning.hosts.operations.idle import TICK_SECONDS
 from provisioning.inventory import Features
 from provisioning.settings import WORLD
 
@@ -68,7 +68,7 @@ def wake_script(wake: Wake) -> str:
     return "\n".join([*lines, *held_connections(wake.endpoints)]) + "\n"
 
 
-# Longer than the idle watcher's tick (hosts.idle): one of its looks is sure to see the connection.
+# Longer than the idle watcher's tick (hosts.operations.idle): one of its looks is sure to see the connection.
 HOLD_SECONDS = TICK_SECONDS + 5
 
 

@@ -11,23 +11,17 @@ from provisioning.certs import FleetCA
 from provisioning.consumers import Consumers
 from provisioning.errors import BuildfleetError
 from provisioning.hosts.executor import FleetReport, Progress, run_fleet, run_host
-from provisioning.hosts.idle import IdleDesired, idle_step
-from provisioning.hosts.metadata import metadata_step
-from provisioning.hosts.operations import (
-    BuildkitdDesired,
-    DockerDesired,
-    PinnedVersions,
-    QemuDesired,
-    Step,
-    binfmt_step,
-    buildkitd_step,
-    buildx_step,
-    cache_step,
-    docker_step,
-    fleet_step,
-    privileged_step,
-    versions_step,
-)
+from provisioning.hosts.operations import Step
+from provisioning.hosts.operations.binfmt import QemuDesired, binfmt_step
+from provisioning.hosts.operations.buildkitd import BuildkitdDesired, buildkitd_step
+from provisioning.hosts.operations.buildx import buildx_step
+from provisioning.hosts.operations.cache import cache_step
+from provisioning.hosts.operations.docker import DockerDesired, docker_step
+from provisioning.hosts.operations.fleet import fleet_step
+from provisioning.hosts.operations.idle import IdleDesired, idle_step
+from provisioning.hosts.operations.metadata import metadata_step
+from provisioning.hosts.operations.privileged import privileged_step
+from provisioning.hosts.operations.versions import PinnedVersions, versions_step
 from provisioning.hosts.rolling import Rolling
 from provisioning.inventory import Inventory, InventoryHost, Pool
 from provisioning.placement import EMULATION

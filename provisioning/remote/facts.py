@@ -335,7 +335,7 @@ class MetadataBlocked(Fact[bool]):
 
 
 class IdleSeconds(Fact[int | None]):
-    """Seconds since the idle watcher last saw a client (hosts/idle), or None without one."""
+    """Seconds since the idle watcher last saw a client (hosts/operations/idle), or None without one."""
 
     command = (
         "sh",

@@ -10,7 +10,8 @@ import pytest
 from provisioning.hosts.actions import Upload, WriteFile
 from provisioning.hosts.configure import configure
 from provisioning.hosts.executor import _STAGE_DIR, CHANGED, FAILED, SKIPPED, UNCHANGED, ActionFailed, apply, run_step
-from provisioning.hosts.operations import DockerDesired, apt_install, docker_step
+from provisioning.hosts.operations import apt_install
+from provisioning.hosts.operations.docker import DockerDesired, docker_step
 from provisioning.inventory import Inventory
 from provisioning.remote import facts as f
 from provisioning.remote.ssh import connect

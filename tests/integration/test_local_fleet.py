@@ -12,7 +12,7 @@ from provisioning.artifacts import BUILDX_VERSION
 from provisioning.builder.builder import Buildx, FleetBuilder
 from provisioning.builder.nodes import TLSFiles, remote_nodes
 from provisioning.hosts.executor import FAILED, SKIPPED, UNCHANGED, run_host
-from provisioning.hosts.metadata import METADATA_SERVICE, metadata_step
+from provisioning.hosts.operations.metadata import METADATA_SERVICE, metadata_step
 from provisioning.inventory import InventoryHost
 from provisioning.remote import facts as f
 from provisioning.remote.facts import gather
