@@ -67,3 +67,19 @@ def test_a_first_up_that_fails_before_any_host_exists_holds_no_binfmt_entry(mach
         target.up(settings_from_mapping({**LocalTarget.defaults}))
     assert "registers qemu-" in said[0]  # it said it would, before it knew the engine would not answer
     assert holders(machine) == {}
+
+
+def test_doctor_drops_the_holds_of_fleets_that_are_gone_and_says_so(machine, tmp_path):
+    """What a failed up of an older buildfleet left, or a state directory removed by hand: doctor
+    (the local and vm targets' drop_stale_holds) frees it, so the last real fleet's down puts
+    the table back."""
+    live = a_fleet(tmp_path, "live")
+    target = LocalTarget("live", live, tmp_path / "cache", binfmt=machine)
+    machine.claim(target.binfmt_holder, ["qemu-aarch64"])
+    machine.claim(f"ghost ({tmp_path / 'state' / 'ghost'})", ["qemu-aarch64"])
+    (dropped,) = target.drop_stale_holds()
+    assert dropped.ok and dropped.check == "binfmt holders" and dropped.detail.startswith("binfmt holder ghost (")
+    assert holders(machine) == {"qemu-aarch64": [target.binfmt_holder]}
+    (again,) = target.drop_stale_holds()
+    assert again.ok and again.detail == "every holder is a fleet that exists"
+    assert (machine.table / "qemu-aarch64").read_text() == QEMU_AARCH64  # held still: as it was

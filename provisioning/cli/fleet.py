@@ -30,7 +30,7 @@ from provisioning.plan import Plan
 from provisioning.settings import Settings
 from provisioning.state import FleetState
 from provisioning.targets import KINDS, declared_features
-from provisioning.targets.base import HostState, settings_stack
+from provisioning.targets.base import HostState, SharesMachineBinfmt, settings_stack
 
 STATUS_STYLE = {"changed": "yellow", "unchanged": "green", "failed": "bold red", "skipped": "dim"}
 
@@ -316,7 +316,9 @@ def doctor(fleet: Fleet) -> int:
     with console.status(f"checking {len(inventory.hosts)} host(s) and the builder"):
         report = run_configure(fleet, fleet.settings(), check_only=True, inventory=inventory)
         inspected = fleet.builder().inspect(bootstrap=not sleeping)  # a bootstrap waits on every node, off ones too
+    target = fleet.target(inventory.target)
     checks = [
+        *(target.drop_stale_holds() if isinstance(target, SharesMachineBinfmt) else []),
         *(asleep_check(host) for host in sleeping),
         *report_checks(report),
         *node_checks(fleet.builder_name, inventory, inspected),

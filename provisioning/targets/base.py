@@ -146,6 +146,14 @@ class SteersPools(Protocol):
 
 
 @runtime_checkable
+class SharesMachineBinfmt(Protocol):
+    """A target whose fleets register QEMU in this machine's one binfmt table (local, vm): doctor
+    drops the holds of fleets that are gone, so the last real fleet's down can put it back."""
+
+    def drop_stale_holds(self) -> list[Check]: ...
+
+
+@runtime_checkable
 class StackBacked(Protocol):
     """A target whose settings come from a Pulumi stack file too (the aws target): its stack's name."""
 

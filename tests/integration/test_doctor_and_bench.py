@@ -29,6 +29,7 @@ def test_doctor_checks_every_host_and_node_and_names_the_fix(fleet, run):
         assert healthy.returncode == 0, healthy.stdout + healthy.stderr
         found = checks(healthy)
         assert {check for _, check in found} == {
+            "binfmt holders",  # none of a fleet that is gone (the ledger on this machine)
             "fleet",
             "docker",
             "privileged",

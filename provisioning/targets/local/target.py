@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from provisioning.certs import FleetCA
-from provisioning.checks import Check
+from provisioning.checks import Check, failed, passed
 from provisioning.errors import BuildfleetError
 from provisioning.inventory import Endpoint, Features, Inventory, Pool, inventory_from_plan
 from provisioning.placement import HostSpec
@@ -324,6 +324,17 @@ class LocalTarget:
         if self.plan(settings).pools:
             checks.append(tool_check("haproxy", "haproxy (apt-get install haproxy)", "the pools' balancer"))
         return checks
+
+    def drop_stale_holds(self) -> list[Check]:
+        """The binfmt ledger's holders whose fleet state is gone (a failed up of an older
+        buildfleet, a state directory removed by hand), dropped, and the table put back
+        where no fleet holds an entry any more."""
+        pruned = self.binfmt.prune(holder_alive)
+        checks = [
+            failed(MACHINE, "binfmt holders", problem, "see the detail, then doctor again") for problem in pruned.failed
+        ]
+        done = "; ".join(pruned.done) if pruned.done else "every holder is a fleet that exists"
+        return checks or [passed(MACHINE, "binfmt holders", done)]
 
     def status(self) -> list[HostState]:
         rows = []

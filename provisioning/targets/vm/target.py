@@ -255,6 +255,9 @@ class VmTarget:
             )
         return checks
 
+    def drop_stale_holds(self) -> list[Check]:
+        return self.local.drop_stale_holds()  # its emulation host is a local container
+
     def status(self) -> list[HostState]:
         vms = []
         for directory in self._vm_dirs():
