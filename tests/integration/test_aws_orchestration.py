@@ -3,6 +3,7 @@ live local fleet, so the Automation API library, waiting for SSH, configure and 
 run for real; and the wait step against real hosts."""
 
 import dataclasses
+import shutil
 import time
 import uuid
 
@@ -58,12 +59,17 @@ def test_up_target_aws_twice_then_down_with_lists_from_buildfleet_yaml_and_set(
         "--wait-timeout",
         "60",
     ]
+    # The stand-in cloud's hosts are the live fleet's: the new fleet gets that fleet's CA and client,
+    # as state import would give them (configure's fleet step refuses a host of another CA).
+    tls = FleetState.for_fleet(name).root / "tls"
+    for part in ("ca", "client"):
+        shutil.copytree(fleet.state.root / "tls" / part, tls / part)
     try:
         first = main(["up", "--target", "aws", *args])
         out, err = capsys.readouterr()
         assert first == 0, out + err
         assert "hosts answer: amd64-0 after" in err  # the target's progress lines go to stderr
-        assert out.count("install the server certificate") == 2  # this fleet's own CA reaches each buildkitd
+        assert out.count("install the server certificate") == 2  # this fleet's own certificate for each buildkitd
         assert f"create node buildfleet-{name}-amd64-0" in out
         config = pulumi.stack_config(name)  # the stack defaults to the fleet's name
         assert config["buildfleet:allowedCidrs"] == ["127.0.0.1/32"]
@@ -81,6 +87,7 @@ def test_up_target_aws_twice_then_down_with_lists_from_buildfleet_yaml_and_set(
         assert pulumi.commands()[-2].startswith("destroy ") and not FleetState.for_fleet(name).root.exists()
         assert fleet.exec("amd64-0", "true") == ""  # the stand-in "cloud" hosts are the fixture's, left running
     finally:
+        FleetState.for_fleet(name).remove()  # what this test made, if down did not get to it
         assert fleet.configure().ok  # give the fixture's hosts their own certificates back
 
 
