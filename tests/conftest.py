@@ -1,10 +1,45 @@
+import gzip
+import importlib.util
+import json
+import os
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
 
 # The tests import their helpers (pulumi_harness) as top-level modules.
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+
+def _moto_amis() -> Path:
+    """moto's own AMI list plus images from Debian's and Canonical's accounts as buildfleet looks
+    them up (the pre-flight's image check, its RunInstances dry run): moto has none of those,
+    and reads MOTO_AMIS_PATH once, when its EC2 models are first imported (after this)."""
+    spec = importlib.util.find_spec("moto")  # found, not imported
+    if spec is None or not spec.submodule_search_locations:
+        return Path(os.devnull)
+    listed = Path(spec.submodule_search_locations[0]) / "ec2" / "resources" / "amis.json.gz"
+    images = json.loads(gzip.decompress(listed.read_bytes()))
+    published = [
+        ("136693071363", "debian-12-amd64-20261101-1920", "x86_64"),
+        ("136693071363", "debian-12-arm64-20261101-1920", "arm64"),
+        ("099720109477", "ubuntu/images/hvm-ssd-gp3/ubuntu-noble-24.04-amd64-server-20261101", "x86_64"),
+        ("099720109477", "ubuntu/images/hvm-ssd-gp3/ubuntu-noble-24.04-arm64-server-20261101", "arm64"),
+    ]
+    for number, (owner, name, arch) in enumerate(published):
+        image = {"ami_id": f"ami-0bf1ee{number:02x}", "owner_id": owner, "name": name, "architecture": arch}
+        image |= {"state": "available", "public": True, "virtualization_type": "hvm", "root_device_type": "ebs"}
+        image |= {"root_device_name": "/dev/xvda", "image_type": "machine", "image_location": f"{owner}/{name}"}
+        images.append(image | {"description": name, "hypervisor": "xen"})
+    path = Path(tempfile.gettempdir()) / f"buildfleet-moto-amis-{os.getpid()}.json"
+    path.write_text(json.dumps(images))
+    return path
+
+
+if "MOTO_AMIS_PATH" not in os.environ:
+    _MOTO_AMIS = _moto_amis()
+    os.environ["MOTO_AMIS_PATH"] = str(_MOTO_AMIS)
 
 # Audit events that start another program (docs.python.org/3/library/audit_events.html).
 _SPAWNS = frozenset({"subprocess.Popen", "os.system", "os.posix_spawn", "os.spawn", "os.exec", "os.fork"})
@@ -36,6 +71,11 @@ def _refuse_spawns_in_quick_tests(event: str, args: tuple) -> None:
         f"{_quick.test} {what} ({event} {args[:2]!r}): mark it "
         "@pytest.mark.process (or integration), the unit tier runs inside pytest alone"
     )
+
+
+def pytest_unconfigure(config):
+    if "_MOTO_AMIS" in globals() and _MOTO_AMIS.name.startswith("buildfleet-moto-amis-"):
+        _MOTO_AMIS.unlink(missing_ok=True)  # the list this session wrote, and nothing else
 
 
 def pytest_configure(config):

@@ -8,9 +8,11 @@ Owner IDs: Canonical publishes Ubuntu from 099720109477, the Debian cloud team f
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
-import pulumi
-import pulumi_aws as aws
+if TYPE_CHECKING:  # the pre-flight reads the filters without Pulumi's SDK
+    import pulumi
+    import pulumi_aws as aws
 
 EC2_ARCH = {"amd64": "x86_64", "arm64": "arm64"}
 
@@ -41,8 +43,16 @@ def ami_filters(image: str, arch: str) -> list[aws.ec2.GetAmiFilterArgsDict]:
     ]
 
 
+def describe_images_args(image: str, arch: str) -> dict[str, Any]:
+    """The same look-up as EC2 DescribeImages arguments (the AWS SDK's spelling), for the pre-flight."""
+    filters = [{"Name": f["name"], "Values": list(f["values"])} for f in ami_filters(image, arch)]
+    return {"Owners": [IMAGE_SOURCES[image].owner], "Filters": filters}
+
+
 def lookup_ami(image: str, arch: str, opts: pulumi.InvokeOptions | None = None) -> pulumi.Output[str]:
     """The newest matching AMI's id."""
+    import pulumi_aws as aws
+
     result = aws.ec2.get_ami_output(
         most_recent=True,
         owners=[IMAGE_SOURCES[image].owner],

@@ -12,11 +12,16 @@ already runs is not counted twice: an ``up`` of an existing fleet needs only wha
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ed25519
+
 from provisioning.checks import Check, failed, passed
+from provisioning.cloud.ami import IMAGE_SOURCES, describe_images_args
 from provisioning.plan import Plan
 from provisioning.settings import NAMESPACE, Settings
 from provisioning.targets.ec2power import stack_hosts
@@ -40,13 +45,16 @@ class Needs:
     spot: bool
     elastic_ips: int  # one per host with idle stop (it keeps the host's address across stops)
     zone: str  # the zone the stack is pinned to ("" before the first up)
+    image: str = "debian-12"  # the image setting: whose AMIs the hosts boot
+    arches: Mapping[str, str] = field(default_factory=dict)  # instance type -> its CPU (amd64, arm64)
 
     @classmethod
     def of(cls, plan: Plan, settings: Settings) -> Needs:
         types = Counter(t.name for t in plan.instance_types.values())
         vcpus = sum(t.vcpu for t in plan.instance_types.values())
         addresses = len(plan.instance_types) if settings.idle_stop_minutes > 0 else 0
-        return cls(dict(types), vcpus, settings.spot, addresses, settings.availability_zone)
+        arches = {t.name: t.arch for t in plan.instance_types.values()}
+        return cls(dict(types), vcpus, settings.spot, addresses, settings.availability_zone, settings.image, arches)
 
 
 def account_checks(
@@ -54,11 +62,101 @@ def account_checks(
 ) -> list[Check]:
     """Each of the account's limits against the plan; a failed one stops up before anything is made."""
     own = stack_hosts(ec2, stack, fleet_id) if fleet_id else {}
+    images, amis = image_check(ec2, needs)
     return [
         offering_check(ec2, needs),
         address_check(ec2, needs, fleet_id),
         vcpu_check(ec2, quotas, needs, {h.instance_id for h in own.values()}, sdk_errors),
+        images,
+        permission_check(ec2, needs, amis, stack, sdk_errors),
     ]
+
+
+def image_check(ec2: Any, needs: Needs) -> tuple[Check, dict[str, str]]:
+    """The AMI each CPU of the plan boots, as the program looks it up (its publisher's account,
+    name and architecture); none in the region would stop up after some resources were made."""
+    found: dict[str, str] = {}
+    for arch in sorted(set(needs.arches.values())):
+        images = ec2.describe_images(**describe_images_args(needs.image, arch))["Images"]
+        if images:
+            found[arch] = max(images, key=lambda i: i.get("CreationDate", ""))["ImageId"]
+    missing = sorted(set(needs.arches.values()) - set(found))
+    if missing:
+        owner = IMAGE_SOURCES[needs.image].owner
+        detail = f"no {needs.image} image for {', '.join(missing)} from its publisher (account {owner}) in the region"
+        return failed(
+            NODE, "image", detail, "set image to one published here (debian-12, ubuntu-24.04) or use another region"
+        ), found
+    return passed(NODE, "image", ", ".join(f"{arch} boots {ami}" for arch, ami in found.items()) or "no host"), found
+
+
+# Error codes of a call these credentials may not make; DryRunOperation: they may.
+DENIED = frozenset({"UnauthorizedOperation", "AccessDenied", "AccessDeniedException", "AuthFailure"})
+
+
+def permission_check(
+    ec2: Any, needs: Needs, amis: Mapping[str, str], stack: str, sdk_errors: tuple[type[Exception], ...]
+) -> Check:
+    """The EC2 calls up makes, each as a DryRun (EC2 answers DryRunOperation when the credentials
+    may make it, UnauthorizedOperation when not; nothing is made either way). IAM and the load
+    balancer API have no dry run: their permissions are listed in the README."""
+    tags = [{"ResourceType": "instance", "Tags": [{"Key": f"{NAMESPACE}:stack", "Value": stack}]}]
+    name = f"buildfleet-{stack}-preflight"
+    calls: list[tuple[str, Callable[[], object]]] = [
+        (
+            f"ec2:RunInstances ({kind})",
+            partial(
+                ec2.run_instances,
+                ImageId=amis[arch],
+                InstanceType=kind,
+                MinCount=1,
+                MaxCount=1,
+                TagSpecifications=tags,
+                DryRun=True,
+            ),
+        )
+        for kind, arch in sorted(needs.arches.items())
+        if arch in amis
+    ]
+    calls.append(
+        (
+            "ec2:CreateSecurityGroup",
+            partial(ec2.create_security_group, GroupName=name, Description="dry run", DryRun=True),
+        )
+    )
+    calls.append(
+        (
+            "ec2:ImportKeyPair",
+            partial(ec2.import_key_pair, KeyName=name, PublicKeyMaterial=_a_public_key(), DryRun=True),
+        )
+    )
+    if needs.elastic_ips:
+        calls.append(("ec2:AllocateAddress", partial(ec2.allocate_address, Domain="vpc", DryRun=True)))
+    denied, unchecked = [], []
+    for action, call in calls:
+        try:
+            call()
+            unchecked.append(f"{action} (answered as if made: the endpoint ignores DryRun)")
+        except sdk_errors as error:
+            code = getattr(error, "response", {}).get("Error", {}).get("Code", type(error).__name__)
+            if code in DENIED:
+                denied.append(action)
+            elif code != "DryRunOperation":
+                unchecked.append(f"{action} ({code})")
+    if denied:
+        fix = "allow them for these credentials (README: Quick start: AWS, what the account must allow)"
+        return failed(NODE, "permissions", f"these credentials may not make {', '.join(denied)}", fix)
+    checked = len(calls) - len(unchecked)
+    if unchecked:
+        detail = f"{checked} of {len(calls)} calls allowed (dry run); not checked: {'; '.join(unchecked)}"
+        return Check(NODE, "permissions", False, detail, "see the detail: up may meet a refusal there", warning=True)
+    return passed(NODE, "permissions", f"{checked} EC2 calls allowed (dry run): {', '.join(a for a, _ in calls)}")
+
+
+def _a_public_key() -> bytes:
+    """An OpenSSH public key made for the dry run alone (EC2 checks the key's format first)."""
+    key = ed25519.Ed25519PrivateKey.generate().public_key()
+    return key.public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
 
 
 def offering_check(ec2: Any, needs: Needs) -> Check:
