@@ -5,7 +5,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-from provisioning.cloudinit import host_key_cloud_config, nocloud_meta_data
+from provisioning.cloudinit import (
+    console_host_key_cloud_config,
+    host_key_cloud_config,
+    host_key_from_console,
+    nocloud_meta_data,
+)
 from provisioning.errors import BuildfleetError
 from provisioning.settings import settings_from_mapping
 from provisioning.state import FleetState
@@ -65,6 +70,32 @@ def test_a_missing_image_is_built_when_needed_and_missing_tools_are_named_first(
         "arch-test cloud-image-utils mmdebstrap qemu-system-arm qemu-utils (as root), then run this again"
     )
     assert said == [] and not (tmp_path / "vm").exists()
+
+
+# A first boot's serial console as Debian 12's cloud-init writes it (kernel and cloud-init lines
+# around it, CRLF line ends): keys_to_console's block, then the login prompt.
+FIRST_BOOT_CONSOLE = (
+    "[   41.870312] cloud-init[402]: Cloud-init v. 22.4.2 running 'modules:final' at Thu, 03 Dec 2026\r\n"
+    "<14>Dec  3 18:01:02 cloud-init: #############################################################\r\n"
+    "-----BEGIN SSH HOST KEY FINGERPRINTS-----\r\n"
+    "256 SHA256:q9b6Vb4yXkQm3N0p2Qh3bO8C3g3y0kCz8c1mX2l0s0Q root@arm64-0 (ED25519)\r\n"
+    "-----END SSH HOST KEY FINGERPRINTS-----\r\n"
+    "-----BEGIN SSH HOST KEY KEYS-----\r\n"
+    "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIMadeOnTheHostItself root@arm64-0\r\n"
+    "-----END SSH HOST KEY KEYS-----\r\n"
+    "Debian GNU/Linux 12 arm64-0 ttyAMA0\r\n"
+)
+
+
+def test_a_vm_makes_its_own_host_key_and_only_its_public_half_is_read_from_the_console():
+    user_data = yaml.safe_load(console_host_key_cloud_config())
+    assert "ssh_keys" not in user_data  # no private key travels in user data
+    assert user_data["ssh_genkeytypes"] == ["ed25519"] and user_data["ssh_key_console_blacklist"] == []
+    key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIMadeOnTheHostItself"
+    assert host_key_from_console(FIRST_BOOT_CONSOLE) == key
+    half_way = FIRST_BOOT_CONSOLE[: FIRST_BOOT_CONSOLE.index("-----END SSH HOST KEY KEYS")]
+    assert host_key_from_console(half_way) is None  # still printing: wait
+    assert host_key_from_console("[    0.000000] Booting Linux on physical CPU 0x0\r\n") is None
 
 
 def test_the_seed_carries_the_user_data_ec2_gets_and_the_key_pair_as_meta_data():

@@ -15,13 +15,14 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, ClassVar
 
 from provisioning.checks import Check, passed
-from provisioning.cloudinit import host_key_cloud_config, nocloud_meta_data
+from provisioning.cloudinit import console_host_key_cloud_config, host_key_from_console, nocloud_meta_data
 from provisioning.errors import BuildfleetError, tail
 from provisioning.inventory import Endpoint, Features, Inventory, InventoryHost
 from provisioning.placement import EMULATION, HostSpec, place
@@ -29,8 +30,9 @@ from provisioning.plan import Plan, plan_on_machine
 from provisioning.remote.machine import free_port, machine_arch
 from provisioning.remote.ssh import connect
 from provisioning.remote.wait import wait_for_hosts
+from provisioning.removal import unlink_inside
 from provisioning.settings import Settings
-from provisioning.state import FleetState, ensure_ed25519_pair
+from provisioning.state import FleetState
 from provisioning.targets.base import ConfigSources, HostState, TargetOptions, settings_with_defaults
 from provisioning.targets.detect import detect_all, placed
 from provisioning.targets.local.balancer import LocalBalancer
@@ -108,12 +110,34 @@ class VmHost:
         ports = json.loads(path.read_text())
         return int(ports["ssh"]), int(ports["buildkitd"])
 
-    def host_key(self) -> tuple[str, str]:
-        """(private OpenSSH, public OpenSSH) of the VM's SSH host key, made here once: pinned
-        before the first connection, as pulumi-tls makes it for EC2."""
-        private = self.directory / "ssh_host_ed25519_key"
-        public = ensure_ed25519_pair(private)
-        return private.read_text(), public
+    def made_key(self) -> str | None:
+        """The host key an older buildfleet made here and sent in the VM's user data (``type
+        base64``), for a VM made then; None for one that made its own."""
+        public = self.directory / "ssh_host_ed25519_key.pub"
+        return " ".join(public.read_text().split()[:2]) if public.exists() else None
+
+
+CONSOLE_POLL_SECONDS = 2.0
+
+
+def host_key_on_console(spec: VmSpec, process: VmProcess, timeout: float) -> str:
+    """The host key the VM printed on its serial console at its first boot (cloud-init's
+    keys_to_console), waited for: pinned before the first SSH connection."""
+    deadline = time.monotonic() + timeout
+    while True:
+        shown = spec.console.read_text(errors="replace") if spec.console.exists() else ""
+        key = host_key_from_console(shown)
+        if key:
+            return key
+        if process.pid() is None:
+            raise BuildfleetError(f"VM {spec.name} stopped before it showed its SSH host key (console: {spec.console})")
+        if time.monotonic() > deadline:
+            raise BuildfleetError(
+                f"VM {spec.name} showed no SSH host key on its serial console within {timeout:.0f} s (console: "
+                f"{spec.console}): its cloud-init prints it late in the first boot; if the VM is still booting, "
+                "run up again"
+            )
+        time.sleep(CONSOLE_POLL_SECONDS)
 
 
 def make_seed(seed: Path, user_data: str, meta_data: str) -> None:
@@ -184,17 +208,19 @@ class VmTarget:
             started = self.local.start_hosts(containers, settings)
             endpoints, host_keys = dict(started.endpoints), dict(started.host_keys)
             public_key = self.state.ensure_ssh_key()
+            pinned = self.state.known_host_keys()
             for host in vms:
                 spec = specs[host.name]
-                private, public = VmHost(spec.directory).host_key()
-                process = VmProcess(spec)
-                if not spec.seed.exists():
+                files, process = VmHost(spec.directory), VmProcess(spec)
+                if not spec.seed.exists():  # the VM makes its own host key and shows it on its serial console
                     meta = nocloud_meta_data(f"buildfleet-{self.fleet}-{host.name}", host.name, public_key)
-                    make_seed(spec.seed, host_key_cloud_config(private, public), meta)
+                    make_seed(spec.seed, console_host_key_cloud_config(), meta)
+                    unlink_inside(spec.console, spec.directory)  # only this boot's console is read
                 process.ensure_overlay()
                 process.start()
                 endpoints[host.name] = Endpoint(LOOPBACK, GUEST_ADDRESS, spec.ssh_port, spec.buildkitd_port)
-                host_keys[(LOOPBACK, spec.ssh_port)] = " ".join(public.split()[:2])
+                key = files.made_key() or pinned.get((LOOPBACK, spec.ssh_port))  # a VM of an older buildfleet: its file
+                host_keys[(LOOPBACK, spec.ssh_port)] = key or host_key_on_console(spec, process, BOOT_SECONDS)
             self.state.write_known_hosts(host_keys)
             declared = [self._declared(h, endpoints[h.name], h.role in settings.vm_roles) for h in plan.hosts]
             wait_for_hosts(
