@@ -11,7 +11,6 @@ from provisioning.cli.context import Fleet
 from provisioning.cli.options import add_fleet_options
 from provisioning.errors import ConfigError
 from provisioning.handover import identity_files, install, read_bundle, seal, unseal
-from provisioning.private import write_private
 
 PASSPHRASE_ENV = "BUILDFLEET_STATE_PASSPHRASE"
 
@@ -30,13 +29,24 @@ def passphrase(confirm: bool) -> str:
     return typed
 
 
+def write_new_private(path: Path, data: bytes) -> None:
+    """A new file only its owner reads, in a directory the user chose (left as it is); an existing
+    file, or a link in its place, is refused."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    except FileExistsError:
+        raise ConfigError(f"{path} exists: export writes a new file only") from None
+    except OSError as error:
+        raise ConfigError(f"{path}: {error.strerror}") from None
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(data)
+
+
 def cmd_state(fleet: Fleet, args: argparse.Namespace) -> int:
     console, path = fleet.console, Path(args.file)
     if args.action == "export":
-        if path.exists():
-            raise ConfigError(f"{path} exists: export writes a new file only")
         bundle = seal(fleet.state, passphrase(confirm=True))
-        write_private(path, bundle)
+        write_new_private(path, bundle)
         count = len(identity_files(fleet.state))
         console.print(f"fleet {fleet.name!r}: {count} identity files sealed into {path} ({len(bundle)} bytes)")
         console.print(

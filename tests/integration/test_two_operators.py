@@ -28,6 +28,8 @@ def test_a_second_operator_with_the_imported_state_has_the_same_fleet_and_the_fi
     context.mkdir()
     (context / "Dockerfile").write_text(DOCKERFILE)
     bundle = tmp_path / "handover" / "team.bundle"
+    bundle.parent.mkdir(mode=0o755)
+    bundle.parent.chmod(0o755)  # the user's own directory: export leaves its mode as it is
     args = ["--fleet", fleet, "--project-dir", str(tmp_path)]
     try:
         up = buildfleet("up", *args, "--set", "emulationCount=0", "--set", "platforms=linux/amd64", env=first)
@@ -41,7 +43,16 @@ def test_a_second_operator_with_the_imported_state_has_the_same_fleet_and_the_fi
             env={**first, **{"BUILDFLEET_STATE_PASSPHRASE": PASSPHRASE}},
         )
         assert exported.returncode == 0, exported.stdout + exported.stderr
-        assert bundle.stat().st_mode & 0o777 == 0o600
+        assert bundle.stat().st_mode & 0o777 == 0o600 and bundle.parent.stat().st_mode & 0o777 == 0o755
+        again = buildfleet(
+            "state",
+            "export",
+            str(bundle),
+            "--fleet",
+            fleet,
+            env={**first, **{"BUILDFLEET_STATE_PASSPHRASE": PASSPHRASE}},
+        )
+        assert twice.returncode != 0 and "exists: export writes a new file only" in twice.stderr
 
         wrong = buildfleet(
             "state",
