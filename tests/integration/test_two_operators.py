@@ -44,7 +44,7 @@ def test_a_second_operator_with_the_imported_state_has_the_same_fleet_and_the_fi
         )
         assert exported.returncode == 0, exported.stdout + exported.stderr
         assert bundle.stat().st_mode & 0o777 == 0o600 and bundle.parent.stat().st_mode & 0o777 == 0o755
-        again = buildfleet(
+        twice = buildfleet(
             "state",
             "export",
             str(bundle),
