@@ -34,24 +34,11 @@ def test_a_second_operator_with_the_imported_state_has_the_same_fleet_and_the_fi
     try:
         up = buildfleet("up", *args, "--set", "emulationCount=0", "--set", "platforms=linux/amd64", env=first)
         assert up.returncode == 0, up.stdout + up.stderr
-        exported = buildfleet(
-            "state",
-            "export",
-            str(bundle),
-            "--fleet",
-            fleet,
-            env={**first, **{"BUILDFLEET_STATE_PASSPHRASE": PASSPHRASE}},
-        )
+        export = ("state", "export", str(bundle), "--fleet", fleet)
+        exported = buildfleet(*export, env={**first, "BUILDFLEET_STATE_PASSPHRASE": PASSPHRASE})
         assert exported.returncode == 0, exported.stdout + exported.stderr
         assert bundle.stat().st_mode & 0o777 == 0o600 and bundle.parent.stat().st_mode & 0o777 == 0o755
-        twice = buildfleet(
-            "state",
-            "export",
-            str(bundle),
-            "--fleet",
-            fleet,
-            env={**first, **{"BUILDFLEET_STATE_PASSPHRASE": PASSPHRASE}},
-        )
+        twice = buildfleet(*export, env={**first, "BUILDFLEET_STATE_PASSPHRASE": PASSPHRASE})
         assert twice.returncode != 0 and "exists: export writes a new file only" in twice.stderr
 
         wrong = buildfleet(
