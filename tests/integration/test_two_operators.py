@@ -67,13 +67,9 @@ def test_a_second_operator_with_the_imported_state_has_the_same_fleet_and_the_fi
         again = buildfleet("state", "import", str(bundle), "--fleet", fleet, env=second)
         assert again.returncode != 0 and "already has state here" in again.stderr
 
-        # A third operator without the state: its up would make a second CA, and nothing lets it in (on a
-        # local fleet its new SSH key is not the hosts'; static hosts refuse another CA: test_static_target).
-        third = cli_env(tmp_path / "third")
-        taken = buildfleet("up", *args, "--set", "emulationCount=0", "--set", "platforms=linux/amd64", env=third)
-        assert taken.returncode != 0 and "SSH refused: Authentication failed" in taken.stdout
-        built = builds(f"buildfleet-{fleet}", first, context)  # the first operator's builder still builds
-        assert built.returncode == 0, built.stderr[-3000:]
+        # An operator without the state is refused by the hosts at configure's first step (the fleet
+        # step, tested on real hosts in test_static_target): a local target's up by a third state here
+        # would start a registry of its own and name containers like this fleet's, so it is not run here.
     finally:
         removed = buildfleet("builder", "rm", "--fleet", fleet, env=second)
         down = buildfleet("down", "--fleet", fleet, "--yes", env=first)
