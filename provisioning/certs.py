@@ -198,7 +198,7 @@ class FleetCA:
     def switch_client(self) -> Pem:
         """The client's certificate from the current CA (new, unless it already is)."""
         client = self.client()
-        return client if _issued_by(client.cert, self.ca().cert) else self._new_client()
+        return client if issued_by_any(client.cert, self.ca().cert) else self._new_client()
 
     def retire_previous(self) -> None:
         """From now on only the current CA is trusted (trust.pem, and each host at its next configure)."""
@@ -251,7 +251,7 @@ class FleetCA:
                 sans.append(x509.DNSName(name))
         directory = self.directory / "hosts" / host
         existing = load_pem(directory)
-        if existing and _sans(existing.cert) == set(sans) and _issued_by(existing.cert, self.ca().cert):
+        if existing and _sans(existing.cert) == set(sans) and issued_by_any(existing.cert, self.ca().cert):
             return existing
         return save_pem(directory, self._issue(host, ExtendedKeyUsageOID.SERVER_AUTH, sans))
 
@@ -263,10 +263,6 @@ class FleetCA:
         return save_pem(
             self.directory / "client", self._issue("buildfleet client", ExtendedKeyUsageOID.CLIENT_AUTH, [])
         )
-
-
-def _issued_by(cert_pem: bytes, ca_pem: bytes) -> bool:
-    return _issued_by_cert(cert_pem, x509.load_pem_x509_certificate(ca_pem))
 
 
 def _issued_by_cert(cert_pem: bytes, ca: x509.Certificate) -> bool:

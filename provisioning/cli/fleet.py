@@ -311,8 +311,9 @@ def doctor(fleet: Fleet) -> int:
     from provisioning.hosts.executor import report_checks
 
     console, tls = fleet.console, fleet.state.root / "tls"
-    sleeping = fleet.sleeping(fleet.inventory())
-    inventory = fleet.inventory().without(sleeping)  # powered off is a state to report, not a failure
+    whole = fleet.inventory()
+    sleeping = fleet.sleeping(whole)
+    inventory = whole.without(sleeping)  # powered off is a state to report, not a failure
     with console.status(f"checking {len(inventory.hosts)} host(s) and the builder"):
         report = run_configure(fleet, fleet.settings(), check_only=True, inventory=inventory)
         inspected = fleet.builder().inspect(bootstrap=not sleeping)  # a bootstrap waits on every node, off ones too

@@ -24,7 +24,7 @@ from provisioning.checks import Check, failed, passed
 from provisioning.cloud.ami import IMAGE_SOURCES, describe_images_args
 from provisioning.plan import Plan
 from provisioning.settings import NAMESPACE, Settings
-from provisioning.targets.ec2power import stack_hosts
+from provisioning.targets.ec2power import aws_error_code, stack_hosts
 
 STANDARD_FAMILIES = ("a", "c", "d", "h", "i", "m", "r", "t", "z")  # the quota's instance families
 VCPU_QUOTAS = {
@@ -138,7 +138,7 @@ def permission_check(
             call()
             unchecked.append(f"{action} (answered as if made: the endpoint ignores DryRun)")
         except sdk_errors as error:
-            code = getattr(error, "response", {}).get("Error", {}).get("Code", type(error).__name__)
+            code = aws_error_code(error) or type(error).__name__
             if code in DENIED:
                 denied.append(action)
             elif code != "DryRunOperation":

@@ -110,12 +110,18 @@ def aws_errors(what: str, errors: tuple[type[Exception], ...]) -> Iterator[None]
         raise BuildfleetError(describe_aws_error(error, what)) from None
 
 
+def aws_error_code(error: Exception) -> str:
+    """The code AWS answered an SDK call with (``UnauthorizedOperation``, ``DryRunOperation``), or
+    "" for an error of the SDK's own (no answer at all)."""
+    response = getattr(error, "response", None)
+    return str(response.get("Error", {}).get("Code", "")) if isinstance(response, Mapping) else ""
+
+
 def describe_aws_error(error: Exception, what: str) -> str:
     """One line for an AWS SDK error: what failed, the code and message AWS answered, and the fix when known."""
     response = getattr(error, "response", None)
     if isinstance(response, Mapping):  # botocore's ClientError: EC2 answered with an error
-        code = response.get("Error", {}).get("Code", "")
-        message = response.get("Error", {}).get("Message", "")
+        code, message = aws_error_code(error), response.get("Error", {}).get("Message", "")
         fix = FIXES.get(code, "")
         return f"{what}: AWS refused ({code}: {message})" + (f"; {fix}" if fix else "")
     name = type(error).__name__
