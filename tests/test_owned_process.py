@@ -37,3 +37,17 @@ def test_stopping_what_is_not_running_says_so(tmp_path):
     process, _ = started(tmp_path, STOPS_ON_SIGTERM)
     process.stop(timeout=0.5)
     assert process.stop(timeout=0.5) is False
+
+
+def test_a_process_is_ours_the_moment_start_returns(tmp_path):
+    """Popen returns before the kernel has filled in the new program's command line; a stop()
+    right then must still find the process (a balancer handed over and stopped at once once
+    left its new HAProxy running)."""
+    for attempt in range(30):
+        process = OwnedProcess(tmp_path / f"owned-{attempt}", marker="buildfleet-test-owned")
+        child = process.start([sys.executable, "-c", "import time; time.sleep(30)", "buildfleet-test-owned"])
+        try:
+            assert process.pid() == child.pid, f"attempt {attempt}: the new process was not ours yet"
+        finally:
+            process.stop(timeout=0.5)
+        assert child.poll() is not None

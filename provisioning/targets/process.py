@@ -14,6 +14,8 @@ from pathlib import Path
 
 from provisioning.removal import unlink_inside
 
+EXEC_SECONDS = 5.0  # a started program shows its arguments within this; one that never does is not ours
+
 
 @dataclass(frozen=True)
 class OwnedProcess:
@@ -64,7 +66,17 @@ class OwnedProcess:
                 list(argv), stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True
             )
         self.pidfile.write_text(str(process.pid))
+        self._await_exec(process)
         return process
+
+    def _await_exec(self, process: subprocess.Popen) -> None:
+        """Return once the new program's command line shows ``marker``. Popen returns when the
+        kernel has closed the child's close-on-exec pipe, before it has filled in the new
+        program's arguments: in that window ``/proc/<pid>/cmdline`` is empty, so ``pid()`` would
+        disown the process and a ``stop()`` at once leave it running (seen with HAProxy's ``-sf``)."""
+        deadline = time.monotonic() + EXEC_SECONDS
+        while not self._ours(process.pid) and process.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.005)
 
     def retiring(self) -> list[int]:
         """Earlier processes still finishing their work; a pid that no longer names ours is dropped."""
