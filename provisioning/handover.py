@@ -32,7 +32,15 @@ SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**15, 8, 1  # ~32 MiB and a fraction of a second
 MIN_PASSPHRASE = 12
 
 # The fleet's identity, relative to its state directory: files, or directories taken whole.
-PUBLIC = ("target", "aws-stack", "settings.json", "inventory.json", "ssh/id_ed25519.pub", "ssh/known_hosts")
+PUBLIC = (
+    "target",
+    "aws-stack",
+    "settings.json",
+    "inventory.json",
+    "ssh/id_ed25519.pub",
+    "ssh/known_hosts",
+    "ssh/console-keys.json",  # AWS host keys read from the consoles, which show them only once
+)
 IDENTITY_FILES = (*PUBLIC, "ssh/id_ed25519")
 IDENTITY_DIRS = ("tls",)  # the fleet CA, a rotation's previous one, hosts', the client's and consumers' files
 

@@ -23,6 +23,9 @@ from provisioning.platforms import Platform, parse_platforms
 NAMESPACE = "buildfleet"
 ROLES = ("amd64", "arm64", "emulation")
 IMAGES = ("ubuntu-24.04", "debian-12")
+# Where an AWS host's SSH host key comes from: the host makes it and prints its public half on the
+# serial console (read through ec2:GetConsoleOutput), or Pulumi makes it and hands it over in user data.
+HOST_KEY_SOURCES = ("console", "stack")
 WORLD = ("0.0.0.0/0", "::/0")
 # EC2 key pairs import only these (ImportKeyPair: RSA and ED25519; no ECDSA, no FIDO "sk-" keys).
 EC2_KEY_TYPES = ("ssh-ed25519", "ssh-rsa")
@@ -307,6 +310,17 @@ class Settings:
         "ubuntu-24.04",
         "Host OS image: ubuntu-24.04 or debian-12.",
         choices=IMAGES,
+    )
+    host_keys: str = setting(
+        "hostKeys",
+        "string",
+        "",
+        "AWS: where each host's SSH host key comes from, set by the first up and kept: console (the "
+        "host makes its own and prints the public half on its serial console, which up reads with "
+        "ec2:GetConsoleOutput and pins; no private key in user data), what up sets on a new stack; "
+        "stack (Pulumi makes it and hands its private half over in user data), what a stack made "
+        "before keeps, and what unset means. A change would stop and start every host: up refuses it.",
+        choices=("", *HOST_KEY_SOURCES),
     )
     root_volume_gib: int = setting(
         "rootVolumeGiB",

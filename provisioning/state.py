@@ -175,6 +175,29 @@ class FleetState:
         self.known_hosts.write_text("".join(lines))
 
     @property
+    def console_keys_file(self) -> Path:
+        return self.root / "ssh" / "console-keys.json"
+
+    def console_keys(self) -> dict[str, dict[str, str]]:
+        """host -> its instance and the host key its console showed ("" until read): a console
+        shows the key once, in the instance's first boot, so it is kept from then on."""
+        if not self.console_keys_file.exists():
+            return {}
+        try:
+            found = json.loads(self.console_keys_file.read_text())
+        except ValueError:
+            found = None
+        if not isinstance(found, dict):
+            raise ConfigError(
+                f"{self.console_keys_file} is damaged: remove it and run buildfleet up to read the keys again"
+            )
+        return found
+
+    def save_console_keys(self, entries: Mapping[str, Mapping[str, str]]) -> None:
+        self.ensure()
+        self.console_keys_file.write_text(json.dumps(dict(entries), indent=2, sort_keys=True) + "\n")
+
+    @property
     def lock_path(self) -> Path:
         digest = hashlib.sha256(str(self.root.absolute()).encode()).hexdigest()[:16]
         return runtime_dir() / "locks" / f"{self.root.name}-{digest}.lock"

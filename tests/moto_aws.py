@@ -4,7 +4,8 @@ boto3 talks to as it would to AWS (the same requests, pagination and errors)."""
 from __future__ import annotations
 
 import urllib.request
-from collections.abc import Iterator
+from collections import Counter
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import pytest
@@ -50,3 +51,25 @@ def point_sdk_at(monkeypatch: pytest.MonkeyPatch, endpoint: str, region: str = "
     """Every boto3 client this test makes (and every program it starts) talks to ``endpoint``."""
     for name, value in sdk_env(endpoint, region).items():
         monkeypatch.setenv(name, value)
+
+
+def consoles_show(monkeypatch: pytest.MonkeyPatch, console: Callable[[str, int], str]) -> Counter:
+    """moto's GetConsoleOutput (one fixed Xen boot log for every instance) answers what
+    ``console(instance_id, n)`` gives for that instance's n-th read (0, 1, ...): what EC2
+    returns of the serial console an instance has printed to by then. Counts the reads."""
+    from moto.core.responses import ActionResult
+    from moto.core.utils import utcnow
+    from moto.ec2.responses.general import General
+    from moto.ec2.utils import Base64EncodedString
+
+    reads: Counter = Counter()
+
+    def get_console_output(response: General) -> ActionResult:
+        instance = response.ec2_backend.get_instance(response._get_param("InstanceId"))  # unknown: EC2's error
+        text = console(instance.id, reads[instance.id])
+        reads[instance.id] += 1
+        output = Base64EncodedString.from_raw_string(text)
+        return ActionResult({"InstanceId": instance.id, "Timestamp": utcnow(), "Output": output})
+
+    monkeypatch.setattr(General, "get_console_output", get_console_output)
+    return reads

@@ -46,6 +46,8 @@ class StandInPulumi:
         """``aws_endpoint``: moto's server (the ``aws_api`` fixture), where every AWS SDK call of
         buildfleet's goes (wake, down's account checks): the stand-in's stacks live in that account."""
         point_sdk_at(monkeypatch, aws_endpoint)
+        # the hostKeys the program would have been given to export these outputs: up sets it
+        self.host_keys = outputs.get("hostKeySource", "")
         self.backend = tmp_path / "backend"
         self.project = tmp_path / "project"
         self.project.mkdir()  # empty, as a user's own directory: buildfleet writes its Pulumi.yaml
@@ -82,6 +84,8 @@ class StandInPulumi:
         return yaml.safe_load((self.project / f"Pulumi.{stack}.yaml").read_text())["config"]
 
     def target(self, tmp_path: Path, *overrides: str, stack: str = "dev", **fields) -> AwsTarget:
+        if self.host_keys and not any(o.startswith("hostKeys=") for o in overrides):
+            overrides = (*overrides, f"hostKeys={self.host_keys}")
         sources = ConfigSources(self.project, None, stack, overrides)
         fields.setdefault("creating", True)  # as up: the stack file may not exist yet
         fields.setdefault("artifacts_dir", host_artifacts(tmp_path / "artifacts"))

@@ -57,7 +57,11 @@ def stack_outputs() -> dict:
             },
         ],
     }
-    return {"inventory": inventory, "hostKeys": {"amd64-0": HOST_KEY + "\n", "emulation-0": HOST_KEY}}
+    return {
+        "inventory": inventory,
+        "hostKeys": {"amd64-0": HOST_KEY + "\n", "emulation-0": HOST_KEY},
+        "hostKeySource": "stack",  # the hosts of a stack made before they made their own keys
+    }
 
 
 @pytest.fixture

@@ -270,6 +270,27 @@ def test_each_host_boots_with_a_host_key_pulumi_made_and_exports_its_public_half
         assert user_data["ssh_keys"]["ed25519_private"].startswith("-----BEGIN OPENSSH PRIVATE KEY-----")
 
 
+def test_a_stack_made_before_hosts_made_their_own_keys_keeps_pulumis(default_run):
+    assert default_run.outputs["hostKeySource"] == "stack"  # hostKeys unset: what such a stack has
+
+
+def test_on_a_new_stack_each_host_makes_its_own_key_and_no_private_key_travels_in_user_data():
+    run = run_program({**BASE, "hostKeys": "console"})
+    assert run.mocks.of_type("tls:index/privateKey:PrivateKey") == []
+    assert run.outputs["hostKeySource"] == "console"
+    assert run.outputs["hostKeys"] == {"amd64-0": "", "arm64-0": "", "emulation-0": ""}  # up reads the consoles
+    instances = {i.name.removeprefix("buildfleet-test-").removesuffix("-vm"): i for i in run.mocks.of_type(INSTANCE)}
+    assert set(run.outputs["instanceIds"]) == set(instances)  # whose console shows which host's key
+    for instance in instances.values():
+        user_data = instance.inputs["userData"]
+        assert isinstance(user_data, str)  # nothing secret in it
+        assert yaml.safe_load(user_data) == {
+            "ssh_deletekeys": True,
+            "ssh_genkeytypes": ["ed25519"],  # the one key the host makes
+            "ssh_key_console_blacklist": [],  # keys_to_console prints it on the serial console
+        }
+
+
 @pytest.mark.parametrize(
     ("config", "message"),
     [

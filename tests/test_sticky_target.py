@@ -36,7 +36,8 @@ def outputs(port: int) -> dict:
         "platforms": [{"platform": "linux/amd64", "native": True}],
     }
     key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOl5Hh3Xf0m8lq0n1u1v5l6xQm6b4f0nS3cU1oYt6V0z"
-    return {"inventory": {"target": "aws", "registry": "", "hosts": [host]}, "hostKeys": {"amd64-0": key}}
+    inventory = {"target": "aws", "registry": "", "hosts": [host]}
+    return {"inventory": inventory, "hostKeys": {"amd64-0": key}, "hostKeySource": "stack"}
 
 
 @pytest.fixture

@@ -77,9 +77,15 @@ def where_this_runs(tags: dict[str, str], opts: pulumi.InvokeOptions) -> Scope:
     return Scope(partition, account, aws.get_region(opts=opts).region, tags)
 
 
+def _by_host(names: list[str], values: list[pulumi.Output[str]]) -> pulumi.Output[dict]:
+    return pulumi.Output.all(*values).apply(lambda found: dict(zip(names, found, strict=True)))
+
+
 class Fleet(pulumi.ComponentResource):
     inventory: pulumi.Output[dict]
     host_keys: pulumi.Output[dict]  # host name -> its OpenSSH public host key, to pin before connecting
+    host_key_source: str  # "console" (each host made its own; up reads them there) or "stack"
+    instance_ids: pulumi.Output[dict]  # host name -> its EC2 instance: whose console shows its key
     placement: list[dict[str, object]]
 
     def __init__(self, name: str, args: FleetArgs, opts: pulumi.ResourceOptions | None = None):
@@ -123,6 +129,7 @@ class Fleet(pulumi.ComponentResource):
                     spot=settings.spot,
                     tags=args.tags,
                     stops=settings.idle_stop_minutes > 0,
+                    key_on_console=settings.host_keys == "console",
                 ),
                 opts=child,
             )
@@ -164,9 +171,9 @@ class Fleet(pulumi.ComponentResource):
             ).to_dict()
 
         self.inventory = addresses.apply(inventory)
-        self.host_keys = pulumi.Output.all(*[hosts[n].host_key for n in names]).apply(
-            lambda keys: dict(zip(names, keys, strict=True))
-        )
+        self.host_keys = _by_host(names, [hosts[n].host_key for n in names])
+        self.host_key_source = settings.host_keys or "stack"
+        self.instance_ids = _by_host(names, [hosts[n].instance_id for n in names])
         self.placement = plan.placement.to_list()
         scoped = {k: v for k, v in args.tags.items() if k in (STACK_TAG, FLEET_TAG)}
         self.wake_policy = wake_policy(where_this_runs(scoped, pulumi.InvokeOptions(parent=self)))
@@ -186,6 +193,8 @@ class Fleet(pulumi.ComponentResource):
                 "inventory": self.inventory,
                 "placement": self.placement,
                 "hostKeys": self.host_keys,
+                "hostKeySource": self.host_key_source,
+                "instanceIds": self.instance_ids,
                 "wakePolicyArn": self.wake_policy_arn,
                 "availabilityZone": self.availability_zone,
             }

@@ -1,10 +1,14 @@
 """One build host: an EC2 instance whose AMI matches its CPU architecture.
 
 Hardening that costs nothing is on by default: IMDSv2 only, with a hop limit of 1 so
-build containers cannot reach instance metadata; an encrypted gp3 root volume. Its SSH
-host key is made by Pulumi (pulumi-tls; the private half is a secret in the stack's
-state) and installed by cloud-init, so the operator pins it before the first connection
-instead of trusting whatever answers on the new address.
+build containers cannot reach instance metadata; an encrypted gp3 root volume. The operator
+pins its SSH host key before the first connection instead of trusting whatever answers on
+the new address. On a new stack the host makes that key itself and cloud-init prints the
+public half on the serial console, which up reads (ec2:GetConsoleOutput): no private key in
+user data, where anyone allowed ec2:DescribeInstanceAttribute could read it for the
+instance's life. Stacks made before keep their Pulumi-made key (pulumi-tls; its private half
+a secret in the stack's state, installed by cloud-init): new user data would stop and start
+the instance.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ import pulumi_tls as tls
 
 from provisioning.catalog import InstanceType
 from provisioning.cloud.ami import lookup_ami
-from provisioning.cloudinit import host_key_cloud_config
+from provisioning.cloudinit import console_host_key_cloud_config, host_key_cloud_config
 
 
 @dataclass
@@ -32,6 +36,7 @@ class BuildHostArgs:
     spot: bool = False
     tags: dict[str, str] = field(default_factory=dict)
     stops: bool = False  # idle stop: the host powers itself off and is started again (wake)
+    key_on_console: bool = False  # the host makes its SSH host key (False: Pulumi does, see above)
 
 
 def _market_options(spot: bool, stops: bool) -> aws.ec2.InstanceInstanceMarketOptionsArgsDict | None:
@@ -49,16 +54,12 @@ class BuildHost(pulumi.ComponentResource):
     instance_id: pulumi.Output[str]
     public_ip: pulumi.Output[str]
     private_ip: pulumi.Output[str]
-    host_key: pulumi.Output[str]
+    host_key: pulumi.Output[str]  # "" when the host makes its own: up reads it from the console
 
     def __init__(self, name: str, args: BuildHostArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("buildfleet:cloud:BuildHost", name, None, opts)
         tags = {**args.tags, "Name": name, "buildfleet:role": args.role}
-        host_key = tls.PrivateKey(f"{name}-hostkey", algorithm="ED25519", opts=pulumi.ResourceOptions(parent=self))
-        cloud_config: pulumi.Output[str] = pulumi.Output.all(
-            host_key.private_key_openssh, host_key.public_key_openssh
-        ).apply(lambda keys: host_key_cloud_config(*keys))
-        user_data: pulumi.Output[str] = pulumi.Output.secret(cloud_config)
+        user_data, self.host_key = self._host_key(name, args.key_on_console)
         metadata: aws.ec2.InstanceMetadataOptionsArgsDict = {
             "http_endpoint": "enabled",
             "http_tokens": "required",
@@ -103,5 +104,14 @@ class BuildHost(pulumi.ComponentResource):
             )
             self.public_ip = address.public_ip
         self.private_ip = instance.private_ip
-        self.host_key = host_key.public_key_openssh.apply(lambda key: key.strip())
         self.register_outputs({"publicIp": self.public_ip, "privateIp": self.private_ip, "hostKey": self.host_key})
+
+    def _host_key(self, name: str, on_console: bool) -> tuple[pulumi.Input[str], pulumi.Output[str]]:
+        """The instance's user data and the public host key to pin ("": the console tells)."""
+        if on_console:
+            return console_host_key_cloud_config(), pulumi.Output.from_input("")
+        host_key = tls.PrivateKey(f"{name}-hostkey", algorithm="ED25519", opts=pulumi.ResourceOptions(parent=self))
+        cloud_config: pulumi.Output[str] = pulumi.Output.all(
+            host_key.private_key_openssh, host_key.public_key_openssh
+        ).apply(lambda keys: host_key_cloud_config(*keys))
+        return pulumi.Output.secret(cloud_config), host_key.public_key_openssh.apply(lambda key: key.strip())

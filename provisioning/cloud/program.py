@@ -37,7 +37,9 @@ def program() -> None:
     fleet = fleet_from_config(pulumi.Config(NAMESPACE))
     pulumi.export("inventory", fleet.inventory)
     pulumi.export("placement", fleet.placement)
-    pulumi.export("hostKeys", fleet.host_keys)
+    pulumi.export("hostKeys", fleet.host_keys)  # "" for a host that prints its own on the console
+    pulumi.export("hostKeySource", fleet.host_key_source)  # what the hosts were made with: up keeps it
+    pulumi.export("instanceIds", fleet.instance_ids)  # whose consoles up reads those keys from
     pulumi.export("availabilityZone", fleet.availability_zone)  # up pins it in the stack's config
     pulumi.export("wakePolicyArn", fleet.wake_policy_arn)  # attach to the role or user that runs buildfleet wake
     pulumi.export("wakePolicy", fleet.wake_policy)

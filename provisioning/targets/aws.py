@@ -24,7 +24,7 @@ from provisioning.checks import Check, failed, passed
 from provisioning.configfile import DEFAULT_FILE, stack_region
 from provisioning.errors import BuildfleetError, ConfigError
 from provisioning.extras import AWS, available, install_hint, require
-from provisioning.inventory import Features, Inventory
+from provisioning.inventory import Features, Inventory, InventoryHost
 from provisioning.placement import EMULATION
 from provisioning.plan import Plan, plan_fleet
 from provisioning.remote.ssh import connect
@@ -37,6 +37,7 @@ from provisioning.targets.account import cancel_spot_requests, detach_policy, fl
 from provisioning.targets.awsquota import Needs, account_checks
 from provisioning.targets.base import ConfigSources, HostState, TargetOptions, settings_with_defaults
 from provisioning.targets.changes import ChangePreview, refuse_changes
+from provisioning.targets.ec2console import read_console_keys, unread_error
 from provisioning.targets.ec2power import (
     ASLEEP,
     Ec2Host,
@@ -114,6 +115,7 @@ class AwsTarget:
         self.check_account(settings)
         self.on_output(f"pulumi up: stack {self.stack!r} in {self.project_dir}")
         inventory = self.started(self.apply(to_set, ssh_key, confirm=self.confirm), str(self._raw().get("fleetId", "")))
+        self.pin_console_keys(inventory)
         waited = wait_for_hosts(inventory.hosts, lambda host: connect(host, self.state), self.wait_timeout)
         self.on_output("hosts answer: " + ", ".join(f"{name} after {w.seconds:.0f} s" for name, w in waited.items()))
         for warning in (w.warning for w in waited.values() if w.warning):
@@ -244,9 +246,29 @@ class AwsTarget:
         if moved != inventory:
             keys = self.state.known_host_keys()
             pairs = zip(inventory.hosts, moved.hosts, strict=True)
-            self.state.write_known_hosts({(n.address, n.ssh_port): keys[(o.address, o.ssh_port)] for o, n in pairs})
+            known = {(n.address, n.ssh_port): keys.get((o.address, o.ssh_port)) for o, n in pairs}
+            self.state.write_known_hosts({where: key for where, key in known.items() if key})  # unread: none yet
             self.state.save_inventory(moved)
         return moved
+
+    def pin_console_keys(self, inventory: Inventory) -> None:
+        """Pin the host keys of the hosts that made their own (hostKeys: console) and whose key
+        is not read yet: from each instance's serial console, before the first SSH connection."""
+        entries = self.state.console_keys()
+        unread = {h: e["instance"] for h, e in entries.items() if not e.get("key")}
+        if not unread:
+            return
+        boto3 = require("boto3", AWS, "the aws target")
+        self.on_output(f"reading the SSH host keys of {', '.join(sorted(unread))} from their serial consoles")
+        with aws_errors(f"reading the consoles of stack {self.stack!r}", sdk_errors()):
+            ec2 = boto3.client("ec2", region_name=self._region())
+            read = read_console_keys(ec2, unread, self.wait_timeout, sdk_errors(), on_output=self.on_output)
+        self.state.save_console_keys({h: {**e, "key": read.get(h, e.get("key", ""))} for h, e in entries.items()})
+        pinned = self.state.known_host_keys()
+        pinned.update({(h.address, h.ssh_port): read[h.name] for h in inventory.hosts if h.name in read})
+        self.state.write_known_hosts(pinned)  # those read are kept: a re-run reads only the others
+        if len(read) < len(unread):
+            raise unread_error({h: i for h, i in unread.items() if h not in read}, self.wait_timeout)
 
     def _region(self) -> str | None:
         """The stack's aws:region, as the Pulumi program ran with it; else AWS_REGION, which the
@@ -344,6 +366,7 @@ class AwsTarget:
         stack = automation.open_stack(self.stack, self.project_dir, create=True)
         stack_file = automation.stack_file(self.project_dir, self.stack)
         before = stack_file.read_bytes() if stack_file.exists() else None
+        config = {**config, **self.host_key_source(stack, config)}
         automation.set_config(stack, config)
         if confirm is not None:
             try:
@@ -358,6 +381,24 @@ class AwsTarget:
         inventory = self.record(result.outputs, ssh_key)
         self.pin_zone(stack, config, result.outputs)
         return inventory
+
+    def host_key_source(self, stack: Any, config: Mapping[str, Any]) -> dict[str, str]:
+        """hostKeys for the stack's config: a new stack's hosts make their own keys (console); a
+        stack keeps what its hosts were made with, written down once; a change is refused before
+        anything is written (new user data would stop and start every host, and no host reads
+        it again after its first boot)."""
+        outputs = automation.run(lambda: stack.outputs(), "reading the stack's outputs", self.stack)
+        made = output_value(outputs, "hostKeySource") or ("stack" if output_value(outputs, "inventory") else "")
+        wanted = str(config.get("hostKeys") or self._raw().get("hostKeys") or "")
+        if made and wanted and wanted != made:
+            raise ConfigError(
+                f"{NAMESPACE}:hostKeys is {wanted}, but the hosts of stack {self.stack!r} were made with {made}: "
+                "a host reads its user data only in its first boot, and new user data would stop and start "
+                f"every host. Keep {made}; to change it, buildfleet down and then up (or up --fleet NEW)"
+            )
+        if wanted:
+            return {}
+        return {"hostKeys": made or "console"}
 
     def pin_zone(self, stack: Any, config: Mapping[str, Any], outputs: Mapping[str, Any]) -> None:
         """The zone the program chose is written into the stack's config, once: later ups keep
@@ -375,19 +416,37 @@ class AwsTarget:
         try:
             made = Inventory.from_dict(outputs["inventory"].value, lambda kind: self.features)
             inventory = dataclasses.replace(made, features=self.features)  # the program's hosts are this target's
-            keys = outputs["hostKeys"].value
+            keys = {name: " ".join(key.split()[:2]) for name, key in outputs["hostKeys"].value.items() if key}
         except KeyError as missing:
             raise BuildfleetError(
                 f"stack {self.stack!r} has no output {missing}: is this buildfleet's Pulumi.yaml?"
             ) from None
         hosts = tuple(dataclasses.replace(h, ssh_key=ssh_key) for h in inventory.hosts)
-        unpinned = [h.name for h in hosts if not keys.get(h.name)]
+        on_console: dict[str, dict[str, str]] = {}
+        if output_value(outputs, "hostKeySource") == "console":
+            on_console = self._console_keys_kept(hosts, output_value(outputs, "instanceIds") or {})
+            keys.update({name: entry["key"] for name, entry in on_console.items() if entry["key"]})
+        unpinned = [h.name for h in hosts if h.name not in keys and h.name not in on_console]
         if unpinned:
             raise BuildfleetError(f"stack {self.stack!r} exports no host key for {', '.join(unpinned)}")
-        self.state.write_known_hosts({(h.address, h.ssh_port): " ".join(keys[h.name].split()[:2]) for h in hosts})
+        self.state.write_known_hosts({(h.address, h.ssh_port): keys[h.name] for h in hosts if h.name in keys})
         inventory = dataclasses.replace(inventory, hosts=hosts)
         self.state.save_inventory(inventory)
         return inventory
+
+    def _console_keys_kept(
+        self, hosts: Sequence[InventoryHost], instances: Mapping[str, str]
+    ) -> dict[str, dict[str, str]]:
+        """Each host's instance and the key already read from that very instance's console ("":
+        not yet, or the instance is new, made again), saved for pin_console_keys to read the rest."""
+        kept = self.state.console_keys()
+        entries = {}
+        for host in (h for h in hosts if instances.get(h.name)):  # no id exported: unpinned, an error
+            instance, before = instances[host.name], kept.get(host.name, {})
+            same = before.get("instance") == instance
+            entries[host.name] = {"instance": instance, "key": before.get("key", "") if same else ""}
+        self.state.save_console_keys(entries)
+        return entries
 
     def destroy(self, confirm: Callable[[ChangePreview], None] | None = None) -> list[str]:
         """Destroy the recorded stack; it is selected, never created (a mistyped name is an error).

@@ -6,11 +6,15 @@ import dataclasses
 import shutil
 import time
 import uuid
+from collections import Counter
 
+import boto3
 import pytest
+from moto_aws import consoles_show, point_sdk_at
 from pulumi_standin import StandInPulumi
 
 from provisioning.cli import main
+from provisioning.cloudinit import HOST_KEYS_BEGIN, HOST_KEYS_END
 from provisioning.errors import BuildfleetError
 from provisioning.remote.ssh import HostKeyRejected, connect
 from provisioning.remote.wait import wait_for_host, wait_for_hosts
@@ -30,13 +34,32 @@ def pinned_keys(fleet) -> dict[str, str]:
     return {h.name: by_port[h.ssh_port] for h in fleet.inventory.hosts}
 
 
+def console_stack(fleet, monkeypatch, aws_api) -> tuple[dict, Counter]:
+    """A new stack's outputs for the live fleet's hosts, each an instance of moto's whose serial
+    console shows that host's real key as cloud-init's keys_to_console prints it; and the reads."""
+    point_sdk_at(monkeypatch, aws_api)
+    ec2 = boto3.client("ec2")
+    keys, instances = pinned_keys(fleet), {}
+    for host in keys:
+        (made,) = ec2.run_instances(ImageId="ami-12c6146b", MinCount=1, MaxCount=1)["Instances"]
+        instances[host] = made["InstanceId"]
+    by_instance = {instances[host]: key for host, key in keys.items()}
+    reads = consoles_show(
+        monkeypatch, lambda instance, n: f"{HOST_KEYS_BEGIN}\n{by_instance[instance]} root@host\n{HOST_KEYS_END}\n"
+    )
+    inventory = {**fleet.inventory.to_dict(), "target": "aws"}
+    outputs = {"inventory": inventory, "hostKeys": dict.fromkeys(keys, ""), "hostKeySource": "console"}
+    return {**outputs, "instanceIds": instances}, reads
+
+
 def test_up_target_aws_twice_then_down_with_lists_from_buildfleet_yaml_and_set(
     fleet, tmp_path, monkeypatch, capsys, aws_api
 ):
     """The real Automation API library against the stand-in CLI, whose stack outputs point at
-    the live local fleet: waiting for SSH, configure and the builder run for real."""
+    the live local fleet: reading each host's key from its console, waiting for SSH, configure
+    and the builder run for real."""
     name = f"aws{uuid.uuid4().hex[:6]}"
-    outputs = {"inventory": {**fleet.inventory.to_dict(), "target": "aws"}, "hostKeys": pinned_keys(fleet)}
+    outputs, reads = console_stack(fleet, monkeypatch, aws_api)
     pulumi = StandInPulumi(tmp_path, monkeypatch, outputs, aws_api)
     (pulumi.project / "buildfleet.yaml").write_text("platforms: [linux/amd64, linux/arm64, linux/s390x]\n")
     monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path / "docker-config"))
@@ -69,6 +92,7 @@ def test_up_target_aws_twice_then_down_with_lists_from_buildfleet_yaml_and_set(
         out, err = capsys.readouterr()
         assert first == 0, out + err
         assert "hosts answer: amd64-0 after" in err  # the target's progress lines go to stderr
+        assert "amd64-0: host key read from the console of i-" in err and len(reads) == len(outputs["instanceIds"])
         assert out.count("install the server certificate") == 2  # this fleet's own certificate for each buildkitd
         assert f"create node buildfleet-{name}-amd64-0" in out
         config = pulumi.stack_config(name)  # the stack defaults to the fleet's name
@@ -79,6 +103,7 @@ def test_up_target_aws_twice_then_down_with_lists_from_buildfleet_yaml_and_set(
         out, err = capsys.readouterr()
         assert second == 0, out + err
         assert "nothing to change: the fleet is configured" in out
+        assert "host key read" not in err and set(reads.values()) == {1}  # the keys were kept, not read again
         assert [c.split()[0] for c in pulumi.commands() if c.split()[0] in ("up", "destroy")] == ["up", "up"]
 
         assert main(["down", "--fleet", name, "--project-dir", str(pulumi.project)]) == 0
