@@ -209,18 +209,19 @@ class VmTarget:
             endpoints, host_keys = dict(started.endpoints), dict(started.host_keys)
             public_key = self.state.ensure_ssh_key()
             pinned = self.state.known_host_keys()
-            for host in vms:
+            for host in vms:  # every VM boots before any console is read: they boot side by side
                 spec = specs[host.name]
-                files, process = VmHost(spec.directory), VmProcess(spec)
                 if not spec.seed.exists():  # the VM makes its own host key and shows it on its serial console
                     meta = nocloud_meta_data(f"buildfleet-{self.fleet}-{host.name}", host.name, public_key)
                     make_seed(spec.seed, console_host_key_cloud_config(), meta)
                     unlink_inside(spec.console, spec.directory)  # only this boot's console is read
+                process = VmProcess(spec)
                 process.ensure_overlay()
                 process.start()
                 endpoints[host.name] = Endpoint(LOOPBACK, GUEST_ADDRESS, spec.ssh_port, spec.buildkitd_port)
-                key = files.made_key() or pinned.get((LOOPBACK, spec.ssh_port))  # a VM of an older buildfleet: its file
-                host_keys[(LOOPBACK, spec.ssh_port)] = key or host_key_on_console(spec, process, BOOT_SECONDS)
+            for spec in (specs[h.name] for h in vms):
+                key = VmHost(spec.directory).made_key() or pinned.get((LOOPBACK, spec.ssh_port))  # older VM: its file
+                host_keys[(LOOPBACK, spec.ssh_port)] = key or host_key_on_console(spec, VmProcess(spec), BOOT_SECONDS)
             self.state.write_known_hosts(host_keys)
             declared = [self._declared(h, endpoints[h.name], h.role in settings.vm_roles) for h in plan.hosts]
             wait_for_hosts(
