@@ -24,6 +24,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from provisioning.checks import Check
 from provisioning.errors import BuildfleetError
+from provisioning.exchange.service import sign_for
 from provisioning.private import write_private
 from provisioning.removal import unlink_inside
 
@@ -138,27 +139,15 @@ def issue_for(
     days: float = VALID_DAYS,
     now: datetime.datetime | None = None,
 ) -> bytes:
-    """A certificate for a key held elsewhere (a CI job's, from its CSR): its PEM."""
+    """A certificate for a key held elsewhere (a CI job's, from its CSR): its PEM. Signed as the
+    token exchange signs on its host: one signer for both."""
     ca_cert = x509.load_pem_x509_certificate(ca.cert)
     ca_key = serialization.load_pem_private_key(ca.key, None)
     if not isinstance(ca_key, ec.EllipticCurvePrivateKey):
         raise BuildfleetError(f"the key of {ca_cert.subject.rfc4514_string()} is not the EC key buildfleet made")
-    builder = _validity(
-        x509.CertificateBuilder()
-        .subject_name(_name(common_name))
-        .issuer_name(ca_cert.subject)
-        .public_key(public_key)
-        .serial_number(x509.random_serial_number()),
-        days,
-        now,
-    )
-    builder = builder.add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True).add_extension(
-        x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False
-    )
-    builder = builder.add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
-    if sans:
-        builder = builder.add_extension(x509.SubjectAlternativeName(list(sans)), critical=False)
-    return builder.sign(ca_key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM)
+    now = now or datetime.datetime.now(datetime.timezone.utc)
+    not_before, not_after = now - datetime.timedelta(minutes=5), now + datetime.timedelta(days=days)
+    return sign_for(ca_cert, ca_key, public_key, common_name, usage, not_before, not_after, sans)
 
 
 @dataclass(frozen=True)

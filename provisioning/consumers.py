@@ -11,7 +11,8 @@ builder does.
 
 Layout, in ``<state>/tls/consumers/<name>/``: ``ca/`` (its issuing CA), ``cert.pem`` and
 ``key.pem`` (its client certificate), ``revoked`` once revoked (the certificate stays, for
-``client list``; the keys go).
+``client list``; the keys go). A consumer whose CA lives elsewhere (the OIDC token exchange's,
+made on its host) has only ``ca/cert.pem`` here: in the bundle like the others, revoked alike.
 """
 
 from __future__ import annotations
@@ -78,14 +79,25 @@ class Consumers:
     def revoke(self, name: str) -> None:
         """Out of the bundle the hosts trust (at their next configure), its keys gone from here."""
         directory = self._dir(name)
-        self._active_ca(name)
+        if self._ca_cert(name) is None:
+            self._active_ca(name)  # the error naming what there is
         (directory / REVOKED).write_text("revoked: no host trusts its CA after the next configure\n")
         for path in (directory / "ca" / "key.pem", directory / "ca" / "cert.pem", directory / "key.pem"):
             unlink_inside(path, directory)
 
-    def issuing_ca(self, name: str) -> Pem:
-        """The consumer's own CA, for what signs in its name (the OIDC token exchange)."""
-        return self._active_ca(name)
+    def adopt(self, name: str, ca_cert: bytes) -> None:
+        """A consumer whose issuing CA lives elsewhere (the token exchange's, whose key never
+        leaves its host): its CA certificate joins the bundle. Refused for a revoked name and
+        for a consumer made here (its certificates are not the exchange's)."""
+        directory = self._dir(name)
+        if (directory / REVOKED).exists():
+            raise BuildfleetError(
+                f"client {name!r} is revoked: its certificates may still be out there; use another name"
+            )
+        if (directory / "ca" / "key.pem").exists():
+            raise BuildfleetError(f"client {name!r} was made here, not by the token exchange: use another name")
+        (directory / "ca").mkdir(mode=0o700, parents=True, exist_ok=True)
+        (directory / "ca" / "cert.pem").write_bytes(ca_cert)
 
     def files(self, name: str) -> TLSFiles:
         """What the consumer uses: the fleet's trust for the hosts, its own certificate and key."""
@@ -95,7 +107,11 @@ class Consumers:
 
     def trust(self) -> bytes:
         """The CAs of every consumer not revoked, for the hosts' bundle."""
-        return b"".join(ca.cert for ca in (self._ca(name) for name in self.names()) if ca is not None)
+        return b"".join(cert for cert in (self._ca_cert(name) for name in self.names()) if cert is not None)
+
+    def _ca_cert(self, name: str) -> bytes | None:
+        cert = self._dir(name) / "ca" / "cert.pem"
+        return None if (self._dir(name) / REVOKED).exists() or not cert.exists() else cert.read_bytes()
 
     def names(self) -> list[str]:
         if not self.directory.exists():
@@ -106,6 +122,8 @@ class Consumers:
         found = []
         for name in self.names():
             cert = self._dir(name) / "cert.pem"
+            if not cert.exists():  # the token exchange's: its CA is what it has here
+                cert = self._dir(name) / "ca" / "cert.pem"
             if cert.exists():
                 not_after = x509.load_pem_x509_certificate(cert.read_bytes()).not_valid_after_utc
                 found.append(Consumer(name, not_after, (self._dir(name) / REVOKED).exists()))

@@ -1,4 +1,4 @@
-"""An install without the ``aws`` and ``charts`` extras: every local command works, and the ones
+"""An install without the ``aws``, ``charts`` and ``oidc`` extras: every local command works, and the ones
 that need an extra say which one. The packages are made unimportable in a child interpreter,
 as they are where they were never installed."""
 
@@ -29,7 +29,7 @@ WRITE_REPORT = textwrap.dedent(
     print(sorted(write(Path(sys.argv[1]), table, results, {}, "bench", "")))
     """
 )
-ABSENT = ("pulumi", "pulumi_aws", "pulumi_tls", "boto3", "botocore", "matplotlib")
+ABSENT = ("pulumi", "pulumi_aws", "pulumi_tls", "boto3", "botocore", "matplotlib", "jwt")
 
 ABSENT_PACKAGES = textwrap.dedent(
     f"""

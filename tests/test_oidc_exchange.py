@@ -1,6 +1,6 @@
 """A CI job's OIDC token traded for an hour's client certificate, against a stand-in provider on
 127.0.0.1 with its own signing key and JWKS: a valid token gets a certificate for the job's own
-key; every other token is refused with its reason."""
+key, under the exchange's own CA; every other token is refused with its reason."""
 
 import datetime
 
@@ -11,9 +11,8 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from oidc_provider import Provider, serving
 
-from provisioning.certs import FleetCA
 from provisioning.consumers import Consumers
-from provisioning.oidc import GITHUB, Refused, TokenExchange, TrustedIssuer
+from provisioning.exchange.service import GITHUB, IssuingCA, Refused, TokenExchange, TrustedIssuer
 
 pytestmark = pytest.mark.process  # the stand-in OIDC provider on 127.0.0.1
 
@@ -28,16 +27,15 @@ def github():
 
 @pytest.fixture
 def exchange(github, tmp_path):
-    FleetCA(tmp_path / "tls").client()
-    consumers = Consumers(tmp_path / "tls")
-    consumers.add("github-oidc")
+    ca = IssuingCA(tmp_path / "exchange" / "ca")  # made where the exchange runs
+    Consumers(tmp_path / "tls").adopt("github-oidc", ca.ensure("buildfleet oidc exchange CA"))
     trusted = TrustedIssuer(
         GITHUB,
         AUDIENCE,
         github.jwks_url,
         {"repository": ("acme/app",), "ref": ("refs/heads/main",)},
     )
-    return TokenExchange([trusted], consumers.issuing_ca("github-oidc"))
+    return TokenExchange([trusted], ca)
 
 
 def job_request() -> tuple[ec.EllipticCurvePrivateKey, bytes]:
@@ -57,16 +55,21 @@ def token(github, **claims):
 
 def test_a_valid_token_gets_an_hours_client_certificate_for_the_jobs_own_key(github, exchange, tmp_path):
     key, csr = job_request()
-    cert = x509.load_pem_x509_certificate(exchange.exchange(token(github), csr))
+    pem, claims = exchange.exchange(token(github), csr)
+    cert = x509.load_pem_x509_certificate(pem)
     assert cert.public_key().public_numbers() == key.public_key().public_numbers()
-    cert.verify_directly_issued_by(x509.load_pem_x509_certificate(exchange.ca.cert))  # under the exchange's CA
+    cert.verify_directly_issued_by(exchange.ca.load()[0])  # under the exchange's CA
+    assert claims["repository"] == "acme/app"
     assert cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value == x509.ExtendedKeyUsage(
         [ExtendedKeyUsageOID.CLIENT_AUTH]
     )
     lifetime = cert.not_valid_after_utc - datetime.datetime.now(datetime.timezone.utc)
     assert datetime.timedelta(minutes=55) < lifetime <= datetime.timedelta(hours=1)
     assert "repo:acme/app" in cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value
-    assert Consumers(tmp_path / "tls").trust().count(b"BEGIN CERTIFICATE") == 1  # the hosts trust its CA
+    assert (
+        Consumers(tmp_path / "tls").trust() == (tmp_path / "exchange" / "ca" / "cert.pem").read_bytes()
+    )  # hosts trust it
+    assert not list((tmp_path / "tls").rglob("key.pem"))  # its key stays where the exchange runs
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,1 @@
+"""The OIDC token exchange: the service a fleet host runs (service.py, copied there as it is)."""
