@@ -79,7 +79,7 @@ class Consumers:
     def revoke(self, name: str) -> None:
         """Out of the bundle the hosts trust (at their next configure), its keys gone from here."""
         directory = self._dir(name)
-        if self._ca_cert(name) is None:
+        if self.trust_of(name) is None:
             self._active_ca(name)  # the error naming what there is
         (directory / REVOKED).write_text("revoked: no host trusts its CA after the next configure\n")
         for path in (directory / "ca" / "key.pem", directory / "ca" / "cert.pem", directory / "key.pem"):
@@ -107,9 +107,13 @@ class Consumers:
 
     def trust(self) -> bytes:
         """The CAs of every consumer not revoked, for the hosts' bundle."""
-        return b"".join(cert for cert in (self._ca_cert(name) for name in self.names()) if cert is not None)
+        return b"".join(cert for cert in (self.trust_of(name) for name in self.names()) if cert is not None)
 
-    def _ca_cert(self, name: str) -> bytes | None:
+    def revoked(self, name: str) -> bool:
+        return (self._dir(name) / REVOKED).exists()
+
+    def trust_of(self, name: str) -> bytes | None:
+        """The CA certificate of ``name`` the hosts trust, None when revoked or unknown."""
         cert = self._dir(name) / "ca" / "cert.pem"
         return None if (self._dir(name) / REVOKED).exists() or not cert.exists() else cert.read_bytes()
 

@@ -40,6 +40,7 @@ class InventoryHost:
     full_system_emulation: bool = False
     pool: str = ""  # the pool whose balancer sends builds here ("" for none)
     ssh_jump: str = ""  # user@address:port of the jump host SSH goes through (ProxyJump), "" for none
+    exchange_port: int = 0  # where CI jobs reach the token exchange at ``address``, if it runs here (0: unknown)
 
     @property
     def node(self) -> str:
@@ -64,6 +65,7 @@ class InventoryHost:
             | ({"fullSystemEmulation": True} if self.full_system_emulation else {})
             | ({"pool": self.pool} if self.pool else {})
             | ({"sshJump": self.ssh_jump} if self.ssh_jump else {})
+            | ({"exchangePort": self.exchange_port} if self.exchange_port else {})
         )
 
     @classmethod
@@ -84,6 +86,7 @@ class InventoryHost:
                 full_system_emulation=bool(data.get("fullSystemEmulation", False)),
                 pool=str(data.get("pool", "")),
                 ssh_jump=str(data.get("sshJump", "")),
+                exchange_port=int(data.get("exchangePort", 0)),
             )
         except (KeyError, TypeError, ValueError) as error:
             raise ConfigError(f"inventory host {data.get('name', '?')!r}: missing or bad field {error}") from None
@@ -223,6 +226,7 @@ class Endpoint:
     private_address: str
     ssh_port: int = 22
     buildkitd_port: int = 1234
+    exchange_port: int = 0  # where the host's token exchange is reached, if it may run there
 
 
 def inventory_from_plan(
@@ -252,6 +256,7 @@ def inventory_from_plan(
                 platforms=tuple(HostPlatform(str(a.platform), a.native) for a in plan.assignments_for(spec)),
                 buildkitd_port=endpoint.buildkitd_port,
                 pool=spec.pool,
+                exchange_port=endpoint.exchange_port,
             )
         )
     return Inventory(target, tuple(hosts), registry, pools, features)

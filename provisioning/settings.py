@@ -181,6 +181,24 @@ def _checked_port(key: str, value: int, values: Mapping[str, Any]) -> int:
     return value
 
 
+def _checked_repositories(key: str, value: tuple[str, ...], values: Mapping[str, Any]) -> tuple[str, ...]:
+    for repository in value:
+        if not GITHUB_REPOSITORY.fullmatch(repository) or ":" in repository:
+            raise ConfigError(f"{NAMESPACE}:{key}: {repository!r} is not OWNER/REPO (named repositories only)")
+    return value
+
+
+def _checked_circleci_projects(key: str, value: tuple[str, ...], values: Mapping[str, Any]) -> tuple[str, ...]:
+    org_key = "exchangeCircleciOrgId"
+    org = str(values.get(org_key) or "")
+    for name, given in [(org_key, org)] * bool(org) + [(key, str(p)) for p in value]:
+        if not UUID.fullmatch(given):
+            raise ConfigError(f"{NAMESPACE}:{name}: {given!r} is not a CircleCI ID (a lower-case UUID)")
+    if bool(org) != bool(value):
+        raise ConfigError(f"{NAMESPACE}:{org_key} and {key} go together: named projects of one organization")
+    return value
+
+
 def _checked_disk_space(key: str, value: str, values: Mapping[str, Any]) -> str:
     if not DISK_SPACE.fullmatch(value) or value in ("0", "0%"):
         raise ConfigError(
@@ -473,6 +491,60 @@ class Settings:
         "array",
         [],
         "AWS: the CircleCI project IDs (of wakeCircleciOrgId) whose jobs may wake the fleet.",
+    )
+    exchange_github_repositories: tuple[str, ...] = setting(
+        "exchangeGithubRepositories",
+        "array",
+        [],
+        "GitHub repositories (OWNER/REPO) whose Actions jobs may trade their OIDC token for an hour's client "
+        "certificate at the fleet's token exchange (ci-config --oidc): no long-lived secret in CI.",
+        check=_checked_repositories,
+    )
+    exchange_github_refs: tuple[str, ...] = setting(
+        "exchangeGithubRefs",
+        "array",
+        [],
+        "The refs (e.g. refs/heads/main) those jobs must run on, or [] for any.",
+    )
+    exchange_github_issuer: str = setting(
+        "exchangeGithubIssuer",
+        "string",
+        "https://token.actions.githubusercontent.com",
+        "The GitHub OIDC issuer (GitHub Enterprise Server: https://HOST/_services/token); its keys are read "
+        "from ISSUER/.well-known/jwks.",
+    )
+    exchange_audience: str = setting(
+        "exchangeAudience",
+        "string",
+        "buildfleet",
+        "The audience GitHub jobs ask their token for (CircleCI's is its organization ID).",
+    )
+    exchange_circleci_org_id: str = setting(
+        "exchangeCircleciOrgId",
+        "string",
+        "",
+        "The CircleCI organization ID whose projects in exchangeCircleciProjectIds may trade "
+        "$CIRCLE_OIDC_TOKEN_V2 for an hour's client certificate.",
+    )
+    exchange_circleci_project_ids: tuple[str, ...] = setting(
+        "exchangeCircleciProjectIds",
+        "array",
+        [],
+        "The CircleCI project IDs (of exchangeCircleciOrgId) whose jobs may use the token exchange.",
+        check=_checked_circleci_projects,
+    )
+    exchange_host: str = setting(
+        "exchangeHost",
+        "string",
+        "",
+        "The host that runs the token exchange (empty: the fleet's first host by name).",
+    )
+    exchange_port: int = setting(
+        "exchangePort",
+        "integer",
+        8443,
+        "TCP port of the token exchange (HTTPS) on its host.",
+        check=_checked_port,
     )
     fleet_id: str = setting(
         "fleetId",

@@ -434,3 +434,54 @@ def test_actionlint_finds_nothing_wrong_in_the_github_workflow(tmp_path, monkeyp
     workflow.write_text(ci_config(capsys, "github")["config"])
     linted = subprocess.run([str(ACTIONLINT), "-no-color", str(workflow)], capture_output=True, text=True, cwd=tmp_path)
     assert linted.returncode == 0, linted.stdout + linted.stderr
+
+
+EXCHANGE_CA = "-----BEGIN CERTIFICATE-----\nMIIBfleetCA\n-----END CERTIFICATE-----\n"
+
+
+def exchange():
+    from provisioning.builder.ciconfig import Exchange
+
+    return Exchange("https://203.0.113.5:8443/v1/certificate", EXCHANGE_CA, "buildfleet")
+
+
+@pytest.mark.process
+def test_with_the_token_exchange_a_github_job_holds_no_buildfleet_secret_and_trades_its_token(tmp_path):
+    from provisioning.builder.ciconfig import github_actions
+
+    text = github_actions("ci", remote_nodes("ci", INVENTORY, TLS), exchange=exchange(), platforms=PLATFORMS)
+    workflow = _workflow(tmp_path, text, "gh.yml")
+    assert "secrets.BUILDFLEET" not in text and "BUILDFLEET_CLIENT_KEY" not in text
+    assert workflow["permissions"]["id-token"] == "write"  # the job may ask GitHub for its token
+    checkout, join, login, build = workflow["jobs"]["build"]["steps"]
+    script = join["run"]
+    assert '"$ACTIONS_ID_TOKEN_REQUEST_URL&audience=buildfleet"' in script
+    assert "MIIBfleetCA" in script  # the fleet's CA, public, checks the exchange and the hosts
+    assert '--data-binary @"$tls/csr.pem"' in script and "https://203.0.113.5:8443/v1/certificate" in script
+    assert '--driver-opt "cacert=$tls/ca.pem,cert=$tls/cert.pem,key=$tls/key.pem' in script
+    assert build["run"].startswith("docker buildx build --builder ci ")
+    assert subprocess.run(["sh", "-n"], input=script, text=True).returncode == 0
+    schema = ["check-jsonschema", "--builtin-schema", "vendor.github-workflows", str(tmp_path / "gh.yml")]
+    assert subprocess.run(schema, capture_output=True).returncode == 0
+
+
+@pytest.mark.process
+def test_with_the_token_exchange_a_circleci_job_trades_circle_oidc_token_v2(tmp_path):
+    from provisioning.builder.ciconfig import circleci
+
+    text = circleci("ci", remote_nodes("ci", INVENTORY, TLS), PLATFORMS, exchange=exchange())
+    config = _workflow(tmp_path, text, "circle.yml")
+    join = config["jobs"]["multiarch"]["steps"][1]["run"]["command"]
+    assert 'token="$CIRCLE_OIDC_TOKEN_V2"' in join and "BUILDFLEET_CLIENT" not in text
+    assert subprocess.run(["sh", "-n"], input=join, text=True).returncode == 0
+    schema = ["check-jsonschema", "--builtin-schema", "vendor.circle-ci", str(tmp_path / "circle.yml")]
+    assert subprocess.run(schema, capture_output=True).returncode == 0
+
+
+def test_ci_config_oidc_without_an_exchange_says_what_to_set(tmp_path, monkeypatch, capsys):
+    from provisioning.cli import main
+
+    fleet_in_state(tmp_path, monkeypatch, {"allowedCidrs": ["198.51.100.0/24"]}, "dev")
+    assert main(["ci-config", "--fleet", "ci", "--oidc"]) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert "ci-config --oidc needs the token exchange: set buildfleet:exchangeGithubRepositories" in line

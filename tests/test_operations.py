@@ -16,6 +16,8 @@ from test_facts import parse
 from provisioning.advisories import RUNC_NOV_2025
 from provisioning.artifacts import Artifact, PinnedQemu
 from provisioning.certs import issue, make_ca
+from provisioning.errors import ConfigError
+from provisioning.exchange import service as exchange_service
 from provisioning.hosts.actions import Run, Upload, WriteFile
 from provisioning.hosts.configure import buildkitd_config
 from provisioning.hosts.operations.binfmt import (
@@ -29,6 +31,10 @@ from provisioning.hosts.operations.buildkitd import BuildkitdDesired, buildkitd_
 from provisioning.hosts.operations.buildx import BUILDX_PLUGIN, buildx_step
 from provisioning.hosts.operations.cache import cache_step
 from provisioning.hosts.operations.docker import DOCKERD, POLICY_RC_D, DockerDesired, docker_step
+from provisioning.hosts.operations.exchange import CONFIG as EXCHANGE_CONFIG
+from provisioning.hosts.operations.exchange import PACKAGES as EXCHANGE_PACKAGES
+from provisioning.hosts.operations.exchange import SCRIPT as EXCHANGE_SCRIPT
+from provisioning.hosts.operations.exchange import ExchangeDesired, exchange_daemon, exchange_step
 from provisioning.hosts.operations.fleet import fleet_step
 from provisioning.hosts.operations.idle import IDLE_SCRIPT, IdleDesired, idle_service, idle_step
 from provisioning.hosts.operations.idle import SCRIPT as IDLE_SCRIPT_BYTES
@@ -455,6 +461,75 @@ def test_idle_stop_without_init_runs_under_the_supervisor_and_a_new_limit_restar
     assert boot_entry.dest == IDLE.definition_path("none") and b"idle-stop 5 1234" in boot_entry.content
     assert stop.argv == (SUPERVISE, "stop", "buildfleet-idle")
     assert start.argv[-1].startswith(IDLE.definition_path("none") + " && ")  # started, not restarted
+
+
+# --- the OIDC token exchange, on its host -------------------------------------------------
+
+EXCHANGE = ExchangeDesired.of(
+    settings_from_mapping({"exchangeGithubRepositories": ["acme/app"], "exchangeGithubRefs": ["refs/heads/main"]}),
+    ["emulation-0", "amd64-0"],
+    "f",
+)
+DAEMON = exchange_daemon()
+SERVICE_BYTES = Path(exchange_service.__file__).read_bytes()
+
+
+def exchange_facts(init="none", running=False, ca=None, installed=True, **files):
+    nothing = dict.fromkeys((EXCHANGE_SCRIPT, EXCHANGE_CONFIG, SUPERVISE, *DAEMON_PATHS))
+    packages = dict.fromkeys(EXCHANGE_PACKAGES, "2.6.0-1" if installed else None)
+    return {"init": init, "running": running, "ca": ca, "files": {**nothing, **files}, **packages}
+
+
+DAEMON_PATHS = (DAEMON.definition_path("none"), DAEMON.definition_path("systemd"))
+
+
+def test_the_exchange_runs_on_the_first_host_by_name_and_trusts_what_the_settings_name():
+    assert EXCHANGE.host == "amd64-0" and EXCHANGE.port == 8443
+    (github,) = EXCHANGE.issuers
+    assert github.issuer == "https://token.actions.githubusercontent.com" and github.audience == "buildfleet"
+    assert github.jwks_url == "https://token.actions.githubusercontent.com/.well-known/jwks"
+    assert github.claims == {"repository": ("acme/app",), "ref": ("refs/heads/main",)}
+    assert ExchangeDesired.of(settings_from_mapping({}), ["amd64-0"], "f") is None  # nobody trusted: no exchange
+    with pytest.raises(ConfigError, match="buildfleet:exchangeHost: 'arm64-9' is not a host of the fleet"):
+        ExchangeDesired.of(
+            settings_from_mapping({"exchangeGithubRepositories": ["a/b"], "exchangeHost": "arm64-9"}), ["amd64-0"], "f"
+        )
+
+
+def test_a_new_exchange_installs_its_packages_and_file_makes_its_ca_on_the_host_then_starts():
+    decision = exchange_step(EXCHANGE, b"server cert").decide(exchange_facts(installed=False))
+    first, script, config, init = decision.actions[:4]
+    assert "python3-jwt python3-cryptography" in first.argv[-1]
+    assert (script.dest, script.content) == (EXCHANGE_SCRIPT, SERVICE_BYTES)
+    written = json.loads(config.content)
+    assert config.mode == "0600" and written["issuers"][0]["claims"] == {
+        "repository": ["acme/app"],
+        "ref": ["refs/heads/main"],
+    }
+    assert init.argv == ("python3", EXCHANGE_SCRIPT, "init", "--config", EXCHANGE_CONFIG)  # its key is made there
+    assert decision.actions[-1].argv[-1].startswith(DAEMON.definition_path("none") + " && ")
+
+
+def test_an_exchange_in_place_needs_nothing_and_a_new_server_certificate_restarts_it():
+    config = EXCHANGE.config_file(b"server cert")
+    configured = {
+        EXCHANGE_SCRIPT: SHA(SERVICE_BYTES),
+        EXCHANGE_CONFIG: SHA(config),
+        SUPERVISE: SHA(SUPERVISE_SCRIPT),
+        DAEMON.definition_path("none"): SHA(DAEMON.boot_script()),
+    }
+    facts = exchange_facts("none", True, b"ca", **configured)
+    assert not exchange_step(EXCHANGE, b"server cert").decide(facts).changes
+    rotated = exchange_step(EXCHANGE, b"new server cert").decide(facts)
+    written, stop, start = rotated.actions  # the config names the new certificate's digest: a restart
+    assert written.dest == EXCHANGE_CONFIG and stop.argv == (SUPERVISE, "stop", "buildfleet-exchange")
+
+
+def test_a_host_that_no_longer_runs_the_exchange_stops_it_and_keeps_its_ca():
+    assert exchange_step(None).decide(exchange_facts()).reason == "no token exchange here"
+    (action,) = exchange_step(None).decide(exchange_facts("systemd", True, **{EXCHANGE_SCRIPT: "x"})).actions
+    assert action.argv[-1].startswith("systemctl disable --now buildfleet-exchange; rm -f ")
+    assert "/var/lib/buildfleet/exchange" not in action.argv[-1]  # the CA stays: client revoke ends its trust
 
 
 # --- the instance metadata service, closed after boot (AWS hosts) ------------------------

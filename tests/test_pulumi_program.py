@@ -86,6 +86,19 @@ def test_buildkitd_can_be_opened_wider_than_ssh_which_stays_on_allowed_cidrs():
     assert len(run.mocks.of_type(INGRESS)) == 5  # a CIDR in both lists is one rule, not two
 
 
+def test_the_token_exchange_is_open_where_buildkitd_is_and_its_port_is_in_the_inventory(default_run):
+    run = run_program({**BASE, "buildkitdCidrs": ["0.0.0.0/0"], "exchangeGithubRepositories": ["acme/app"]})
+    rules = {
+        (r.inputs.get("cidrIpv4") or r.inputs.get("cidrIpv6"), r.inputs["fromPort"]) for r in run.mocks.of_type(INGRESS)
+    }
+    assert rules == {(c, p) for c in BASE["allowedCidrs"] for p in (22, 1234, 8443)} | {
+        ("0.0.0.0/0", 1234),
+        ("0.0.0.0/0", 8443),
+    }
+    assert {h["exchangePort"] for h in run.outputs["inventory"]["hosts"]} == {8443}
+    assert all("exchangePort" not in h for h in default_run.outputs["inventory"]["hosts"])  # off: no port, no rule
+
+
 def test_imdsv2_required_and_root_volume_encrypted_gp3(default_run):
     for r in default_run.mocks.of_type(INSTANCE):
         assert r.inputs["metadataOptions"]["httpTokens"] == "required", r.urn

@@ -26,6 +26,44 @@ GITHUB_SUFFIX = {"ca": "CACERT", "cert": "CERT", "key": "KEY"}
 
 
 @dataclass(frozen=True)
+class Exchange:
+    """The fleet's OIDC token exchange as a job reaches it: no secret at all in the CI system."""
+
+    url: str  # https://HOST:PORT/v1/certificate
+    ca_pem: str  # the fleet's CA (public): checks the exchange and the hosts alike
+    audience: str  # what a GitHub job asks its token for
+
+
+# How a job gets its OIDC token: GitHub's runner hands a URL and a bearer for it (id-token:
+# write); CircleCI sets $CIRCLE_OIDC_TOKEN_V2 (audience: the organization); any other CI sets
+# BUILDFLEET_OIDC_TOKEN.
+GITHUB_TOKEN = (
+    'token=$(curl -sS --fail-with-body -H "Authorization: bearer $ACTIONS_ID_TOKEN_REQUEST_TOKEN" '
+    '"$ACTIONS_ID_TOKEN_REQUEST_URL&audience={audience}" '
+    "| python3 -c 'import json, sys; print(json.load(sys.stdin)[\"value\"])')"
+)
+CIRCLECI_TOKEN = 'token="$CIRCLE_OIDC_TOKEN_V2"'
+ANY_TOKEN = 'token="$BUILDFLEET_OIDC_TOKEN"'
+
+
+def exchange_lines(exchange: Exchange, token: str) -> list[str]:
+    """sh lines that leave ca.pem, cert.pem and key.pem in "$tls": a key made in the job (it never
+    leaves), its CSR traded with the job's token for an hour's certificate; a refusal stops the
+    job with the exchange's reason."""
+    return [
+        token.format(audience=shlex.quote(exchange.audience)),
+        "cat > \"$tls/ca.pem\" <<'BUILDFLEET_CA'",
+        exchange.ca_pem.strip(),
+        "BUILDFLEET_CA",
+        'openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -subj "/CN=buildfleet ci job" '
+        '-keyout "$tls/key.pem" -out "$tls/csr.pem" 2>/dev/null',
+        f'curl -sS --fail-with-body --cacert "$tls/ca.pem" -H "Authorization: Bearer $token" '
+        f'-H \'Content-Type: application/x-pem-file\' --data-binary @"$tls/csr.pem" -o "$tls/cert.pem" '
+        f'{shlex.quote(exchange.url)} || {{ cat "$tls/cert.pem" >&2; exit 1; }}',
+    ]
+
+
+@dataclass(frozen=True)
 class CINode:
     endpoint: str
     platforms: tuple[str, ...]
@@ -181,13 +219,21 @@ def github_actions(
     wake: Wake | None = None,
     cache: str = "",
     hosted: bool = True,
+    exchange: Exchange | None = None,
+    platforms: Sequence[str] = (),
 ) -> str:
     """A complete workflow (save as .github/workflows/buildfleet.yml): check out, (wake the
     fleet with short-lived AWS credentials from the job's OIDC token,) join the builder, build
     every platform and push to the repository's GHCR. ``hosted``: GitHub's hosted runners reach
-    the fleet; else the job runs on the team's own runner."""
+    the fleet; else the job runs on the team's own runner. With ``exchange`` the job trades its
+    OIDC token for an hour's client certificate and no buildfleet secret exists."""
     wake_steps = []
     permissions = {"contents": "read", "packages": "write"}
+    join = setup_buildx_step(builder, nodes)
+    if exchange is not None:
+        permissions["id-token"] = "write"  # the token the certificate is traded for
+        script = shell_script(builder, nodes, platforms, exchange=(exchange, GITHUB_TOKEN))
+        join = {"name": "Join the buildfleet builder (an hour's certificate for this job's token)", "run": script}
     if wake is not None:
         permissions["id-token"] = "write"  # the OIDC token the AWS credentials are traded for
         wake_steps = [
@@ -208,7 +254,7 @@ def github_actions(
                 "steps": [
                     {"uses": "actions/checkout@v4"},
                     *wake_steps,
-                    setup_buildx_step(builder, nodes),
+                    join,
                     {
                         "name": "Log in to the GitHub Container Registry",
                         "uses": "docker/login-action@v3",
@@ -235,30 +281,49 @@ def github_actions(
         if wake
         else ".\n"
     )
+    secrets = (
+        "# the fleet's token exchange gives each job an hour's certificate for its OIDC token: no buildfleet secret"
+        if exchange
+        else "# create the repository secrets BUILDFLEET_CA, BUILDFLEET_CLIENT_CERT, BUILDFLEET_CLIENT_KEY"
+    )
     return (
-        "# buildfleet: every platform on the fleet's builder. Save as .github/workflows/buildfleet.yml and\n"
-        "# create the repository secrets BUILDFLEET_CA, BUILDFLEET_CLIENT_CERT, BUILDFLEET_CLIENT_KEY"
+        "# buildfleet: every platform on the fleet's builder. Save as .github/workflows/buildfleet.yml;\n"
+        + secrets
         + wake_note
         + _yaml(workflow)
     )
 
 
 def shell_script(
-    builder: str, nodes: Sequence[Node], platforms: Sequence[str], wake: Wake | None = None, credentials: str = ""
+    builder: str,
+    nodes: Sequence[Node],
+    platforms: Sequence[str],
+    wake: Wake | None = None,
+    credentials: str = "",
+    exchange: tuple[Exchange, str] | None = None,
 ) -> str:
     """POSIX sh for any CI: (wake the fleet, with ``credentials`` lines first,) write the secrets to
-    files, create the builder, show it."""
+    files (or, with ``exchange`` and how the job gets its token, trade the token for them), create
+    the builder, show it."""
     ci = [CINode.of(n) for n in nodes]
+    needs = (
+        "# an OIDC token (no stored secret), openssl, curl and python3, and docker with buildx."
+        if exchange
+        else "# BUILDFLEET_CA, BUILDFLEET_CLIENT_CERT and BUILDFLEET_CLIENT_KEY (PEM text) in the environment,\n"
+        "# and docker with buildx."
+    )
     lines = [
         "#!/bin/sh",
-        "# buildfleet builder for any CI. Needs BUILDFLEET_CA, BUILDFLEET_CLIENT_CERT and",
-        "# BUILDFLEET_CLIENT_KEY (PEM text) in the environment, and docker with buildx.",
+        "# buildfleet builder for any CI. Needs",
+        *needs.splitlines(),
         "set -eu",
         *((credentials + wake_script(wake)).splitlines() if wake else []),
         "tls=$(mktemp -d)",
         "umask 077",
     ]
-    for secret, kind in SECRETS.items():
+    if exchange:
+        lines += exchange_lines(*exchange)
+    for secret, kind in () if exchange else SECRETS.items():
         lines.append(f'printf \'%s\\n\' "${secret}" > "$tls/{kind}.pem"')
     lines.append(f"docker buildx rm {shlex.quote(builder)} >/dev/null 2>&1 || true")
     for index, node in enumerate(ci):
@@ -290,11 +355,18 @@ CIRCLECI_WEB_IDENTITY = (
 
 
 def circleci(
-    builder: str, nodes: Sequence[Node], platforms: Sequence[str], wake: Wake | None = None, cache: str = ""
+    builder: str,
+    nodes: Sequence[Node],
+    platforms: Sequence[str],
+    wake: Wake | None = None,
+    cache: str = "",
+    exchange: Exchange | None = None,
 ) -> str:
     """A complete CircleCI config (the seed's CI; save as .circleci/config.yml): (wake the
-    fleet and) join the builder with the shell variant, log in, build and push every platform."""
-    join = shell_script(builder, nodes, platforms, wake, credentials=CIRCLECI_WEB_IDENTITY)
+    fleet and) join the builder with the shell variant (with ``exchange``: its certificate traded
+    for the job's OIDC token), log in, build and push every platform."""
+    traded = (exchange, CIRCLECI_TOKEN) if exchange else None
+    join = shell_script(builder, nodes, platforms, wake, credentials=CIRCLECI_WEB_IDENTITY, exchange=traded)
     config = {
         "version": 2.1,
         "jobs": {
@@ -328,10 +400,17 @@ def circleci(
         if wake
         else ""
     )
+    tls = (
+        "# the fleet's token exchange gives each job an hour's certificate for $CIRCLE_OIDC_TOKEN_V2; set"
+        if exchange
+        else "# project's environment variables set BUILDFLEET_CA, BUILDFLEET_CLIENT_CERT, BUILDFLEET_CLIENT_KEY, and"
+    )
     return (
         "# buildfleet: every platform on the fleet's builder. Save as .circleci/config.yml; in a context or the\n"
-        "# project's environment variables set BUILDFLEET_CA, BUILDFLEET_CLIENT_CERT, BUILDFLEET_CLIENT_KEY, and\n"
-        "# IMAGE (registry/name:tag), REGISTRY_USER, REGISTRY_PASSWORD for the push.\n" + wake_note + _yaml(config)
+        + tls
+        + "\n# IMAGE (registry/name:tag), REGISTRY_USER, REGISTRY_PASSWORD for the push.\n"
+        + wake_note
+        + _yaml(config)
     )
 
 

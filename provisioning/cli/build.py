@@ -7,7 +7,7 @@ import shlex
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.markup import escape
 from rich.table import Table
@@ -16,11 +16,17 @@ from provisioning.builder.drivers import DRIVERS
 from provisioning.cli.context import Fleet
 from provisioning.cli.nodes import awake, ensure_builder
 from provisioning.cli.options import add_fleet_options, checked, default_cache_dir
-from provisioning.errors import BuildfleetError
+from provisioning.errors import BuildfleetError, ConfigError
+from provisioning.exchange.service import PATH
+from provisioning.inventory import Inventory
 from provisioning.jsonstyle import Keyed, dumps
 from provisioning.names import check_client_name
 from provisioning.platforms import parse_platform
+from provisioning.settings import Settings
 from provisioning.state import FleetState
+
+if TYPE_CHECKING:
+    from provisioning.builder.ciconfig import Exchange
 
 
 def cmd_builder(fleet: Fleet, args: argparse.Namespace) -> int:
@@ -122,6 +128,35 @@ def ci_wake(state: FleetState, inventory, settings):
     return Wake(stack, endpoints, settings.fleet_id)
 
 
+def ci_exchange(fleet: Fleet, inventory: Inventory, settings: Settings, ca: Path) -> Exchange:
+    """Where the fleet's jobs trade their OIDC token (ci-config --oidc): refused, naming what to
+    do, until configure has the exchange running and its CA in the hosts' bundle."""
+    from provisioning.builder.ciconfig import Exchange
+    from provisioning.consumers import Consumers
+    from provisioning.hosts.operations.exchange import CLIENT, ExchangeDesired
+
+    desired = ExchangeDesired.of(settings, [h.name for h in inventory.hosts], fleet.name)
+    if desired is None:
+        raise ConfigError(
+            "ci-config --oidc needs the token exchange: set buildfleet:exchangeGithubRepositories (or "
+            "exchangeCircleciOrgId and exchangeCircleciProjectIds), then buildfleet configure"
+        )
+    if Consumers(fleet.state.root / "tls").trust_of(CLIENT) is None:
+        raise BuildfleetError(
+            f"the token exchange's CA is not in the hosts' bundle (client {CLIENT!r} missing or revoked): "
+            "run buildfleet configure"
+        )
+    (host,) = [h for h in inventory.hosts if h.name == desired.host]
+    if not host.exchange_port:
+        raise BuildfleetError(
+            f"{host.name} was made before it published the token exchange's port: buildfleet down and up, "
+            "or name another host with buildfleet:exchangeHost"
+        )
+    address = f"[{host.address}]" if ":" in host.address else host.address
+    url = f"https://{address}:{host.exchange_port}{PATH}"
+    return Exchange(url, ca.read_text(), settings.exchange_audience)
+
+
 def cmd_ci_config(fleet: Fleet, args: argparse.Namespace) -> int:
     from provisioning.builder import ciconfig
     from provisioning.builder.nodes import TLSFiles, remote_nodes
@@ -135,15 +170,17 @@ def cmd_ci_config(fleet: Fleet, args: argparse.Namespace) -> int:
         tls = Consumers(fleet.state.root / "tls").files(args.client)
     nodes = remote_nodes(name, inventory, tls)
     platforms = list(inventory.platforms)
-    secrets = ciconfig.secret_files(str(tls.ca), str(tls.cert), str(tls.key))
     settings = fleet.settings()
+    exchange = ci_exchange(fleet, inventory, settings, tls.ca) if args.oidc else None
+    secrets = {} if exchange else ciconfig.secret_files(str(tls.ca), str(tls.cert), str(tls.key))
     wake = ci_wake(fleet.state, inventory, settings)
     cache = shlex.quote(args.cache_repository) if args.cache_repository else ""
     hosted = ciconfig.hosted_runners_reach(inventory.features, settings.buildkitd_cidrs)
+    token = (exchange, ciconfig.ANY_TOKEN) if exchange else None
     rendered = {
-        "github": lambda: ciconfig.github_actions(name, nodes, wake, cache, hosted),
-        "circleci": lambda: ciconfig.circleci(name, nodes, platforms, wake, cache),
-        "shell": lambda: ciconfig.shell_script(name, nodes, platforms, wake),
+        "github": lambda: ciconfig.github_actions(name, nodes, wake, cache, hosted, exchange, platforms),
+        "circleci": lambda: ciconfig.circleci(name, nodes, platforms, wake, cache, exchange),
+        "shell": lambda: ciconfig.shell_script(name, nodes, platforms, wake, exchange=token),
     }[args.format]()
     note = ciconfig.reach_note(inventory.features, settings.allowed_cidrs, settings.buildkitd_cidrs)
     rendered = ciconfig.with_note(rendered, note)
@@ -157,7 +194,8 @@ def cmd_ci_config(fleet: Fleet, args: argparse.Namespace) -> int:
         console.print_json(dumps(payload))
         return 0
     print(rendered, end="")  # plain, so it can be piped into a file or a shell
-    print("\n# secrets to create (name: file whose content is the value):", file=sys.stderr)
+    if secrets:
+        print("\n# secrets to create (name: file whose content is the value):", file=sys.stderr)
     for name, path in secrets.items():
         print(f"#   {name}: {path}", file=sys.stderr)
     if wake is not None:
@@ -245,11 +283,17 @@ def add_ci_config(commands: argparse._SubParsersAction) -> None:
         metavar="REPO",
         help="registry repository for the build cache, one tag per node (default: the image's own repository)",
     )
-    ci.add_argument(
+    who = ci.add_mutually_exclusive_group()
+    who.add_argument(
         "--client",
         metavar="NAME",
         type=checked(check_client_name),
         help="the secrets of that consumer's own certificate (buildfleet client add NAME), not the operator's",
+    )
+    who.add_argument(
+        "--oidc",
+        action="store_true",
+        help="no secret: each job trades its OIDC token for an hour's certificate at the fleet's token exchange",
     )
     add_fleet_options(ci, configure_flags=False)
     ci.set_defaults(handler=cmd_ci_config)

@@ -190,7 +190,10 @@ class Fleet:
     def configure_options(self, settings: Settings) -> ConfigureOptions:
         """What configure gives each host, from the fleet's settings and the command line."""
         from provisioning.hosts.configure import ConfigureOptions  # paramiko and friends: only when needed
+        from provisioning.hosts.operations.exchange import ExchangeDesired, issuers
 
+        wanted = issuers(settings)  # the token exchange, when the settings trust an OIDC provider
+        exchange = ExchangeDesired.of(settings, [h.name for h in self.inventory().hosts], self.name) if wanted else None
         return ConfigureOptions(
             buildkitd_port=settings.buildkitd_port,
             idle_stop_minutes=settings.idle_stop_minutes,
@@ -199,6 +202,7 @@ class Fleet:
             docker_source=settings.docker_source,
             gc=settings.gc,
             max_parallelism=settings.max_parallelism,
+            exchange=exchange,
         )
 
     def rolling(self, inventory: Inventory, waiting: Callable[[str, str], None] = lambda host, what: None) -> Rolling:

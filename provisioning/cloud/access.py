@@ -24,6 +24,7 @@ class AccessArgs:
     ssh_public_key: str
     tags: dict[str, str] = field(default_factory=dict)
     buildkitd_cidrs: tuple[str, ...] = ()  # buildkitd only, beside allowed_cidrs
+    exchange_port: int = 0  # the token exchange (HTTPS), open to whoever may reach buildkitd; 0: none
 
 
 def cidr_fields(cidr: str) -> tuple[str | None, str | None]:
@@ -47,11 +48,13 @@ class Access(pulumi.ComponentResource):
             opts=child,
         )
         ports = {"ssh": SSH_PORT, "buildkitd": args.buildkitd_port}
+        ports |= {"exchange": args.exchange_port} if args.exchange_port else {}  # CI jobs trade their tokens there
         rules = [
             (f"{service}-{index}", service, cidr) for index, cidr in enumerate(args.allowed_cidrs) for service in ports
         ]
         extra = [c for c in args.buildkitd_cidrs if c not in args.allowed_cidrs]
-        rules += [(f"buildkitd-extra-{index}", "buildkitd", cidr) for index, cidr in enumerate(extra)]
+        for service in [s for s in ports if s != "ssh"]:
+            rules += [(f"{service}-extra-{index}", service, cidr) for index, cidr in enumerate(extra)]
         for suffix, service, cidr in rules:
             aws.vpc.SecurityGroupIngressRule(
                 f"{name}-{suffix}",

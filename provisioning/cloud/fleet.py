@@ -77,6 +77,11 @@ def where_this_runs(tags: dict[str, str], opts: pulumi.InvokeOptions) -> Scope:
     return Scope(partition, account, aws.get_region(opts=opts).region, tags)
 
 
+def exchange_port(settings: Settings) -> int:
+    """The token exchange's port when the settings trust an OIDC provider (see hosts' exchange step), else 0."""
+    return settings.exchange_port if settings.exchange_github_repositories or settings.exchange_circleci_org_id else 0
+
+
 def _by_host(names: list[str], values: list[pulumi.Output[str]]) -> pulumi.Output[dict]:
     return pulumi.Output.all(*values).apply(lambda found: dict(zip(names, found, strict=True)))
 
@@ -112,6 +117,7 @@ class Fleet(pulumi.ComponentResource):
                 settings.ssh_public_key,
                 args.tags,
                 settings.buildkitd_cidrs,
+                exchange_port(settings),
             ),
             opts=child,
         )
@@ -165,7 +171,7 @@ class Fleet(pulumi.ComponentResource):
             return inventory_from_plan(
                 plan,
                 TARGET,
-                {n: Endpoint(public[i], private[i], 22, port) for i, n in enumerate(names)},
+                {n: Endpoint(public[i], private[i], 22, port, exchange_port(settings)) for i, n in enumerate(names)},
                 ssh_user,
                 pools=tuple(Pool(p, dns[i], port) for i, p in enumerate(pools)),
             ).to_dict()

@@ -10,13 +10,14 @@ from provisioning.artifacts import BUILDKIT_VERSION, BUILDX_VERSION, ArtifactSou
 from provisioning.certs import FleetCA
 from provisioning.consumers import Consumers
 from provisioning.errors import BuildfleetError
-from provisioning.hosts.executor import FleetReport, Progress, run_fleet, run_host
+from provisioning.hosts.executor import UNCHANGED, FleetReport, HostReport, Progress, run_fleet, run_host
 from provisioning.hosts.operations import Step
 from provisioning.hosts.operations.binfmt import QemuDesired, binfmt_step
 from provisioning.hosts.operations.buildkitd import BuildkitdDesired, buildkitd_step
 from provisioning.hosts.operations.buildx import buildx_step
 from provisioning.hosts.operations.cache import cache_step
 from provisioning.hosts.operations.docker import DockerDesired, docker_step
+from provisioning.hosts.operations.exchange import CLIENT, ExchangeDesired, ca_fact, exchange_step
 from provisioning.hosts.operations.fleet import fleet_step
 from provisioning.hosts.operations.idle import IdleDesired, idle_step
 from provisioning.hosts.operations.metadata import metadata_step
@@ -80,6 +81,7 @@ class ConfigureOptions:
     block_metadata: bool = False  # close the instance metadata service to the host after boot (AWS hosts)
     gc: BuildkitGc = DEFAULT_GC  # BuildKit's garbage collection limits
     max_parallelism: int = 0  # build steps at once per buildkitd (0: the host's CPUs)
+    exchange: ExchangeDesired | None = None  # the OIDC token exchange and the host it runs on
 
 
 def qemu_arches(host: InventoryHost) -> tuple[str, ...]:
@@ -138,6 +140,8 @@ def steps_for(
             )
         )
     )
+    here = options.exchange if options.exchange and options.exchange.host == host.name else None
+    steps.append(exchange_step(here, server.cert))
     steps.append(idle_step(IdleDesired(options.idle_stop_minutes, options.buildkitd_port)))
     steps.append(versions_step(PinnedVersions(BUILDKIT_VERSION, BUILDX_VERSION)))
     steps.append(cache_step())
@@ -159,15 +163,58 @@ def configure(
     ca.client()  # made before the hosts so the builder stage finds it
     if inventory.features.instance_metadata:
         options = replace(options, block_metadata=True)
-    return run_fleet(
-        inventory.hosts,
-        lambda host: connect(host, state),
-        lambda host: steps_for(
-            host, artifacts, ca, options, inventory.registry, inventory.pool(host.pool) if host.pool else None
-        ),
-        check_only,
-        progress,
-        rolling,
+
+    def run() -> FleetReport:
+        return run_fleet(
+            inventory.hosts,
+            lambda host: connect(host, state),
+            lambda host: steps_for(
+                host, artifacts, ca, options, inventory.registry, inventory.pool(host.pool) if host.pool else None
+            ),
+            check_only,
+            progress,
+            rolling,
+        )
+
+    report = run()
+    if options.exchange is None or check_only or not report.ok or not adopt_exchange_ca(inventory, state, options):
+        return report
+    return _followed(report, run())  # the hosts' bundle gains the exchange's CA: one more rolling pass
+
+
+def adopt_exchange_ca(inventory: Inventory, state: FleetState, options: ConfigureOptions) -> bool:
+    """Take the exchange's CA certificate (made on its host, its key staying there) into the
+    fleet's consumers, so the hosts trust what it signs; True when that changed the bundle. A
+    revoked exchange stays revoked: what it signs is trusted nowhere."""
+    assert options.exchange is not None
+    consumers = Consumers(state.root / "tls")
+    if CLIENT in consumers.names() and consumers.revoked(CLIENT):
+        return False
+    found = [h for h in inventory.hosts if h.name == options.exchange.host]
+    if not found:  # a part of the fleet configured alone (doctor's sleeping hosts left out)
+        return False
+    host = found[0]
+    transport = connect(host, state)
+    try:
+        shown = gather(transport, {"ca": ca_fact()})["ca"]
+    finally:
+        transport.close()
+    if shown is None:
+        raise BuildfleetError(f"{host.name}: the token exchange made no CA (see its log): run configure again")
+    if consumers.trust_of(CLIENT) == shown:
+        return False
+    consumers.adopt(CLIENT, shown)
+    return True
+
+
+def _followed(first: FleetReport, then: FleetReport) -> FleetReport:
+    """Each host's steps of the first pass, and what the second one changed or failed."""
+    later = {h.host: h.steps for h in then.hosts}
+    return FleetReport(
+        tuple(
+            HostReport(h.host, h.steps + tuple(s for s in later.get(h.host, ()) if s.status != UNCHANGED))
+            for h in first.hosts
+        )
     )
 
 

@@ -276,7 +276,7 @@ class StaticTarget:
         pins = {where: key for h in hosts for where, key in self._pins(h).items()}  # every key found before a write
         self.state.record_target(self.kind)
         self.state.write_known_hosts(pins)
-        probes = [self._probe(h) for h in hosts]
+        probes = [self._probe(h, settings.exchange_port) for h in hosts]
         specs = [replace(s, pool=h.pool) for s, h in zip(detect_all(probes, self.state), hosts, strict=True)]
         placement = place(settings.platforms, specs)
         placed_hosts = tuple(placed(p, s, placement) for p, s in zip(probes, specs, strict=True))
@@ -317,8 +317,9 @@ class StaticTarget:
         return pins
 
     @staticmethod
-    def _probe(host: StaticHost) -> InventoryHost:
-        """The host as the file declares it; its CPU and platforms come from detection."""
+    def _probe(host: StaticHost, exchange_port: int) -> InventoryHost:
+        """The host as the file declares it (the token exchange, should it run there, at
+        exchangePort on its address); its CPU and platforms come from detection."""
         return InventoryHost(
             name=host.name,
             role=host.role,
@@ -330,4 +331,5 @@ class StaticTarget:
             buildkitd_port=host.buildkitd_port,
             ssh_key=str(host.key),
             ssh_jump=host.jump,
+            exchange_port=exchange_port,
         )

@@ -4,6 +4,7 @@ keep building when one of them dies."""
 import dataclasses
 import datetime
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -14,6 +15,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+from cryptography import x509
+from oidc_provider import Provider
 
 from provisioning.builder.builder import Buildx
 from provisioning.builder.sample import SampleSources, build_args, cache_args, ran_on
@@ -59,9 +62,9 @@ class PoolFleet:
     def up(self) -> subprocess.CompletedProcess:
         return buildfleet("up", "--fleet", self.name, "--project-dir", str(self.root), env=self.env)
 
-    def build(self, index: int) -> tuple[int, str]:
+    def build(self, index: int, env: dict[str, str] | None = None) -> tuple[int, str]:
         """One build through the fleet's builder, started ``index`` seconds from now: (exit code,
-        the host its step ran on or the error)."""
+        the host its step ran on or the error). ``env``: a CI job's, with its own docker config."""
         time.sleep(index)
         busybox = next((CACHE / "busybox").glob("*/busybox-amd64")).parent
         dest = self.root / "out" / f"{uuid.uuid4().hex[:8]}"
@@ -73,7 +76,7 @@ class PoolFleet:
             ],
             capture_output=True,
             text=True,
-            env=self.env,
+            env=env or self.env,
             timeout=300,
         )
         if result.returncode != 0:
@@ -320,3 +323,77 @@ def test_a_member_with_an_empty_cache_reuses_the_pools_registry_cache(pool):
     assert "importing cache manifest from" in log, log[-2000:]
     add_step = re.search(r"^#(\d+) \[userland \d/3\] ADD userland-amd64\.tar", log, re.MULTILINE)
     assert add_step and re.search(rf"^#{add_step.group(1)} CACHED", log, re.MULTILINE), log[-2000:]
+
+
+ISSUER = "http://127.0.0.1:9999"  # the stand-in provider's JWKS, served on the exchange host's own loopback
+
+
+def serve_jwks(container: str, provider: Provider) -> None:
+    """The stand-in provider's published keys where the exchange host fetches them: a static file
+    server on that host's own 127.0.0.1 (the host reaches nothing else)."""
+    write = "mkdir -p /run/jwks/.well-known && cat > /run/jwks/.well-known/jwks"
+    subprocess.run(
+        ["docker", "exec", "-i", container, "sh", "-c", write], input=json.dumps(provider.jwks()), text=True, check=True
+    )
+    serve = ["python3", "-m", "http.server", "9999", "--bind", "127.0.0.1", "--directory", "/run/jwks"]
+    subprocess.run(["docker", "exec", "-d", container, *serve], check=True)
+
+
+def job(script: str, token: str, root: Path) -> tuple[subprocess.CompletedProcess, dict[str, str]]:
+    """The script ci-config --oidc emits, run as a CI job runs it: its own docker config and temp dir."""
+    root.mkdir()
+    env = {**os.environ, "DOCKER_CONFIG": str(root / "docker"), "TMPDIR": str(root), "BUILDFLEET_OIDC_TOKEN": token}
+    return subprocess.run(["sh", "-c", script], env=env, capture_output=True, text=True, timeout=300), env
+
+
+def test_a_ci_job_trades_its_oidc_token_for_an_hours_certificate_that_builds_and_revoking_the_exchange_ends_it(pool):
+    provider = Provider(ISSUER)
+    container = f"buildfleet-{pool.name}-amd64-0"  # the fleet's first host by name runs the exchange
+    serve_jwks(container, provider)
+    config = pool.root / "buildfleet.yaml"
+    before = config.read_text()
+    config.write_text(before + f"exchangeGithubRepositories: [acme/app]\nexchangeGithubIssuer: {ISSUER}\n")
+    everywhere = {"amd64-0": True, "amd64-1": True, "amd64-pool": True}
+    try:
+        up = pool.up()
+        assert up.returncode == 0, up.stdout + up.stderr
+        assert "make its issuing CA, on this host" in up.stdout and "drained" in up.stdout  # the bundle rolled out
+        emitted = buildfleet("ci-config", "--format", "shell", "--oidc", "--fleet", pool.name, env=pool.env)
+        assert emitted.returncode == 0 and "BUILDFLEET_CLIENT_KEY" not in emitted.stdout, emitted.stderr
+        script = emitted.stdout
+        token = provider.token("buildfleet", repository="acme/app")
+        joined, env = job(script, token, pool.root / "job")
+        assert joined.returncode == 0, joined.stdout + joined.stderr
+        (tls,) = [d for d in (pool.root / "job").iterdir() if (d / "cert.pem").exists()]
+        files = TLSFiles(tls / "ca.pem", tls / "cert.pem", tls / "key.pem")
+        cert = x509.load_pem_x509_certificate(files.cert.read_bytes())
+        assert cert.not_valid_after_utc - cert.not_valid_before_utc == datetime.timedelta(hours=1, minutes=5)
+        assert reaches(pool, files) == everywhere  # every member and the pool take the job's certificate
+        assert pool.build(0, env)[0] == 0  # and the job builds through the pool with it
+        refused = {
+            "other repository": (
+                provider.token("buildfleet", repository="mallory/fork"),
+                "claim repository='mallory/fork' is not allowed",
+            ),
+            "expired": (provider.token("buildfleet", repository="acme/app", lifetime=-120), "the token has expired"),
+            "wrong audience": (provider.token("someone-else", repository="acme/app"), "another audience"),
+            "bad signature": (
+                provider.token("buildfleet", key=Provider(ISSUER).key, repository="acme/app"),
+                "signature does not match",
+            ),
+            "replayed": (token, "the token was exchanged before (replayed)"),
+        }
+        for index, (case, (bad, reason)) in enumerate(refused.items()):
+            tried, _ = job(script, bad, pool.root / f"refused-{index}")
+            assert tried.returncode != 0 and "refused: " in tried.stderr and reason in tried.stderr, (
+                case,
+                tried.stderr,
+            )
+        revoked = buildfleet("client", "revoke", "oidc-exchange", "--fleet", pool.name, env=pool.env)
+        assert revoked.returncode == 0, revoked.stdout + revoked.stderr
+        assert reaches(pool, files) == dict.fromkeys(everywhere, False)  # what it issued is refused everywhere
+        later, _ = job(script, provider.token("buildfleet", repository="acme/app"), pool.root / "after")
+        assert later.returncode != 0  # the exchange still signs, but no host trusts its CA any more
+    finally:
+        config.write_text(before)
+        subprocess.run(["docker", "exec", container, "pkill", "-f", "http.server 9999"], capture_output=True)

@@ -44,7 +44,14 @@ VOLUMES = ("docker", "buildkit")  # /var/lib/<name>: overlayfs cannot nest, so t
 
 
 def run_flags(
-    container: str, network: str, fleet: str, host: str, buildkitd_port: int, public_key: str, init: str = "none"
+    container: str,
+    network: str,
+    fleet: str,
+    host: str,
+    buildkitd_port: int,
+    public_key: str,
+    init: str = "none",
+    exchange_port: int = 0,
 ) -> list[str]:
     """``docker run`` arguments for one host (everything but the image)."""
     systemd = (
@@ -68,6 +75,9 @@ def run_flags(
         f"{LOOPBACK}::22",
         "--publish",
         f"{LOOPBACK}::{buildkitd_port}",
+        *(
+            ["--publish", f"{LOOPBACK}::{exchange_port}"] if exchange_port else []
+        ),  # the token exchange, if it runs here
         "--cap-add",
         "ALL",
         "--cap-drop",
@@ -93,11 +103,13 @@ def run_flags(
     ]
 
 
-def _published_port(info: dict, port: int) -> int:
+def _published_port(info: dict, port: int, required: bool = True) -> int:
     bindings = (info.get("NetworkSettings", {}).get("Ports") or {}).get(f"{port}/tcp") or []
     for binding in bindings:
         if binding.get("HostIp") in (LOOPBACK, "") and binding.get("HostPort"):
             return int(binding["HostPort"])
+    if not required:
+        return 0
     raise BuildfleetError(f"container {info.get('Name', '?').lstrip('/')} does not publish port {port} on {LOOPBACK}")
 
 
@@ -238,12 +250,19 @@ class LocalTarget:
             if info is None:
                 self._ensure_volumes(container)
                 flags = run_flags(
-                    container, self.network, self.fleet, host, settings.buildkitd_port, public_key, settings.local_init
+                    container,
+                    self.network,
+                    self.fleet,
+                    host,
+                    settings.buildkitd_port,
+                    public_key,
+                    settings.local_init,
+                    settings.exchange_port,  # published on every host: any may be named to run the exchange
                 )
                 self.docker.run(["run", *flags, image])
             elif not info["State"]["Running"]:
                 self.docker.run(["start", container])
-        endpoints, host_keys = self._endpoints(wanted, settings.buildkitd_port)
+        endpoints, host_keys = self._endpoints(wanted, settings.buildkitd_port, settings.exchange_port)
         registry = self.registry.ensure(self._gateway(), registry_binary(self.cache_dir))
         return Started(endpoints, host_keys, registry)
 
@@ -280,7 +299,7 @@ class LocalTarget:
             raise BuildfleetError(f"network {self.network} has no gateway address for the registry") from None
 
     def _endpoints(
-        self, wanted: dict[str, str], buildkitd_port: int
+        self, wanted: dict[str, str], buildkitd_port: int, exchange_port: int
     ) -> tuple[dict[str, Endpoint], dict[tuple[str, int], str]]:
         deadline = time.monotonic() + SSH_WAIT_SECONDS
         endpoints, host_keys = {}, {}
@@ -290,7 +309,11 @@ class LocalTarget:
             wait_for_ssh(ssh_port, deadline)
             networks = info["NetworkSettings"]["Networks"]
             endpoints[host] = Endpoint(
-                LOOPBACK, networks[self.network]["IPAddress"], ssh_port, _published_port(info, buildkitd_port)
+                LOOPBACK,
+                networks[self.network]["IPAddress"],
+                ssh_port,
+                _published_port(info, buildkitd_port),
+                _published_port(info, exchange_port, required=False),  # 0: a container made before
             )
             host_keys[(LOOPBACK, ssh_port)] = self._host_key(container)
         return endpoints, host_keys

@@ -53,6 +53,8 @@ class VmSpec:
     ssh_port: int  # on 127.0.0.1, forwarded to the VM's 22
     buildkitd_port: int  # on 127.0.0.1, forwarded to guest_buildkitd_port
     guest_buildkitd_port: int
+    exchange_port: int = 0  # on 127.0.0.1, forwarded to guest_exchange_port (0: none)
+    guest_exchange_port: int = 0
     cpus: int = 2
     memory_mib: int = 2048
 
@@ -84,6 +86,8 @@ def qemu_args(spec: VmSpec) -> list[str]:
         f"hostfwd=tcp:{LOOPBACK}:{spec.ssh_port}-:22,"
         f"hostfwd=tcp:{LOOPBACK}:{spec.buildkitd_port}-:{spec.guest_buildkitd_port}"
     )
+    if spec.exchange_port and spec.guest_exchange_port:  # the token exchange, should it run on this VM
+        forwards += f",hostfwd=tcp:{LOOPBACK}:{spec.exchange_port}-:{spec.guest_exchange_port}"
     return [
         binary,
         "-name", spec.name,

@@ -110,6 +110,16 @@ class VmHost:
         ports = json.loads(path.read_text())
         return int(ports["ssh"]), int(ports["buildkitd"])
 
+    def exchange_port(self) -> int:
+        """The token exchange's port on 127.0.0.1, chosen once beside the others (a VM started
+        before it was chosen forwards it from its next start)."""
+        self.ports()
+        path = self.directory / "ports.json"
+        ports = json.loads(path.read_text())
+        if "exchange" not in ports:
+            path.write_text(json.dumps({**ports, "exchange": free_port(LOOPBACK)}))
+        return int(json.loads(path.read_text())["exchange"])
+
     def made_key(self) -> str | None:
         """The host key an older buildfleet made here and sent in the VM's user data (``type
         base64``), for a VM made then; None for one that made its own."""
@@ -196,7 +206,17 @@ class VmTarget:
         files = VmHost(self.state.root / "vm" / host.name)
         ssh_port, buildkitd_port = files.ports()
         image = ensure_image(self.cache_dir, host.arch, self.say)
-        return VmSpec(host.name, host.arch, image, files.directory, ssh_port, buildkitd_port, settings.buildkitd_port)
+        return VmSpec(
+            host.name,
+            host.arch,
+            image,
+            files.directory,
+            ssh_port,
+            buildkitd_port,
+            settings.buildkitd_port,
+            files.exchange_port(),
+            settings.exchange_port,
+        )
 
     def up(self, settings: Settings) -> Inventory:
         plan = self.plan(settings)
@@ -218,7 +238,9 @@ class VmTarget:
                 process = VmProcess(spec)
                 process.ensure_overlay()
                 process.start()
-                endpoints[host.name] = Endpoint(LOOPBACK, GUEST_ADDRESS, spec.ssh_port, spec.buildkitd_port)
+                endpoints[host.name] = Endpoint(
+                    LOOPBACK, GUEST_ADDRESS, spec.ssh_port, spec.buildkitd_port, spec.exchange_port
+                )
             for spec in (specs[h.name] for h in vms):
                 key = VmHost(spec.directory).made_key() or pinned.get((LOOPBACK, spec.ssh_port))  # older VM: its file
                 host_keys[(LOOPBACK, spec.ssh_port)] = key or host_key_on_console(spec, VmProcess(spec), BOOT_SECONDS)
@@ -249,6 +271,7 @@ class VmTarget:
             ssh_user=VM_USER if is_vm else CONTAINER_USER,
             ssh_port=endpoint.ssh_port,
             buildkitd_port=endpoint.buildkitd_port,
+            exchange_port=endpoint.exchange_port,
             full_system_emulation=is_vm,  # qemu-system under TCG here: no KVM on this kind of machine
         )
 
