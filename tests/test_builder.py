@@ -485,3 +485,17 @@ def test_ci_config_oidc_without_an_exchange_says_what_to_set(tmp_path, monkeypat
     assert main(["ci-config", "--fleet", "ci", "--oidc"]) == 2
     (line,) = capsys.readouterr().err.strip().splitlines()
     assert "ci-config --oidc needs the token exchange: set buildfleet:exchangeGithubRepositories" in line
+
+
+@pytest.mark.process
+def test_actionlint_finds_nothing_wrong_in_the_token_exchange_workflow(tmp_path):
+    from provisioning.builder.ciconfig import github_actions
+
+    assert ACTIONLINT.exists(), f"{ACTIONLINT}: .ci/prepare all builds it from tests/tools/actionlint/go.mod"
+    workflow = tmp_path / ".github" / "workflows" / "buildfleet.yml"
+    workflow.parent.mkdir(parents=True)
+    workflow.write_text(
+        github_actions("ci", remote_nodes("ci", INVENTORY, TLS), exchange=exchange(), platforms=PLATFORMS)
+    )
+    linted = subprocess.run([str(ACTIONLINT), "-no-color", str(workflow)], capture_output=True, text=True, cwd=tmp_path)
+    assert linted.returncode == 0, linted.stdout + linted.stderr
