@@ -68,6 +68,19 @@ def runtime_dir() -> Path:
     return Path(os.environ.get("XDG_RUNTIME_DIR") or f"/tmp/buildfleet-{os.geteuid()}") / "buildfleet"
 
 
+def _json_object(path: Path, what: str, fix: str) -> dict[str, Any] | None:
+    """A state file holding one JSON object; None when absent, an error naming the fix when damaged."""
+    if not path.exists():
+        return None
+    try:
+        found = json.loads(path.read_text())
+    except ValueError:
+        found = None
+    if not isinstance(found, dict):
+        raise ConfigError(f"{path} is damaged (not a JSON object of {what}); {fix}")
+    return found
+
+
 def known_hosts_name(address: str, port: int) -> str:
     """How known_hosts names a host: bare on port 22, ``[address]:port`` elsewhere."""
     return address if port == 22 else f"[{address}]:{port}"
@@ -142,18 +155,7 @@ class FleetState:
         self.settings_file.write_text(json.dumps(dict(values), indent=2, sort_keys=True) + "\n")
 
     def saved_settings(self) -> dict[str, Any] | None:
-        if not self.settings_file.exists():
-            return None
-        try:
-            values = json.loads(self.settings_file.read_text())
-        except ValueError:
-            values = None
-        if not isinstance(values, dict):
-            raise ConfigError(
-                f"{self.settings_file} is damaged (not a JSON object of settings); "
-                "buildfleet up rewrites it from your configuration"
-            )
-        return values
+        return _json_object(self.settings_file, "settings", "buildfleet up rewrites it from your configuration")
 
     @property
     def inventory_file(self) -> Path:
@@ -181,17 +183,10 @@ class FleetState:
     def console_keys(self) -> dict[str, dict[str, str]]:
         """host -> its instance and the host key its console showed ("" until read): a console
         shows the key once, in the instance's first boot, so it is kept from then on."""
-        if not self.console_keys_file.exists():
-            return {}
-        try:
-            found = json.loads(self.console_keys_file.read_text())
-        except ValueError:
-            found = None
-        if not isinstance(found, dict):
-            raise ConfigError(
-                f"{self.console_keys_file} is damaged: remove it and run buildfleet up to read the keys again"
-            )
-        return found
+        found = _json_object(
+            self.console_keys_file, "host keys", "remove it and run buildfleet up to read the keys again"
+        )
+        return {} if found is None else found
 
     def save_console_keys(self, entries: Mapping[str, Mapping[str, str]]) -> None:
         self.ensure()

@@ -129,3 +129,14 @@ def aws_api(moto_endpoint):
 
     yield moto_endpoint
     reset(moto_endpoint)
+
+
+@pytest.fixture
+def github():
+    """A stand-in GitHub OIDC provider (its own signing key) with its JWKS on 127.0.0.1."""
+    from oidc_provider import Provider, serving
+
+    from provisioning.exchange.service import GITHUB
+
+    with serving(Provider(GITHUB)) as provider:
+        yield provider

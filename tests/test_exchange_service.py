@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
-from oidc_provider import Provider, serving
+from oidc_provider import Provider
 from test_oidc_exchange import AUDIENCE, job_request, token
 
 from provisioning.certs import FleetCA
@@ -94,12 +94,6 @@ class Exchange:
 
     def decisions(self) -> list[dict]:
         return [json.loads(line) for line in self.log.read_text().splitlines() if line.startswith("{")]
-
-
-@pytest.fixture
-def github():
-    with serving(Provider(GITHUB)) as provider:
-        yield provider
 
 
 @pytest.fixture

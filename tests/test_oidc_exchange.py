@@ -9,7 +9,6 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
-from oidc_provider import Provider, serving
 
 from provisioning.consumers import Consumers
 from provisioning.exchange.service import GITHUB, IssuingCA, Refused, TokenExchange, TrustedIssuer
@@ -17,12 +16,6 @@ from provisioning.exchange.service import GITHUB, IssuingCA, Refused, TokenExcha
 pytestmark = pytest.mark.process  # the stand-in OIDC provider on 127.0.0.1
 
 AUDIENCE = "buildfleet-prod"
-
-
-@pytest.fixture
-def github():
-    with serving(Provider(GITHUB)) as provider:
-        yield provider
 
 
 @pytest.fixture
