@@ -139,6 +139,11 @@ class Consumers:
 
     def _active_ca(self, name: str) -> Pem:
         ca = self._ca(name)
+        if ca is None and self.trust_of(name) is not None:
+            raise BuildfleetError(
+                f"client {name!r} is the token exchange's: its CA's key stays on the exchange's host, which "
+                "issues each job its own hour's certificate (client revoke ends them all)"
+            )
         if ca is None:
             known = ", ".join(self.names()) or "none"
             state = "is revoked" if (self._dir(name) / REVOKED).exists() else "does not exist"

@@ -69,3 +69,19 @@ def test_a_name_that_is_not_a_plain_word_is_refused_where_arguments_are_parsed(t
     with pytest.raises(SystemExit) as parsed:
         main(["client", "add", "A/B"])
     assert parsed.value.code == 2 and "client name 'A/B' is not allowed" in capsys.readouterr().err
+
+
+def test_the_token_exchanges_consumer_holds_only_its_ca_certificate_and_is_revoked_like_any(tmp_path):
+    from provisioning.exchange.service import IssuingCA
+
+    FleetCA(tmp_path / "tls").client()
+    consumers = Consumers(tmp_path / "tls")
+    cert = IssuingCA(tmp_path / "host" / "ca").ensure("buildfleet oidc exchange CA f")
+    consumers.adopt("oidc-exchange", cert)
+    assert consumers.trust() == cert and [c.name for c in consumers.listed()] == ["oidc-exchange"]
+    with pytest.raises(BuildfleetError, match="is the token exchange's: its CA's key stays on the exchange's host"):
+        consumers.renew("oidc-exchange")
+    consumers.revoke("oidc-exchange")
+    assert consumers.trust() == b"" and consumers.revoked("oidc-exchange")
+    with pytest.raises(BuildfleetError, match="is revoked"):
+        consumers.adopt("oidc-exchange", cert)  # what it signed may still be out there
