@@ -282,12 +282,12 @@ def github_actions(
         else ".\n"
     )
     secrets = (
-        "# the fleet's token exchange gives each job an hour's certificate for its OIDC token: no buildfleet secret"
+        "# no buildfleet secret: each job trades its OIDC token at the fleet's token exchange for an hour's certificate"
         if exchange
         else "# create the repository secrets BUILDFLEET_CA, BUILDFLEET_CLIENT_CERT, BUILDFLEET_CLIENT_KEY"
     )
     return (
-        "# buildfleet: every platform on the fleet's builder. Save as .github/workflows/buildfleet.yml;\n"
+        "# buildfleet: every platform on the fleet's builder. Save as .github/workflows/buildfleet.yml and\n"
         + secrets
         + wake_note
         + _yaml(workflow)
@@ -307,14 +307,14 @@ def shell_script(
     the builder, show it."""
     ci = [CINode.of(n) for n in nodes]
     needs = (
-        "# an OIDC token (no stored secret), openssl, curl and python3, and docker with buildx."
+        "# buildfleet builder for any CI: the job's OIDC token traded for an hour's certificate at the\n"
+        "# fleet's token exchange (no stored secret). Needs openssl, curl, python3 and docker with buildx."
         if exchange
-        else "# BUILDFLEET_CA, BUILDFLEET_CLIENT_CERT and BUILDFLEET_CLIENT_KEY (PEM text) in the environment,\n"
-        "# and docker with buildx."
+        else "# buildfleet builder for any CI. Needs BUILDFLEET_CA, BUILDFLEET_CLIENT_CERT and\n"
+        "# BUILDFLEET_CLIENT_KEY (PEM text) in the environment, and docker with buildx."
     )
     lines = [
         "#!/bin/sh",
-        "# buildfleet builder for any CI. Needs",
         *needs.splitlines(),
         "set -eu",
         *((credentials + wake_script(wake)).splitlines() if wake else []),
@@ -400,18 +400,17 @@ def circleci(
         if wake
         else ""
     )
-    tls = (
-        "# the fleet's token exchange gives each job an hour's certificate for $CIRCLE_OIDC_TOKEN_V2; set"
+    header = (
+        "# buildfleet: every platform on the fleet's builder. Save as .circleci/config.yml. No buildfleet secret:\n"
+        "# each job trades $CIRCLE_OIDC_TOKEN_V2 at the fleet's token exchange for an hour's certificate. In a\n"
+        "# context or the project's environment variables set IMAGE (registry/name:tag), REGISTRY_USER,\n"
+        "# REGISTRY_PASSWORD for the push.\n"
         if exchange
-        else "# project's environment variables set BUILDFLEET_CA, BUILDFLEET_CLIENT_CERT, BUILDFLEET_CLIENT_KEY, and"
+        else "# buildfleet: every platform on the fleet's builder. Save as .circleci/config.yml; in a context or the\n"
+        "# project's environment variables set BUILDFLEET_CA, BUILDFLEET_CLIENT_CERT, BUILDFLEET_CLIENT_KEY, and\n"
+        "# IMAGE (registry/name:tag), REGISTRY_USER, REGISTRY_PASSWORD for the push.\n"
     )
-    return (
-        "# buildfleet: every platform on the fleet's builder. Save as .circleci/config.yml; in a context or the\n"
-        + tls
-        + "\n# IMAGE (registry/name:tag), REGISTRY_USER, REGISTRY_PASSWORD for the push.\n"
-        + wake_note
-        + _yaml(config)
-    )
+    return header + wake_note + _yaml(config)
 
 
 def hosted_runners_reach(features: Features, buildkitd_only: Sequence[str]) -> bool:
