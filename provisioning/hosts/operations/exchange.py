@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from provisioning.errors import ConfigError
 from provisioning.exchange import service as exchange_service
 from provisioning.exchange.service import ServiceConfig, TrustedIssuer
 from provisioning.hosts.actions import Decision, Run, WriteFile, no_change
@@ -68,8 +69,6 @@ class ExchangeDesired:
             return None
         host = settings.exchange_host or sorted(hosts)[0]
         if host not in hosts:
-            from provisioning.errors import ConfigError
-
             raise ConfigError(f"buildfleet:exchangeHost: {host!r} is not a host of the fleet ({', '.join(hosts)})")
         return cls(host, settings.exchange_port, trusted, fleet)
 
