@@ -26,7 +26,7 @@ BOOT = "[    0.000000] Linux version 6.8.0-1016-aws\ncloud-init[612]: Cloud-init
 
 
 def key_block(key: str, host: str) -> str:
-    """What keys_to_console prints late in the first boot (ecdsa left out by the blacklist default)."""
+    """What keys_to_console prints late in the first boot: the one key the host makes, ed25519."""
     return f"{HOST_KEYS_BEGIN}\n{key} root@{host}\n{HOST_KEYS_END}\n"
 
 
