@@ -36,6 +36,7 @@ def test_doctor_checks_every_host_and_node_and_names_the_fix(fleet, run):
             "buildx",
             "binfmt",
             "buildkitd",
+            "token-exchange",  # none on this fleet: the step finds none to remove
             "idle-stop",
             "versions",
             "cache",
@@ -113,16 +114,17 @@ def test_configure_reports_each_hosts_steps_as_they_start_and_when_it_is_done(fl
     )
     assert report.ok
     assert [s[1:] for s in seen if s[0] == "emulation-0"] == [
-        ("fleet", 0, 9),
-        ("docker", 1, 9),
-        ("privileged", 2, 9),
-        ("buildx", 3, 9),
-        ("binfmt", 4, 9),
-        ("buildkitd", 5, 9),
-        ("idle-stop", 6, 9),
-        ("versions", 7, 9),
-        ("cache", 8, 9),
-        ("", 9, 9),
+        ("fleet", 0, 10),
+        ("docker", 1, 10),
+        ("privileged", 2, 10),
+        ("buildx", 3, 10),
+        ("binfmt", 4, 10),
+        ("buildkitd", 5, 10),
+        ("token-exchange", 6, 10),
+        ("idle-stop", 7, 10),
+        ("versions", 8, 10),
+        ("cache", 9, 10),
+        ("", 10, 10),
     ]
     assert [s[1] for s in seen if s[0] == "amd64-0"][-1] == ""
 
