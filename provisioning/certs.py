@@ -17,14 +17,14 @@ from pathlib import Path
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from provisioning.checks import Check
 from provisioning.errors import BuildfleetError
-from provisioning.exchange.service import sign_for
+from provisioning.exchange.service import sign_ca, sign_for
 from provisioning.private import write_private
 from provisioning.removal import unlink_inside
 
@@ -84,34 +84,14 @@ def save_pem(directory: Path, pem: Pem) -> Pem:
     return pem
 
 
-def _validity(
-    builder: x509.CertificateBuilder, days: float = VALID_DAYS, now: datetime.datetime | None = None
-) -> x509.CertificateBuilder:
-    now = now or datetime.datetime.now(datetime.timezone.utc)
-    return builder.not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(
-        now + datetime.timedelta(days=days)
-    )
-
-
 def make_ca(label: str) -> Pem:
     """A CA named apart from every earlier one (``label``, the day, a random tag), with a key
     identifier: peers that trust several CAs (a rotation's two, the consumers') find the issuer
     by name and key identifier, and OpenSSL (HAProxy's checks) tries only the first that matches."""
     key = ec.generate_private_key(ec.SECP256R1())
-    name = _name(f"{label} {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d} {secrets.token_hex(4)}")
-    builder = _validity(
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-    )
-    builder = (
-        builder.add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True)
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-    )
-    cert = builder.sign(key, hashes.SHA256())
+    now = datetime.datetime.now(datetime.timezone.utc)
+    name = _name(f"{label} {now:%Y-%m-%d} {secrets.token_hex(4)}")
+    cert = sign_ca(key, name, now - datetime.timedelta(minutes=5), now + datetime.timedelta(days=VALID_DAYS))
     return Pem(cert.public_bytes(serialization.Encoding.PEM), _key_pem(key))
 
 
