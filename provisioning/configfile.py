@@ -15,7 +15,9 @@ from typing import Any
 import yaml
 
 from provisioning.errors import ConfigError
-from provisioning.settings import NAMESPACE
+from provisioning.settings import IDENTITY_KEY, NAMESPACE
+
+IDENTITY_CONFIG = f"{NAMESPACE}:{IDENTITY_KEY}"
 
 DEFAULT_FILE = "buildfleet.yaml"
 
@@ -30,7 +32,8 @@ def _read_yaml(path: Path) -> Any:
 
 
 def stack_config(project_dir: Path, stack: str) -> dict[str, Any]:
-    """The ``buildfleet:`` keys of ``Pulumi.<stack>.yaml``; other namespaces are Pulumi's business."""
+    """The ``buildfleet:`` settings of ``Pulumi.<stack>.yaml``; other namespaces are Pulumi's business,
+    and the fleet identity kept there is state (see handover), no setting."""
     path = project_dir / f"Pulumi.{stack}.yaml"
     document = _read_yaml(path)
     if not isinstance(document, dict):
@@ -38,7 +41,7 @@ def stack_config(project_dir: Path, stack: str) -> dict[str, Any]:
     config = document.get("config") or {}
     if not isinstance(config, dict):
         raise ConfigError(f"{path}: 'config' must be a mapping")
-    return {k: v for k, v in config.items() if str(k).startswith(f"{NAMESPACE}:")}
+    return {k: v for k, v in config.items() if str(k).startswith(f"{NAMESPACE}:") and k != IDENTITY_CONFIG}
 
 
 def stack_region(project_dir: Path, stack: str) -> str | None:

@@ -11,10 +11,14 @@ passphrase, so the file can travel by any channel the team has.
 
 from __future__ import annotations
 
+import base64
+import binascii
+import gzip
 import io
 import os
 import secrets
 import tarfile
+import zlib
 from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 
@@ -30,6 +34,8 @@ MAGIC = b"buildfleet-state-1\n"
 SALT_BYTES, NONCE_BYTES = 16, 12
 SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**15, 8, 1  # ~32 MiB and a fraction of a second per try: costly to guess
 MIN_PASSPHRASE = 12
+STACK_PREFIX = "buildfleet-identity-1:"
+STACK_LIMIT = 120 * 1024  # Linux takes one argument of 128 KiB at most (MAX_ARG_STRLEN)
 
 # The fleet's identity, relative to its state directory: files, or directories taken whole.
 PUBLIC = (
@@ -60,22 +66,59 @@ def _key(passphrase: str, salt: bytes) -> bytes:
     return Scrypt(salt=salt, length=32, n=SCRYPT_N, r=SCRYPT_R, p=SCRYPT_P).derive(passphrase.encode())
 
 
-def seal(state: FleetState, passphrase: str) -> bytes:
-    """The fleet's identity as one sealed bundle (refused for a fleet that has none yet)."""
-    if len(passphrase) < MIN_PASSPHRASE:
-        raise ConfigError(f"the passphrase is shorter than {MIN_PASSPHRASE} characters: choose a longer one")
+def pack(state: FleetState) -> bytes:
+    """The fleet's identity files as one gzipped tar archive, unencrypted: ``seal`` encrypts it
+    for a file, a Pulumi stack's secrets provider for the stack (refused for a fleet with no CA yet)."""
     names = identity_files(state)
     if not any(name.startswith("tls/ca/") for name in names):
         raise BuildfleetError(f"fleet {state.root.name!r} has no fleet CA in {state.root}: nothing to hand over yet")
     archive = io.BytesIO()
-    with tarfile.open(fileobj=archive, mode="w:gz") as tar:
+    with tarfile.open(fileobj=archive, mode="w") as tar:
         for name in names:
             data = (state.root / name).read_bytes()
-            info = tarfile.TarInfo(name)
+            info = tarfile.TarInfo(name)  # mtime 0, no owner: the same files make the same bytes
             info.size, info.mode = len(data), 0o600
             tar.addfile(info, io.BytesIO(data))
+    return gzip.compress(archive.getvalue(), mtime=0)  # so an unchanged identity is an unchanged stack value
+
+
+def unpack(archive: bytes) -> dict[str, bytes]:
+    """The files an archive of ``pack``'s holds, by their place in the state directory."""
+    try:
+        return dict(_members(archive))
+    except (tarfile.TarError, EOFError, zlib.error, OSError) as error:
+        raise ConfigError(f"the fleet identity is no archive buildfleet wrote: {error}") from None
+
+
+def to_stack(state: FleetState) -> str:
+    """The identity as a Pulumi config value: text, and small (a few KB; the CLI takes it as an argument)."""
+    value = STACK_PREFIX + base64.b64encode(pack(state)).decode()
+    if len(value) > STACK_LIMIT:
+        raise BuildfleetError(
+            f"fleet {state.root.name!r}'s identity is {len(value) // 1024} KB, more than the Pulumi CLI takes as "
+            f"one argument ({STACK_LIMIT // 1024} KB): revoke and remove consumers no longer used (buildfleet client)"
+        )
+    return value
+
+
+def from_stack(value: str) -> dict[str, bytes]:
+    """The files a stack's ``fleetIdentity`` holds (see to_stack)."""
+    if not value.startswith(STACK_PREFIX):
+        raise ConfigError("the stack's fleetIdentity is not one buildfleet wrote (it does not begin as to_stack's)")
+    try:
+        archive = base64.b64decode(value[len(STACK_PREFIX) :], validate=True)
+    except binascii.Error as error:
+        raise ConfigError(f"the stack's fleetIdentity is not valid base64: {error}") from None
+    return unpack(archive)
+
+
+def seal(state: FleetState, passphrase: str) -> bytes:
+    """The fleet's identity as one sealed bundle (refused for a fleet that has none yet)."""
+    if len(passphrase) < MIN_PASSPHRASE:
+        raise ConfigError(f"the passphrase is shorter than {MIN_PASSPHRASE} characters: choose a longer one")
+    archive = pack(state)
     salt, nonce = secrets.token_bytes(SALT_BYTES), secrets.token_bytes(NONCE_BYTES)
-    return MAGIC + salt + nonce + AESGCM(_key(passphrase, salt)).encrypt(nonce, archive.getvalue(), MAGIC)
+    return MAGIC + salt + nonce + AESGCM(_key(passphrase, salt)).encrypt(nonce, archive, MAGIC)
 
 
 def unseal(bundle: bytes, passphrase: str) -> dict[str, bytes]:
@@ -93,7 +136,7 @@ def unseal(bundle: bytes, passphrase: str) -> dict[str, bytes]:
         plain = AESGCM(_key(passphrase, salt)).decrypt(nonce, sealed, MAGIC)
     except InvalidTag:
         raise ConfigError("the bundle does not open with this passphrase (or it was changed since export)") from None
-    return dict(_members(plain))
+    return unpack(plain)
 
 
 def _members(plain: bytes) -> Iterator[tuple[str, bytes]]:

@@ -21,6 +21,8 @@ from provisioning.errors import CatalogError, ConfigError, did_you_mean
 from provisioning.platforms import Platform, parse_platforms
 
 NAMESPACE = "buildfleet"
+# The fleet's identity (CA, keys, settings) kept in an AWS stack as a secret: state, not a setting.
+IDENTITY_KEY = "fleetIdentity"
 ROLES = ("amd64", "arm64", "emulation")
 IMAGES = ("ubuntu-24.04", "debian-12")
 # Where an AWS host's SSH host key comes from: the host makes it and prints its public half on the

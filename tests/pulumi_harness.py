@@ -132,21 +132,29 @@ class RecordingMocks(pulumi.runtime.Mocks):
 class ProgramRun:
     mocks: RecordingMocks
     outputs: dict[str, Any]
+    secret: set[str] = field(default_factory=set)  # the outputs the program marked secret
 
 
-def run_program(config: dict[str, Any], mocks: RecordingMocks | None = None) -> ProgramRun:
-    """Run ``__main__.py`` with ``buildfleet:`` config; return what it registered and exported."""
+def run_program(
+    config: dict[str, Any], mocks: RecordingMocks | None = None, secrets: dict[str, str] | None = None
+) -> ProgramRun:
+    """Run ``__main__.py`` with ``buildfleet:`` config (``secrets``: keys set as ``config set
+    --secret`` sets them); return what it registered and exported, and which exports are secret."""
     mocks = mocks if mocks is not None else RecordingMocks()
     pulumi.runtime.set_mocks(mocks, project="buildfleet", stack=STACK, preview=False)
-    pulumi.runtime.set_all_config({f"buildfleet:{k}": pulumi_config_value(v) for k, v in config.items()})
+    values = {f"buildfleet:{k}": pulumi_config_value(v) for k, v in {**config, **(secrets or {})}.items()}
+    pulumi.runtime.set_all_config(values, [f"buildfleet:{k}" for k in secrets or {}])
     exported: dict[str, Any] = {}
+    secret: set[str] = set()
 
     @pulumi.runtime.test
     def program():
         pulumi.runtime.register_stack_transformation(mocks.record_options)
         runpy.run_path(str(MAIN), run_name="__main__")
         stack_outputs = pulumi.runtime.get_root_resource().outputs
-        return pulumi.Output.from_input(stack_outputs).apply(exported.update)
+        flags = {k: pulumi.Output.from_input(pulumi.Output.from_input(v).is_secret()) for k, v in stack_outputs.items()}
+        marked = pulumi.Output.from_input(flags).apply(lambda f: secret.update(k for k, on in f.items() if on))
+        return pulumi.Output.all(pulumi.Output.from_input(stack_outputs).apply(exported.update), marked)
 
     program()
-    return ProgramRun(mocks, exported)
+    return ProgramRun(mocks, exported, secret)

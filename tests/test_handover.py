@@ -10,7 +10,17 @@ import pytest
 from provisioning.certs import FleetCA
 from provisioning.consumers import Consumers
 from provisioning.errors import BuildfleetError, ConfigError
-from provisioning.handover import MAGIC, _key, identity_files, install, seal, unseal
+from provisioning.handover import (
+    MAGIC,
+    STACK_PREFIX,
+    _key,
+    from_stack,
+    identity_files,
+    install,
+    seal,
+    to_stack,
+    unseal,
+)
 from provisioning.state import FleetState
 
 PASSPHRASE = "correct horse battery staple"
@@ -124,3 +134,25 @@ def test_a_bundle_holding_anything_but_identity_files_is_refused_whole_and_write
     with pytest.raises(ConfigError, match="no part of a fleet's identity: refused"):
         install(target, unseal(bundle, PASSPHRASE))
     assert not target.root.exists() and canary.read_text() == "untouched\n"
+
+
+def test_the_stack_form_carries_the_same_files_and_the_same_identity_gives_the_same_value(tmp_path):
+    first = operator_state(tmp_path)
+    value = to_stack(first)
+    assert value.startswith(STACK_PREFIX) and to_stack(first) == value  # unchanged: no new config, no update
+    second = FleetState(tmp_path / "second" / "team")
+    assert install(second, from_stack(value)) == identity_files(first)
+    Consumers(first.root / "tls").add("another")
+    assert to_stack(first) != value  # a consumer added: the stack's copy is behind
+    assert len(value) < 16 * 1024  # a fleet's identity is a few KB: one CLI argument takes it easily
+
+
+def test_a_stack_value_buildfleet_did_not_write_is_refused(tmp_path):
+    with pytest.raises(ConfigError, match="not one buildfleet wrote"):
+        from_stack("hello")
+    with pytest.raises(ConfigError, match="not valid base64"):
+        from_stack(STACK_PREFIX + "!!!")
+    with pytest.raises(ConfigError, match="no archive buildfleet wrote"):
+        from_stack(STACK_PREFIX + "aGVsbG8=")
+    with pytest.raises(BuildfleetError, match="has no fleet CA"):
+        to_stack(FleetState(tmp_path / "empty"))

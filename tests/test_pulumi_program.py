@@ -287,6 +287,14 @@ def test_a_stack_made_before_hosts_made_their_own_keys_keeps_pulumis(default_run
     assert default_run.outputs["hostKeySource"] == "stack"  # hostKeys unset: what such a stack has
 
 
+def test_the_fleet_identity_up_sets_is_exported_as_a_secret_the_stacks_provider_encrypts(default_run):
+    identity = "buildfleet-identity-1:H4sIAAAAAAAA"
+    run = run_program({**BASE, "hostKeys": "console"}, secrets={"fleetIdentity": identity})
+    assert run.outputs["fleetIdentity"] == identity and run.secret == {"fleetIdentity"}
+    assert default_run.outputs["fleetIdentity"] is None and "fleetIdentity" not in default_run.secret
+    assert not any(identity in str(r.inputs) for r in run.mocks.resources)  # in no resource: the output alone
+
+
 def test_on_a_new_stack_each_host_makes_its_own_key_and_no_private_key_travels_in_user_data():
     run = run_program({**BASE, "hostKeys": "console"})
     assert run.mocks.of_type("tls:index/privateKey:PrivateKey") == []

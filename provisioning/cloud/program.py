@@ -11,7 +11,7 @@ import pulumi
 from provisioning.cloud.fleet import FLEET_TAG, STACK_TAG, Fleet, FleetArgs
 from provisioning.errors import BuildfleetError
 from provisioning.plan import plan_fleet
-from provisioning.settings import KEYS, NAMESPACE, Settings, require_cloud_access, settings_from_mapping
+from provisioning.settings import IDENTITY_KEY, KEYS, NAMESPACE, Settings, require_cloud_access, settings_from_mapping
 
 
 def settings_from_pulumi(config: pulumi.Config) -> Settings:
@@ -34,7 +34,8 @@ def fleet_from_config(config: pulumi.Config) -> Fleet:
 def program() -> None:
     """The whole program: what ``__main__.py`` runs under the pulumi CLI, and what the aws target
     hands the Automation API as its inline program."""
-    fleet = fleet_from_config(pulumi.Config(NAMESPACE))
+    config = pulumi.Config(NAMESPACE)
+    fleet = fleet_from_config(config)
     pulumi.export("inventory", fleet.inventory)
     pulumi.export("placement", fleet.placement)
     pulumi.export("hostKeys", fleet.host_keys)  # "" for a host that prints its own on the console
@@ -46,3 +47,6 @@ def program() -> None:
     # what ci-config's wake steps assume with the job's OIDC token (None: no repository or project named)
     pulumi.export("wakeGithubRoleArn", fleet.wake_roles.github_role_arn)
     pulumi.export("wakeCircleciRoleArn", fleet.wake_roles.circleci_role_arn)
+    # the fleet's CA, keys and settings, a secret the stack's secrets provider encrypts in its state:
+    # buildfleet attach --stack NAME reads it on a teammate's machine (set by up, see handover)
+    pulumi.export(IDENTITY_KEY, config.get_secret(IDENTITY_KEY))
