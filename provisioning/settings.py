@@ -568,6 +568,10 @@ class Settings:
     def role(self, name: str) -> RoleSpec:
         return next(r for r in self.roles if r.role == name)
 
+    def exchange_wanted(self) -> bool:
+        """Whether the settings trust an OIDC provider, so a host runs the token exchange."""
+        return bool(self.exchange_github_repositories or self.exchange_circleci_org_id)
+
 
 # Every key, in declaration order (the order Pulumi.yaml and the README list them in).
 KEYS: dict[str, Key] = {

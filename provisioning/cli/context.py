@@ -20,7 +20,7 @@ from provisioning.inventory import Inventory
 from provisioning.settings import Settings, settings_from_mapping
 from provisioning.state import FleetState
 from provisioning.targets import Target, declared_features, make_target
-from provisioning.targets.base import ConfigSources, SteersPools, TargetOptions, settings_stack
+from provisioning.targets.base import ConfigSources, KeepsIdentity, SteersPools, TargetOptions, settings_stack
 from provisioning.targets.changes import ChangePreview
 
 if TYPE_CHECKING:
@@ -190,9 +190,9 @@ class Fleet:
     def configure_options(self, settings: Settings) -> ConfigureOptions:
         """What configure gives each host, from the fleet's settings and the command line."""
         from provisioning.hosts.configure import ConfigureOptions  # paramiko and friends: only when needed
-        from provisioning.hosts.operations.exchange import ExchangeDesired, issuers
+        from provisioning.hosts.operations.exchange import ExchangeDesired
 
-        wanted = issuers(settings)  # the token exchange, when the settings trust an OIDC provider
+        wanted = settings.exchange_wanted()
         exchange = ExchangeDesired.of(settings, [h.name for h in self.inventory().hosts], self.name) if wanted else None
         return ConfigureOptions(
             buildkitd_port=settings.buildkitd_port,
@@ -214,6 +214,15 @@ class Fleet:
         target = self.target(inventory.target) if inventory.pools else None
         members = target.pool_members(inventory) if isinstance(target, SteersPools) else None
         return Rolling(self.options.drain_timeout, members, waiting=waiting)
+
+    def identity_keeper(self) -> KeepsIdentity | None:
+        """The target that keeps this fleet's identity for every operator (the aws target's
+        stack), for a fleet made here or one ``up --target`` makes now; None for the others."""
+        kind = self.made_with() or self.options.target
+        if kind is None:
+            return None
+        target = self.target(kind, progress=True)
+        return target if isinstance(target, KeepsIdentity) else None
 
     @property
     def builder_name(self) -> str:

@@ -79,7 +79,7 @@ def where_this_runs(tags: dict[str, str], opts: pulumi.InvokeOptions) -> Scope:
 
 def exchange_port(settings: Settings) -> int:
     """The token exchange's port when the settings trust an OIDC provider (see hosts' exchange step), else 0."""
-    return settings.exchange_port if settings.exchange_github_repositories or settings.exchange_circleci_org_id else 0
+    return settings.exchange_port if settings.exchange_wanted() else 0
 
 
 def _by_host(names: list[str], values: list[pulumi.Output[str]]) -> pulumi.Output[dict]:
