@@ -138,6 +138,10 @@ class FleetCA:
         existing = load_pem(self.directory / "ca")
         return existing or self._new_ca()
 
+    def made(self) -> bool:
+        """Whether the fleet has its CA yet (ca() makes one when it has not)."""
+        return (self.directory / "ca" / "cert.pem").exists()
+
     # --- rotation (rotate-certs): a new CA without a moment when a client and a host
     # disagree. Phases, each safe to run again: begin (the new CA is made; everyone trusts
     # old and new; configure gives each host a server certificate of the new one), switch the
@@ -196,7 +200,7 @@ class FleetCA:
 
     def write_trust(self) -> None:
         """``trust.pem`` as ``trust`` has it, rewritten only when that differs (once a CA exists)."""
-        if not (self.directory / "ca" / "cert.pem").exists():
+        if not self.made():
             return
         path, wanted = self.directory / TRUST_FILE, self.trust()
         if not path.exists() or path.read_bytes() != wanted:

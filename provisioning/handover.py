@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import binascii
 import gzip
+import hashlib
 import io
 import os
 import secrets
@@ -28,6 +29,7 @@ from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
 from provisioning.errors import BuildfleetError, ConfigError
 from provisioning.private import private_dir, write_private
+from provisioning.removal import unlink_inside
 from provisioning.state import FleetState
 
 MAGIC = b"buildfleet-state-1\n"
@@ -35,7 +37,9 @@ SALT_BYTES, NONCE_BYTES = 16, 12
 SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**15, 8, 1  # ~32 MiB and a fraction of a second per try: costly to guess
 MIN_PASSPHRASE = 12
 STACK_PREFIX = "buildfleet-identity-1:"
-STACK_LIMIT = 120 * 1024  # Linux takes one argument of 128 KiB at most (MAX_ARG_STRLEN)
+# Linux takes one argument or environment string of 128 KiB at most (MAX_ARG_STRLEN): the CLI gets
+# the value as an argument, and the program gets all of the stack's config in one variable
+STACK_LIMIT = 96 * 1024
 
 # The fleet's identity, relative to its state directory: files, or directories taken whole.
 PUBLIC = (
@@ -57,7 +61,9 @@ def identity_files(state: FleetState) -> list[str]:
     found = [name for name in IDENTITY_FILES if (root / name).is_file()]
     for directory in IDENTITY_DIRS:
         found += [
-            p.relative_to(root).as_posix() for p in (root / directory).rglob("*") if p.is_file() and not p.is_symlink()
+            p.relative_to(root).as_posix()
+            for p in (root / directory).rglob("*")
+            if p.is_file() and not p.is_symlink() and not p.name.startswith(".")  # .NAME.new: a write cut short
         ]
     return sorted(found)
 
@@ -99,6 +105,11 @@ def to_stack(state: FleetState) -> str:
             f"one argument ({STACK_LIMIT // 1024} KB): revoke and remove consumers no longer used (buildfleet client)"
         )
     return value
+
+
+def digest(value: str) -> str:
+    """What tells two stack values apart (kept beside the state: the value itself is secret)."""
+    return hashlib.sha256(value.encode()).hexdigest()
 
 
 def from_stack(value: str) -> dict[str, bytes]:
@@ -155,30 +166,53 @@ def _members(plain: bytes) -> Iterator[tuple[str, bytes]]:
             yield member.name, extracted.read()
 
 
-def install(state: FleetState, files: dict[str, bytes]) -> list[str]:
-    """The bundle's files written into a fleet state directory that does not exist yet (an
-    operator's own fleet of that name is never overwritten); what was written."""
+def require_new(state: FleetState) -> None:
+    """An operator's own fleet of that name is never overwritten by a teammate's identity."""
     root = state.root
     if root.exists() and any(root.iterdir()):
         raise BuildfleetError(
-            f"fleet {root.name!r} already has state here ({root}): import it under another name "
+            f"fleet {root.name!r} already has state here ({root}): take it in under another name "
             "(--fleet NAME), or take the fleet down here first"
         )
+
+
+def install(state: FleetState, files: dict[str, bytes]) -> list[str]:
+    """The bundle's files written into a fleet state directory that does not exist yet (an
+    operator's own fleet of that name is never overwritten); what was written."""
+    require_new(state)
+    root = state.root
     inside = root.resolve() if root.exists() else root.parent.resolve() / root.name
+    _write(inside, files)
+    return sorted(files)
+
+
+def replace_identity(state: FleetState, files: dict[str, bytes]) -> list[str]:
+    """The fleet's identity files here made exactly ``files`` (a newer copy of the same fleet's,
+    which the caller checked): identity files it lacks are removed (a revoked consumer's, a
+    retired CA's), the rest written over; nothing else of the state is touched. What was written."""
+    root = state.root.resolve()
+    _write(root, files)
+    for name in identity_files(state):
+        if name not in files:
+            unlink_inside(root / name, root)
+    return sorted(files)
+
+
+def _write(inside: Path, files: dict[str, bytes]) -> None:
+    """Every file checked to land inside the state directory before the first is written; each
+    written whole (a new file moved into place), public ones readable, the rest the owner's only."""
     for name in sorted(files):
-        path = inside / name
-        if not path.resolve().is_relative_to(inside):  # a member name can never climb out of the state dir
-            raise ConfigError(f"the bundle's {name!r} would be written outside {inside}: refused")
+        if not (inside / name).resolve().is_relative_to(inside):  # a member name can never climb out
+            raise ConfigError(f"the fleet identity's {name!r} would be written outside {inside}: refused")
     private_dir(inside)
     for name, data in sorted(files.items()):
         path = inside / name
         private_dir(path.parent)
+        staged = path.with_name(f".{path.name}.new")
+        write_private(staged, data)
         if name in PUBLIC:
-            path.write_bytes(data)
-            os.chmod(path, 0o644)
-        else:
-            write_private(path, data)
-    return sorted(files)
+            os.chmod(staged, 0o644)
+        staged.replace(path)
 
 
 def read_bundle(path: Path) -> bytes:

@@ -29,7 +29,7 @@ from provisioning.removal import UnsafeRemoval, remove_owned_tree, unlink_inside
 # Every entry buildfleet writes directly in a fleet's state directory (ssh keys, the docker
 # client's ssh wrapper, TLS material, builder records, the local registry and pool balancer, the inventory, the
 # docker-container driver's buildkitd config, the aws stack name, which target made the fleet,
-# the settings ``up`` used,
+# the settings ``up`` used, the aws project directory and the digest of the identity its stack keeps,
 # the vm target's VM disks and seeds). ``remove`` refuses any other.
 STATE_ENTRIES = frozenset(
     {
@@ -43,6 +43,8 @@ STATE_ENTRIES = frozenset(
         "settings.json",
         "buildkitd-docker-container.toml",
         "aws-stack",
+        "aws-project",
+        "stack-identity.sha256",
         "target",
         "vm",
     }
@@ -145,6 +147,19 @@ class FleetState:
         return self.stack_file.read_text().strip() if self.stack_file.exists() else None
 
     @property
+    def project_file(self) -> Path:
+        """Where this machine keeps the stack's Pulumi.yaml and stack file (this operator's own
+        directory, never handed over): later commands find the stack from anywhere."""
+        return self.root / "aws-project"
+
+    def record_project(self, directory: Path) -> None:
+        self.ensure()
+        self.project_file.write_text(str(directory.resolve()) + "\n")
+
+    def recorded_project(self) -> Path | None:
+        return Path(self.project_file.read_text().strip()) if self.project_file.exists() else None
+
+    @property
     def settings_file(self) -> Path:
         return self.root / "settings.json"
 
@@ -191,6 +206,19 @@ class FleetState:
     def save_console_keys(self, entries: Mapping[str, Mapping[str, str]]) -> None:
         self.ensure()
         self.console_keys_file.write_text(json.dumps(dict(entries), indent=2, sort_keys=True) + "\n")
+
+    @property
+    def published_identity_file(self) -> Path:
+        """The digest of the fleet identity the stack last kept (aws), so a command that changed
+        the identity here knows to hand it over, and one that did not asks the stack nothing."""
+        return self.root / "stack-identity.sha256"
+
+    def published_identity(self) -> str:
+        path = self.published_identity_file
+        return path.read_text().strip() if path.exists() else ""
+
+    def save_published_identity(self, digest: str) -> None:
+        self.published_identity_file.write_text(digest + "\n")
 
     @property
     def lock_path(self) -> Path:

@@ -61,6 +61,7 @@ COMMANDS = (
     build_cli.add_ci_config,
     clients_cli.add_client,
     handover_cli.add_state,
+    handover_cli.add_attach,
     artifacts_cli.add_artifacts,
     fleet_cli.add_down,
     add_completion,
@@ -88,12 +89,31 @@ def build_parser() -> argparse.ArgumentParser:
 
 # Commands that change a fleet's hosts, builder or state: one at a time per fleet. bench among them:
 # --baseline seed registers QEMU on a host, and its timings mean nothing while configure restarts one.
-CHANGING = frozenset({"up", "configure", "rotate-certs", "wake", "builder", "bench", "client", "state", "down"})
+CHANGING = frozenset(
+    {"up", "configure", "rotate-certs", "wake", "builder", "bench", "client", "state", "attach", "down"}
+)
 
 
 def changes_fleet(args: argparse.Namespace) -> bool:
     reads_only = args.command in ("builder", "client") and args.action in ("show", "list")
     return args.command in CHANGING and not reads_only
+
+
+# Commands that may change the fleet's identity (certificates, consumers, the CA, up's first files).
+IDENTITY = frozenset({"up", "configure", "rotate-certs", "client"})
+
+
+def run_changing(fleet: Fleet, args: argparse.Namespace) -> int:
+    """A changing command; where the target keeps the fleet identity for every operator, this
+    machine's copy is checked to be the stack's first (up checks it itself, before it writes
+    anything) and what the command changed in it is handed over after, even after a failed step."""
+    keeper = fleet.identity_keeper() if args.command in IDENTITY else None
+    if keeper is not None and args.command != "up":
+        keeper.require_identity()
+    status = args.handler(fleet, args)
+    if keeper is not None:
+        keeper.keep_identity()
+    return int(status)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -112,7 +132,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         fleet = Fleet.of(args, console)
         if changes_fleet(args):
             with fleet.state.locked(args.command):
-                return args.handler(fleet, args)
+                return run_changing(fleet, args)
         return args.handler(fleet, args)
     except BuildfleetError as error:
         Console(stderr=True).print(f"[bold red]error:[/] {escape(str(error))}", highlight=False, soft_wrap=True)

@@ -1,4 +1,5 @@
-"""``buildfleet state export|import``: one fleet identity for every operator (see handover)."""
+"""``buildfleet state export|import`` and ``attach``: one fleet identity for every operator
+(see handover): a sealed file for any fleet, the stack itself for an AWS one."""
 
 from __future__ import annotations
 
@@ -8,9 +9,10 @@ import os
 from pathlib import Path
 
 from provisioning.cli.context import Fleet
-from provisioning.cli.options import add_fleet_options
+from provisioning.cli.options import add_fleet_options, add_project_dir, positive
 from provisioning.errors import ConfigError
 from provisioning.handover import identity_files, install, read_bundle, seal, unseal
+from provisioning.targets.base import KeepsIdentity
 
 PASSPHRASE_ENV = "BUILDFLEET_STATE_PASSPHRASE"
 
@@ -73,3 +75,52 @@ def add_state(commands: argparse._SubParsersAction) -> None:
     state.add_argument("file", help="the bundle to write (export) or read (import)")
     add_fleet_options(state)
     state.set_defaults(handler=cmd_state)
+
+
+def cmd_attach(fleet: Fleet, args: argparse.Namespace) -> int:
+    """This machine takes the fleet an AWS stack keeps: no second CA, no second SSH key."""
+    target = fleet.target("aws", progress=True)
+    assert isinstance(target, KeepsIdentity)  # the aws target keeps the identity in its stack
+    written = target.attach()
+    inventory = fleet.inventory()
+    console = fleet.console
+    console.print(
+        f"fleet {fleet.name!r}: {len(written)} identity files from stack {args.stack!r} in {fleet.state.root}; "
+        f"hosts {', '.join(h.name for h in inventory.hosts)} pinned by the stack's keys"
+    )
+    console.print(
+        f"the fleet's own CA, keys and settings: buildfleet builder create --fleet {fleet.name} gives this machine "
+        "its builder, and configure, up and down act on the same fleet as every other operator's"
+    )
+    return 0
+
+
+def add_attach(commands: argparse._SubParsersAction) -> None:
+    """The attach command: an AWS fleet's identity, taken from the stack that keeps it."""
+    attach = commands.add_parser(
+        "attach",
+        help="aws: take the fleet a Pulumi stack keeps (its CA, keys and settings) into this machine's state",
+        description="Reads the fleet identity up keeps in the stack as a secret (the stack's secrets provider "
+        "encrypts it: a passphrase, a KMS key or Pulumi Cloud), and writes it with the inventory and pinned host "
+        "keys from the stack's outputs into this machine's state for --fleet, which must not exist here yet; "
+        "Pulumi.STACK.yaml too, from the stack's last update, when the project directory has none. Anyone "
+        "with access to the stack then has the same fleet, never a second CA.",
+    )
+    attach.add_argument("--stack", metavar="NAME", required=True, help="the stack that keeps the fleet")
+    add_project_dir(attach, help="directory for Pulumi.yaml and the stack file (default: current)")
+    attach.add_argument(
+        "--ssh-key",
+        type=Path,
+        metavar="FILE",
+        help="private key matching the stack's buildfleet:sshPublicKey when it is a key of the team's own "
+        "(unset: the fleet's own key, which the identity carries)",
+    )
+    attach.add_argument(
+        "--wait-timeout",
+        type=positive,
+        default=900,
+        metavar="SECONDS",
+        help="how long to read the consoles of hosts whose keys the stack does not have yet (default 900)",
+    )
+    add_fleet_options(attach, configure_flags=False)
+    attach.set_defaults(handler=cmd_attach)

@@ -50,6 +50,10 @@ class PulumiFailed(BuildfleetError):
     """The Pulumi CLI (through the Automation API) refused or failed; the message says why."""
 
 
+class StackNotFound(PulumiFailed):
+    """The backend has no stack of that name (the CLI's "no stack named ... found")."""
+
+
 def stack_file(project_dir: Path, stack: str) -> Path:
     return project_dir / f"Pulumi.{stack}.yaml"
 
@@ -74,7 +78,7 @@ def explain(error: Exception, what: str, stack: str) -> PulumiFailed:
         if needle in line:
             return PulumiFailed(f"{what} on stack {stack!r}: {hint}")
     if "no stack named" in line:
-        return PulumiFailed(
+        return StackNotFound(
             f"stack {stack!r} does not exist in the current Pulumi backend (pulumi stack ls); "
             "buildfleet down never creates one: check --stack and your pulumi login"
         )
@@ -162,6 +166,14 @@ def open_stack(stack: str, project_dir: Path, create: bool) -> Any:
     return selected
 
 
+def existing_stack(stack: str, project_dir: Path) -> Any | None:
+    """The stack when the backend has it, selected; None for a stack up would make."""
+    try:
+        return open_stack(stack, project_dir, create=False)
+    except StackNotFound:
+        return None
+
+
 def install_plugins(stack: Any) -> None:
     """An inline program tells the CLI of no plugins (pulumi.automation's LanguageServer answers
     GetRequiredPlugins with none), so the providers it registers are installed first, each at the
@@ -197,6 +209,22 @@ def set_config(stack: Any, config: Mapping[str, Any]) -> None:
         run(lambda: stack.set_all_config(scalars), "setting config", name)
     if items:
         run(lambda: stack.set_all_config(items, path=True), "setting config", name)
+
+
+def set_secrets(stack: Any, values: Mapping[str, str]) -> None:
+    """Set buildfleet keys as ``pulumi config set --secret`` does: the stack's secrets provider
+    encrypts each in the stack file, and in the state of every update that runs with it."""
+    from pulumi.automation import ConfigValue
+
+    secrets = {f"{NAMESPACE}:{key}": ConfigValue(value, secret=True) for key, value in values.items()}
+    run(lambda: stack.set_all_config(secrets), "setting config", stack.name)
+
+
+def refresh_stack_file(stack: Any) -> None:
+    """Write the stack file from the config the stack's last update ran with (``pulumi config
+    refresh``: secrets as their ciphertext, the passphrase provider's salt from the checkpoint),
+    so this machine sets config under the stack's own secrets provider, not a new salt."""
+    run(lambda: stack.refresh_config(), "reading the stack's config from its last update", stack.name)
 
 
 def preview(stack: Any, what: str, on_output: Callable[[str], None], destroy: bool = False) -> ChangePreview:

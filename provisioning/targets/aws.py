@@ -20,17 +20,19 @@ from typing import Any, ClassVar
 
 from provisioning.artifacts import missing_error, missing_for
 from provisioning.artifacts.source import artifact_source
+from provisioning.certs import FleetCA
 from provisioning.checks import Check, failed, passed
 from provisioning.configfile import DEFAULT_FILE, stack_region
 from provisioning.errors import BuildfleetError, ConfigError
 from provisioning.extras import AWS, available, install_hint, require
+from provisioning.handover import digest, from_stack, install, replace_identity, require_new, to_stack
 from provisioning.inventory import Features, Inventory, InventoryHost
 from provisioning.placement import EMULATION
 from provisioning.plan import Plan, plan_fleet
 from provisioning.remote.ssh import connect
 from provisioning.remote.wait import wait_for_hosts
 from provisioning.removal import unlink_inside
-from provisioning.settings import NAMESPACE, Settings, require_allowed_cidrs, require_ec2_key
+from provisioning.settings import IDENTITY_KEY, NAMESPACE, Settings, require_allowed_cidrs, require_ec2_key
 from provisioning.state import FleetState
 from provisioning.targets import automation, declared_features
 from provisioning.targets.account import cancel_spot_requests, detach_policy, fleet_leftovers
@@ -75,11 +77,16 @@ class AwsTarget:
     @classmethod
     def from_options(cls, options: TargetOptions) -> AwsTarget:
         stack = options.sources.stack or options.state.recorded_stack() or options.fleet
+        sources = options.sources
+        recorded = options.state.recorded_project()
+        here = automation.stack_file(sources.project_dir, stack).exists()
+        if not options.creating and not here and recorded and automation.stack_file(recorded, stack).exists():
+            sources = dataclasses.replace(sources, project_dir=recorded)  # run from elsewhere: the fleet's own
         return cls(
             stack,
-            options.sources.project_dir,
+            sources.project_dir,
             options.state,
-            sources=options.sources,
+            sources=sources,
             ssh_key=options.ssh_key,
             wait_timeout=options.wait_timeout,
             creating=options.creating,
@@ -157,13 +164,15 @@ class AwsTarget:
         own = not user_key or user_key == self._own_key()  # an earlier up writes the fleet's own key there
         if not own:
             require_ec2_key(user_key)
-            if self.ssh_key is None or not self.ssh_key.expanduser().is_file():
-                raise ConfigError(
-                    f"{NAMESPACE}:sshPublicKey is set, so buildfleet needs its private half: "
-                    "--ssh-key PATH (e.g. ~/.ssh/id_ed25519); or unset it to use the fleet's own key"
-                )
+        # a key only the stack file names may be the fleet's own key another operator's up wrote
+        # there: the identity check below says so, not a demand for --ssh-key
+        if not own and "sshPublicKey" in self._to_set():
+            self._require_private_key()
         self._require_artifacts(settings)  # then what this machine must have
         automation.check_project(self.project_dir, self.stack)
+        self.require_identity()  # then that this machine holds the stack's fleet, if it has one
+        if not own:
+            self._require_private_key()
         to_set = self._to_set()
         if not settings.fleet_id:  # the first up: the fleet's identity, kept in the stack from now on
             to_set["fleetId"] = secrets.token_hex(8)
@@ -171,6 +180,13 @@ class AwsTarget:
             return to_set, str(self.ssh_key.expanduser())
         to_set["sshPublicKey"] = self.state.ensure_ssh_key()
         return to_set, ""
+
+    def _require_private_key(self) -> None:
+        if self.ssh_key is None or not self.ssh_key.expanduser().is_file():
+            raise ConfigError(
+                f"{NAMESPACE}:sshPublicKey is set, so buildfleet needs its private half: "
+                "--ssh-key PATH (e.g. ~/.ssh/id_ed25519); or unset it to use the fleet's own key"
+            )
 
     def _to_set(self) -> dict[str, Any]:
         """What up writes into the stack's config: the command line's choices (--config, --set), and
@@ -377,10 +393,146 @@ class AwsTarget:
         self.state.ensure()
         self.state.record_target(self.kind)  # before up: down finds a half-made stack
         self.state.record_stack(self.stack)
+        self.state.record_project(self.project_dir)
+        identity = self.identity()
+        automation.set_secrets(stack, {IDENTITY_KEY: identity})
         result = automation.run(lambda: stack.up(on_output=self.on_output, refresh=True), "pulumi up", self.stack)
+        self.state.save_published_identity(digest(identity))
         inventory = self.record(result.outputs, ssh_key)
         self.pin_zone(stack, config, result.outputs)
         return inventory
+
+    def identity(self) -> str:
+        """The fleet identity as the stack keeps it, the fleet's CA made first if it has none yet:
+        from its first up, the stack holds the one CA a teammate's attach takes."""
+        FleetCA(self.state.root / "tls").ca()
+        return to_stack(self.state)
+
+    def require_identity(self) -> None:
+        """No second CA, SSH key or stale copy for a fleet the stack keeps: a stack that keeps a fleet
+        identity is acted on from here only with that very identity (the one this machine last took or
+        handed over, or the same files), and a stack whose hosts another machine made before stacks
+        kept it, only with that machine's state. Otherwise this machine would mint a CA the hosts
+        refuse and an SSH key that replaces every host, or roll out bundles that drop a teammate's
+        consumers."""
+        if not self.creating and not automation.stack_file(self.project_dir, self.stack).exists():
+            return  # no project here (a fleet from before buildfleet kept its directory): up checks it
+        stack = automation.existing_stack(self.stack, self.project_dir)
+        if stack is None:
+            return  # a new stack: this up makes its fleet
+        outputs = automation.run(lambda: stack.outputs(), "reading the stack's outputs", self.stack)
+        kept, here = output_value(outputs, IDENTITY_KEY), f"fleet {self.state.root.name!r}"
+        attach = f"buildfleet attach --stack {self.stack} --fleet {self.state.root.name}"
+        if not kept:
+            if output_value(outputs, "inventory") and not self.state.inventory_file.exists():
+                raise ConfigError(
+                    f"stack {self.stack!r} has hosts another machine's buildfleet made (before stacks kept the fleet's "
+                    f"identity), and {here} has no state for them here: on that machine, buildfleet up once keeps "
+                    f"the identity in the stack for {attach} here, or buildfleet state export hands it over"
+                )
+            return
+        ca = FleetCA(self.state.root / "tls")
+        if not ca.made():
+            raise ConfigError(
+                f"stack {self.stack!r} keeps a fleet's identity (its CA, SSH key and settings), which {here} here "
+                f"lacks: take it with {attach} first; an up from here would make a second CA and SSH key, lock the "
+                "fleet's operators out and replace every host"
+            )
+        if digest(kept) == self.state.published_identity() or kept == to_stack(self.state):
+            return  # the stack has what this machine last took or handed over, or the same files
+        if not self.same_fleet(kept):
+            raise ConfigError(
+                f"stack {self.stack!r} keeps another fleet's CA than {here} has in {self.state.root}: this state "
+                "belongs to another fleet; take the stack's under a name of its own (buildfleet attach --stack "
+                f"{self.stack} --fleet NEW)"
+            )
+        raise ConfigError(
+            f"stack {self.stack!r} keeps a newer identity of {here} than this machine's (another operator changed "
+            f"it since: a consumer, a CA rotation): take it here first with {attach}"
+        )
+
+    def same_fleet(self, kept: str) -> bool:
+        """Whether a stack's identity and this state share a CA (a rotation keeps the previous one)."""
+        ca = FleetCA(self.state.root / "tls")
+        if not ca.made():
+            return False
+        files, held = from_stack(kept), ca.held()
+        theirs = [files.get(f"tls/{d}/cert.pem") for d in ("ca", "ca-previous")]
+        return any(cert is not None and cert in held for cert in theirs)
+
+    def keep_identity(self) -> None:
+        """Hand the stack the fleet identity when a command here changed it (up's first certificates,
+        a consumer added or revoked, a CA rotated): an update that changes no resource, run only
+        once a preview shows none would change (else the next up carries it)."""
+        if not FleetCA(self.state.root / "tls").made():
+            return
+        identity = to_stack(self.state)
+        if digest(identity) == self.state.published_identity():
+            return
+        if not automation.stack_file(self.project_dir, self.stack).exists():
+            self.on_output(
+                f"warning: the fleet identity changed here, and {self.project_dir} has no Pulumi.{self.stack}.yaml: "
+                "buildfleet up in the project directory (or --project-dir DIR) hands it to the stack"
+            )
+            return
+        stack = automation.open_stack(self.stack, self.project_dir, create=False)
+        automation.set_secrets(stack, {IDENTITY_KEY: identity})
+        changes = automation.preview(stack, "pulumi up", self.on_output)
+        if changes.changes:
+            self.on_output(
+                f"warning: the fleet identity changed here, and stack {self.stack!r} has other changes pending "
+                f"({'; '.join(changes.lines())}): buildfleet up applies them and hands the stack the identity"
+            )
+            return
+        self.on_output(f"the fleet identity changed here: stack {self.stack!r} keeps it (an update of no resource)")
+        automation.run(lambda: stack.up(on_output=self.on_output), "pulumi up (the fleet identity)", self.stack)
+        self.state.save_published_identity(digest(identity))
+
+    def attach(self) -> list[str]:
+        """This machine's state for the fleet, rebuilt from the stack: the fleet identity it keeps
+        (CA, keys, settings), then the inventory and host keys from its outputs; the stack file too
+        when this directory has none. State already here is taken over only when it is this fleet's
+        (a copy the stack has moved past) and holds nothing the stack lacks. What was written."""
+        existing = self.state.root.is_dir() and any(self.state.root.iterdir())
+        if existing and self.state.recorded_stack() != self.stack:
+            require_new(self.state)  # another fleet's state: never overwritten
+        stack = automation.open_stack(self.stack, self.project_dir, create=False)
+        outputs = automation.run(lambda: stack.outputs(), "reading the stack's outputs", self.stack)
+        kept = output_value(outputs, IDENTITY_KEY)
+        if not kept:
+            raise BuildfleetError(
+                f"stack {self.stack!r} keeps no fleet identity: the operator who made it runs buildfleet up once "
+                "with this buildfleet (the stack then keeps it), or hands it over with buildfleet state export"
+            )
+        files = from_stack(kept)
+        if existing:
+            self.require_taken_over(kept)
+        stack_file = automation.stack_file(self.project_dir, self.stack)
+        if not stack_file.exists():  # a checkout may bring its own: the team's, left as it is
+            automation.refresh_stack_file(stack)
+            self.on_output(f"{stack_file}: the stack's config, as its last update ran with it")
+        written = replace_identity(self.state, files) if existing else install(self.state, files)
+        self.state.save_published_identity(digest(kept))
+        self.state.record_project(self.project_dir)
+        ssh_key = str(self.ssh_key.expanduser()) if self.ssh_key else ""
+        self.pin_console_keys(self.record(outputs, ssh_key))
+        return written
+
+    def require_taken_over(self, kept: str) -> None:
+        """This machine's copy may give way to the stack's only when it is the same fleet and holds
+        no change it never handed over (which the stack's would silently undo)."""
+        if not self.same_fleet(kept):
+            raise ConfigError(
+                f"fleet {self.state.root.name!r} here has another CA than stack {self.stack!r} keeps: this state "
+                f"belongs to another fleet; attach under a name of its own (--fleet NEW)"
+            )
+        if digest(to_stack(self.state)) != self.state.published_identity():
+            raise ConfigError(
+                f"fleet {self.state.root.name!r} here has changes stack {self.stack!r} never got (its last hand-over "
+                "failed, or came from an older buildfleet), and the stack has another operator's since: "
+                "buildfleet state export keeps a copy of this machine's; then attach under another name (--fleet NEW) "
+                "and redo the change there"
+            )
 
     def host_key_source(self, stack: Any, config: Mapping[str, Any]) -> dict[str, str]:
         """hostKeys for the stack's config: a new stack's hosts make their own keys (console); a

@@ -154,6 +154,19 @@ class SharesMachineBinfmt(Protocol):
 
 
 @runtime_checkable
+class KeepsIdentity(Protocol):
+    """A target whose backend keeps the fleet identity for every operator (the aws target's
+    stack): a command that would change it first checks this machine's copy is the backend's,
+    one that changed it hands it over, and a teammate attaches from it."""
+
+    def require_identity(self) -> None: ...
+
+    def keep_identity(self) -> None: ...
+
+    def attach(self) -> list[str]: ...
+
+
+@runtime_checkable
 class StackBacked(Protocol):
     """A target whose settings come from a Pulumi stack file too (the aws target): its stack's name."""
 

@@ -4,6 +4,7 @@ run for real; and the wait step against real hosts."""
 
 import dataclasses
 import shutil
+import subprocess
 import time
 import uuid
 from collections import Counter
@@ -20,7 +21,7 @@ from provisioning.remote.ssh import HostKeyRejected, connect
 from provisioning.remote.wait import wait_for_host, wait_for_hosts
 from provisioning.state import FleetState
 
-from .conftest import CACHE
+from .conftest import CACHE, amd64_build, buildctl, mtls_flags
 
 pytestmark = pytest.mark.integration
 
@@ -104,7 +105,12 @@ def test_up_target_aws_twice_then_down_with_lists_from_buildfleet_yaml_and_set(
         assert second == 0, out + err
         assert "nothing to change: the fleet is configured" in out
         assert "host key read" not in err and set(reads.values()) == {1}  # the keys were kept, not read again
-        assert [c.split()[0] for c in pulumi.commands() if c.split()[0] in ("up", "destroy")] == ["up", "up"]
+        # the first up's own, then the update of no resource that handed the stack the identity configure
+        # completed (the hosts' certificates); the second up changed nothing of it
+        ups = [c.split()[0] for c in pulumi.commands() if c.split()[0] in ("up", "destroy")]
+        assert ups == ["up", "up", "up"]
+
+        a_teammate_attaches_and_has_the_same_fleet(fleet, name, tmp_path, monkeypatch, capsys, reads)
 
         assert main(["down", "--fleet", name, "--project-dir", str(pulumi.project)]) == 0
         out = capsys.readouterr().out
@@ -114,6 +120,38 @@ def test_up_target_aws_twice_then_down_with_lists_from_buildfleet_yaml_and_set(
     finally:
         FleetState.for_fleet(name).remove()  # what this test made, if down did not get to it
         assert fleet.configure().ok  # give the fixture's hosts their own certificates back
+
+
+def a_teammate_attaches_and_has_the_same_fleet(fleet, name, tmp_path, monkeypatch, capsys, reads) -> None:
+    """A second operator (another state directory, project directory and docker config) attaches
+    to the stack: its configure changes nothing, its builder builds, and the first operator's
+    client still gets in; no console is read again (the stack's identity carries the keys)."""
+    first = FleetState.for_fleet(name)
+    with monkeypatch.context() as teammate:
+        teammate.setenv("BUILDFLEET_STATE_DIR", str(tmp_path / "teammate-state"))
+        teammate.setenv("DOCKER_CONFIG", str(tmp_path / "teammate-docker"))
+        project = tmp_path / "teammate-project"
+        project.mkdir()
+        key = ["--ssh-key", str(fleet.state.ssh_key)]  # the team's own sshPublicKey: its private half
+        assert main(["attach", "--stack", name, "--fleet", name, "--project-dir", str(project), *key]) == 0
+        second = FleetState.for_fleet(name)
+        assert (second.root / "tls/ca/key.pem").read_bytes() == (first.root / "tls/ca/key.pem").read_bytes()
+        assert set(reads.values()) == {1}
+        assert main(["configure", "--fleet", name, "--project-dir", str(project), "--artifacts", str(CACHE)]) == 0
+        out, _ = capsys.readouterr()
+        assert "nothing to change: the fleet is configured" in out
+        assert main(["builder", "create", "--fleet", name]) == 0
+        context = tmp_path / "teammate-build"
+        context.mkdir()
+        (context / "Dockerfile").write_text("FROM scratch\nCOPY --from=busybox busybox-amd64 /bin/busybox\n")
+        built = subprocess.run(
+            ["docker", *amd64_build(f"buildfleet-{name}", context)], capture_output=True, text=True, timeout=600
+        )
+        assert built.returncode == 0, built.stderr[-2000:]
+        assert main(["builder", "rm", "--fleet", name]) == 0
+        second.remove()
+    for host in fleet.inventory.hosts:  # the first operator's client, untouched by the teammate
+        assert buildctl(host, *mtls_flags(first.root / "tls")).returncode == 0
 
 
 def test_waiting_gives_up_on_a_silent_host_with_one_line_naming_it(fleet, tmp_path):
