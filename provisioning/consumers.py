@@ -12,12 +12,14 @@ builder does.
 Layout, in ``<state>/tls/consumers/<name>/``: ``ca/`` (its issuing CA), ``cert.pem`` and
 ``key.pem`` (its client certificate), ``revoked`` once revoked (the certificate stays, for
 ``client list``; the keys go). A consumer whose CA lives elsewhere (the OIDC token exchange's,
-made on its host) has only ``ca/cert.pem`` here: in the bundle like the others, revoked alike.
+made on its host) has only ``ca/cert.pem`` here: in the bundle like the others, revoked alike,
+and renewed by retiring that CA (``retired/<sha256>.pem``) for its host to make a new one.
 """
 
 from __future__ import annotations
 
 import datetime
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,6 +33,7 @@ from provisioning.removal import unlink_inside
 
 CLIENT_DAYS = 90  # a consumer's certificate; renewed in place, its CA stays
 REVOKED = "revoked"
+RETIRED = "retired"  # an adopted consumer's CA certificates set aside for good, by their sha256
 
 
 @dataclass(frozen=True)
@@ -77,13 +80,41 @@ class Consumers:
         return self.files(name)
 
     def revoke(self, name: str) -> None:
-        """Out of the bundle the hosts trust (at their next configure), its keys gone from here."""
+        """Out of the bundle the hosts trust (at their next configure), its keys gone from here (an
+        adopted CA's certificate stays: it is public, and what the exchange's host must not sign
+        with again)."""
         directory = self._dir(name)
         if self.trust_of(name) is None:
             self._active_ca(name)  # the error naming what there is
+        adopted = self.adopted(name)
         (directory / REVOKED).write_text("revoked: no host trusts its CA after the next configure\n")
         for path in (directory / "ca" / "key.pem", directory / "ca" / "cert.pem", directory / "key.pem"):
-            unlink_inside(path, directory)
+            if not (adopted and path.name == "cert.pem"):
+                unlink_inside(path, directory)
+
+    def adopted(self, name: str) -> bool:
+        """Whether ``name``'s CA lives elsewhere (the token exchange's): its certificate alone is here."""
+        ca = self._dir(name) / "ca"
+        return (ca / "cert.pem").exists() and not (ca / "key.pem").exists()
+
+    def retire(self, name: str) -> None:
+        """An adopted consumer's CA set aside for good (revoked or not): it leaves the bundle, its
+        host makes a new CA at the next configure, and that one is adopted in its place."""
+        if not self.adopted(name):
+            self._active_ca(name)  # made here: the error naming what there is
+            raise BuildfleetError(f"client {name!r} was made here: renew gives it a new certificate instead")
+        directory = self._dir(name)
+        cert = (directory / "ca" / "cert.pem").read_bytes()
+        retired = directory / RETIRED
+        retired.mkdir(mode=0o700, exist_ok=True)
+        (retired / f"{hashlib.sha256(cert).hexdigest()}.pem").write_bytes(cert)
+        unlink_inside(directory / "ca" / "cert.pem", directory / "ca")
+        unlink_inside(directory / REVOKED, directory)
+
+    def retired(self, name: str) -> tuple[str, ...]:
+        """The sha256 of each CA certificate of ``name`` retired: never adopted, nor signed with, again."""
+        directory = self._dir(name) / RETIRED
+        return tuple(sorted(p.stem for p in directory.glob("*.pem"))) if directory.is_dir() else ()
 
     def adopt(self, name: str, ca_cert: bytes) -> None:
         """A consumer whose issuing CA lives elsewhere (the token exchange's, whose key never
@@ -96,6 +127,10 @@ class Consumers:
             )
         if (directory / "ca" / "key.pem").exists():
             raise BuildfleetError(f"client {name!r} was made here, not by the token exchange: use another name")
+        if hashlib.sha256(ca_cert).hexdigest() in self.retired(name):
+            raise BuildfleetError(
+                f"client {name!r}: its host still has the CA that was retired; configure makes it a new one"
+            )
         (directory / "ca").mkdir(mode=0o700, parents=True, exist_ok=True)
         (directory / "ca" / "cert.pem").write_bytes(ca_cert)
 

@@ -2,6 +2,7 @@
 renewed under the same CA, so the hosts never change for a renewal."""
 
 import datetime
+import hashlib
 
 import pytest
 from fleet_parts import trusted_by
@@ -83,5 +84,29 @@ def test_the_token_exchanges_consumer_holds_only_its_ca_certificate_and_is_revok
         consumers.renew("oidc-exchange")
     consumers.revoke("oidc-exchange")
     assert consumers.trust() == b"" and consumers.revoked("oidc-exchange")
+    assert [(c.name, c.revoked) for c in consumers.listed()] == [("oidc-exchange", True)]  # its certificate stays
     with pytest.raises(BuildfleetError, match="is revoked"):
         consumers.adopt("oidc-exchange", cert)  # what it signed may still be out there
+
+
+def test_the_exchange_renewed_is_a_new_ca_of_its_host_and_the_revoked_one_is_never_adopted_again(tmp_path):
+    from provisioning.exchange.service import IssuingCA
+
+    consumers, host = Consumers(tmp_path / "tls"), IssuingCA(tmp_path / "host" / "ca")
+    old = host.ensure("buildfleet oidc exchange CA f")
+    consumers.adopt("oidc-exchange", old)
+    consumers.revoke("oidc-exchange")
+    consumers.retire("oidc-exchange")  # client renew oidc-exchange
+    retired = consumers.retired("oidc-exchange")
+    assert retired == (hashlib.sha256(old).hexdigest(),) and not consumers.revoked("oidc-exchange")
+    assert consumers.trust() == b""  # nothing trusted until the host's new CA is adopted
+    with pytest.raises(BuildfleetError, match="still has the CA that was retired"):
+        consumers.adopt("oidc-exchange", host.ensure("buildfleet oidc exchange CA f"))  # a host not yet told
+    new = host.ensure("buildfleet oidc exchange CA f", retired)  # what its init does at configure
+    assert new != old and host.ensure("buildfleet oidc exchange CA f", retired) == new
+    consumers.adopt("oidc-exchange", new)
+    assert consumers.trust() == new
+    FleetCA(tmp_path / "tls").client()
+    Consumers(tmp_path / "tls").add("ci")
+    with pytest.raises(BuildfleetError, match="was made here: renew gives it a new certificate"):
+        consumers.retire("ci")

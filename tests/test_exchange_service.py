@@ -5,6 +5,7 @@ A job's valid token gets an hour's certificate for its own key; each other token
 with its reason over HTTP; a replay is refused across a restart; the CA's key stays in the
 service's directory, and the certificate it signs is taken by a TLS peer trusting the bundle."""
 
+import hashlib
 import json
 import socket
 import ssl
@@ -17,6 +18,7 @@ from pathlib import Path
 
 import pytest
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from oidc_provider import Provider
 from test_oidc_exchange import AUDIENCE, job_request, token
@@ -201,3 +203,24 @@ def handshake(directory: Path, bundle: bytes, cert: x509.Certificate, key) -> bo
             pass
         thread.join(5)
     return taken == [True]
+
+
+def test_init_with_the_ca_retired_makes_a_new_one_that_signs_from_then_on(exchange, github):
+    def init() -> bytes:
+        return subprocess.run(
+            [HOST_PYTHON, service.__file__, "init", "--config", str(exchange.config)], capture_output=True, check=True
+        ).stdout
+
+    old = init()
+    assert init() == old  # kept: init makes the CA once
+    config = json.loads(exchange.config.read_text())
+    exchange.config.write_text(json.dumps({**config, "retired_ca_sha256": [hashlib.sha256(old).hexdigest()]}))
+    new = init()  # client renew oidc-exchange, then configure: the host makes a new CA
+    assert new != old and init() == new
+    key, csr = job_request()
+    status, body = exchange.ask(token(github), csr)
+    assert status == 200, body
+    issued = x509.load_pem_x509_certificate(body.encode())
+    issued.verify_directly_issued_by(x509.load_pem_x509_certificate(new))
+    with pytest.raises(InvalidSignature):  # the same name, another key: the revoked CA signed none of it
+        issued.verify_directly_issued_by(x509.load_pem_x509_certificate(old))

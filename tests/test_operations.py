@@ -4,6 +4,7 @@ Facts come from outputs captured on real hosts (see test_facts), so idempotence 
 checked here without a host; the integration tier runs the same steps on real ones.
 """
 
+import dataclasses
 import hashlib
 import json
 from pathlib import Path
@@ -523,6 +524,19 @@ def test_an_exchange_in_place_needs_nothing_and_a_new_server_certificate_restart
     rotated = exchange_step(EXCHANGE, b"new server cert").decide(facts)
     written, stop, start = rotated.actions  # the config names the new certificate's digest: a restart
     assert written.dest == EXCHANGE_CONFIG and stop.argv == (SUPERVISE, "stop", "buildfleet-exchange")
+
+
+def test_a_revoked_exchange_ca_on_its_host_is_made_anew_and_its_config_names_it_retired():
+    revoked = b"the revoked CA certificate"
+    renewed = dataclasses.replace(EXCHANGE, retired=(SHA(revoked),))
+    facts = exchange_facts("none", True, revoked)
+    decision = exchange_step(renewed, b"server cert").decide(facts)
+    init = next(a for a in decision.actions if getattr(a, "argv", ())[:3] == ("python3", EXCHANGE_SCRIPT, "init"))
+    assert "make a new issuing CA" in init.why
+    config = next(a for a in decision.actions if getattr(a, "dest", "") == EXCHANGE_CONFIG)
+    assert json.loads(config.content)["retired_ca_sha256"] == [SHA(revoked)]  # init then makes a new one
+    kept = exchange_step(renewed, b"server cert").decide(exchange_facts("none", True, b"the new CA"))
+    assert not any(getattr(a, "argv", ())[2:3] == ("init",) for a in kept.actions)
 
 
 def test_a_host_that_no_longer_runs_the_exchange_stops_it_and_keeps_its_ca():

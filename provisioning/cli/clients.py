@@ -23,12 +23,18 @@ def cmd_client(fleet: Fleet, args: argparse.Namespace) -> int:
         return list_clients(fleet, consumers)
     if args.name is None:
         raise ConfigError(f"client {args.action} needs the client's name: buildfleet client {args.action} NAME")
-    if args.action == "renew":
+    if args.action == "renew" and not consumers.adopted(args.name):
         files = consumers.renew(args.name, args.days)
         console.print(f"client {args.name!r}: a new certificate ({args.days} days) under its own CA: {files.cert}")
         console.print("the hosts trust it already: nothing restarts; hand the consumer the new files (ci-config)")
         return 0
-    if args.action == "add":
+    if args.action == "renew":  # the token exchange's, whose CA lives on its host: a new CA there
+        consumers.retire(args.name)
+        console.print(
+            f"client {args.name!r}: its CA is retired, trusted nowhere once the bundle rolls out; its host makes a "
+            "new one now, which every host is given to trust, one at a time, drained"
+        )
+    elif args.action == "add":
         fleet.inventory()  # a fleet to add it to, before anything is made
         files = consumers.add(args.name, args.days)
         console.print(f"client {args.name!r}: its own CA and a certificate for {args.days} days: {files.cert}")

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 from rich.console import Console
 
 from provisioning.cli.options import DRAIN_TIMEOUT, default_cache_dir
+from provisioning.consumers import Consumers
 from provisioning.errors import BuildfleetError, ConfigError, NotConfirmed
 from provisioning.inventory import Inventory
 from provisioning.settings import Settings, settings_from_mapping
@@ -190,10 +191,12 @@ class Fleet:
     def configure_options(self, settings: Settings) -> ConfigureOptions:
         """What configure gives each host, from the fleet's settings and the command line."""
         from provisioning.hosts.configure import ConfigureOptions  # paramiko and friends: only when needed
-        from provisioning.hosts.operations.exchange import ExchangeDesired
+        from provisioning.hosts.operations.exchange import CLIENT, ExchangeDesired
 
-        wanted = settings.exchange_wanted()
-        exchange = ExchangeDesired.of(settings, [h.name for h in self.inventory().hosts], self.name) if wanted else None
+        exchange = None
+        if settings.exchange_wanted():  # the token exchange, on the host the settings name, never with a retired CA
+            retired = Consumers(self.state.root / "tls").retired(CLIENT)
+            exchange = ExchangeDesired.of(settings, [h.name for h in self.inventory().hosts], self.name, retired)
         return ConfigureOptions(
             buildkitd_port=settings.buildkitd_port,
             idle_stop_minutes=settings.idle_stop_minutes,

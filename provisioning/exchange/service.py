@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import hashlib
 import json
 import os
 import ssl
@@ -137,11 +138,14 @@ class IssuingCA:
 
     directory: Path
 
-    def ensure(self, name: str) -> bytes:
-        """The CA's certificate (PEM), the CA made first when there is none."""
+    def ensure(self, name: str, retired: tuple[str, ...] = ()) -> bytes:
+        """The CA's certificate (PEM), the CA made first when there is none, or made anew when the
+        one here is ``retired`` (the sha256 of a certificate the operator revoked: never again)."""
         cert_file, key_file = self.directory / "cert.pem", self.directory / "key.pem"
         if cert_file.exists() and key_file.exists():
-            return cert_file.read_bytes()
+            current = cert_file.read_bytes()
+            if hashlib.sha256(current).hexdigest() not in retired:
+                return current
         self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         key = ec.generate_private_key(ec.SECP256R1())
         subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
@@ -272,6 +276,7 @@ class ServiceConfig:
     ca_name: str  # the issuing CA's common name, made at the first start
     lifetime_seconds: int = int(LIFETIME.total_seconds())
     listen: str = "0.0.0.0"
+    retired: tuple[str, ...] = ()  # sha256 of CA certificates the operator revoked: init makes a new one
 
     @classmethod
     def read(cls, path: Path) -> ServiceConfig:
@@ -285,6 +290,7 @@ class ServiceConfig:
             str(data["ca_name"]),
             int(data.get("lifetime_seconds", LIFETIME.total_seconds())),
             str(data.get("listen", "0.0.0.0")),
+            tuple(str(d) for d in data.get("retired_ca_sha256", ())),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -297,6 +303,7 @@ class ServiceConfig:
             "ca_name": self.ca_name,
             "lifetime_seconds": self.lifetime_seconds,
             "listen": self.listen,
+            "retired_ca_sha256": list(self.retired),
         }
 
     @property
@@ -372,7 +379,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     config = ServiceConfig.read(args.config)
     if args.command == "init":
-        sys.stdout.write(config.ca.ensure(config.ca_name).decode())
+        sys.stdout.write(config.ca.ensure(config.ca_name, config.retired).decode())
         return 0
     httpd = server(config)
     log(outcome="listening", port=config.port, issuers=[i.issuer for i in config.issuers])

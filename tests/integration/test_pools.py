@@ -394,6 +394,15 @@ def test_a_ci_job_trades_its_oidc_token_for_an_hours_certificate_that_builds_and
         assert reaches(pool, files) == dict.fromkeys(everywhere, False)  # what it issued is refused everywhere
         later, _ = job(script, provider.token("buildfleet", repository="acme/app"), pool.root / "after")
         assert later.returncode != 0  # the exchange still signs, but no host trusts its CA any more
+        # back on: a new CA, made on the exchange's host, the revoked one trusted nowhere still
+        renewed = buildfleet("client", "renew", "oidc-exchange", "--fleet", pool.name, env=pool.env)
+        assert renewed.returncode == 0, renewed.stdout + renewed.stderr
+        assert "make a new issuing CA, on this host (revoked)" in renewed.stdout
+        again, env = job(script, provider.token("buildfleet", repository="acme/app"), pool.root / "renewed")
+        assert again.returncode == 0, again.stdout + again.stderr
+        (tls,) = [d for d in (pool.root / "renewed").iterdir() if (d / "cert.pem").exists()]
+        assert reaches(pool, TLSFiles(tls / "ca.pem", tls / "cert.pem", tls / "key.pem")) == everywhere
+        assert reaches(pool, files) == dict.fromkeys(everywhere, False)  # the revoked CA's certificate still out
     finally:
         config.write_text(before)
         subprocess.run(["docker", "exec", container, "pkill", "-f", "http.server 9999"], capture_output=True)

@@ -60,9 +60,12 @@ class ExchangeDesired:
     port: int  # where it listens on that host
     issuers: tuple[TrustedIssuer, ...]
     fleet: str  # names its CA
+    retired: tuple[str, ...] = ()  # sha256 of its CAs the operator revoked: the host makes a new one
 
     @classmethod
-    def of(cls, settings: Settings, hosts: list[str], fleet: str) -> ExchangeDesired | None:
+    def of(
+        cls, settings: Settings, hosts: list[str], fleet: str, retired: tuple[str, ...] = ()
+    ) -> ExchangeDesired | None:
         """The exchange the settings ask for, on the host they name (or the first), None when off."""
         trusted = issuers(settings)
         if not trusted:
@@ -70,7 +73,7 @@ class ExchangeDesired:
         host = settings.exchange_host or sorted(hosts)[0]
         if host not in hosts:
             raise ConfigError(f"buildfleet:exchangeHost: {host!r} is not a host of the fleet ({', '.join(hosts)})")
-        return cls(host, settings.exchange_port, trusted, fleet)
+        return cls(host, settings.exchange_port, trusted, fleet, retired)
 
     def config(self) -> ServiceConfig:
         return ServiceConfig(
@@ -80,6 +83,7 @@ class ExchangeDesired:
             Path(STATE),
             self.issuers,
             f"buildfleet oidc exchange CA {self.fleet}",
+            retired=self.retired,
         )
 
     def config_file(self, server_cert: bytes) -> bytes:
@@ -130,6 +134,10 @@ def exchange_step(desired: ExchangeDesired | None, server_cert: bytes = b"") -> 
         actions += differing(wanted, digests)
         if got["ca"] is None:
             actions.append(Run(("python3", SCRIPT, "init", "--config", CONFIG), "make its issuing CA, on this host"))
+        elif hashlib.sha256(got["ca"]).hexdigest() in desired.retired:
+            actions.append(
+                Run(("python3", SCRIPT, "init", "--config", CONFIG), "make a new issuing CA, on this host (revoked)")
+            )
         actions += init.files(daemon, digests)
         if actions or not got["running"]:
             restart = bool(actions) and got["running"]
