@@ -281,6 +281,9 @@ def test_a_revoked_client_is_refused_by_every_member_and_through_the_pool_and_th
     revoked = buildfleet("client", "revoke", "ci-a", "--fleet", pool.name, env=pool.env)
     assert revoked.returncode == 0, revoked.stdout + revoked.stderr
     assert reaches(pool, a) == dict.fromkeys(everywhere, False)  # the job's copies are refused everywhere
+    # what the revoked job sees: its CA is not among those the host asks for, so its client sends no certificate
+    seen = buildctl(pool.state.load_inventory().host("amd64-0"), *consumer_flags(a)).stderr
+    assert "remote error: tls: certificate required" in seen, seen
     assert reaches(pool, b) == everywhere
     assert {code for code, _ in pool.builds(2)} == {0}  # the operator's builder too
     listed = buildfleet("client", "list", "--json", "--fleet", pool.name, env=pool.env)
