@@ -11,10 +11,11 @@ from pathlib import Path
 from provisioning.cli.context import Fleet
 from provisioning.cli.options import add_fleet_options, add_project_dir, positive
 from provisioning.errors import ConfigError
-from provisioning.handover import identity_files, install, read_bundle, seal, unseal
+from provisioning.handover import identity_files, install, pack, read_bundle, seal, unpack, unseal
 from provisioning.targets.base import KeepsIdentity
 
 PASSPHRASE_ENV = "BUILDFLEET_STATE_PASSPHRASE"
+DEFAULT_IDENTITIES = (Path("~/.ssh/id_ed25519"), Path("~/.ssh/id_rsa"))  # as ssh and age look
 
 
 def passphrase(confirm: bool) -> str:
@@ -46,33 +47,109 @@ def write_new_private(path: Path, data: bytes) -> None:
 
 def cmd_state(fleet: Fleet, args: argparse.Namespace) -> int:
     console, path = fleet.console, Path(args.file)
+    keys = bool(args.recipient or args.recipients_file)
     if args.action == "export":
-        bundle = seal(fleet.state, passphrase(confirm=True))
+        if args.identity:
+            raise ConfigError("--identity opens a bundle: it is for state import (export seals with --recipient)")
+        bundle = sealed_for_keys(fleet, args) if keys else seal(fleet.state, passphrase(confirm=True))
         write_new_private(path, bundle)
         count = len(identity_files(fleet.state))
         console.print(f"fleet {fleet.name!r}: {count} identity files sealed into {path} ({len(bundle)} bytes)")
-        console.print(
-            f"a teammate runs: buildfleet state import {path.name} --fleet {fleet.name} (with the passphrase)"
-        )
+        opens = "with the private half of a key named (age -d -i KEY opens it too)" if keys else "with the passphrase"
+        console.print(f"a teammate runs: buildfleet state import {path.name} --fleet {fleet.name} ({opens})")
         return 0
-    written = install(fleet.state, unseal(read_bundle(path), passphrase(confirm=False)))
+    if keys:
+        raise ConfigError("--recipient and --recipients-file seal a bundle: they are for state export")
+    bundle = read_bundle(path)
+    if not for_keys(bundle) and args.identity:
+        raise ConfigError(f"{path} is sealed with a passphrase, not for keys: leave out --identity")
+    files = opened_with_key(path, bundle, args.identity) if for_keys(bundle) else unseal(bundle, passphrase(False))
+    written = install(fleet.state, files)
     console.print(f"fleet {fleet.name!r}: {len(written)} identity files from {path} in {fleet.state.root}")
     console.print("the same CA, keys and settings as the operator who exported them: configure changes nothing")
     return 0
+
+
+def sealed_for_keys(fleet: Fleet, args: argparse.Namespace) -> bytes:
+    """The identity as an age file for the keys named: each --recipient a key, each
+    --recipients-file a file of them (an id_ed25519.pub, a github.com/USER.keys); every key
+    read before anything is sealed."""
+    from provisioning.recipients import parse_recipients, seal_for
+
+    recipients = [r for key in args.recipient for r in parse_recipients(key, "--recipient")]
+    for file in args.recipients_file:
+        recipients += parse_recipients(read_text(file), str(file))
+    return seal_for(pack(fleet.state), recipients)
+
+
+def for_keys(bundle: bytes) -> bool:
+    from provisioning.recipients import MAGIC
+
+    return bundle.startswith(MAGIC)
+
+
+def opened_with_key(path: Path, bundle: bytes, identity: Path | None) -> dict[str, bytes]:
+    """An age bundle's files, opened with --identity or this user's own SSH key."""
+    from provisioning.recipients import open_with, parse_identity
+
+    key = identity or next((k for k in DEFAULT_IDENTITIES if k.expanduser().is_file()), None)
+    if key is None:
+        raise ConfigError(
+            f"{path} is sealed for SSH or age keys, and there is no {' or '.join(map(str, DEFAULT_IDENTITIES))}: "
+            "--identity FILE (the private half of a key it was sealed for, or an age identity file)"
+        )
+    key = key.expanduser()
+    ask = lambda: getpass.getpass(f"passphrase for {key}: ")  # noqa: E731 - asked only for a protected key
+    return unpack(open_with(bundle, parse_identity(read_bytes(key), str(key), ask), str(key)))
+
+
+def read_text(path: Path) -> str:
+    return read_bytes(path).decode(errors="replace")
+
+
+def read_bytes(path: Path) -> bytes:
+    try:
+        return path.expanduser().read_bytes()
+    except OSError as error:
+        raise ConfigError(f"{path}: {error.strerror}") from None
 
 
 def add_state(commands: argparse._SubParsersAction) -> None:
     """The state command: a fleet's identity handed from one operator to another."""
     state = commands.add_parser(
         "state",
-        help="export the fleet's identity (CA, keys, settings) sealed with a passphrase, or import one",
+        help="export the fleet's identity (CA, keys, settings) sealed for a teammate's SSH key or a passphrase, "
+        "or import one",
         description="export seals the fleet's CA and every certificate it issued, its SSH key and pinned host "
-        "keys, its settings and inventory into FILE (AES-256-GCM, the key derived from a passphrase with "
+        "keys, its settings and inventory into FILE: for the SSH or age public keys named (an age file, which "
+        "the private half of any one of them opens), else with a passphrase (AES-256-GCM, the key derived with "
         f"scrypt; {PASSPHRASE_ENV}, else asked). import writes them into this machine's state for the fleet, "
         "which must not exist yet here: a second operator then has the same fleet, not a second CA.",
     )
     state.add_argument("action", choices=("export", "import"))
     state.add_argument("file", help="the bundle to write (export) or read (import)")
+    state.add_argument(
+        "--recipient",
+        action="append",
+        default=[],
+        metavar="KEY",
+        help="export: seal for this public key (ssh-ed25519 ..., ssh-rsa ..., or age1...); repeatable",
+    )
+    state.add_argument(
+        "--recipients-file",
+        action="append",
+        default=[],
+        type=Path,
+        metavar="FILE",
+        help="export: seal for every key in FILE, one a line (an id_ed25519.pub, a github.com/USER.keys); repeatable",
+    )
+    state.add_argument(
+        "--identity",
+        type=Path,
+        metavar="FILE",
+        help="import: the private key that opens a bundle sealed for keys (default: ~/.ssh/id_ed25519, "
+        "else ~/.ssh/id_rsa), or an age identity file",
+    )
     add_fleet_options(state)
     state.set_defaults(handler=cmd_state)
 
