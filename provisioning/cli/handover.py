@@ -78,7 +78,7 @@ def sealed_for_keys(fleet: Fleet, args: argparse.Namespace) -> bytes:
 
     recipients = [r for key in args.recipient for r in parse_recipients(key, "--recipient")]
     for file in args.recipients_file:
-        recipients += parse_recipients(read_text(file), str(file))
+        recipients += parse_recipients(read_bundle(file.expanduser()).decode(errors="replace"), str(file))
     return seal_for(pack(fleet.state), recipients)
 
 
@@ -99,19 +99,14 @@ def opened_with_key(path: Path, bundle: bytes, identity: Path | None) -> dict[st
             "--identity FILE (the private half of a key it was sealed for, or an age identity file)"
         )
     key = key.expanduser()
-    ask = lambda: getpass.getpass(f"passphrase for {key}: ")  # noqa: E731 - asked only for a protected key
-    return unpack(open_with(bundle, parse_identity(read_bytes(key), str(key), ask), str(key)))
 
+    def ask() -> str:  # only for a key protected by a passphrase of its own
+        try:
+            return getpass.getpass(f"passphrase for {key}: ")
+        except EOFError:
+            raise ConfigError(f"{key} is protected by a passphrase, and there is no terminal to ask it at") from None
 
-def read_text(path: Path) -> str:
-    return read_bytes(path).decode(errors="replace")
-
-
-def read_bytes(path: Path) -> bytes:
-    try:
-        return path.expanduser().read_bytes()
-    except OSError as error:
-        raise ConfigError(f"{path}: {error.strerror}") from None
+    return unpack(open_with(bundle, parse_identity(read_bundle(key), str(key), ask), str(key)))
 
 
 def add_state(commands: argparse._SubParsersAction) -> None:
