@@ -107,5 +107,8 @@ def open_with(bundle: bytes, identities: list[Identity], source: str) -> bytes:
         return pyrage.decrypt(bundle, identities)
     except pyrage.DecryptError as error:
         if "No matching keys" in str(error):
-            raise ConfigError(f"the bundle was sealed for other keys than {source}'s: nothing was written") from None
+            raise ConfigError(
+                f"the bundle was sealed for other keys than {source}'s: nothing was written "
+                "(another key of yours: --identity FILE)"
+            ) from None
         raise ConfigError(f"the bundle does not open with {source} (it was changed since export: {error})") from None
