@@ -32,12 +32,12 @@ def parse_recipients(text: str, source: str) -> list[Recipient]:
     """Each key ``text`` names, a line each ('#' comments and blank lines skipped); a line that is
     none refuses the whole list, naming it, so a bundle is never sealed for fewer than were meant."""
     found: list[Recipient] = []
+    numbered = "\n" in text.strip()  # a file's lines are named by number, one key by its source alone
     for number, line in enumerate(text.splitlines(), 1):
         line = line.strip()
         if not line or line.startswith("#"):
             continue
-        where = f"{source}:{number}" if "\n" in text.strip() else source
-        found.append(_recipient(line, where))
+        found.append(_recipient(line, f"{source}:{number}" if numbered else source))
     if not found:
         raise ConfigError(f"{source} names no key: an SSH public key ({', '.join(SSH_TYPES)}) or an age1... key")
     return found

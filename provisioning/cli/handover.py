@@ -61,9 +61,10 @@ def cmd_state(fleet: Fleet, args: argparse.Namespace) -> int:
     if keys:
         raise ConfigError("--recipient and --recipients-file seal a bundle: they are for state export")
     bundle = read_bundle(path)
-    if not for_keys(bundle) and args.identity:
+    keyed = for_keys(bundle)
+    if not keyed and args.identity:
         raise ConfigError(f"{path} is sealed with a passphrase, not for keys: leave out --identity")
-    files = opened_with_key(path, bundle, args.identity) if for_keys(bundle) else unseal(bundle, passphrase(False))
+    files = opened_with_key(path, bundle, args.identity) if keyed else unseal(bundle, passphrase(False))
     written = install(fleet.state, files)
     console.print(f"fleet {fleet.name!r}: {len(written)} identity files from {path} in {fleet.state.root}")
     console.print("the same CA, keys and settings as the operator who exported them: configure changes nothing")
